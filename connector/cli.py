@@ -1,0 +1,187 @@
+"""`connector run | validate | preview`.
+
+Exit codes: 0 every event delivered; 1 an event failed, an output broke or the
+script stopped the run; 2 invalid config or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from connector import __version__
+from connector.config import Config, ConfigError, load_config
+from connector.logs import setup_logging
+from connector.pipeline import Pipeline, RunOptions, build_output, prepare, schedule
+
+log = logging.getLogger("connector")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="connector",
+        description="Turn cron and rate schedules into events with a Python script, and ship them.",
+    )
+    parser.add_argument("--version", action="version", version=f"connector {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the pipeline")
+    run.add_argument("config", type=Path)
+    run.add_argument(
+        "--mode",
+        choices=["live", "backfill"],
+        help="live: each timestamp when it comes due (default); "
+        "backfill: every timestamp from start to end, as fast as possible",
+    )
+    run.add_argument("--max-events", type=int, metavar="N", help="stop after N events")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    run.add_argument("--seed", type=int, help="seed Python's random before the script loads")
+    run.add_argument("--quiet", action="store_true", help="no progress line or progress logs")
+    _common(run)
+
+    validate = sub.add_parser("validate", help="check a config and its script; send nothing")
+    validate.add_argument("config", type=Path)
+    validate.add_argument("--mode", choices=["live", "backfill"])
+    _common(validate)
+
+    preview = sub.add_parser("preview", help="print the first events; send nothing")
+    preview.add_argument("config", type=Path)
+    preview.add_argument("--events", type=int, default=10, metavar="N")
+    preview.add_argument(
+        "--at",
+        metavar="ISO_TIMESTAMP",
+        help="call produce() at this timestamp instead of the schedule's first",
+    )
+    preview.add_argument("--seed", type=int)
+    _common(preview)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        config = load_config(args.config)
+        return {"run": cmd_run, "validate": cmd_validate, "preview": cmd_preview}[args.command](
+            config, args
+        )
+    except ConfigError as exc:
+        print(f"{args.config}: invalid config", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_validate(config: Config, args: argparse.Namespace) -> int:
+    mode = args.mode or config.mode
+    script = prepare(config, seed=None)
+    schedule(config, mode, datetime.now(config.tz))
+    inputs = ", ".join(e.plugin for e in config.input)
+    outputs = ", ".join(e.plugin for e in config.output)
+    print(
+        f"{args.config}: valid ({len(config.input)} input(s): {inputs}; "
+        f"script {script.path.name}; {len(config.output)} output(s): {outputs}; mode {mode})"
+    )
+    return EXIT_OK
+
+
+def cmd_preview(config: Config, args: argparse.Namespace) -> int:
+    script = prepare(config, args.seed)
+    if args.at:
+        try:
+            at = datetime.fromisoformat(args.at.replace("Z", "+00:00"))
+        except ValueError:
+            print(f"--at: invalid ISO-8601 timestamp '{args.at}'", file=sys.stderr)
+            return EXIT_USAGE
+        at = (at if at.tzinfo else at.replace(tzinfo=config.tz)).astimezone(config.tz)
+        calls = ((at, i) for i in range(len(config.input)))
+    else:
+        calls = schedule(config, "preview", datetime.now(config.tz))
+    shown = ticks = 0
+    for ts, i in calls:
+        if shown >= args.events or ticks >= 100_000:  # a script may return [] for a long time
+            break
+        ticks += 1
+        settings = config.input[i].settings
+        for _ in range(settings.count):
+            for event in script.events({"timestamp": ts, "tags": settings.tags})[
+                : args.events - shown
+            ]:
+                print(event)
+                shown += 1
+    errors = sum(script.errors.values())
+    print(
+        f"preview: {shown} event(s) from {ticks} timestamp(s), {errors} script error(s); "
+        "nothing was sent",
+        file=sys.stderr,
+    )
+    return EXIT_OK if not errors else EXIT_FAILED
+
+
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    mode = args.mode or config.mode
+    options = RunOptions(
+        mode=mode, max_events=args.max_events, duration=args.duration, seed=args.seed
+    )
+    script = prepare(config, args.seed)
+    stream = schedule(config, mode, datetime.now(config.tz))
+    outputs = [
+        build_output(e, n) for e, n in zip(config.output, config.output_names(), strict=True)
+    ]
+    pipeline = Pipeline(config, script, outputs, options)
+
+    def on_signal(signum: int, _frame) -> None:
+        if pipeline._stop:  # a second signal: stop waiting for the flush
+            raise KeyboardInterrupt
+        pipeline.request_stop(f"{signal.Signals(signum).name} received")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log.info(
+        "run: mode %s, %d input(s), %d output(s), script %s",
+        mode,
+        len(config.input),
+        len(outputs),
+        script.path.name,
+    )
+    code = pipeline.run(stream)
+    print_summary(pipeline, sys.stderr)
+    return code
+
+
+def print_summary(p: Pipeline, out) -> None:
+    elapsed = max(p.finished - p.started, 1e-9)
+    lines = [
+        f"summary: {'stopped: ' + p.stop_reason if p.stop_reason else 'schedule complete'}"
+        f" after {elapsed:.2f}s",
+        f"  timestamps: {sum(p.timestamps)}",
+        f"  events produced: {p.produced} ({p.produced / elapsed:,.0f}/s)",
+        f"  script errors: {sum(p.script.errors.values())}"
+        + "".join(f", {k}: {v}" for k, v in sorted(p.script.errors.items())),
+    ]
+    for broken in p.broken:
+        lines.append(f"  output {broken}")
+    for o in p.outputs:
+        a = o.acks
+        lines.append(f"  output {a.name}: delivered {a.delivered}, failed {a.failed}")
+        lines += [f"    failed: {reason}: {n}" for reason, n in a.reasons.most_common()]
+    if p.options.mode == "live" and p.lag.count:
+        lines.append(f"  schedule lag p99: <= {p.lag.quantile(0.99) * 1000:g} ms")
+    print("\n".join(lines), file=out, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

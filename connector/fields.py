@@ -1,0 +1,66 @@
+"""Config field types shared by several plugins."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
+
+__all__ = ["ConfigPath", "Strict", "TimeSpec", "resolve_time"]
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    value = Path(os.path.expanduser(value))
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
+"""A path; relative ones resolve against the config file's folder, not the working directory."""
+
+
+_RELATIVE = re.compile(r"^([+-])\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _time_spec(value: Any) -> str | datetime:
+    """`now`, `+1h` / `-30m` (relative to the run's start), or ISO-8601."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO-8601 time, 'now', or a relative time like '+1h'")
+    text = value.strip()
+    if text == "now" or _RELATIVE.match(text):
+        return text
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"invalid time '{value}': use ISO-8601 like 2026-02-20T10:00:00+00:00, "
+            "'now', or a relative time like '+1h', '-30m', '+90s'"
+        ) from None
+
+
+TimeSpec = Annotated[str | datetime, BeforeValidator(_time_spec)]
+
+
+def resolve_time(spec: str | datetime, now: datetime, tz: ZoneInfo) -> datetime:
+    """Turn a TimeSpec into an aware datetime; naive ISO times are read in the config's zone."""
+    if isinstance(spec, datetime):
+        return (spec if spec.tzinfo else spec.replace(tzinfo=tz)).astimezone(tz)
+    if spec == "now":
+        return now.astimezone(tz)
+    sign, amount, unit = _RELATIVE.match(spec).groups()
+    delta = timedelta(seconds=float(amount) * _UNITS[unit])
+    return (now + delta if sign == "+" else now - delta).astimezone(tz)

@@ -1,0 +1,22 @@
+"""Inputs: schedules that emit timestamps. The registry maps config names to plugins."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from connector.inputs import cron, rate
+from connector.inputs.base import InputConfig, InputPlugin
+
+__all__ = ["INPUTS", "InputConfig", "InputPlugin", "merge"]
+
+INPUTS: dict[str, InputPlugin] = {"cron": cron, "rate": rate}
+
+
+def merge(streams: Iterable[Iterator[datetime]]) -> Iterator[tuple[datetime, int]]:
+    """(timestamp, input index) in timestamp order; equal timestamps keep input order."""
+    streams = list(streams)
+    if len(streams) == 1:  # the common case: skip the heap
+        return ((ts, 0) for ts in streams[0])
+    return heapq.merge(*(((ts, i) for ts in s) for i, s in enumerate(streams)))

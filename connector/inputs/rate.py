@@ -1,0 +1,48 @@
+"""`rate`: evenly spaced timestamps, `per_second` of them, for load generation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from pydantic import Field
+
+from connector.inputs.base import InputConfig
+
+__all__ = ["Config", "replica_share", "ticks"]
+
+
+class Config(InputConfig):
+    per_second: float = Field(gt=0)
+    shard: bool = Field(
+        False,
+        description="split per_second across CONNECTOR_REPLICAS replicas (this one is "
+        "CONNECTOR_REPLICA_INDEX)",
+    )
+
+
+def replica_share(environ: dict[str, str] | None = None) -> tuple[int, int]:
+    """(index, replicas) from CONNECTOR_REPLICA_INDEX / CONNECTOR_REPLICAS; (0, 1) when unset."""
+    env = os.environ if environ is None else environ
+    replicas = int(env.get("CONNECTOR_REPLICAS") or 1)
+    index = int(env.get("CONNECTOR_REPLICA_INDEX") or 0)
+    if replicas < 1 or not 0 <= index < replicas:
+        raise ValueError(
+            f"CONNECTOR_REPLICA_INDEX={index} must be in [0, CONNECTOR_REPLICAS={replicas})"
+        )
+    return index, replicas
+
+
+def ticks(config: Config, start: datetime, end: datetime | None) -> Iterator[datetime]:
+    # Replica i of N takes every N-th slot of the full-rate grid, offset by i:
+    # together the replicas emit exactly the unsharded stream, interleaved.
+    index, replicas = replica_share() if config.shard else (0, 1)
+    gap = 1.0 / config.per_second
+    k = index
+    while True:
+        ts = start + timedelta(seconds=k * gap)  # multiply, never accumulate: no drift
+        if end is not None and ts >= end:
+            return
+        yield ts
+        k += replicas

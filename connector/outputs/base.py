@@ -1,0 +1,104 @@
+"""The output protocol, and the accounting every output shares.
+
+An output is small: `start()` connects (raising OutputError if it cannot),
+`write_batch(events)` hands events over and returns quickly, `flush(timeout)`
+waits for acknowledgements and returns how many are still outstanding, and
+`close()` gives up on the rest. Every event handed over is acknowledged exactly
+once through the output's `Acks`: delivered, or failed with a reason. Counters,
+latency and the dead-letter file live here once, not in each plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import Field
+
+from connector.fields import ConfigPath, Strict
+from connector.metrics import Histogram
+
+__all__ = ["Acks", "Output", "OutputConfig", "OutputError", "OutputPlugin"]
+
+
+class OutputConfig(Strict):
+    dead_letter: ConfigPath | None = Field(
+        None, description="JSONL file that receives every event that failed for good"
+    )
+    flush_timeout: float = Field(
+        30.0, gt=0, description="seconds to wait for acknowledgements at shutdown"
+    )
+
+
+class OutputError(Exception):
+    """An output cannot work (unreachable, misconfigured); the message says what to change."""
+
+
+class Acks:
+    """Delivery accounting of one output. Callbacks may come from a client's thread."""
+
+    LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+    def __init__(self, name: str, plugin: str, dead_letter: Path | None = None):
+        self.name = name
+        self.plugin = plugin
+        self.handed = 0  # events given to write_batch
+        self.delivered = 0
+        self.failed = 0
+        self.reasons: Counter[str] = Counter()
+        self.latency = Histogram(self.LATENCY_BUCKETS)
+        self._dead_letter_path = dead_letter
+        self._dead_letter = None
+        self._lock = threading.Lock()  # failures only: the delivered path stays lock-free
+
+    @property
+    def pending(self) -> int:
+        return self.handed - self.delivered - self.failed
+
+    def ok(self, count: int = 1) -> None:
+        self.delivered += count
+
+    def fail(self, reason: str, value: str | bytes | None, **where: object) -> None:
+        """One event failed for good: counted by reason and dead-lettered when configured."""
+        with self._lock:
+            self.failed += 1
+            self.reasons[reason] += 1
+            if self._dead_letter_path is not None:
+                if self._dead_letter is None:
+                    self._dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
+                    self._dead_letter = open(self._dead_letter_path, "a", encoding="utf-8")  # noqa: SIM115
+                if isinstance(value, bytes):
+                    value = value.decode("utf-8", "backslashreplace")
+                record = {"output": self.name, **where, "value": value, "error": reason}
+                self._dead_letter.write(json.dumps(record, default=str) + "\n")
+
+    def settle(self) -> None:
+        """After close(): anything never acknowledged is counted as failed, never lost."""
+        missing = self.pending
+        if missing > 0:
+            self.failed += missing
+            self.reasons["never acknowledged by the output"] += missing
+        if self._dead_letter is not None:
+            self._dead_letter.close()
+            self._dead_letter = None
+
+
+class Output(Protocol):
+    acks: Acks
+
+    def start(self) -> None: ...
+    def write_batch(self, events: list[str]) -> None: ...
+    def poll(self) -> None: ...  # serve acknowledgements while the pipeline waits
+    def ready(self) -> bool: ...
+    def flush(self, timeout: float) -> int: ...
+    def close(self) -> None: ...
+
+
+class OutputPlugin(Protocol):
+    Config: type[OutputConfig]
+
+    @staticmethod
+    def build(config: OutputConfig, acks: Acks) -> Output: ...

@@ -1,0 +1,229 @@
+"""inputs -> script -> outputs: scheduling, batching, backpressure, shutdown, summary.
+
+One thread drives everything: it walks the merged schedule, calls produce(),
+and hands batches to every output. Outputs acknowledge each event through their
+`Acks`; the summary is read from those counters, never from "sent".
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from connector.config import Config, ConfigError, OutputEntry
+from connector.events.script import Script, ScriptLoadError, ScriptStop, load_script
+from connector.fields import resolve_time
+from connector.inputs import INPUTS, merge
+from connector.metrics import Histogram
+from connector.outputs import OUTPUTS, Acks, Output, OutputError
+
+__all__ = ["Pipeline", "RunOptions", "prepare", "schedule"]
+
+log = logging.getLogger("connector")
+
+LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+@dataclass
+class RunOptions:
+    mode: str = "live"
+    max_events: int | None = None
+    duration: float | None = None
+    seed: int | None = None
+    batch_size: int = 1000
+    worker: int = 0  # this process's index among `workers` (timestamps are split by it)
+    workers: int = 1
+
+
+def schedule(config: Config, mode: str, now: datetime) -> Iterator[tuple[datetime, int]]:
+    """The merged (timestamp, input index) stream. Raises ConfigError for bad windows."""
+    tz, streams, problems = config.tz, [], []
+    for i, entry in enumerate(config.input):
+        settings, where = entry.settings, f"input[{i}].{entry.plugin}"
+        start = resolve_time(settings.start, now, tz) if settings.start is not None else None
+        end = resolve_time(settings.end, now, tz) if settings.end is not None else None
+        if mode == "backfill" and end is None:
+            problems.append(f"{where}.end: required in backfill mode (where should it stop?)")
+            continue
+        if start is None or (mode == "live" and start < now):
+            start = now.astimezone(tz)  # live: ticks already past are skipped
+        if end is not None and end <= start:
+            problems.append(
+                f"{where}.end: {end.isoformat()} is not after start {start.isoformat()}"
+            )
+            continue
+        streams.append(INPUTS[entry.plugin].ticks(settings, start, end))
+    if problems:
+        raise ConfigError(problems)
+    return merge(streams)
+
+
+def prepare(config: Config, seed: int | None) -> Script:
+    """Seed `random`, then load the script once (so the seed covers module-level draws)."""
+    if seed is not None:
+        random.seed(seed)
+    try:
+        return load_script(config.event.script)
+    except ScriptLoadError as exc:
+        raise ConfigError([f"event.script.path: {exc}"]) from None
+
+
+def build_output(entry: OutputEntry, name: str) -> Output:
+    settings = entry.settings
+    acks = Acks(name, entry.plugin, settings.dead_letter)
+    return OUTPUTS[entry.plugin].build(settings, acks)
+
+
+@dataclass
+class Pipeline:
+    config: Config
+    script: Script
+    outputs: list[Output]
+    options: RunOptions = field(default_factory=RunOptions)
+    input_names: list[str] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)  # per input
+    events: list[int] = field(default_factory=list)  # per input
+    lag: Histogram = field(default_factory=lambda: Histogram(LAG_BUCKETS))
+    broken: list[str] = field(default_factory=list)  # outputs that could not start
+    stop_reason: str | None = None
+    started: float = 0.0
+    finished: float = 0.0
+    alive: bool = True
+    _stop: bool = False
+
+    def __post_init__(self) -> None:
+        self.input_names = self.input_names or self.config.input_names()
+        self.timestamps = [0] * len(self.config.input)
+        self.events = [0] * len(self.config.input)
+
+    def request_stop(self, reason: str) -> None:
+        """From a signal handler: stop scheduling; the run then flushes and summarises."""
+        self._stop = True
+        self.stop_reason = self.stop_reason or reason
+
+    @property
+    def produced(self) -> int:
+        return sum(self.events)
+
+    def run(self, stream: Iterator[tuple[datetime, int]]) -> int:
+        """Run to the end of the schedule (or a limit); return the exit code."""
+        self.started = time.monotonic()
+        try:
+            for out in self.outputs:
+                try:
+                    out.start()
+                except OutputError as exc:
+                    self.broken.append(f"{out.acks.name}: {exc}")
+                    log.error("output %s cannot start: %s", out.acks.name, exc)
+            if self.broken:
+                return 1
+            if self.options.workers > 1:
+                w, n = self.options.worker, self.options.workers
+                stream = itertools.islice(stream, w, None, n)
+            try:
+                self._loop(stream)
+            except ScriptStop as exc:
+                self.stop_reason = f"script error (on_error: stop): {exc}"
+                log.error("%s", self.stop_reason)
+            return self._shutdown()
+        finally:
+            self.alive = False
+            self.finished = time.monotonic()
+
+    def _loop(self, stream: Iterator[tuple[datetime, int]]) -> None:
+        live = self.options.mode == "live"
+        inputs = self.config.input
+        tags = [e.settings.tags for e in inputs]
+        counts = [e.settings.count for e in inputs]
+        n_ticks, n_events = self.timestamps, self.events
+        produce, checked, raised = self.script.produce, self.script.checked, self.script.raised
+        limit = self.options.max_events or float("inf")
+        deadline = self.started + self.options.duration if self.options.duration else None
+        batch_size = self.options.batch_size
+        total = 0
+        batch: list[str] = []
+        for ts, i in stream:
+            if live:
+                delay = ts.timestamp() - time.time()
+                if delay > 0:
+                    if batch:
+                        self._hand_off(batch)
+                        batch = []
+                    if not self._wait(delay, deadline):
+                        break
+                self.lag.observe(-delay if delay < 0 else 0.0)
+            if self._stop:
+                break
+            n_ticks[i] += 1
+            for _ in range(counts[i]):
+                try:
+                    result = produce({"timestamp": ts, "tags": tags[i]})
+                except Exception as exc:
+                    raised(exc)
+                    continue
+                if type(result) is str:
+                    batch.append(result)
+                    n = 1
+                else:
+                    result = checked(result)
+                    batch += result
+                    n = len(result)
+                n_events[i] += n
+                total += n
+            if total >= limit:
+                del batch[len(batch) - (total - limit) :]
+                n_events[i] -= total - limit
+                self.stop_reason = f"--max-events {limit} reached"
+                break
+            if len(batch) >= batch_size:
+                self._hand_off(batch)
+                batch = []
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.stop_reason = f"--duration {self.options.duration:g}s reached"
+                    break
+        if batch:
+            self._hand_off(batch)
+
+    def _hand_off(self, batch: list[str]) -> None:
+        for out in self.outputs:
+            out.acks.handed += len(batch)
+            out.write_batch(batch)
+
+    def _wait(self, delay: float, deadline: float | None) -> bool:
+        """Sleep until the next timestamp is due, serving outputs; False when told to stop."""
+        until = time.monotonic() + delay
+        while True:
+            for out in self.outputs:
+                out.poll()
+            now = time.monotonic()
+            if self._stop:
+                return False
+            if deadline is not None and now >= deadline:
+                self.stop_reason = f"--duration {self.options.duration:g}s reached"
+                return False
+            if now >= until:
+                return True
+            time.sleep(min(until - now, 0.1, deadline - now if deadline else 0.1))
+
+    def _shutdown(self) -> int:
+        """Flush every output within its deadline, close, and settle the accounts."""
+        for out in self.outputs:
+            left = out.flush(out_flush_timeout(out))
+            if left:
+                log.warning(
+                    "output %s: %d events undelivered at the flush deadline", out.acks.name, left
+                )
+            out.close()
+            out.acks.settle()
+        failed = any(out.acks.failed for out in self.outputs)
+        stopped_by_script = bool(self.stop_reason and self.stop_reason.startswith("script"))
+        return 1 if failed or self.broken or stopped_by_script else 0
+
+
+def out_flush_timeout(out: Output) -> float:
+    return getattr(getattr(out, "config", None), "flush_timeout", 30.0)
