@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import field_validator
+
 from connector.fields import ConfigPath, Strict
 
 __all__ = ["Script", "ScriptConfig", "ScriptLoadError", "ScriptStop", "load_script"]
@@ -26,6 +28,13 @@ log = logging.getLogger("connector.script")
 class ScriptConfig(Strict):
     path: ConfigPath
     on_error: Literal["skip", "stop"] = "skip"
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"script not found: {value}")
+        return value
 
 
 class ScriptLoadError(Exception):

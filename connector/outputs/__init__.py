@@ -1,8 +1,13 @@
 """Outputs: where events go. The registry maps config names to plugins."""
 
-from connector.outputs import file, null, stdout
+from connector.outputs import file, kafka, null, stdout
 from connector.outputs.base import Acks, Output, OutputConfig, OutputError, OutputPlugin
 
 __all__ = ["OUTPUTS", "Acks", "Output", "OutputConfig", "OutputError", "OutputPlugin"]
 
-OUTPUTS: dict[str, OutputPlugin] = {"stdout": stdout, "file": file, "null": null}
+OUTPUTS: dict[str, OutputPlugin] = {
+    "stdout": stdout,
+    "file": file,
+    "kafka": kafka,
+    "null": null,
+}
