@@ -179,6 +179,9 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
         )
     except ValidationError as exc:
         problems = [f"{_loc(e['loc'])}: {_message(e)}" for e in exc.errors()]
+        # An unset variable already explains any complaint about the value it left empty.
+        unset = {m.split(": ", 1)[0] for m in interpolate.missing}
+        problems = [p for p in problems if p.split(": ", 1)[0] not in unset]
         raise ConfigError(interpolate.missing + problems) from None
     if interpolate.missing:
         raise ConfigError(interpolate.missing)

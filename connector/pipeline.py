@@ -52,6 +52,12 @@ def schedule(config: Config, mode: str, now: datetime) -> Iterator[tuple[datetim
             continue
         if start is None or (mode == "live" and start < now):
             start = now.astimezone(tz)  # live: ticks already past are skipped
+        if mode == "live" and end is not None and end <= start:
+            problems.append(
+                f"{where}.end: {end.isoformat()} has passed; nothing is left to run live "
+                "(use --mode backfill to replay the window)"
+            )
+            continue
         if end is not None and end <= start:
             problems.append(
                 f"{where}.end: {end.isoformat()} is not after start {start.isoformat()}"
@@ -147,47 +153,49 @@ class Pipeline:
         batch_size = self.options.batch_size
         total = 0
         batch: list[str] = []
-        for ts, i in stream:
-            if live:
-                delay = ts.timestamp() - time.time()
-                if delay > 0:
-                    if batch:
-                        self._hand_off(batch)
-                        batch = []
-                    if not self._wait(delay, deadline):
-                        break
-                self.lag.observe(-delay if delay < 0 else 0.0)
-            if self._stop:
-                break
-            n_ticks[i] += 1
-            for _ in range(counts[i]):
-                try:
-                    result = produce({"timestamp": ts, "tags": tags[i]})
-                except Exception as exc:
-                    raised(exc)
-                    continue
-                if type(result) is str:
-                    batch.append(result)
-                    n = 1
-                else:
-                    result = checked(result)
-                    batch += result
-                    n = len(result)
-                n_events[i] += n
-                total += n
-            if total >= limit:
-                del batch[len(batch) - (total - limit) :]
-                n_events[i] -= total - limit
-                self.stop_reason = f"--max-events {limit} reached"
-                break
-            if len(batch) >= batch_size:
-                self._hand_off(batch)
-                batch = []
-                if deadline is not None and time.monotonic() >= deadline:
-                    self.stop_reason = f"--duration {self.options.duration:g}s reached"
+        try:
+            for ts, i in stream:
+                if live:
+                    delay = ts.timestamp() - time.time()
+                    if delay > 0:
+                        if batch:
+                            self._hand_off(batch)
+                            batch = []
+                        if not self._wait(delay, deadline):
+                            break
+                    self.lag.observe(-delay if delay < 0 else 0.0)
+                if self._stop:
                     break
-        if batch:
-            self._hand_off(batch)
+                n_ticks[i] += 1
+                for _ in range(counts[i]):
+                    try:
+                        result = produce({"timestamp": ts, "tags": tags[i]})
+                    except Exception as exc:
+                        raised(exc)
+                        continue
+                    if type(result) is str:
+                        batch.append(result)
+                        n = 1
+                    else:
+                        result = checked(result)
+                        batch += result
+                        n = len(result)
+                    n_events[i] += n
+                    total += n
+                if total >= limit:
+                    del batch[len(batch) - (total - limit) :]
+                    n_events[i] -= total - limit
+                    self.stop_reason = f"--max-events {limit} reached"
+                    break
+                if len(batch) >= batch_size:
+                    self._hand_off(batch)
+                    batch = []
+                    if deadline is not None and time.monotonic() >= deadline:
+                        self.stop_reason = f"--duration {self.options.duration:g}s reached"
+                        break
+        finally:  # what was produced is handed on, whatever ended the loop
+            if batch:
+                self._hand_off(batch)
 
     def _hand_off(self, batch: list[str]) -> None:
         for out in self.outputs:

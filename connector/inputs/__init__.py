@@ -19,4 +19,9 @@ def merge(streams: Iterable[Iterator[datetime]]) -> Iterator[tuple[datetime, int
     streams = list(streams)
     if len(streams) == 1:  # the common case: skip the heap
         return ((ts, 0) for ts in streams[0])
-    return heapq.merge(*(((ts, i) for ts in s) for i, s in enumerate(streams)))
+    return heapq.merge(*(_indexed(s, i) for i, s in enumerate(streams)))
+
+
+def _indexed(stream: Iterator[datetime], index: int) -> Iterator[tuple[datetime, int]]:
+    for ts in stream:
+        yield ts, index
