@@ -1,8 +1,8 @@
 """Cron and rate semantics as pure functions of (config, start, end): no sleeping."""
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from itertools import islice
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest

@@ -1,0 +1,111 @@
+"""A real Jaeger (OTLP receiver + query API) for tests: plain helpers, no pytest fixtures.
+
+Uses $JAEGER_QUERY / $OTLP_ENDPOINT (/ $OTLP_HTTP_ENDPOINT) when set, otherwise
+`scripts/local-jaeger start` (builds Jaeger once with Go, then starts in seconds).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "local-jaeger"
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never proxy 127.0.0.1
+
+
+def jaeger_endpoints() -> dict:
+    """Endpoints of a running Jaeger (started if needed), e.g. {"otlp_grpc": "127.0.0.1:4317",
+    "otlp_http": "http://127.0.0.1:4318", "query": "http://127.0.0.1:16686"}."""
+    query, otlp = os.environ.get("JAEGER_QUERY"), os.environ.get("OTLP_ENDPOINT")
+    if query and otlp:
+        grpc = otlp.split("://")[-1].rstrip("/")
+        http = os.environ.get("OTLP_HTTP_ENDPOINT") or f"http://{grpc.rsplit(':', 1)[0]}:4318"
+        return {"otlp_grpc": grpc, "otlp_http": http.rstrip("/"), "query": query.rstrip("/")}
+    how = (
+        "run `scripts/local-jaeger start` in the repo root (needs Go once, to build Jaeger), "
+        "or set JAEGER_QUERY, OTLP_ENDPOINT and OTLP_HTTP_ENDPOINT to a running Jaeger"
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPT), "start"], capture_output=True, text=True, timeout=3600
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise RuntimeError(f"local Jaeger unavailable ({e}); {how}") from e
+    found = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    keys = {
+        "otlp_grpc": "OTLP_ENDPOINT",
+        "otlp_http": "OTLP_HTTP_ENDPOINT",
+        "query": "JAEGER_QUERY",
+    }
+    if proc.returncode or not all(k in found for k in keys.values()):
+        tail = "\n".join(proc.stderr.splitlines()[-20:])
+        raise RuntimeError(f"local Jaeger unavailable (exit {proc.returncode}); {how}\n{tail}")
+    return {name: found[key] for name, key in keys.items()}
+
+
+def _get(url: str) -> dict | None:
+    """GET JSON, None on 404."""
+    try:
+        with _OPENER.open(url, timeout=10) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
+
+
+def trace_id_hex(trace_id: str | bytes | int) -> str:
+    """32 lowercase hex digits, as in the Jaeger API paths."""
+    if isinstance(trace_id, bytes):
+        return trace_id.hex()
+    if isinstance(trace_id, int):
+        return f"{trace_id:032x}"
+    return trace_id.lower()
+
+
+def _spans(traces: list[dict]) -> list[dict]:
+    """Flatten traces to spans; each span gets its resolved "process" ({"serviceName", "tags"})."""
+    return [
+        {**s, "process": t["processes"].get(s["processID"])} for t in traces for s in t["spans"]
+    ]
+
+
+def get_trace(query_url: str, trace_id: str | bytes | int) -> list[dict]:
+    """Spans of one trace (GET /api/traces/{id}); [] when not found."""
+    body = _get(f"{query_url.rstrip('/')}/api/traces/{trace_id_hex(trace_id)}")
+    return _spans((body or {}).get("data") or [])
+
+
+def wait_for_trace(
+    query_url: str, trace_id: str | bytes | int, min_spans: int = 1, timeout: float = 10.0
+) -> list[dict]:
+    """Poll get_trace until it has >= min_spans spans; AssertionError after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while len(spans := get_trace(query_url, trace_id)) < min_spans:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"trace {trace_id_hex(trace_id)}: {len(spans)} span(s) after {timeout}s, "
+                f"expected >= {min_spans}"
+            )
+        time.sleep(0.1)
+    return spans
+
+
+def find_spans(query_url: str, service: str, limit: int = 1000, **params: str) -> list[dict]:
+    """Spans of recent traces of a service (GET /api/traces?service=..).
+
+    params are more query parameters, e.g. operation="publish", lookback="1h".
+    """
+    query = urllib.parse.urlencode({"service": service, "limit": limit, **params})
+    body = _get(f"{query_url.rstrip('/')}/api/traces?{query}")
+    return _spans((body or {}).get("data") or [])
+
+
+def tags(span_or_process: dict) -> dict:
+    """The "tags" list [{"key", "type", "value"}] of a span or process as {key: value}."""
+    return {t["key"]: t["value"] for t in span_or_process.get("tags") or []}
