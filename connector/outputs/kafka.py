@@ -176,6 +176,8 @@ class KafkaOutput:
                     produce(topic, event, on_delivery=on_delivery, headers=headers)
                 except BufferError:
                     self._produce_when_room(topic, event, None, headers)
+                except KafkaException as exc:  # refused up front (too large, bad topic...)
+                    self._refused(exc, event, topic, None)
         else:
             for event in events:
                 try:
@@ -187,6 +189,8 @@ class KafkaOutput:
                     produce(topic, event, key, on_delivery=on_delivery, headers=headers)
                 except BufferError:
                     self._produce_when_room(topic, event, key, headers)
+                except KafkaException as exc:
+                    self._refused(exc, event, topic, key)
         self.producer.poll(0)
 
     def _route(self, event: str) -> tuple[str, str | None, list | None]:
@@ -213,6 +217,14 @@ class KafkaOutput:
                 return
             except BufferError:
                 self.producer.poll(0.05)
+            except KafkaException as exc:
+                self._refused(exc, value, topic, key, members)
+                return
+
+    def _refused(self, exc: KafkaException, value, topic: str, key, members: int = 1) -> None:
+        reason = _delivery_reason(exc.args[0])
+        for _ in range(members):
+            self.acks.fail(reason, value, topic=topic, key=key)
 
     def _on_delivery(self, err: KafkaError | None, msg) -> None:
         if err is None:

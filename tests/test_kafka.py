@@ -1,0 +1,215 @@
+"""The kafka output against a real Apache Kafka broker (see tests/kafka_service.py)."""
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from tests.conftest import EXAMPLES, run_cli
+
+
+def consume(bootstrap: str, topics: list[str], expect: int | None = None, idle: float = 5.0):
+    """Every message of the topics, read from the beginning until `idle` s pass with none."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4()}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+    })
+    consumer.subscribe(topics)
+    messages, last = [], time.monotonic()
+    try:
+        while time.monotonic() - last < idle and (expect is None or len(messages) < expect):
+            batch = consumer.consume(1000, timeout=0.5)
+            for msg in batch:
+                assert msg.error() is None, msg.error()
+                messages.append(msg)
+            if batch:
+                last = time.monotonic()
+        if expect is not None:  # anything beyond the expected count is a duplicate: look
+            messages += [m for m in consumer.consume(1000, timeout=2.0) if m.error() is None]
+    finally:
+        consumer.close()
+    return messages
+
+
+def kafka_config(example: str, bootstrap: str, topic: str, **extra) -> str:
+    """The example's config with its output swapped for kafka (written beside the example)."""
+    import yaml
+
+    config = yaml.safe_load((EXAMPLES / example / "config.yaml").read_text())
+    config["output"] = [{"kafka": {"bootstrap_servers": bootstrap, "topic": topic, **extra}}]
+    config["event"]["script"]["path"] = str(EXAMPLES / example / config["event"]["script"]["path"])
+    return yaml.safe_dump(config)
+
+
+@pytest.mark.parametrize("example", ["basic", "multi-service", "tagged", "sessions", "tracing"])
+def test_each_example_lands_exactly_once(kafka_bootstrap, write, example):
+    topic = f"test-{example}-{uuid.uuid4().hex[:8]}"
+    key = {"tracing": "trace_id", "sessions": "session_id"}.get(example)
+    extra = {"key": key} if key else {}
+    config = write("c.yaml", kafka_config(example, kafka_bootstrap, topic, **extra))
+    result = run_cli("run", config, "--seed", "1")
+    assert result.code == 0, result.stderr
+    summary = result.summary("kafka-0")
+    assert summary["delivered"] == summary["produced"] > 0 and summary["failed"] == 0
+    messages = consume(kafka_bootstrap, [topic], expect=summary["delivered"])
+    values = [m.value() for m in messages]
+    assert len(values) == summary["delivered"]
+    if example != "basic":  # basic's events repeat only when timestamps do; they don't
+        assert max(Counter(values).values()) == 1
+    if key:
+        partitions = defaultdict(set)
+        for m in messages:
+            event = json.loads(m.value())
+            assert m.key().decode() == event[key]
+            partitions[event[key]].add(m.partition())
+        assert all(len(p) == 1 for p in partitions.values())  # one key, one partition
+        assert len({m.partition() for m in messages}) > 1  # and keys spread over partitions
+    if example == "tracing":
+        traces = defaultdict(list)
+        for m in messages:
+            span = json.loads(m.value())
+            traces[span["trace_id"]].append(span)
+        for spans in traces.values():
+            ids = {s["span_id"] for s in spans}
+            assert len(spans) == 8
+            assert all(s["parent_span_id"] in ids for s in spans if s["parent_span_id"])
+
+
+def test_topic_routing_and_headers(kafka_bootstrap, write):
+    prefix = f"route-{uuid.uuid4().hex[:8]}"
+    write("s.py", """
+        import json
+        KINDS = ['alpha', 'beta']
+        n = 0
+        def produce(p):
+            global n
+            n += 1
+            return json.dumps({'kind': KINDS[n % 2], 'n': n, 'meta': {'region': 'eu'}})
+        """)
+    config = write("c.yaml", f"""
+        input: [{{rate: {{per_second: 10, start: "2026-01-01T00:00:00Z", end: "2026-01-01T00:00:02Z"}}}}]
+        event: {{script: {{path: s.py}}}}
+        mode: backfill
+        output:
+          - kafka:
+              bootstrap_servers: {kafka_bootstrap}
+              topic: "{prefix}.{{kind}}"
+              key: n
+              headers: {{source: connector, kind: "{{kind}}", region: "{{meta.region}}"}}
+        """)
+    result = run_cli("run", config)
+    assert result.code == 0, result.stderr
+    messages = consume(kafka_bootstrap, [f"{prefix}.alpha", f"{prefix}.beta"], expect=20)
+    assert len(messages) == 20
+    for m in messages:
+        event = json.loads(m.value())
+        assert m.topic() == f"{prefix}.{event['kind']}"
+        assert m.key() == str(event["n"]).encode()
+        assert dict(m.headers()) == {"source": b"connector", "kind": event["kind"].encode(),
+                                     "region": b"eu"}
+
+
+def test_unroutable_and_refused_events_are_dead_lettered(kafka_bootstrap, write, tmp_path):
+    topic = f"dlq-{uuid.uuid4().hex[:8]}"
+    write("s.py", """
+        import json
+        def produce(p):
+            return [json.dumps({'id': 1, 'to': 'ok'}), json.dumps({'id': 2}), 'not json',
+                    json.dumps({'id': 3, 'to': 'ok', 'pad': 'x' * 5000})]
+        """)
+    config = write("c.yaml", f"""
+        input: [{{rate: {{per_second: 1, start: "2026-01-01T00:00:00Z", end: "2026-01-01T00:00:02Z"}}}}]
+        event: {{script: {{path: s.py}}}}
+        mode: backfill
+        output:
+          - kafka:
+              bootstrap_servers: {kafka_bootstrap}
+              topic: "{topic}-{{to}}"
+              producer: {{message.max.bytes: 4096}}
+              dead_letter: dead.jsonl
+        """)
+    result = run_cli("run", config)
+    assert result.code == 1
+    assert result.summary("kafka-0") | {} == {
+        "timestamps": 2, "produced": 8, "script_errors": 0, "delivered": 2, "failed": 6}
+    assert "field 'to' is missing: 2" in result.stderr
+    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert len(dead) == 6
+    assert {d["error"] for d in dead} == {
+        "field 'to' is missing", "not JSON (needed for topic/key/header fields)",
+        "MSG_SIZE_TOO_LARGE: Unable to produce message: Broker: Message size too large"}
+    assert all({"output", "topic", "value", "error"} <= d.keys() for d in dead)
+    assert len(consume(kafka_bootstrap, [f"{topic}-ok"], expect=2)) == 2
+
+
+def test_wrong_bootstrap_fails_clearly_within_the_timeout(write):
+    write("s.py", "def produce(p):\n    return 'x'\n")
+    config = write("c.yaml", """
+        input: [{rate: {per_second: 1}}]
+        event: {script: {path: s.py}}
+        output:
+          - kafka:
+              bootstrap_servers: 127.0.0.1:1
+              topic: t
+              connect_timeout: 3
+              producer: {sasl.password: hunter2-secret, security.protocol: SASL_PLAINTEXT,
+                         sasl.mechanism: PLAIN, sasl.username: u}
+        """)
+    started = time.monotonic()
+    result = run_cli("run", config)
+    assert time.monotonic() - started < 15
+    assert result.code == 1
+    assert "cannot reach Kafka at 127.0.0.1:1 within 3s" in result.stderr
+    assert "hunter2-secret" not in result.stderr + result.stdout
+
+
+def test_unknown_librdkafka_property_is_a_config_error(write):
+    write("s.py", "def produce(p):\n    return 'x'\n")
+    config = write("c.yaml", """
+        input: [{rate: {per_second: 1}}]
+        event: {script: {path: s.py}}
+        output: [{kafka: {bootstrap_servers: 127.0.0.1:1, topic: t, producer: {linger.msec: 5}}}]
+        """)
+    result = run_cli("validate", config)
+    assert result.code == 2
+    assert 'output[0].kafka.producer: No such configuration property: "linger.msec"' in result.stderr
+
+
+def test_broker_restart_mid_run_loses_and_duplicates_nothing(write):
+    from tests.kafka_service import start_local_kafka, stop_local_kafka
+
+    kafka_bootstrap = start_local_kafka()  # the one broker this test may stop and start
+    topic = f"restart-{uuid.uuid4().hex[:8]}"
+    write("s.py", "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
+    config = write("c.yaml", f"""
+        input: [{{rate: {{per_second: 200}}}}]
+        event: {{script: {{path: s.py}}}}
+        output: [{{kafka: {{bootstrap_servers: {kafka_bootstrap}, topic: {topic}}}}}]
+        """)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "run", str(config), "--duration", "16"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+        stop_local_kafka()
+        time.sleep(4)
+        start_local_kafka()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    produced = int(err.split("events produced: ")[1].split()[0])
+    assert "delivered " + str(produced) + ", failed 0" in err
+    values = [int(m.value()) for m in consume(kafka_bootstrap, [topic], expect=produced)]
+    assert len(values) == produced and sorted(values) == list(range(1, produced + 1))
+
+
+@pytest.fixture(autouse=True)
+def _here(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parent)
