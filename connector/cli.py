@@ -17,6 +17,7 @@ from connector import __version__
 from connector.config import Config, ConfigError, load_config
 from connector.logs import setup_logging
 from connector.pipeline import Pipeline, RunOptions, build_output, prepare, schedule
+from connector.spans import TraceChecker
 
 log = logging.getLogger("connector")
 
@@ -66,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         help="call produce() at this timestamp instead of the schedule's first",
     )
     preview.add_argument("--seed", type=int)
+    preview.add_argument(
+        "--check-traces",
+        action="store_true",
+        help="print a report per trace (roots, orphans, timing) instead of "
+        "the events; exit 1 when any trace is broken",
+    )
     _common(preview)
     return parser
 
@@ -110,6 +117,7 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         calls = ((at, i) for i in range(len(config.input)))
     else:
         calls = schedule(config, "preview", datetime.now(config.tz))
+    checker = TraceChecker() if args.check_traces else None
     shown = ticks = 0
     for ts, i in calls:
         if shown >= args.events or ticks >= 100_000:  # a script may return [] for a long time
@@ -117,9 +125,12 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         ticks += 1
         settings = config.input[i].settings
         for _ in range(settings.count):
-            for event in script.events({"timestamp": ts, "tags": settings.tags})[
-                : args.events - shown
-            ]:
+            events = script.events({"timestamp": ts, "tags": settings.tags})
+            if checker:  # whole timestamps: a trace cut short would look broken
+                checker.add(events)
+                shown += len(events)
+                continue
+            for event in events[: args.events - shown]:
                 print(event)
                 shown += 1
     errors = sum(script.errors.values())
@@ -128,6 +139,13 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         "nothing was sent",
         file=sys.stderr,
     )
+    if checker:
+        reports = checker.finish()
+        for report in reports:
+            print(report)
+        print(checker.summary())
+        if any(r.broken for r in reports):
+            return EXIT_FAILED
     return EXIT_OK if not errors else EXIT_FAILED
 
 
@@ -178,6 +196,10 @@ def print_summary(p: Pipeline, out) -> None:
         a = o.acks
         lines.append(f"  output {a.name}: delivered {a.delivered}, failed {a.failed}")
         lines += [f"    failed: {reason}: {n}" for reason, n in a.reasons.most_common()]
+    if p.checker is not None:
+        reports = p.checker.finish()
+        lines.append(f"  {p.checker.summary()}")
+        lines += [f"    {r}" for r in [r for r in reports if r.broken][:5]]
     if p.options.mode == "live" and p.lag.count:
         lines.append(f"  schedule lag p99: <= {p.lag.quantile(0.99) * 1000:g} ms")
     print("\n".join(lines), file=out, flush=True)

@@ -21,6 +21,10 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1  # le: value <= bound
         self.sum += value
 
+    def observe_many(self, value: float, times: int) -> None:
+        self.counts[bisect_left(self.bounds, value)] += times
+        self.sum += value * times
+
     @property
     def count(self) -> int:
         return sum(self.counts)

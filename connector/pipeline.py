@@ -21,6 +21,7 @@ from connector.fields import resolve_time
 from connector.inputs import INPUTS, merge
 from connector.metrics import Histogram
 from connector.outputs import OUTPUTS, Acks, Output, OutputError
+from connector.spans import TraceChecker
 
 __all__ = ["Pipeline", "RunOptions", "prepare", "schedule"]
 
@@ -100,9 +101,12 @@ class Pipeline:
     started: float = 0.0
     finished: float = 0.0
     alive: bool = True
+    checker: TraceChecker | None = None
     _stop: bool = False
 
     def __post_init__(self) -> None:
+        if self.config.check_traces:
+            self.checker = TraceChecker()
         self.input_names = self.input_names or self.config.input_names()
         self.timestamps = [0] * len(self.config.input)
         self.events = [0] * len(self.config.input)
@@ -198,6 +202,8 @@ class Pipeline:
                 self._hand_off(batch)
 
     def _hand_off(self, batch: list[str]) -> None:
+        if self.checker is not None:
+            self.checker.add(batch)
         for out in self.outputs:
             out.acks.handed += len(batch)
             out.write_batch(batch)

@@ -1,6 +1,6 @@
 """Outputs: where events go. The registry maps config names to plugins."""
 
-from connector.outputs import file, kafka, null, stdout
+from connector.outputs import file, kafka, null, otlp, stdout
 from connector.outputs.base import Acks, Output, OutputConfig, OutputError, OutputPlugin
 
 __all__ = ["OUTPUTS", "Acks", "Output", "OutputConfig", "OutputError", "OutputPlugin"]
@@ -9,5 +9,6 @@ OUTPUTS: dict[str, OutputPlugin] = {
     "stdout": stdout,
     "file": file,
     "kafka": kafka,
+    "otlp": otlp,
     "null": null,
 }

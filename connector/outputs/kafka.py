@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from connector.logs import add_secret
 from connector.outputs.base import Acks, OutputConfig, OutputError
+from connector.spans import SpanMapping
 
 __all__ = ["DEFAULTS", "Config", "KafkaOutput", "build"]
 
@@ -52,6 +53,9 @@ class Config(OutputConfig):
     producer: dict[str, str | int | float | bool] = Field(default_factory=dict)
     encoding: Literal["raw", "otlp_proto", "otlp_json"] = "raw"
     connect_timeout: float = Field(30.0, gt=0)
+    mapping: SpanMapping = Field(
+        default_factory=SpanMapping, description="event fields -> span fields (otlp encodings)"
+    )
 
     @field_validator("producer")
     @classmethod
@@ -112,7 +116,7 @@ class KafkaOutput:
         if config.encoding != "raw":
             from connector.spans import otlp_encoder  # only trace users pay for the OTLP import
 
-            self.encoder = otlp_encoder(config.encoding)
+            self.encoder = otlp_encoder(config.encoding, config.mapping)
         self._connected = False
         for name, value in config.producer.items():
             if _SECRET_PROPERTY.search(name):
@@ -177,7 +181,7 @@ class KafkaOutput:
                 except BufferError:
                     self._produce_when_room(topic, event, None, headers)
                 except KafkaException as exc:  # refused up front (too large, bad topic...)
-                    self._refused(exc, event, topic, None)
+                    self._refused(exc, topic, None, [event])
         else:
             for event in events:
                 try:
@@ -190,7 +194,7 @@ class KafkaOutput:
                 except BufferError:
                     self._produce_when_room(topic, event, key, headers)
                 except KafkaException as exc:
-                    self._refused(exc, event, topic, key)
+                    self._refused(exc, topic, key, [event])
         self.producer.poll(0)
 
     def _route(self, event: str) -> tuple[str, str | None, list | None]:
@@ -208,9 +212,9 @@ class KafkaOutput:
             self._produce_when_room(self.config.topic, payload, trace_id, None, members)
         self.producer.poll(0)
 
-    def _produce_when_room(self, topic, value, key, headers, members: int = 1) -> None:
+    def _produce_when_room(self, topic, value, key, headers, members=None) -> None:
         """Backpressure: the local queue is full, so serve callbacks until there is room."""
-        callback = self._on_delivery if members == 1 else self._group_callback(members)
+        callback = self._on_delivery if members is None else self._group_callback(members)
         while True:
             try:
                 self.producer.produce(topic, value, key, on_delivery=callback, headers=headers)
@@ -218,13 +222,13 @@ class KafkaOutput:
             except BufferError:
                 self.producer.poll(0.05)
             except KafkaException as exc:
-                self._refused(exc, value, topic, key, members)
+                self._refused(exc, topic, key, members or [value])
                 return
 
-    def _refused(self, exc: KafkaException, value, topic: str, key, members: int = 1) -> None:
+    def _refused(self, exc: KafkaException, topic: str, key, events: list) -> None:
         reason = _delivery_reason(exc.args[0])
-        for _ in range(members):
-            self.acks.fail(reason, value, topic=topic, key=key)
+        for event in events:
+            self.acks.fail(reason, event, topic=topic, key=key)
 
     def _on_delivery(self, err: KafkaError | None, msg) -> None:
         if err is None:
@@ -237,18 +241,18 @@ class KafkaOutput:
                 _delivery_reason(err), msg.value(), topic=msg.topic(), key=_decode(msg.key())
             )
 
-    def _group_callback(self, members: int):
-        """One Kafka message carrying `members` events (OTLP encodings): ack them together."""
+    def _group_callback(self, events: list[str]):
+        """One Kafka message carrying several events (OTLP encodings): ack them together."""
 
         def on_delivery(err: KafkaError | None, msg) -> None:
             if err is None:
-                self.acks.delivered += members
+                self.acks.delivered += len(events)
                 if (latency := msg.latency()) is not None:
-                    self.acks.latency.observe(latency)
+                    self.acks.latency.observe_many(latency, len(events))
             else:
                 reason = _delivery_reason(err)
-                for _ in range(members):
-                    self.acks.fail(reason, None, topic=msg.topic(), key=_decode(msg.key()))
+                for event in events:
+                    self.acks.fail(reason, event, topic=msg.topic(), key=_decode(msg.key()))
 
         return on_delivery
 

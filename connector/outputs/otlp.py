@@ -1,0 +1,357 @@
+"""`otlp`: events -> OTLP spans -> an OTLP endpoint (Jaeger, Tempo, a Collector).
+
+Mapping happens on the pipeline's thread; one sender thread exports batches
+(gRPC or HTTP/protobuf) with retries on retryable statuses, and acknowledges
+each span of a batch once: delivered when the export succeeded, failed with the
+status when the retries ran out. A bounded queue is the backpressure.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import logging
+import queue
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+import orjson
+from pydantic import Field, model_validator
+
+from connector.fields import ConfigPath, Strict
+from connector.logs import add_secret
+from connector.outputs.base import Acks, OutputConfig
+from connector.spans import MappingError, SpanMapping, export_request, group_spans, mapping_reason
+from connector.spans import to_span as map_span
+
+__all__ = ["Config", "OtlpOutput", "build"]
+
+log = logging.getLogger("connector.otlp")
+
+GRPC_RETRYABLE = {
+    "UNAVAILABLE",
+    "RESOURCE_EXHAUSTED",
+    "DEADLINE_EXCEEDED",
+    "ABORTED",
+    "CANCELLED",
+    "OUT_OF_RANGE",
+    "DATA_LOSS",
+}
+HTTP_RETRYABLE = {429, 502, 503, 504}
+
+
+class TlsConfig(Strict):
+    insecure: bool | None = Field(None, description="plaintext; default: true unless https://")
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
+
+
+class BatchConfig(Strict):
+    max_spans: int = Field(512, gt=0)
+    max_delay: float = Field(0.2, gt=0, description="seconds a span may wait for its batch")
+
+
+class RetryConfig(Strict):
+    attempts: int = Field(5, ge=1)
+    initial_backoff: float = Field(0.2, gt=0)
+    max_backoff: float = Field(5.0, gt=0)
+
+
+class Config(OutputConfig):
+    endpoint: str = Field(min_length=1)
+    protocol: Literal["grpc", "http/protobuf"] = "grpc"
+    headers: dict[str, str] = Field(default_factory=dict)
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    compression: Literal["gzip", "none"] = "gzip"
+    timeout: float = Field(10.0, gt=0, description="seconds per export attempt")
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    mapping: SpanMapping = Field(default_factory=SpanMapping)
+    queue_size: int = Field(16, gt=0, description="batches waiting for export")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Config:
+        if bool(self.tls.cert_file) != bool(self.tls.key_file):
+            raise ValueError("tls: cert_file and key_file go together")
+        return self
+
+    @property
+    def secure(self) -> bool:
+        if self.tls.insecure is not None:
+            return not self.tls.insecure
+        return self.endpoint.startswith("https://")
+
+
+@dataclass
+class _Batch:
+    spans: list  # (resource key, Span)
+    events: list[str]
+    handed: float = field(default_factory=time.monotonic)
+    settled: bool = False
+
+
+class ExportError(Exception):
+    def __init__(self, reason: str, retryable: bool, delay: float | None = None):
+        super().__init__(reason)
+        self.reason, self.retryable, self.delay = reason, retryable, delay
+
+
+class OtlpOutput:
+    def __init__(self, config: Config, acks: Acks):
+        self.config = config
+        self.acks = acks
+        self.pending: _Batch = _Batch([], [])
+        self.queue: queue.Queue[_Batch | None] = queue.Queue(config.queue_size)
+        self.lock = threading.Lock()  # settles a batch once: sender vs close()
+        self.inflight: _Batch | None = None
+        self.closed = False
+        self.answered: bool | None = None  # did the last export reach the endpoint?
+        self.thread = threading.Thread(target=self._send_loop, name="otlp-sender", daemon=True)
+        for value in config.headers.values():
+            add_secret(value.split(" ", 1)[-1])  # "Bearer <token>": the token is the secret
+        self._export = self._grpc_exporter() if config.protocol == "grpc" else self._http_exporter()
+
+    # -- pipeline side ---------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def write_batch(self, events: list[str]) -> None:
+        mapping, pending = self.config.mapping, self.pending
+        if not pending.spans:
+            pending.handed = time.monotonic()
+        for event in events:
+            try:
+                pending.spans.append(map_span(orjson.loads(event), mapping))
+            except (orjson.JSONDecodeError, MappingError) as exc:
+                self.acks.fail(mapping_reason(exc), event)
+                continue
+            pending.events.append(event)
+            if len(pending.spans) >= self.config.batch.max_spans:
+                self._enqueue()
+                pending = self.pending
+
+    def poll(self) -> None:
+        if (
+            self.pending.spans
+            and time.monotonic() - self.pending.handed >= self.config.batch.max_delay
+        ):
+            self._enqueue()
+
+    def _enqueue(self) -> None:
+        batch, self.pending = self.pending, _Batch([], [])
+        self.queue.put(batch)  # blocks while the sender is behind: backpressure
+
+    def ready(self) -> bool:
+        if self.answered is not None:
+            return self.answered
+        host, port = self._host_port()
+        try:
+            socket.create_connection((host, port), timeout=1.0).close()
+            return True
+        except OSError:
+            return False
+
+    def flush(self, timeout: float) -> int:
+        if self.pending.spans:
+            self._enqueue()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (self.queue.unfinished_tasks or self.inflight):
+            time.sleep(0.01)
+        return self.acks.pending
+
+    def close(self) -> None:
+        """Everything not yet exported is failed now; the sender stops after its attempt."""
+        self.closed = True
+        leftovers = []
+        while True:
+            try:
+                batch = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            self.queue.task_done()
+            if batch is not None:
+                leftovers.append(batch)
+        with self.lock:
+            if self.inflight is not None:
+                leftovers.append(self.inflight)
+            for batch in leftovers:
+                self._settle(batch, "undelivered at the flush deadline (flush_timeout)")
+        self.queue.put(None)
+        self.thread.join(timeout=1.0)
+
+    # -- sender thread ---------------------------------------------------------
+    def _send_loop(self) -> None:
+        while True:
+            batch = self.queue.get()
+            try:
+                if batch is None:
+                    return
+                with self.lock:
+                    if batch.settled:
+                        continue
+                    self.inflight = batch
+                reason, rejected = self._export_with_retries(batch)
+                with self.lock:
+                    self.inflight = None
+                    self._settle(batch, reason, rejected)
+            finally:
+                self.queue.task_done()
+
+    def _export_with_retries(self, batch: _Batch) -> tuple[str | None, int]:
+        """(failure reason or None, spans the endpoint rejected although it took the rest)."""
+        body = export_request(group_spans(batch.spans))
+        retry = self.config.retry
+        backoff = retry.initial_backoff
+        for attempt in range(1, retry.attempts + 1):
+            try:
+                rejected = self._export(body)
+                self.answered = True
+                return None, rejected
+            except ExportError as exc:
+                self.answered = exc.retryable is False  # a permanent answer is still an answer
+                if not exc.retryable or attempt == retry.attempts or self.closed:
+                    return f"{exc.reason} (after {attempt} attempt(s))", 0
+                log.warning(
+                    "otlp export to %s failed (%s); retry %d/%d",
+                    self.config.endpoint,
+                    exc.reason,
+                    attempt,
+                    retry.attempts - 1,
+                )
+                time.sleep(exc.delay if exc.delay is not None else backoff * random.uniform(0.5, 1))
+                backoff = min(backoff * 2, retry.max_backoff)
+        return "unreachable", 0
+
+    def _settle(self, batch: _Batch, reason: str | None, rejected: int = 0) -> None:
+        """Acknowledge every span of the batch once (caller holds the lock)."""
+        if batch.settled:
+            return
+        batch.settled = True
+        if reason is None:
+            accepted = len(batch.events) - rejected
+            self.acks.delivered += accepted
+            self.acks.latency.observe_many(time.monotonic() - batch.handed, accepted)
+            for _ in range(rejected):  # OTLP does not say which spans it refused
+                self.acks.fail(
+                    "rejected by the endpoint (partial success)",
+                    None,
+                    endpoint=self.config.endpoint,
+                )
+            return
+        for event in batch.events:
+            self.acks.fail(reason, event, endpoint=self.config.endpoint)
+
+    # -- protocols -------------------------------------------------------------
+    def _host_port(self) -> tuple[str, int]:
+        url = self.config.endpoint
+        parts = urlsplit(url if "://" in url else f"//{url}")
+        default = 4317 if self.config.protocol == "grpc" else 4318
+        return parts.hostname or "127.0.0.1", parts.port or default
+
+    def _grpc_exporter(self):
+        import grpc
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+
+        host, port = self._host_port()
+        target, tls = f"{host}:{port}", self.config.tls
+        compression = grpc.Compression.Gzip if self.config.compression == "gzip" else None
+        if self.config.secure:
+
+            def read(path):
+                return path.read_bytes() if path else None
+
+            creds = grpc.ssl_channel_credentials(
+                read(tls.ca_file), read(tls.key_file), read(tls.cert_file)
+            )
+            channel = grpc.secure_channel(target, creds, compression=compression)
+        else:
+            channel = grpc.insecure_channel(target, compression=compression)
+        stub = TraceServiceStub(channel)
+        metadata = [(k.lower(), v) for k, v in self.config.headers.items()]
+        timeout = self.config.timeout
+
+        def export(request) -> int:
+            try:
+                response = stub.Export(request, timeout=timeout, metadata=metadata)
+            except grpc.RpcError as exc:
+                code = exc.code().name
+                raise ExportError(f"gRPC {code}: {exc.details()}", code in GRPC_RETRYABLE) from None
+            return _partial(response)
+
+        return export
+
+    def _http_exporter(self):
+        url = self.config.endpoint
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        path = parts.path if parts.path not in ("", "/") else "/v1/traces"
+        host, port = self._host_port()
+        headers = {"Content-Type": "application/x-protobuf", **self.config.headers}
+        if self.config.compression == "gzip":
+            headers["Content-Encoding"] = "gzip"
+        local = threading.local()
+
+        def connection() -> http.client.HTTPConnection:
+            if getattr(local, "conn", None) is None:
+                if self.config.secure:
+                    import ssl
+
+                    tls = self.config.tls
+                    ctx = ssl.create_default_context(cafile=tls.ca_file)
+                    if tls.cert_file:
+                        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+                    local.conn = http.client.HTTPSConnection(
+                        host, port, timeout=self.config.timeout, context=ctx
+                    )
+                else:
+                    local.conn = http.client.HTTPConnection(host, port, timeout=self.config.timeout)
+            return local.conn
+
+        def export(request) -> int:
+            body = request.SerializeToString()
+            if self.config.compression == "gzip":
+                body = gzip.compress(body, compresslevel=1)
+            try:
+                conn = connection()
+                conn.request("POST", path, body, headers)
+                response = conn.getresponse()
+                payload = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                local.conn = None
+                raise ExportError(f"HTTP connection failed: {exc}", True) from None
+            if response.status >= 300:
+                delay = response.getheader("Retry-After")
+                raise ExportError(
+                    f"HTTP {response.status}: {payload[:200].decode('utf-8', 'replace').strip()}",
+                    response.status in HTTP_RETRYABLE,
+                    float(delay) if delay and delay.isdigit() else None,
+                )
+            from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+                ExportTraceServiceResponse,
+            )
+
+            return _partial(ExportTraceServiceResponse.FromString(payload) if payload else None)
+
+        return export
+
+
+def _partial(response) -> int:
+    """How many spans an endpoint that took the request still rejected."""
+    if response is None or not response.HasField("partial_success"):
+        return 0
+    if response.partial_success.rejected_spans:
+        log.warning(
+            "otlp endpoint rejected %d span(s): %s",
+            response.partial_success.rejected_spans,
+            response.partial_success.error_message,
+        )
+    return response.partial_success.rejected_spans
+
+
+def build(config: Config, acks: Acks) -> OtlpOutput:
+    return OtlpOutput(config, acks)
