@@ -47,6 +47,8 @@ def _one_plugin(kind: str, registry: dict[str, Any]) -> type[Strict]:
         def _exactly_one(cls, data: Any) -> Any:
             if not isinstance(data, dict):
                 raise ValueError(f"expected a map with one {kind} plugin ({names})")
+            if None in data and "null" in registry:  # YAML reads a bare `null:` key as None
+                data = {("null" if k is None else k): v for k, v in data.items()}
             given = [key for key in data if key != "name"]
             unknown = [key for key in given if key not in registry]
             if unknown:

@@ -1,0 +1,156 @@
+"""The otlp output against a real Jaeger, and OTLP-encoded Kafka messages."""
+
+import json
+import random
+import time
+import uuid
+from collections import defaultdict
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tests.conftest import EXAMPLES, run_cli
+from tests.jaeger_service import tags, wait_for_trace
+
+TRACING = EXAMPLES / "tracing" / "tracing.py"
+
+
+def tracing_config(write, outputs: str, window: str = 'start: "-20m", end: "now"') -> str:
+    return write("c.yaml", f"""
+        mode: backfill
+        input: [{{cron: {{expression: "*/2 * * * * *", {window}}}}}]
+        event: {{script: {{path: {TRACING}}}}}
+        output:
+        {outputs}
+          - file: {{path: spans.jsonl, mode: overwrite}}
+        """)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_traces_arrive_whole_in_jaeger(jaeger, write, tmp_path, protocol):
+    endpoint = jaeger["otlp_grpc"] if protocol == "grpc" else jaeger["otlp_http"]
+    config = tracing_config(write, f"  - otlp: {{endpoint: '{endpoint}', protocol: {protocol}}}")
+    result = run_cli("run", config, "--seed", "5")
+    assert result.code == 0, result.stderr
+    summary = result.summary("otlp-0")
+    assert summary["delivered"] == summary["produced"] == 600 * 8 and summary["failed"] == 0
+
+    sent = defaultdict(dict)
+    for line in (tmp_path / "spans.jsonl").read_text().splitlines():
+        span = json.loads(line)
+        sent[span["trace_id"]][span["span_id"]] = span
+    errored = [t for t, spans in sent.items() if any(s["status"] == "ERROR" for s in spans.values())]
+    sample = random.Random(1).sample(sorted(sent), 20) + errored[:5]
+    for trace_id in sample:
+        got = wait_for_trace(jaeger["query"], trace_id, min_spans=8)
+        assert len(got) == 8
+        by_id = {s["spanID"]: s for s in got}
+        roots = [s for s in got if not s["references"]]
+        assert [r["process"]["serviceName"] for r in roots] == ["api-gateway"]
+        for s in got:
+            mine = sent[trace_id][s["spanID"]]
+            assert s["process"]["serviceName"] == mine["service"]
+            assert s["operationName"] == mine["operation"]
+            assert s["duration"] == round(mine["duration_ms"] * 1000)
+            status = tags(s).get("otel.status_code")
+            assert status == mine["status"]
+            if mine["status"] == "ERROR":
+                assert tags(s)["otel.status_description"] == mine["error_message"]
+                assert s["logs"] and s["logs"][0]["fields"][0]["value"] == "exception"
+            for ref in s["references"]:
+                assert ref["refType"] == "CHILD_OF"
+                parent = by_id[ref["spanID"]]  # every parent reference resolves
+                assert parent["startTime"] <= s["startTime"]
+                assert s["startTime"] + s["duration"] <= parent["startTime"] + parent["duration"]
+
+
+def test_endpoint_down_retries_then_fails_and_dead_letters(write, tmp_path):
+    config = tracing_config(write, """  - otlp:
+              endpoint: http://127.0.0.1:9
+              protocol: http/protobuf
+              retry: {attempts: 3, initial_backoff: 0.05}
+              flush_timeout: 5
+              dead_letter: dead.jsonl""", window='start: "-1m", end: "now"')
+    started = time.monotonic()
+    result = run_cli("run", config, timeout=60)
+    assert time.monotonic() - started < 20
+    assert result.code == 1
+    summary = result.summary("otlp-0")
+    assert summary["failed"] == summary["produced"] == 240 and summary["delivered"] == 0
+    assert "after 3 attempt(s)" in result.stderr and "retry 1/2" in result.stderr
+    dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert len(dead) == 240 and {d["endpoint"] for d in dead} == {"http://127.0.0.1:9"}
+    assert json.loads(dead[0]["value"])["trace_id"]
+
+
+def test_unmappable_events_are_counted_failures(jaeger, write, tmp_path):
+    write("s.py", """
+        import json
+        def produce(p):
+            ok = {'trace_id': 'ab' * 16, 'span_id': 'cd' * 8, 'service': 's', 'operation': 'op',
+                  'start_time': p['timestamp'].isoformat(), 'duration_ms': 1}
+            return [json.dumps(ok), 'not json', json.dumps({**ok, 'span_id': 'xyz'})]
+        """)
+    config = write("c.yaml", f"""
+        mode: backfill
+        input: [{{rate: {{per_second: 1, start: "-2s", end: "now"}}}}]
+        event: {{script: {{path: s.py}}}}
+        output: [{{otlp: {{endpoint: '{jaeger["otlp_grpc"]}', dead_letter: dead.jsonl}}}}]
+        """)
+    result = run_cli("run", config)
+    assert result.code == 1
+    assert result.summary("otlp-0") | {} == {"timestamps": 2, "produced": 6, "script_errors": 0,
+                                               "delivered": 2, "failed": 4}
+    assert "cannot map to a span: field 'span_id' must be 16 hex characters, got 'xyz': 2" in result.stderr
+    assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 4
+
+
+def test_kafka_otlp_proto_encoding(kafka_bootstrap, write, tmp_path):
+    from tests.test_kafka import consume
+
+    topic = f"otlp-{uuid.uuid4().hex[:8]}"
+    config = tracing_config(
+        write, f"  - kafka: {{bootstrap_servers: '{kafka_bootstrap}', topic: {topic}, encoding: otlp_proto}}",
+        window='start: "-1m", end: "now"')
+    result = run_cli("run", config)
+    assert result.code == 0, result.stderr
+    assert result.summary("kafka-0")["delivered"] == 240
+    messages = consume(kafka_bootstrap, [topic], expect=30)
+    assert len(messages) == 30  # one message per trace
+    for m in messages:
+        request = ExportTraceServiceRequest.FromString(m.value())
+        spans = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        services = {a.value.string_value for rs in request.resource_spans
+                    for a in rs.resource.attributes if a.key == "service.name"}
+        assert len(spans) == 8 and len(services) == 8
+        assert {s.trace_id.hex() for s in spans} == {m.key().decode()}
+        ids = {s.span_id for s in spans}
+        assert all(s.parent_span_id in ids for s in spans if s.parent_span_id)
+
+
+def test_check_traces_tells_broken_from_clean(write):
+    seed = EXAMPLES.parent / "tests" / "data" / "seed_tracing.py"
+    for script, code, verdict in ((seed, 1, "7 orphan(s)"), (TRACING, 0, "0 orphan(s)")):
+        config = write("c.yaml", f"""
+            input: [{{cron: {{expression: "*/2 * * * * *"}}}}]
+            event: {{script: {{path: {script}}}}}
+            """)
+        result = run_cli("preview", config, "--check-traces", "--events", "40")
+        assert result.code == code
+        reports = [line for line in result.lines if line.startswith("trace ")]
+        assert len(reports) == 5 and all(verdict in r for r in reports)
+        assert result.lines[-1] == f"traces: 5 checked, {5 if code else 0} broken ({35 if code else 0} orphan span(s))"
+
+
+def test_check_traces_on_a_run(write):
+    seed = EXAMPLES.parent / "tests" / "data" / "seed_tracing.py"
+    config = write("c.yaml", f"""
+        mode: backfill
+        check_traces: true
+        input: [{{cron: {{expression: "*/2 * * * * *", start: "-1m", end: "now"}}}}]
+        event: {{script: {{path: {seed}}}}}
+        output: [{{null: {{}}}}]
+        """)
+    result = run_cli("run", config)
+    assert result.code == 0
+    assert "traces: 30 checked, 30 broken (210 orphan span(s))" in result.stderr
