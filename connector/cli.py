@@ -7,16 +7,21 @@ script stopped the run; 2 invalid config or usage.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import signal
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
 from connector import __version__
 from connector.config import Config, ConfigError, load_config
+from connector.inputs.rate import replica_share
 from connector.logs import setup_logging
+from connector.metrics import MetricsServer
 from connector.pipeline import Pipeline, RunOptions, build_output, prepare, schedule
+from connector.progress import Progress
 from connector.spans import TraceChecker
 
 log = logging.getLogger("connector")
@@ -51,6 +56,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     run.add_argument("--seed", type=int, help="seed Python's random before the script loads")
     run.add_argument("--quiet", action="store_true", help="no progress line or progress logs")
+    run.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, a progress log line this often",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics, /healthz, /readyz here (0 disables; default: "
+        "metrics.port in the config, else 9464)",
+    )
+    run.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep serving /metrics this long after the run ends (a last scrape)",
+    )
     _common(run)
 
     validate = sub.add_parser("validate", help="check a config and its script; send nothing")
@@ -151,18 +177,23 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     mode = args.mode or config.mode
-    options = RunOptions(
-        mode=mode, max_events=args.max_events, duration=args.duration, seed=args.seed
-    )
-    script = prepare(config, args.seed)
-    stream = schedule(config, mode, datetime.now(config.tz))
+    seed = args.seed
+    if seed is not None:  # replicas of one chart must not emit identical streams
+        seed += replica_share()[0]
+    options = RunOptions(mode=mode, max_events=args.max_events, duration=args.duration)
+    script = prepare(config, seed)
+    now = datetime.now(config.tz)
+    schedule(config, mode, now)  # window errors are config errors: before anything starts
+    metrics = _start_metrics(config, args)
     outputs = [
         build_output(e, n) for e, n in zip(config.output, config.output_names(), strict=True)
     ]
     pipeline = Pipeline(config, script, outputs, options)
+    if metrics:
+        metrics.pipeline = pipeline
 
     def on_signal(signum: int, _frame) -> None:
-        if pipeline._stop:  # a second signal: stop waiting for the flush
+        if pipeline.stopping:  # a second signal: stop waiting for the flush
             raise KeyboardInterrupt
         pipeline.request_stop(f"{signal.Signals(signum).name} received")
 
@@ -175,9 +206,46 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         len(outputs),
         script.path.name,
     )
-    code = pipeline.run(stream)
+    progress = None
+    if not args.quiet:
+        total = _count(schedule(config, mode, now)) if mode == "backfill" else None
+        progress = Progress(pipeline, total, args.progress_interval).start()
+    try:
+        code = pipeline.run(schedule(config, mode, now))
+    finally:
+        if progress:
+            progress.stop()
     print_summary(pipeline, sys.stderr)
+    if metrics:
+        if args.linger > 0:
+            time.sleep(args.linger)
+        metrics.close()
     return code
+
+
+def _start_metrics(config: Config, args: argparse.Namespace) -> MetricsServer | None:
+    port = config.metrics.port if args.metrics_port is None else args.metrics_port
+    if port == 0:
+        return None
+    name = config.name or (config.source.stem if config.source else "config")
+    try:
+        server = MetricsServer(config.metrics.host, port, name)
+    except OSError as exc:
+        log.warning(
+            "metrics: cannot listen on %s:%d (%s); running without /metrics",
+            config.metrics.host,
+            port,
+            exc.strerror or exc,
+        )
+        return None
+    log.info("metrics on http://%s:%d/metrics", config.metrics.host, server.port)
+    return server
+
+
+def _count(stream, cap: int = 5_000_000) -> int | None:
+    """Timestamps in a backfill, for the progress bar; None when there are too many to count."""
+    n = sum(1 for _ in itertools.islice(stream, cap + 1))
+    return n if n <= cap else None
 
 
 def print_summary(p: Pipeline, out) -> None:

@@ -90,6 +90,7 @@ class Config(Strict):
     output: list[OutputEntry] = Field(  # type: ignore[valid-type]
         default_factory=lambda: [OutputEntry(stdout={})], min_length=1
     )
+    name: str | None = Field(None, description="names this config in metrics (connector_info)")
     timezone: str = "UTC"
     mode: Literal["live", "backfill"] = "live"
     metrics: MetricsConfig = MetricsConfig()

@@ -35,7 +35,6 @@ class RunOptions:
     mode: str = "live"
     max_events: int | None = None
     duration: float | None = None
-    seed: int | None = None
     batch_size: int = 1000
     worker: int = 0  # this process's index among `workers` (timestamps are split by it)
     workers: int = 1
@@ -111,6 +110,10 @@ class Pipeline:
         self.timestamps = [0] * len(self.config.input)
         self.events = [0] * len(self.config.input)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop
+
     def request_stop(self, reason: str) -> None:
         """From a signal handler: stop scheduling; the run then flushes and summarises."""
         self._stop = True
@@ -119,6 +122,9 @@ class Pipeline:
     @property
     def produced(self) -> int:
         return sum(self.events)
+
+    def all_acks(self) -> list[Acks]:
+        return [out.acks for out in self.outputs]
 
     def run(self, stream: Iterator[tuple[datetime, int]]) -> int:
         """Run to the end of the schedule (or a limit); return the exit code."""

@@ -10,6 +10,7 @@ ReadableSpan + encoder path measured ~5x slower.
 from __future__ import annotations
 
 import base64
+import re
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ _STATUS = {
     "ERROR": Status.STATUS_CODE_ERROR,
     "UNSET": Status.STATUS_CODE_UNSET,
 }
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_MAX_NANOS = 2**64 - 1
 _KINDS = {name.removeprefix("SPAN_KIND_"): value for name, value in Span.SpanKind.items()}
 
 
@@ -88,10 +91,9 @@ def _id(doc: dict, name: str, size: int, required: bool = True) -> bytes:
         return b""
     if not isinstance(value, str) or len(value) != size * 2:
         raise MappingError(f"field '{name}' must be {size * 2} hex characters, got {value!r}")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise MappingError(f"field '{name}' is not hex: {value!r}") from None
+    if not _HEX.fullmatch(value):
+        raise MappingError(f"field '{name}' is not hex: {value!r}")
+    raw = bytes.fromhex(value)
     if raw == bytes(size):
         raise MappingError(f"field '{name}' is all zeros, which OTLP treats as invalid")
     return raw
@@ -102,14 +104,18 @@ def _nanos(doc: dict, name: str) -> int:
     if value is None:
         raise MappingError(f"field '{name}' is missing")
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value * 1_000_000_000)  # seconds since the epoch
-    try:
-        ts = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise MappingError(f"field '{name}' is not an ISO-8601 time: {value!r}") from None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return (ts - _EPOCH) // _MICRO * 1000
+        nanos = int(value * 1_000_000_000)  # seconds since the epoch
+    else:
+        try:
+            ts = datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise MappingError(f"field '{name}' is not an ISO-8601 time: {value!r}") from None
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        nanos = (ts - _EPOCH) // _MICRO * 1000
+    if not 0 <= nanos <= _MAX_NANOS:
+        raise MappingError(f"field '{name}' is outside what OTLP can carry (1970-2554): {value!r}")
+    return nanos
 
 
 def _any(value: Any) -> AnyValue:
@@ -117,8 +123,12 @@ def _any(value: Any) -> AnyValue:
         return AnyValue(string_value=value)
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
+    if isinstance(value, int):  # past int64, keep the digits rather than fail the span
+        return (
+            AnyValue(int_value=value)
+            if -(2**63) <= value < 2**63
+            else AnyValue(string_value=str(value))
+        )
     if isinstance(value, float):
         return AnyValue(double_value=value)
     if isinstance(value, list | tuple):
@@ -150,6 +160,8 @@ def to_span(doc: Any, m: SpanMapping = DEFAULT_MAPPING) -> tuple[tuple, Span]:
         if not isinstance(duration, int | float) or isinstance(duration, bool):
             raise MappingError(f"field '{m.duration_ms}' (or '{m.end_time}') is missing")
         end = start + round(duration * 1_000_000)
+        if end > _MAX_NANOS:
+            raise MappingError(f"field '{m.duration_ms}' is too large: {duration!r}")
     if end < start:
         raise MappingError("the span ends before it starts")
     span = Span(
@@ -184,10 +196,19 @@ def to_span(doc: Any, m: SpanMapping = DEFAULT_MAPPING) -> tuple[tuple, Span]:
     if attributes is not None and not isinstance(attributes, dict):
         raise MappingError(f"field '{m.attributes}' must be an object")
     span.attributes.extend(_attributes({**extra, **(attributes or {})}))
-    resource = doc.get(m.resource) or {}
-    if not isinstance(resource, dict):
+    resource = doc.get(m.resource)
+    if resource is None:
+        resource = {}
+    elif not isinstance(resource, dict):
         raise MappingError(f"field '{m.resource}' must be an object")
-    key = (service, *sorted((str(k), orjson.dumps(v)) for k, v in resource.items()))
+    key = (
+        service,
+        *sorted(
+            (str(k), orjson.dumps(v))
+            for k, v in resource.items()
+            if v is not None and k != "service.name"
+        ),
+    )  # the service field wins
     return key, span
 
 
@@ -264,7 +285,7 @@ class TraceReport:
 
     @property
     def broken(self) -> bool:
-        return self.roots != 1 or self.orphans or self.early or self.late
+        return bool(self.roots != 1 or self.orphans or self.early or self.late)
 
     def __str__(self) -> str:
         verdict = "BROKEN" if self.broken else "ok"
@@ -290,11 +311,9 @@ class TraceChecker:
         for event in events:
             try:
                 doc = orjson.loads(event)
-                trace_id = doc[m.trace_id]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
+                self.open.setdefault(doc[m.trace_id], []).append(doc)
+            except (orjson.JSONDecodeError, KeyError, TypeError):  # TypeError: unhashable id
                 self.unreadable += 1
-                continue
-            self.open.setdefault(trace_id, []).append(doc)
         while len(self.open) > self.max_open:
             self._check(*self.open.popitem(last=False))
 
@@ -319,8 +338,8 @@ class TraceChecker:
             try:
                 start, end = _window(d, m)
                 p_start, p_end = _window(parent, m)
-            except (MappingError, TypeError):
-                continue
+            except (MappingError, KeyError, TypeError, ValueError):
+                continue  # no usable times: the tree checks above still count
             early += start < p_start
             late += end > p_end
         self.reports.append(TraceReport(str(trace_id), len(docs), roots, orphans, early, late))

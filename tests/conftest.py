@@ -68,15 +68,26 @@ def write(tmp_path: Path):
     return _write
 
 
+def _started_here(script: str) -> bool:
+    """True when scripts/<script> is not running yet, so this session may stop it at the end."""
+    return subprocess.run([ROOT / "scripts" / script, "status"], capture_output=True).returncode != 0
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
+def kafka_bootstrap():
     from tests.kafka_service import kafka_bootstrap as get
 
-    return get()
+    stop_after = _started_here("local-kafka")
+    yield get()
+    if stop_after:
+        subprocess.run([ROOT / "scripts" / "local-kafka", "stop"], capture_output=True)
 
 
 @pytest.fixture(scope="session")
-def jaeger() -> dict:
+def jaeger():
     from tests.jaeger_service import jaeger_endpoints
 
-    return jaeger_endpoints()
+    stop_after = _started_here("local-jaeger")
+    yield jaeger_endpoints()
+    if stop_after:
+        subprocess.run([ROOT / "scripts" / "local-jaeger", "stop"], capture_output=True)

@@ -59,7 +59,9 @@ class Acks:
         return self.handed - self.delivered - self.failed
 
     def ok(self, count: int = 1) -> None:
+        """Delivered on the spot (stdout, file): zero latency, observed once per batch."""
         self.delivered += count
+        self.latency.observe_many(0.0, count)
 
     def fail(self, reason: str, value: str | bytes | None, **where: object) -> None:
         """One event failed for good: counted by reason and dead-lettered when configured."""

