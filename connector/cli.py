@@ -140,28 +140,26 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
             print(f"--at: invalid ISO-8601 timestamp '{args.at}'", file=sys.stderr)
             return EXIT_USAGE
         at = (at if at.tzinfo else at.replace(tzinfo=config.tz)).astimezone(config.tz)
-        calls = ((at, i) for i in range(len(config.input)))
+        calls = ((at, i) for i, e in enumerate(config.input) for _ in range(e.settings.count))
     else:
         calls = schedule(config, "preview", datetime.now(config.tz))
     checker = TraceChecker() if args.check_traces else None
-    shown = ticks = 0
+    shown = n_calls = 0
     for ts, i in calls:
-        if shown >= args.events or ticks >= 100_000:  # a script may return [] for a long time
+        if shown >= args.events or n_calls >= 100_000:  # a script may return [] for long
             break
-        ticks += 1
-        settings = config.input[i].settings
-        for _ in range(settings.count):
-            events = script.events({"timestamp": ts, "tags": settings.tags})
-            if checker:  # whole timestamps: a trace cut short would look broken
-                checker.add(events)
-                shown += len(events)
-                continue
-            for event in events[: args.events - shown]:
-                print(event)
-                shown += 1
+        n_calls += 1
+        events = script.events({"timestamp": ts, "tags": config.input[i].settings.tags})
+        if checker:  # whole calls: a trace cut short would look broken
+            checker.add(events)
+            shown += len(events)
+            continue
+        for event in events[: args.events - shown]:
+            print(event)
+            shown += 1
     errors = sum(script.errors.values())
     print(
-        f"preview: {shown} event(s) from {ticks} timestamp(s), {errors} script error(s); "
+        f"preview: {shown} event(s) from {n_calls} produce() call(s), {errors} script error(s); "
         "nothing was sent",
         file=sys.stderr,
     )

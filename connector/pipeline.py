@@ -63,10 +63,17 @@ def schedule(config: Config, mode: str, now: datetime) -> Iterator[tuple[datetim
                 f"{where}.end: {end.isoformat()} is not after start {start.isoformat()}"
             )
             continue
-        streams.append(INPUTS[entry.plugin].ticks(settings, start, end))
+        ticks = INPUTS[entry.plugin].ticks(settings, start, end)
+        if settings.count > 1:  # each timestamp, `count` times in a row
+            ticks = _repeat_each(ticks, settings.count)
+        streams.append(ticks)
     if problems:
         raise ConfigError(problems)
     return merge(streams)
+
+
+def _repeat_each(ticks: Iterator[datetime], count: int) -> Iterator[datetime]:
+    return itertools.chain.from_iterable(itertools.repeat(ts, count) for ts in ticks)
 
 
 def prepare(config: Config, seed: int | None) -> Script:
@@ -92,7 +99,7 @@ class Pipeline:
     outputs: list[Output]
     options: RunOptions = field(default_factory=RunOptions)
     input_names: list[str] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)  # per input
+    calls: list[int] = field(default_factory=list)  # produce() calls, per input
     events: list[int] = field(default_factory=list)  # per input
     lag: Histogram = field(default_factory=lambda: Histogram(LAG_BUCKETS))
     broken: list[str] = field(default_factory=list)  # outputs that could not start
@@ -101,23 +108,31 @@ class Pipeline:
     finished: float = 0.0
     alive: bool = True
     checker: TraceChecker | None = None
-    _stop: bool = False
+    deadline: float | None = None
+    _stop: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.config.check_traces:
             self.checker = TraceChecker()
         self.input_names = self.input_names or self.config.input_names()
-        self.timestamps = [0] * len(self.config.input)
+        self.calls = [0] * len(self.config.input)
         self.events = [0] * len(self.config.input)
 
     @property
     def stopping(self) -> bool:
-        return self._stop
+        return bool(self._stop)
 
     def request_stop(self, reason: str) -> None:
         """From a signal handler: stop scheduling; the run then flushes and summarises."""
-        self._stop = True
         self.stop_reason = self.stop_reason or reason
+        self._stop.append(reason)  # a list: the hot loop tests a local name, not an attribute
+
+    @property
+    def timestamps(self) -> list[int]:
+        """Per input: `count` calls make one timestamp."""
+        return [
+            -(-c // e.settings.count) for c, e in zip(self.calls, self.config.input, strict=True)
+        ]
 
     @property
     def produced(self) -> int:
@@ -129,6 +144,8 @@ class Pipeline:
     def run(self, stream: Iterator[tuple[datetime, int]]) -> int:
         """Run to the end of the schedule (or a limit); return the exit code."""
         self.started = time.monotonic()
+        if self.options.duration:
+            self.deadline = self.started + self.options.duration
         try:
             for out in self.outputs:
                 try:
@@ -152,60 +169,72 @@ class Pipeline:
             self.finished = time.monotonic()
 
     def _loop(self, stream: Iterator[tuple[datetime, int]]) -> None:
+        """The hot path: per call, only what the summary and metrics need, no method lookups."""
         live = self.options.mode == "live"
-        inputs = self.config.input
-        tags = [e.settings.tags for e in inputs]
-        counts = [e.settings.count for e in inputs]
-        n_ticks, n_events = self.timestamps, self.events
+        tags = [e.settings.tags for e in self.config.input]
+        calls, n_events, stop = self.calls, self.events, self._stop
         produce, checked, raised = self.script.produce, self.script.checked, self.script.raised
-        limit = self.options.max_events or float("inf")
-        deadline = self.started + self.options.duration if self.options.duration else None
-        batch_size = self.options.batch_size
-        total = 0
         batch: list[str] = []
+        append, batch_size = batch.append, self._next_batch_size()
         try:
             for ts, i in stream:
+                if stop:
+                    break
                 if live:
                     delay = ts.timestamp() - time.time()
                     if delay > 0:
                         if batch:
                             self._hand_off(batch)
                             batch = []
-                        if not self._wait(delay, deadline):
+                            append = batch.append
+                        if not self._wait(delay):
                             break
                     self.lag.observe(-delay if delay < 0 else 0.0)
-                if self._stop:
-                    break
-                n_ticks[i] += 1
-                for _ in range(counts[i]):
-                    try:
-                        result = produce({"timestamp": ts, "tags": tags[i]})
-                    except Exception as exc:
-                        raised(exc)
-                        continue
-                    if type(result) is str:
-                        batch.append(result)
-                        n = 1
-                    else:
-                        result = checked(result)
-                        batch += result
-                        n = len(result)
-                    n_events[i] += n
-                    total += n
-                if total >= limit:
-                    del batch[len(batch) - (total - limit) :]
-                    n_events[i] -= total - limit
-                    self.stop_reason = f"--max-events {limit} reached"
-                    break
+                calls[i] += 1
+                try:
+                    result = produce({"timestamp": ts, "tags": tags[i]})
+                except Exception as exc:
+                    raised(exc)
+                    continue
+                if type(result) is str:
+                    append(result)
+                    n_events[i] += 1
+                else:
+                    result = checked(result)
+                    batch += result
+                    n_events[i] += len(result)
                 if len(batch) >= batch_size:
+                    self._trim_to_limit(batch, i)
                     self._hand_off(batch)
                     batch = []
-                    if deadline is not None and time.monotonic() >= deadline:
-                        self.stop_reason = f"--duration {self.options.duration:g}s reached"
+                    append, batch_size = batch.append, self._next_batch_size()
+                    if batch_size <= 0 or self._past_deadline():
                         break
         finally:  # what was produced is handed on, whatever ended the loop
             if batch:
+                self._trim_to_limit(batch, i)
                 self._hand_off(batch)
+
+    def _next_batch_size(self) -> int:
+        """Events until the next hand-off: the batch size, or fewer to stop at --max-events."""
+        if self.options.max_events is None:
+            return self.options.batch_size
+        left = self.options.max_events - self.produced
+        if left <= 0:
+            self.stop_reason = f"--max-events {self.options.max_events} reached"
+        return min(self.options.batch_size, left)
+
+    def _trim_to_limit(self, batch: list[str], last_input: int) -> None:
+        if self.options.max_events is not None and self.produced > self.options.max_events:
+            excess = self.produced - self.options.max_events
+            del batch[-excess:]
+            self.events[last_input] -= excess
+
+    def _past_deadline(self) -> bool:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.stop_reason = f"--duration {self.options.duration:g}s reached"
+            return True
+        return False
 
     def _hand_off(self, batch: list[str]) -> None:
         if self.checker is not None:
@@ -214,21 +243,18 @@ class Pipeline:
             out.acks.handed += len(batch)
             out.write_batch(batch)
 
-    def _wait(self, delay: float, deadline: float | None) -> bool:
+    def _wait(self, delay: float) -> bool:
         """Sleep until the next timestamp is due, serving outputs; False when told to stop."""
         until = time.monotonic() + delay
         while True:
             for out in self.outputs:
                 out.poll()
+            if self._stop or self._past_deadline():
+                return False
             now = time.monotonic()
-            if self._stop:
-                return False
-            if deadline is not None and now >= deadline:
-                self.stop_reason = f"--duration {self.options.duration:g}s reached"
-                return False
             if now >= until:
                 return True
-            time.sleep(min(until - now, 0.1, deadline - now if deadline else 0.1))
+            time.sleep(min(until - now, 0.1))
 
     def _shutdown(self) -> int:
         """Flush every output within its deadline, close, and settle the accounts."""

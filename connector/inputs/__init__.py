@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
@@ -17,8 +18,8 @@ INPUTS: dict[str, InputPlugin] = {"cron": cron, "rate": rate}
 def merge(streams: Iterable[Iterator[datetime]]) -> Iterator[tuple[datetime, int]]:
     """(timestamp, input index) in timestamp order; equal timestamps keep input order."""
     streams = list(streams)
-    if len(streams) == 1:  # the common case: skip the heap
-        return ((ts, 0) for ts in streams[0])
+    if len(streams) == 1:  # the common case: no heap, and zip builds the pairs in C
+        return zip(streams[0], itertools.repeat(0))
     return heapq.merge(*(_indexed(s, i) for i, s in enumerate(streams)))
 
 

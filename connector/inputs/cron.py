@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate, repeat
+from operator import methodcaller
 
 from croniter import croniter
 from pydantic import field_validator
@@ -80,19 +82,19 @@ def ticks(config: Config, start: datetime, end: datetime | None) -> Iterator[dat
     first = it.get_next(datetime)
     step = fixed_interval(config.expression)
     if step is None:
-        ts = first
-        while end is None or ts < end:
-            yield ts
-            ts = it.get_next(datetime)
-        return
-    # Fixed grid: add in UTC (aware arithmetic in a DST zone is wall-clock arithmetic).
-    ts = first.astimezone(UTC)
-    end = end.astimezone(UTC) if end is not None else None
-    if tz is UTC:
-        while end is None or ts < end:
-            yield ts
-            ts += step
-        return
+        return _croniter_ticks(it, first, end)
+    # A fixed grid, built by C iterators (no Python frame per tick). Add in UTC:
+    # aware arithmetic in a DST zone would be wall-clock arithmetic.
+    first = first.astimezone(UTC)
+    if end is None:
+        grid = accumulate(repeat(step), initial=first)
+    else:
+        n = max(0, -(-(end - first) // step))  # ticks in [first, end)
+        grid = accumulate(repeat(step, n - 1), initial=first) if n else iter(())
+    return grid if tz is UTC else map(methodcaller("astimezone", tz), grid)
+
+
+def _croniter_ticks(it: croniter, ts: datetime, end: datetime | None) -> Iterator[datetime]:
     while end is None or ts < end:
-        yield ts.astimezone(tz)
-        ts += step
+        yield ts
+        ts = it.get_next(datetime)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from itertools import count, repeat, takewhile
+from operator import add, mul, truediv
 
 from pydantic import Field
 
 from connector.inputs.base import InputConfig
 
 __all__ = ["Config", "replica_share", "ticks"]
+
+_SECOND = timedelta(seconds=1)
 
 
 class Config(InputConfig):
@@ -38,11 +42,10 @@ def ticks(config: Config, start: datetime, end: datetime | None) -> Iterator[dat
     # Replica i of N takes every N-th slot of the full-rate grid, offset by i:
     # together the replicas emit exactly the unsharded stream, interleaved.
     index, replicas = replica_share() if config.shard else (0, 1)
-    gap = 1.0 / config.per_second
-    k = index
-    while True:
-        ts = start + timedelta(seconds=k * gap)  # multiply, never accumulate: no drift
-        if end is not None and ts >= end:
-            return
-        yield ts
-        k += replicas
+    # start + SECOND * (k / rate): multiplied, never accumulated, so no drift; C iterators
+    # all the way, so no Python frame per timestamp.
+    offsets = map(
+        mul, repeat(_SECOND), map(truediv, count(index, replicas), repeat(config.per_second))
+    )
+    grid = map(add, repeat(start), offsets)
+    return grid if end is None else takewhile(end.__gt__, grid)
