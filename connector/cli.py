@@ -23,6 +23,7 @@ from connector.metrics import MetricsServer
 from connector.pipeline import Pipeline, RunOptions, build_output, prepare, schedule
 from connector.progress import Progress
 from connector.spans import TraceChecker
+from connector.workers import Workers
 
 log = logging.getLogger("connector")
 
@@ -55,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-events", type=int, metavar="N", help="stop after N events")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     run.add_argument("--seed", type=int, help="seed Python's random before the script loads")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes, each with its own copy of the script, timestamps dealt round-robin",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress line or progress logs")
     run.add_argument(
         "--progress-interval",
@@ -178,42 +186,49 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     seed = args.seed
     if seed is not None:  # replicas of one chart must not emit identical streams
         seed += replica_share()[0]
+    if args.workers < 1:
+        print("--workers: must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
     options = RunOptions(mode=mode, max_events=args.max_events, duration=args.duration)
-    script = prepare(config, seed)
+    script = prepare(config, seed)  # also proves the script loads before workers start
     now = datetime.now(config.tz)
     schedule(config, mode, now)  # window errors are config errors: before anything starts
     metrics = _start_metrics(config, args)
-    outputs = [
-        build_output(e, n) for e, n in zip(config.output, config.output_names(), strict=True)
-    ]
-    pipeline = Pipeline(config, script, outputs, options)
+    if args.workers > 1:
+        run = Workers(args.config, options, args.workers, seed)
+    else:
+        outputs = [
+            build_output(e, n) for e, n in zip(config.output, config.output_names(), strict=True)
+        ]
+        run = Pipeline(config, script, outputs, options)
     if metrics:
-        metrics.pipeline = pipeline
+        metrics.pipeline = run
 
     def on_signal(signum: int, _frame) -> None:
-        if pipeline.stopping:  # a second signal: stop waiting for the flush
+        if run.stopping:  # a second signal: stop waiting for the flush
             raise KeyboardInterrupt
-        pipeline.request_stop(f"{signal.Signals(signum).name} received")
+        run.request_stop(f"{signal.Signals(signum).name} received")
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     log.info(
-        "run: mode %s, %d input(s), %d output(s), script %s",
+        "run: mode %s, %d input(s), %d output(s), script %s, %d worker(s)",
         mode,
         len(config.input),
-        len(outputs),
+        len(config.output),
         script.path.name,
+        args.workers,
     )
     progress = None
     if not args.quiet:
         total = _count(schedule(config, mode, now)) if mode == "backfill" else None
-        progress = Progress(pipeline, total, args.progress_interval).start()
+        progress = Progress(run, total, args.progress_interval).start()
     try:
-        code = pipeline.run(schedule(config, mode, now))
+        code = run.run(now) if args.workers > 1 else run.run(schedule(config, mode, now))
     finally:
         if progress:
             progress.stop()
-    print_summary(pipeline, sys.stderr)
+    print_summary(run, sys.stderr)
     if metrics:
         if args.linger > 0:
             time.sleep(args.linger)

@@ -71,7 +71,10 @@ class Acks:
             if self._dead_letter_path is not None:
                 if self._dead_letter is None:
                     self._dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
-                    self._dead_letter = open(self._dead_letter_path, "a", encoding="utf-8")  # noqa: SIM115
+                    # line-buffered: one write() a record, so workers' records never interleave
+                    self._dead_letter = open(  # noqa: SIM115
+                        self._dead_letter_path, "a", encoding="utf-8", buffering=1
+                    )
                 if isinstance(value, bytes):
                     value = value.decode("utf-8", "backslashreplace")
                 record = {"output": self.name, **where, "value": value, "error": reason}
