@@ -265,7 +265,7 @@ def print_summary(p: Pipeline, out) -> None:
     elapsed = max(p.finished - p.started, 1e-9)
     lines = [
         f"summary: {'stopped: ' + p.stop_reason if p.stop_reason else 'schedule complete'}"
-        f" after {elapsed:.2f}s",
+        f" after {elapsed:.3f}s",
         f"  timestamps: {sum(p.timestamps)}",
         f"  events produced: {p.produced} ({p.produced / elapsed:,.0f}/s)",
         f"  script errors: {sum(p.script.errors.values())}"

@@ -7,6 +7,7 @@ and hands batches to every output. Outputs acknowledge each event through their
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import random
@@ -158,6 +159,9 @@ class Pipeline:
             if self.options.workers > 1:
                 w, n = self.options.worker, self.options.workers
                 stream = itertools.islice(stream, w, None, n)
+            # Everything loaded so far (pydantic, grpc, the script's module) lives for the
+            # whole run: keep the collector from walking it again on every full collection.
+            gc.freeze()
             try:
                 self._loop(stream)
             except ScriptStop as exc:

@@ -12,18 +12,31 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from connector import __version__
-from connector.spans import (
-    MappingError,
-    SpanMapping,
-    TraceChecker,
-    export_request,
-    group_spans,
-    otlp_encoder,
-    to_span,
-)
+from connector import __version__, spans
+from connector.spans import DEFAULT_MAPPING, MappingError, SpanMapping, TraceChecker, otlp_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# The connector writes OTLP's wire format by hand; every test below reads it back with
+# opentelemetry-proto, so each assertion also checks the encoding.
+def to_span(doc, mapping: SpanMapping = DEFAULT_MAPPING) -> tuple[tuple, Span]:
+    key, trace_id, raw = spans.encode_span(doc, mapping)
+    span = Span.FromString(raw)
+    assert span.trace_id == trace_id
+    assert span.SerializeToString() == raw  # byte for byte what protobuf itself would write
+    return key, span
+
+
+def group_spans(pairs: list[tuple[tuple, Span]]) -> dict:
+    return spans.group_spans([(key, s.trace_id, s.SerializeToString()) for key, s in pairs])
+
+
+def export_request(grouped: dict) -> ExportTraceServiceRequest:
+    raw = spans.export_request(grouped)
+    request = ExportTraceServiceRequest.FromString(raw)
+    assert request.SerializeToString() == raw
+    return request
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"

@@ -26,8 +26,14 @@ from pydantic import Field, model_validator
 from connector.fields import ConfigPath, Strict
 from connector.logs import add_secret
 from connector.outputs.base import Acks, OutputConfig
-from connector.spans import MappingError, SpanMapping, export_request, group_spans, mapping_reason
-from connector.spans import to_span as map_span
+from connector.spans import (
+    MappingError,
+    SpanMapping,
+    encode_span,
+    export_request,
+    group_spans,
+    mapping_reason,
+)
 
 __all__ = ["Config", "OtlpOutput", "build"]
 
@@ -53,7 +59,7 @@ class TlsConfig(Strict):
 
 
 class BatchConfig(Strict):
-    max_spans: int = Field(512, gt=0)
+    max_spans: int = Field(2048, gt=0)
     max_delay: float = Field(0.2, gt=0, description="seconds a span may wait for its batch")
 
 
@@ -68,7 +74,7 @@ class Config(OutputConfig):
     protocol: Literal["grpc", "http/protobuf"] = "grpc"
     headers: dict[str, str] = Field(default_factory=dict)
     tls: TlsConfig = Field(default_factory=TlsConfig)
-    compression: Literal["gzip", "none"] = "gzip"
+    compression: Literal["gzip", "none"] = "none"  # as OpenTelemetry's exporters default
     timeout: float = Field(10.0, gt=0, description="seconds per export attempt")
     batch: BatchConfig = Field(default_factory=BatchConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
@@ -127,7 +133,7 @@ class OtlpOutput:
             pending.handed = time.monotonic()
         for event in events:
             try:
-                pending.spans.append(map_span(orjson.loads(event), mapping))
+                pending.spans.append(encode_span(orjson.loads(event), mapping))
             except (orjson.JSONDecodeError, MappingError) as exc:
                 self.acks.fail(mapping_reason(exc), event)
                 continue
@@ -256,7 +262,9 @@ class OtlpOutput:
 
     def _grpc_exporter(self):
         import grpc
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceResponse,
+        )
 
         host, port = self._host_port()
         target, tls = f"{host}:{port}", self.config.tls
@@ -272,13 +280,18 @@ class OtlpOutput:
             channel = grpc.secure_channel(target, creds, compression=compression)
         else:
             channel = grpc.insecure_channel(target, compression=compression)
-        stub = TraceServiceStub(channel)
+        # The request is already serialized (spans.export_request): send the bytes as they are.
+        call = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
         metadata = [(k.lower(), v) for k, v in self.config.headers.items()]
         timeout = self.config.timeout
 
         def export(request) -> int:
             try:
-                response = stub.Export(request, timeout=timeout, metadata=metadata)
+                response = call(request, timeout=timeout, metadata=metadata)
             except grpc.RpcError as exc:
                 code = exc.code().name
                 raise ExportError(f"gRPC {code}: {exc.details()}", code in GRPC_RETRYABLE) from None
@@ -313,7 +326,7 @@ class OtlpOutput:
             return local.conn
 
         def export(request) -> int:
-            body = request.SerializeToString()
+            body = request
             if self.config.compression == "gzip":
                 body = gzip.compress(body, compresslevel=1)
             try:

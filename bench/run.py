@@ -1,0 +1,376 @@
+"""The benchmark suite: the connector against its ceilings, measured in one run.
+
+    python bench/run.py                  # defaults: each connector run lasts >= 10 s
+    python bench/run.py --size 20000 --rounds 1 --live-seconds 0   # a smoke run
+
+For the basic and the tracing examples in backfill mode it measures, alternating
+the measurements round by round (these machines are noisy):
+
+  S      the example's produce() in a bare loop over the same timestamps
+  K      a bare confluent-kafka loop producing the same payloads, a delivery
+         callback per message, counting acknowledged messages
+  P      1 / (1/S + 1/K): one process doing both and nothing else
+  null   the connector with the null output
+  kafka  the connector into the local Kafka (acknowledged events only), 1 and 2 workers
+  otlp   the connector into the local Jaeger over OTLP gRPC (tracing only)
+  perf   kafka-producer-perf-test (same Kafka release, same broker, same record size)
+
+and, once, live mode at a fixed rate (achieved rate, schedule lag p99).
+Every measurement runs in its own process; peak RSS is that process tree's.
+Results print as a table and land in bench/results/<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = {
+    "basic": ROOT / "examples/basic/produce.py",
+    "tracing": ROOT / "examples/tracing/tracing.py",
+}
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
+
+
+def services() -> tuple[str, str]:
+    """Bootstrap and OTLP gRPC endpoint of the local Kafka and Jaeger (started if needed)."""
+    kafka = (
+        os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        or sh(str(ROOT / "scripts/local-kafka"), "start")
+        .stdout.strip()
+        .splitlines()[-1]
+        .split("=", 1)[1]
+    )
+    out = sh(str(ROOT / "scripts/local-jaeger"), "start").stdout
+    otlp = re.search(r"^OTLP_ENDPOINT=(\S+)", out, re.M).group(1)
+    return kafka, otlp
+
+
+def measure(cmd: list[str]) -> tuple[str, float]:
+    """Run one measurement process: (everything it printed, its peak RSS in MB).
+
+    wait4 reports the child's own peak (with --workers, the largest of its processes)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    text = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{text[-3000:]}")
+    return text, usage.ru_maxrss / 1024
+
+
+def connector_rate(err: str) -> float:
+    """Acknowledged events per second from the run summary (delivered over the run's time)."""
+    elapsed = float(re.search(r"after ([\d.]+)s", err).group(1))
+    delivered = sum(int(n) for n in re.findall(r"delivered (\d+)", err))
+    return delivered / elapsed
+
+
+def config(example: str, ticks: int, output: str, step: str = "1s") -> str:
+    end = START + timedelta(seconds=ticks)
+    path = Path(tempfile.mkdtemp(prefix="bench-")) / "config.yaml"
+    path.write_text(
+        f"mode: backfill\n"
+        f"input: [{{cron: {{expression: '* * * * * *', start: '{START.isoformat()}', "
+        f"end: '{end.isoformat()}'}}}}]\n"
+        f"event: {{script: {{path: {EXAMPLES[example]}}}}}\n"
+        f"output: [{output}]\n"
+    )
+    return str(path)
+
+
+# -- the bare loops, run as `python bench/run.py --inner script|client ...` -------------
+
+
+def inner_script(example: str, ticks: int) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_script", EXAMPLES[example])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    produce, tags = module.produce, ()
+    stamps = [START + timedelta(seconds=k) for k in range(ticks)]
+    n, started = 0, time.perf_counter()
+    for ts in stamps:
+        result = produce({"timestamp": ts, "tags": tags})
+        n += 1 if type(result) is str else len(result)
+    print(f"RATE={n / (time.perf_counter() - started)}")
+
+
+def inner_client(example: str, ticks: int, bootstrap: str) -> None:
+    import importlib.util
+
+    from confluent_kafka import Producer
+
+    from connector.outputs.kafka import DEFAULTS
+
+    spec = importlib.util.spec_from_file_location("bench_script", EXAMPLES[example])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    payloads = []
+    for k in range(ticks):  # generated beforehand: only the client is timed
+        r = module.produce({"timestamp": START + timedelta(seconds=k), "tags": ()})
+        payloads += [r] if isinstance(r, str) else r
+    producer = Producer({**DEFAULTS, "bootstrap.servers": bootstrap})
+    topic, acked = f"bench-client-{uuid.uuid4().hex[:8]}", [0]
+
+    def on_delivery(err, _msg) -> None:
+        if err is None:
+            acked[0] += 1
+
+    producer.list_topics(timeout=30)
+    started = time.perf_counter()
+    for value in payloads:
+        while True:
+            try:
+                producer.produce(topic, value, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(60)
+    print(f"RATE={acked[0] / (time.perf_counter() - started)}")
+
+
+def perf_test(bootstrap: str, records: int, size: int) -> list[str]:
+    lib = next(
+        (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "connector").glob(
+            "kafka-*/lib"
+        )
+    )
+    return [
+        "java",
+        "-Xmx512m",
+        "-cp",
+        f"{lib}/*",
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        f"bench-perf-{uuid.uuid4().hex[:8]}",
+        "--num-records",
+        str(records),
+        "--record-size",
+        str(size),
+        "--throughput",
+        "-1",
+        "--producer-props",
+        f"bootstrap.servers={bootstrap}",
+        "acks=all",
+        "enable.idempotence=true",
+        "linger.ms=10",
+        "compression.type=lz4",
+    ]
+
+
+# -- the suite ---------------------------------------------------------------------------
+
+
+def run_suite(args: argparse.Namespace) -> dict:
+    kafka, otlp = services()
+    py, connector = (
+        sys.executable,
+        [sys.executable, "-m", "connector", "run", "--quiet", "--metrics-port", "0"],
+    )
+    ticks = {"basic": args.size, "tracing": max(args.size // 8, 1)}  # about the same spans
+    plan: list[tuple[str, str, list[str], bool]] = []  # (example, name, command, a connector?)
+    for ex, n in ticks.items():
+        plan += [
+            (ex, "S", [py, __file__, "--inner", "script", ex, str(n)], False),
+            (ex, "K", [py, __file__, "--inner", "client", ex, str(n), kafka], False),
+            (ex, "null", [*connector, config(ex, n, "{null: {}}")], True),
+            (
+                ex,
+                "kafka",
+                [
+                    *connector,
+                    config(
+                        ex, n, f"{{kafka: {{bootstrap_servers: '{kafka}', topic: bench-{ex}}}}}"
+                    ),
+                ],
+                True,
+            ),
+            (
+                ex,
+                "kafka --workers 2",
+                [
+                    *connector,
+                    "--workers",
+                    "2",
+                    config(
+                        ex, n, f"{{kafka: {{bootstrap_servers: '{kafka}', topic: bench-{ex}}}}}"
+                    ),
+                ],
+                True,
+            ),
+        ]
+        if ex == "tracing":
+            plan.append(
+                (ex, "otlp", [*connector, config(ex, n, f"{{otlp: {{endpoint: '{otlp}'}}}}")], True)
+            )
+        size = 90 if ex == "basic" else 230  # the examples' typical event sizes in bytes
+        plan.append((ex, "perf", perf_test(kafka, n * (1 if ex == "basic" else 8), size), False))
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for r in range(args.rounds):  # alternate: every measurement once per round
+        for ex, name, cmd, from_summary in plan:
+            text, rss = measure(cmd)
+            if name == "perf":
+                rate = float(re.findall(r"([\d.]+) records/sec", text)[-1])
+            elif from_summary:
+                rate = connector_rate(text)
+            else:
+                rate = float(re.search(r"RATE=([\d.]+)", text).group(1))
+            samples.setdefault((ex, name), []).append((rate, rss))
+            print(
+                f"round {r + 1}: {ex:<8} {name:<18} {rate:>12,.0f}/s  rss {rss:,.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+    results = {}
+    for (ex, name), values in samples.items():
+        rates = [v for v, _ in values]
+        results.setdefault(ex, {})[name] = {
+            "median": statistics.median(rates),
+            "min": min(rates),
+            "max": max(rates),
+            "peak_rss_mb": max(m for _, m in values),
+        }
+    for rows in results.values():
+        s, k = rows["S"]["median"], rows["K"]["median"]
+        rows["P"] = {"median": 1 / (1 / s + 1 / k)}
+    live = live_check(args.live_rate, args.live_seconds) if args.live_seconds else None
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "size": args.size,
+        "rounds": args.rounds,
+        "results": results,
+        "live": live,
+    }
+
+
+def live_check(rate: int, seconds: int) -> dict:
+    """Live mode at a fixed rate: achieved rate and schedule lag p99 from /metrics."""
+    import socket
+
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = Path(tempfile.mkdtemp(prefix="bench-live-")) / "config.yaml"
+    path.write_text(
+        f"input: [{{rate: {{per_second: {rate}}}}}]\n"
+        f"event: {{script: {{path: {EXAMPLES['basic']}}}}}\noutput: [{{null: {{}}}}]\n"
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "connector",
+            "run",
+            str(path),
+            "--quiet",
+            "--duration",
+            str(seconds),
+            "--metrics-port",
+            str(port),
+            "--linger",
+            "5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(seconds + 2)
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    _, err = proc.communicate(timeout=60)
+    buckets, count = [], 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "connector_schedule_lag_seconds_bucket":
+                buckets.append((float(s.labels["le"]), s.value))
+            elif s.name == "connector_schedule_lag_seconds_count":
+                count = s.value
+    p99 = next(le for le, n in sorted(buckets) if n >= 0.99 * count)
+    produced = int(re.search(r"events produced: (\d+)", err).group(1))
+    return {
+        "target_per_second": rate,
+        "seconds": seconds,
+        "achieved_per_second": produced / seconds,
+        "lag_p99_seconds_at_most": p99,
+    }
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def table(report: dict) -> str:
+    lines = [f"{report['machine']}; {report['rounds']} round(s); median (min-max)", ""]
+    lines.append(
+        f"| {'example':<8} | {'measurement':<18} | {'events/s':>26} | {'/ S':>5} | "
+        f"{'/ P':>5} | {'peak RSS':>8} |"
+    )
+    lines.append(f"|{'-' * 10}|{'-' * 20}|{'-' * 28}|{'-' * 7}|{'-' * 7}|{'-' * 10}|")
+    for ex, rows in report["results"].items():
+        s, p = rows["S"]["median"], rows["P"]["median"]
+        for name, row in rows.items():
+            spread = f" ({row['min']:,.0f}-{row['max']:,.0f})" if "min" in row else ""
+            rss = f"{row['peak_rss_mb']:,.0f} MB" if "peak_rss_mb" in row else ""
+            lines.append(
+                f"| {ex:<8} | {name:<18} | {row['median']:>10,.0f}{spread:>16} | "
+                f"{row['median'] / s:>5.2f} | {row['median'] / p:>5.2f} | {rss:>8} |"
+            )
+    if report.get("live"):
+        live = report["live"]
+        lines.append(
+            f"\nlive: target {live['target_per_second']:,}/s for {live['seconds']} s, "
+            f"achieved {live['achieved_per_second']:,.1f}/s, schedule lag p99 <= "
+            f"{live['lag_p99_seconds_at_most'] * 1000:g} ms"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=4_000_000,
+        help="basic: timestamps (= events); tracing: size/8 traces (= size spans)",
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--live-rate", type=int, default=10_000)
+    parser.add_argument("--live-seconds", type=int, default=60, help="0 skips the live check")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--inner", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inner:
+        kind, example, ticks, *rest = args.inner
+        (inner_script if kind == "script" else inner_client)(example, int(ticks), *rest)
+        return
+    report = run_suite(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = args.out / f"{report['when'].replace(':', '')}.json"
+    name.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"\nwritten to {name}")
+
+
+if __name__ == "__main__":
+    main()

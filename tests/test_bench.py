@@ -1,0 +1,30 @@
+"""The benchmark suite runs end to end at a tiny size (speed is never asserted here)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--size", "4000", "--rounds", "2",
+         "--live-rate", "200", "--live-seconds", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [written] = tmp_path.glob("*.json")
+    report = json.loads(written.read_text())
+    rows = report["results"]
+    assert set(rows) == {"basic", "tracing"}
+    expected = {"S", "K", "P", "null", "kafka", "kafka --workers 2", "perf"}
+    assert set(rows["basic"]) == expected and set(rows["tracing"]) == expected | {"otlp"}
+    for example in rows.values():
+        for name, row in example.items():
+            assert row["median"] > 0, name
+            if name != "P":
+                assert row["min"] <= row["median"] <= row["max"] and row["peak_rss_mb"] > 0
+    assert report["live"]["achieved_per_second"] > 0
+    assert "| basic    | null" in result.stdout and "/ P" in result.stdout
