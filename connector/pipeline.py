@@ -155,7 +155,7 @@ class Pipeline:
                     self.broken.append(f"{out.acks.name}: {exc}")
                     log.error("output %s cannot start: %s", out.acks.name, exc)
             if self.broken:
-                return 1
+                return self._shutdown()
             if self.options.workers > 1:
                 w, n = self.options.worker, self.options.workers
                 stream = itertools.islice(stream, w, None, n)
@@ -167,6 +167,10 @@ class Pipeline:
             except ScriptStop as exc:
                 self.stop_reason = f"script error (on_error: stop): {exc}"
                 log.error("%s", self.stop_reason)
+            except Exception as exc:  # a bug of ours or an output's: still flush and account
+                self.stop_reason = f"pipeline error: {type(exc).__name__}: {exc}"
+                self.broken.append(self.stop_reason)
+                log.exception("the pipeline died; flushing what was produced")
             return self._shutdown()
         finally:
             self.alive = False
@@ -262,17 +266,20 @@ class Pipeline:
 
     def _shutdown(self) -> int:
         """Flush every output within its deadline, close, and settle the accounts."""
+        interrupted = False
         for out in self.outputs:
-            left = out.flush(out_flush_timeout(out))
+            try:
+                left = 0 if interrupted else out.flush(out_flush_timeout(out))
+            except KeyboardInterrupt:  # a second signal: give up waiting, still account
+                interrupted, left = True, out.acks.pending
+                self.stop_reason = (self.stop_reason or "") + "; flush interrupted"
             if left:
-                log.warning(
-                    "output %s: %d events undelivered at the flush deadline", out.acks.name, left
-                )
+                log.warning("output %s: %d events undelivered at shutdown", out.acks.name, left)
             out.close()
             out.acks.settle()
         failed = any(out.acks.failed for out in self.outputs)
         stopped_by_script = bool(self.stop_reason and self.stop_reason.startswith("script"))
-        return 1 if failed or self.broken or stopped_by_script else 0
+        return 1 if failed or self.broken or stopped_by_script or interrupted else 0
 
 
 def out_flush_timeout(out: Output) -> float:

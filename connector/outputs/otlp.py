@@ -188,8 +188,9 @@ class OtlpOutput:
                 leftovers.append(self.inflight)
             for batch in leftovers:
                 self._settle(batch, "undelivered at the flush deadline (flush_timeout)")
-        self.queue.put(None)
-        self.thread.join(timeout=1.0)
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join(timeout=1.0)
 
     # -- sender thread ---------------------------------------------------------
     def _send_loop(self) -> None:
