@@ -18,7 +18,7 @@ from pathlib import Path
 from connector import __version__
 from connector.config import Config, ConfigError, load_config
 from connector.inputs.rate import replica_share
-from connector.logs import setup_logging
+from connector.logs import flush_repeats, setup_logging
 from connector.metrics import MetricsServer
 from connector.pipeline import Pipeline, RunOptions, build_output, prepare, schedule
 from connector.progress import Progress
@@ -28,6 +28,17 @@ from connector.workers import Workers
 log = logging.getLogger("connector")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -53,12 +64,14 @@ def _parser() -> argparse.ArgumentParser:
         help="live: each timestamp when it comes due (default); "
         "backfill: every timestamp from start to end, as fast as possible",
     )
-    run.add_argument("--max-events", type=int, metavar="N", help="stop after N events")
-    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    run.add_argument("--max-events", type=_positive(int), metavar="N", help="stop after N events")
+    run.add_argument(
+        "--duration", type=_positive(float), metavar="SECONDS", help="stop after SECONDS"
+    )
     run.add_argument("--seed", type=int, help="seed Python's random before the script loads")
     run.add_argument(
         "--workers",
-        type=int,
+        type=_positive(int),
         default=1,
         metavar="N",
         help="N processes, each with its own copy of the script, timestamps dealt round-robin",
@@ -151,7 +164,7 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         calls = ((at, i) for i, e in enumerate(config.input) for _ in range(e.settings.count))
     else:
         calls = schedule(config, "preview", datetime.now(config.tz))
-    checker = TraceChecker() if args.check_traces else None
+    checker = TraceChecker(config.span_mapping()) if args.check_traces else None
     shown = n_calls = 0
     for ts, i in calls:
         if shown >= args.events or n_calls >= 100_000:  # a script may return [] for long
@@ -183,12 +196,14 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     mode = args.mode or config.mode
-    seed = args.seed
-    if seed is not None:  # replicas of one chart must not emit identical streams
-        seed += replica_share()[0]
-    if args.workers < 1:
-        print("--workers: must be at least 1", file=sys.stderr)
+    try:
+        replica = replica_share()[0]
+    except ValueError as exc:
+        print(f"invalid environment: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    # Replica r's worker w gets seed + r * workers + w: no two processes of a chart
+    # emit the same stream (Workers adds w).
+    seed = None if args.seed is None else args.seed + replica * args.workers
     options = RunOptions(mode=mode, max_events=args.max_events, duration=args.duration)
     script = prepare(config, seed)  # also proves the script loads before workers start
     now = datetime.now(config.tz)
@@ -221,13 +236,16 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     )
     progress = None
     if not args.quiet:
-        total = _count(schedule(config, mode, now)) if mode == "backfill" else None
+        # the bar needs the total; only a terminal shows the bar
+        bar = mode == "backfill" and sys.stderr.isatty()
+        total = _count(schedule(config, mode, now)) if bar else None
         progress = Progress(run, total, args.progress_interval).start()
     try:
         code = run.run(now) if args.workers > 1 else run.run(schedule(config, mode, now))
     finally:
         if progress:
             progress.stop()
+    flush_repeats()
     print_summary(run, sys.stderr)
     if metrics:
         if args.linger > 0:
@@ -280,7 +298,10 @@ def print_summary(p: Pipeline, out) -> None:
     if p.checker is not None:
         reports = p.checker.finish()
         lines.append(f"  {p.checker.summary()}")
-        lines += [f"    {r}" for r in [r for r in reports if r.broken][:5]]
+        broken = [r for r in reports if r.broken]
+        lines += [f"    {r}" for r in broken[:20]]
+        if len(broken) > 20:
+            lines.append(f"    ... and {len(broken) - 20} more broken trace(s)")
     if p.options.mode == "live" and p.lag.count:
         lines.append(f"  schedule lag p99: <= {p.lag.quantile(0.99) * 1000:g} ms")
     print("\n".join(lines), file=out, flush=True)

@@ -23,6 +23,7 @@ from connector.events.script import ScriptConfig
 from connector.fields import Strict
 from connector.inputs import INPUTS
 from connector.outputs import OUTPUTS
+from connector.spans import DEFAULT_MAPPING, SpanMapping
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -112,6 +113,13 @@ class Config(Strict):
     def tz(self) -> tzinfo:
         # datetime's own UTC: the cheapest aware arithmetic for the common case.
         return UTC if self.timezone in ("UTC", "Etc/UTC") else ZoneInfo(self.timezone)
+
+    def span_mapping(self) -> SpanMapping:
+        """The span field names the outputs use (an otlp output's, or kafka's otlp encoding)."""
+        return next(
+            (e.settings.mapping for e in self.output if getattr(e.settings, "mapping", None)),
+            DEFAULT_MAPPING,
+        )
 
     def input_names(self) -> list[str]:
         return [e.name or f"{e.plugin}-{i}" for i, e in enumerate(self.input)]

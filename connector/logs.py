@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-__all__ = ["add_secret", "setup_logging"]
+__all__ = ["add_secret", "flush_repeats", "setup_logging"]
 
 _SECRETS: set[str] = set()
 
@@ -24,21 +24,14 @@ def redact(text: str) -> str:
     return text
 
 
-class _Redact(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if _SECRETS:
-            record.msg = redact(record.getMessage())
-            record.args = None
-        return True
-
-
 class _RateLimit(logging.Filter):
-    """The same message within `window` seconds is counted, then reported once with the count."""
+    """The same warning within `window` seconds is counted, then reported once with the count."""
 
-    def __init__(self, window: float = 10.0):
+    def __init__(self, window: float = 10.0, remember: int = 1000):
         super().__init__()
         self.window = window
-        self.last: dict[str, list] = {}  # message -> [first time, suppressed count]
+        self.remember = remember
+        self.last: dict[str, list] = {}  # message -> [first time, suppressed, a record]
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
@@ -50,10 +43,31 @@ class _RateLimit(logging.Filter):
             seen[1] += 1
             return False
         if seen is not None and seen[1]:
-            record.msg = f"{key} (repeated {seen[1]} more times in {self.window:g}s)"
-            record.args = None
-        self.last[key] = [now, 0]
+            record.msg, record.args = _repeated(key, seen[1], self.window), None
+        if len(self.last) >= self.remember:  # bounded: forget the oldest
+            self.last.pop(next(iter(self.last)))
+        self.last[key] = [now, 0, record]
         return True
+
+    def pending(self) -> list[logging.LogRecord]:
+        """Records for the repeats still unreported (at shutdown)."""
+        out = []
+        for key, (_, count, record) in self.last.items():
+            if count:
+                copy = logging.makeLogRecord(record.__dict__)
+                copy.msg, copy.args = _repeated(key, count, self.window), None
+                out.append(copy)
+        self.last.clear()
+        return out
+
+
+def _repeated(message: str, count: int, window: float) -> str:
+    return f"{message} (repeated {count} more time(s) within {window:g}s)"
+
+
+class _Text(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))  # tracebacks included
 
 
 class _Json(logging.Formatter):
@@ -66,18 +80,28 @@ class _Json(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        return redact(json.dumps(entry))
+
+
+_limit = _RateLimit()
+_handler: logging.Handler | None = None
 
 
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _Json()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    global _handler, _limit
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(
+        _Json() if fmt == "json" else _Text("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
-    handler.addFilter(_Redact())
-    handler.addFilter(_RateLimit())
+    _limit = _RateLimit()
+    _handler.addFilter(_limit)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_handler]
     root.setLevel(level.upper())
+
+
+def flush_repeats() -> None:
+    """Report the counts of repeated messages the rate limit held back."""
+    if _handler is not None:
+        for record in _limit.pending():
+            _handler.handle(record)

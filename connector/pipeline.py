@@ -114,7 +114,7 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         if self.config.check_traces:
-            self.checker = TraceChecker()
+            self.checker = TraceChecker(self.config.span_mapping())
         self.input_names = self.input_names or self.config.input_names()
         self.calls = [0] * len(self.config.input)
         self.events = [0] * len(self.config.input)
@@ -159,6 +159,8 @@ class Pipeline:
             if self.options.workers > 1:
                 w, n = self.options.worker, self.options.workers
                 stream = itertools.islice(stream, w, None, n)
+            if self.options.mode == "live":  # ticks that passed while outputs connected
+                stream = itertools.dropwhile(lambda tick: tick[0].timestamp() < time.time(), stream)
             # Everything loaded so far (pydantic, grpc, the script's module) lives for the
             # whole run: keep the collector from walking it again on every full collection.
             gc.freeze()
@@ -167,6 +169,9 @@ class Pipeline:
             except ScriptStop as exc:
                 self.stop_reason = f"script error (on_error: stop): {exc}"
                 log.error("%s", self.stop_reason)
+            except KeyboardInterrupt:  # a second signal while an output held us up
+                self.stop_reason = (self.stop_reason or "") + "; interrupted"
+                return self._shutdown(interrupted=True)
             except Exception as exc:  # a bug of ours or an output's: still flush and account
                 self.stop_reason = f"pipeline error: {type(exc).__name__}: {exc}"
                 self.broken.append(self.stop_reason)
@@ -189,15 +194,16 @@ class Pipeline:
                 if stop:
                     break
                 if live:
-                    delay = ts.timestamp() - time.time()
-                    if delay > 0:
-                        if batch:
+                    due = ts.timestamp()
+                    if due > time.time():
+                        if batch:  # nothing waits in a batch while the clock runs
                             self._hand_off(batch)
                             batch = []
-                            append = batch.append
-                        if not self._wait(delay):
+                            append, batch_size = batch.append, self._next_batch_size()
+                        if not self._wait_until(due):
                             break
-                    self.lag.observe(-delay if delay < 0 else 0.0)
+                    lag = time.time() - due
+                    self.lag.observe(lag if lag > 0 else 0.0)
                 calls[i] += 1
                 try:
                     result = produce({"timestamp": ts, "tags": tags[i]})
@@ -251,22 +257,20 @@ class Pipeline:
             out.acks.handed += len(batch)
             out.write_batch(batch)
 
-    def _wait(self, delay: float) -> bool:
-        """Sleep until the next timestamp is due, serving outputs; False when told to stop."""
-        until = time.monotonic() + delay
+    def _wait_until(self, due: float) -> bool:
+        """Sleep until `due` (wall clock), serving outputs; False when told to stop."""
         while True:
             for out in self.outputs:
                 out.poll()
             if self._stop or self._past_deadline():
                 return False
-            now = time.monotonic()
-            if now >= until:
+            left = due - time.time()
+            if left <= 0:
                 return True
-            time.sleep(min(until - now, 0.1))
+            time.sleep(min(left, 0.1))
 
-    def _shutdown(self) -> int:
+    def _shutdown(self, interrupted: bool = False) -> int:
         """Flush every output within its deadline, close, and settle the accounts."""
-        interrupted = False
         for out in self.outputs:
             try:
                 left = 0 if interrupted else out.flush(out_flush_timeout(out))

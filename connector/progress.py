@@ -23,7 +23,7 @@ class Progress:
         self, pipeline: Pipeline, total: int | None, interval: float, stream: TextIO = sys.stderr
     ):
         self.pipeline = pipeline
-        self.total = total  # timestamps in a backfill, when known
+        self.total = total  # produce() calls in a backfill, when known
         self.stream = stream
         self.tty = stream.isatty()
         self.interval = 1.0 if self.tty else interval
@@ -67,7 +67,7 @@ class Progress:
         if p.options.mode == "live" and p.lag.count:
             parts.append(f"lag p99 <= {p.lag.quantile(0.99) * 1000:g} ms")
         if self.total:
-            done = sum(p.timestamps)
+            done = sum(p.calls)
             share = min(done / self.total, 1.0)
             elapsed = now - p.started
             eta = elapsed * (1 - share) / share if share else 0

@@ -77,7 +77,19 @@ DEFAULT_MAPPING = SpanMapping()
 
 
 class MappingError(ValueError):
-    """This event cannot become a span; the message says which field and why."""
+    """This event cannot become a span. `reason` names the field and the rule (a bounded
+    set, fit for a metric label); the message adds the offending value."""
+
+    def __init__(self, reason: str, *got: Any):
+        super().__init__(reason, *got)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.reason}, got {self.args[1]!r}" if len(self.args) > 1 else self.reason
+
+    @property
+    def detail(self) -> str | None:
+        return f"got {self.args[1]!r}" if len(self.args) > 1 else None
 
 
 def _id(doc: dict, name: str, size: int, required: bool = True) -> bytes:
@@ -87,13 +99,13 @@ def _id(doc: dict, name: str, size: int, required: bool = True) -> bytes:
             raise MappingError(f"field '{name}' is missing")
         return b""
     if not isinstance(value, str) or len(value) != size * 2:
-        raise MappingError(f"field '{name}' must be {size * 2} hex characters, got {value!r}")
+        raise MappingError(f"field '{name}' must be {size * 2} hex characters", value)
     try:
         raw = bytes.fromhex(value)
     except ValueError:
-        raise MappingError(f"field '{name}' is not hex: {value!r}") from None
+        raise MappingError(f"field '{name}' is not hex", value) from None
     if len(raw) != size:  # fromhex skips whitespace: "ab cd" is not an id
-        raise MappingError(f"field '{name}' is not hex: {value!r}")
+        raise MappingError(f"field '{name}' is not hex", value)
     if raw == _ZEROS[size]:
         raise MappingError(f"field '{name}' is all zeros, which OTLP treats as invalid")
     return raw
@@ -109,13 +121,13 @@ def _nanos(doc: dict, name: str) -> int:
         try:
             ts = datetime.fromisoformat(value)
         except (TypeError, ValueError):
-            raise MappingError(f"field '{name}' is not an ISO-8601 time: {value!r}") from None
+            raise MappingError(f"field '{name}' is not an ISO-8601 time", value) from None
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)
         # whole seconds from the float (exact: a fraction never rounds up a second) + micros
         nanos = int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
     if not 0 <= nanos <= _MAX_NANOS:
-        raise MappingError(f"field '{name}' is outside what OTLP can carry (1970-2554): {value!r}")
+        raise MappingError(f"field '{name}' is outside what OTLP can carry (1970-2554)", value)
     return nanos
 
 
@@ -205,7 +217,7 @@ def encode_span(doc: Any, m: SpanMapping = DEFAULT_MAPPING) -> tuple[tuple, byte
             raise MappingError(f"field '{m.duration_ms}' (or '{m.end_time}') is missing")
         end = start + round(duration * 1_000_000)
         if end > _MAX_NANOS:
-            raise MappingError(f"field '{m.duration_ms}' is too large: {duration!r}")
+            raise MappingError(f"field '{m.duration_ms}' is too large", duration)
     if end < start:
         raise MappingError("the span ends before it starts")
     trace_id = _id(doc, m.trace_id, 16)
@@ -222,7 +234,7 @@ def encode_span(doc: Any, m: SpanMapping = DEFAULT_MAPPING) -> tuple[tuple, byte
     else:
         value = _KINDS.get(str(kind).upper().removeprefix("SPAN_KIND_"))
         if value is None:
-            raise MappingError(f"field '{m.kind}' is not a span kind: {kind!r}")
+            raise MappingError(f"field '{m.kind}' is not a span kind", kind)
         if value:
             parts += (b"\x30", bytes((value,)))
     parts += (b"\x39", _Q(start), b"\x41", _Q(end))
@@ -237,7 +249,7 @@ def encode_span(doc: Any, m: SpanMapping = DEFAULT_MAPPING) -> tuple[tuple, byte
     if status is not None:
         code = _STATUS.get(str(status).upper().removeprefix("STATUS_CODE_"))
         if code is None:
-            raise MappingError(f"field '{m.status}' must be OK, ERROR or UNSET, got {status!r}")
+            raise MappingError(f"field '{m.status}' must be OK, ERROR or UNSET", status)
     message = doc.get(m.error_message)
     if message:  # an `exception` event {time 1, name 2, attributes 3}, and the status message
         message = str(message).encode()
@@ -308,7 +320,7 @@ def otlp_encoder(encoding: str, mapping: SpanMapping = DEFAULT_MAPPING) -> Encod
             try:
                 key, trace_id, span = encode_span(orjson.loads(event), mapping)
             except (orjson.JSONDecodeError, MappingError) as exc:
-                fail(mapping_reason(exc), event)
+                fail(mapping_reason(exc), event, detail=mapping_detail(exc))
                 continue
             grouped, members = traces.setdefault(trace_id, ({}, []))
             grouped.setdefault(key, []).append(span)
@@ -319,10 +331,15 @@ def otlp_encoder(encoding: str, mapping: SpanMapping = DEFAULT_MAPPING) -> Encod
     return encode
 
 
+def mapping_detail(exc: Exception) -> str | None:
+    return exc.detail if isinstance(exc, MappingError) else str(exc)
+
+
 def mapping_reason(exc: Exception) -> str:
-    if isinstance(exc, orjson.JSONDecodeError):
-        return "not JSON: cannot map to a span"
-    return f"cannot map to a span: {exc}"
+    """The bounded reason (a metric label) for an event that is no span."""
+    if isinstance(exc, MappingError):
+        return f"cannot map to a span: {exc.reason}"
+    return "not JSON: cannot map to a span"
 
 
 # -- trace integrity ------------------------------------------------------------

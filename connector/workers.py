@@ -130,6 +130,7 @@ class Workers:
         self.input_names = config.input_names()
         self.counts = [e.settings.count for e in config.input]
         self.snapshots: dict[int, dict] = {}
+        self.procs: list = []
         self._fold()
 
     # -- the Pipeline-shaped view ------------------------------------------------
@@ -193,7 +194,6 @@ class Workers:
                 entry.settings.path.write_bytes(b"")
         inbox = ctx.Queue()
         self.started = time.monotonic()
-        self.procs = []
         for w in range(self.count):
             options = RunOptions(**{**self.options.__dict__, "worker": w, "workers": self.count})
             if options.max_events is not None:  # an exact split of the limit
@@ -212,6 +212,12 @@ class Workers:
         while len(finals) < self.count:
             try:
                 w, snap = inbox.get(timeout=0.2)
+            except KeyboardInterrupt:  # a second signal: workers stop waiting for their flush
+                self.stop_reason = (self.stop_reason or "") + "; interrupted"
+                for proc in self.procs:
+                    if proc.is_alive():
+                        proc.terminate()
+                continue
             except queue.Empty:
                 dead = [w for w, p in enumerate(self.procs) if not p.is_alive() and w not in finals]
                 for w in dead:  # gone without a final word: whatever it had in flight is lost
@@ -230,7 +236,7 @@ class Workers:
         )
         self.broken = [b for s in finals.values() for b in s["broken"]]
         if self.config.check_traces:
-            self.checker = TraceChecker()
+            self.checker = TraceChecker(self.config.span_mapping())
             self.checker.reports = [r for s in finals.values() for r in s["traces"]]
         self._fold()
         self.alive = False

@@ -145,3 +145,29 @@ def test_timestamps_use_the_configured_timezone(write):
     assert result.lines == ["2026-01-01T09:00:00+09:00", "2026-01-02T09:00:00+09:00"]
     assert datetime.fromisoformat(result.lines[0]).astimezone(UTC).hour == 0
     assert os.environ.get("TZ") in (None, "", "UTC") or True  # the host's zone plays no part
+
+
+def test_max_events_holds_in_live_mode(write):
+    write("s.py", COUNTER)
+    config = write("c.yaml", """
+        input: [{rate: {per_second: 20}}]
+        event: {script: {path: s.py}}
+        """)
+    result = run_cli("run", config, "--max-events", "3", "--duration", "10")
+    assert result.code == 0
+    assert result.lines == ["1-a", "1-b", "2-a"]
+    assert result.summary("stdout-0")["delivered"] == 3 and "--max-events 3 reached" in result.stderr
+
+
+def test_bad_numbers_and_environment_are_usage_errors(write):
+    write("s.py", COUNTER)
+    config = write("c.yaml", """
+        input: [{rate: {per_second: 1, shard: true}}]
+        event: {script: {path: s.py}}
+        """)
+    for flags in (["--max-events", "0"], ["--workers", "0"], ["--duration", "-1"]):
+        result = run_cli("run", config, *flags)
+        assert result.code == 2 and "must be greater than 0" in result.stderr
+    env = {**os.environ, "CONNECTOR_REPLICAS": "2", "CONNECTOR_REPLICA_INDEX": "5"}
+    result = run_cli("run", config, "--duration", "1", env=env)
+    assert result.code == 2 and "CONNECTOR_REPLICA_INDEX=5" in result.stderr

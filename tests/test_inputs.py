@@ -1,7 +1,7 @@
 """Cron and rate semantics as pure functions of (config, start, end): no sleeping."""
 
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -140,3 +140,20 @@ def test_timestamps_carry_the_configured_zone():
     )
     ticks = [t for t, _ in schedule(config, "backfill", T0)]
     assert [t.isoformat() for t in ticks] == ["2026-02-20T05:00:00-05:00", "2026-02-20T06:00:00-05:00"]
+
+
+def test_rate_keeps_real_time_across_a_dst_change():
+    berlin = ZoneInfo("Europe/Berlin")  # 2025-10-26: 03:00 summer time is 02:00 again
+    start, end = datetime(2025, 10, 26, 0, 0, tzinfo=berlin), datetime(2025, 10, 26, 4, 0, tzinfo=berlin)
+    ticks = list(rate.ticks(rate.Config(per_second=1 / 600), start, end))
+    assert len(ticks) == 30  # five real hours, a tick every ten minutes
+    gaps = {(b.timestamp() - a.timestamp()) for a, b in pairwise(ticks)}
+    assert gaps == {600.0} and all(t.tzinfo is berlin for t in ticks)
+
+
+def test_merge_orders_by_instant_in_the_repeated_hour():
+    berlin = ZoneInfo("Europe/Berlin")
+    first = datetime(2025, 10, 26, 2, 30, tzinfo=berlin)  # fold=0: 00:30 UTC
+    second = datetime(2025, 10, 26, 2, 10, fold=1, tzinfo=berlin)  # 01:10 UTC, later
+    merged = [ts for ts, _ in merge([iter([second]), iter([first])])]
+    assert merged == [first, second]

@@ -9,11 +9,14 @@ from tests.conftest import run_cli
 
 def test_json_logs_are_one_object_per_line(write):
     write("s.py", "def produce(p):\n    raise ValueError('boom')\n")
-    config = write("c.yaml", """
+    config = write(
+        "c.yaml",
+        """
         mode: backfill
         input: [{rate: {per_second: 1, start: "2026-01-01T00:00:00Z", end: "2026-01-01T00:00:05Z"}}]
         event: {script: {path: s.py}}
-        """)
+        """,
+    )
     result = run_cli("run", config, "--log-format", "json", "--metrics-port", "0")
     records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert {"time", "level", "logger", "message"} <= records[0].keys()
@@ -27,8 +30,12 @@ def test_identical_warnings_are_rate_limited_with_a_count(capsys):
     log = logging.getLogger("connector.test")
     for _ in range(50):
         log.warning("broker down")
+    from connector.logs import flush_repeats
+
+    flush_repeats()
     err = capsys.readouterr().err
-    assert err.count("broker down") == 1
+    assert err.count("broker down") == 2
+    assert "broker down (repeated 49 more time(s) within 10s)" in err
 
 
 def test_secrets_are_redacted_from_every_log_line(capsys):
@@ -41,11 +48,14 @@ def test_secrets_are_redacted_from_every_log_line(capsys):
 
 def test_seed_is_offset_by_the_replica_index(write, monkeypatch):
     write("s.py", "import random\ndef produce(p):\n    return str(random.random())\n")
-    config = write("c.yaml", """
+    config = write(
+        "c.yaml",
+        """
         mode: backfill
         input: [{rate: {per_second: 1, start: "2026-01-01T00:00:00Z", end: "2026-01-01T00:00:05Z"}}]
         event: {script: {path: s.py}}
-        """)
+        """,
+    )
     import os
 
     def events(seed: int, index: int) -> list[str]:

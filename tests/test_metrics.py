@@ -86,6 +86,7 @@ def test_counters_equal_the_summary_and_what_kafka_holds(kafka_bootstrap, write)
     assert after[("connector_output_pending_events", (("output", "to-kafka"),))] == 0
     assert after[("connector_delivery_latency_seconds_count", (("output", "to-kafka"),))] == delivered
     assert after[("connector_schedule_lag_seconds_count", ())] == ticks
+    assert 0 < after[("connector_schedule_lag_seconds_sum", ())] < ticks * 0.01  # real, and small
     assert len(consume(kafka_bootstrap, [topic], expect=int(delivered))) == delivered
 
 

@@ -101,8 +101,11 @@ def test_unmappable_events_are_counted_failures(jaeger, write, tmp_path):
     assert result.code == 1
     assert result.summary("otlp-0") | {} == {"timestamps": 2, "produced": 6, "script_errors": 0,
                                                "delivered": 2, "failed": 4}
-    assert "cannot map to a span: field 'span_id' must be 16 hex characters, got 'xyz': 2" in result.stderr
-    assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 4
+    # the summary counts by a bounded reason; the offending value is in the dead letter
+    assert "cannot map to a span: field 'span_id' must be 16 hex characters: 2" in result.stderr
+    dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert len(dead) == 4
+    assert "cannot map to a span: field 'span_id' must be 16 hex characters: got 'xyz'" in {d["error"] for d in dead}
 
 
 def test_kafka_otlp_proto_encoding(kafka_bootstrap, write, tmp_path):
@@ -154,3 +157,46 @@ def test_check_traces_on_a_run(write):
     result = run_cli("run", config)
     assert result.code == 0
     assert "traces: 30 checked, 30 broken (210 orphan span(s))" in result.stderr
+
+
+def test_kafka_otlp_encoding_refuses_per_event_routing(write):
+    config = write("c.yaml", f"""
+        input: [{{rate: {{per_second: 1}}}}]
+        event: {{script: {{path: {TRACING}}}}}
+        output: [{{kafka: {{bootstrap_servers: x, topic: "t.{{service}}", encoding: otlp_proto}}}}]
+        """)
+    result = run_cli("validate", config)
+    assert result.code == 2 and "writes one message per trace" in result.stderr
+
+
+def test_an_endpoint_that_answers_nonsense_does_not_stall_the_run(write):
+    """A 2xx whose body is not OTLP (a proxy page) is taken as accepted; a 500 fails the batch."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            code = 200 if "ok" in self.path else 500
+            self.send_response(code)
+            self.send_header("Content-Length", "13")
+            self.end_headers()
+            self.wfile.write(b"<html>hi</html>"[:13])
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        config = tracing_config(write, f"""  - otlp: {{endpoint: 'http://127.0.0.1:{port}/ok', protocol: http/protobuf}}
+          - otlp: {{endpoint: 'http://127.0.0.1:{port}/bad', protocol: http/protobuf, retry: {{attempts: 1}}}}""",
+            window='start: "-1m", end: "now"')
+        result = run_cli("run", config, timeout=60)
+    finally:
+        server.shutdown()
+    assert result.code == 1
+    assert result.summary("otlp-0")["delivered"] == 240
+    assert result.summary("otlp-1")["failed"] == 240
+    assert "HTTP 500 (after 1 attempt(s)): 240" in result.stderr

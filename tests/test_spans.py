@@ -299,18 +299,18 @@ BAD = [
     ("long span_id", event(span_id=SPAN + "00"), f"field 'span_id' must be 16 hex characters, got '{SPAN}00'"),
     ("numeric span_id", event(span_id=123), "field 'span_id' must be 16 hex characters, got 123"),
     ("short parent", event(parent_span_id="abc"), "field 'parent_span_id' must be 16 hex characters, got 'abc'"),
-    ("non-hex trace_id", event(trace_id="z" * 32), f"field 'trace_id' is not hex: '{'z' * 32}'"),
-    ("non-hex span_id", event(span_id="00f067aa0ba902bg"), "field 'span_id' is not hex: '00f067aa0ba902bg'"),
-    ("non-hex parent", event(parent_span_id="xyz-not-hex-1234"), "field 'parent_span_id' is not hex: 'xyz-not-hex-1234'"),
+    ("non-hex trace_id", event(trace_id="z" * 32), f"field 'trace_id' is not hex, got '{'z' * 32}'"),
+    ("non-hex span_id", event(span_id="00f067aa0ba902bg"), "field 'span_id' is not hex, got '00f067aa0ba902bg'"),
+    ("non-hex parent", event(parent_span_id="xyz-not-hex-1234"), "field 'parent_span_id' is not hex, got 'xyz-not-hex-1234'"),
     ("zero trace_id", event(trace_id="0" * 32), "field 'trace_id' is all zeros, which OTLP treats as invalid"),
     ("zero span_id", event(span_id="0" * 16), "field 'span_id' is all zeros, which OTLP treats as invalid"),
     ("zero parent", event(parent_span_id="0" * 16), "field 'parent_span_id' is all zeros, which OTLP treats as invalid"),
-    ("bad start_time", event(start_time="yesterday"), "field 'start_time' is not an ISO-8601 time: 'yesterday'"),
-    ("bool start_time", event(start_time=True), "field 'start_time' is not an ISO-8601 time: True"),
-    ("bad end_time", event(end_time="2024-13-01T00:00:00Z"), "field 'end_time' is not an ISO-8601 time: '2024-13-01T00:00:00Z'"),
+    ("bad start_time", event(start_time="yesterday"), "field 'start_time' is not an ISO-8601 time, got 'yesterday'"),
+    ("bool start_time", event(start_time=True), "field 'start_time' is not an ISO-8601 time, got True"),
+    ("bad end_time", event(end_time="2024-13-01T00:00:00Z"), "field 'end_time' is not an ISO-8601 time, got '2024-13-01T00:00:00Z'"),
     ("bad status", event(status="FAILED"), "field 'status' must be OK, ERROR or UNSET, got 'FAILED'"),
     ("numeric status", event(status=2), "field 'status' must be OK, ERROR or UNSET, got 2"),
-    ("bad kind", event(kind="sideways"), "field 'kind' is not a span kind: 'sideways'"),
+    ("bad kind", event(kind="sideways"), "field 'kind' is not a span kind, got 'sideways'"),
     ("attributes list", event(attributes=["a", "b"]), "field 'attributes' must be an object"),
     ("attributes string", event(attributes="a=b"), "field 'attributes' must be an object"),
     ("resource list", event(resource=["env"]), "field 'resource' must be an object"),
@@ -330,9 +330,15 @@ def test_unmappable_event_reason(doc, reason):
 @pytest.mark.parametrize(("doc", "reason"), [(d, r) for _, d, r in BAD], ids=[i for i, _, _ in BAD])
 def test_encoder_counts_unmappable_events(doc, reason):
     failed = []
-    out = list(otlp_encoder("otlp_proto")([dumps(doc)], lambda why, ev: failed.append((why, ev))))
+
+    def fail(why, ev, detail=None):
+        failed.append((why, ev, detail))
+
+    out = list(otlp_encoder("otlp_proto")([dumps(doc)], fail))
     assert out == []
-    assert failed == [(f"cannot map to a span: {reason}", dumps(doc))]
+    # the counted reason is bounded (a metric label): the value goes to the dead letter only
+    bounded, _, got = reason.partition(", got ")
+    assert failed == [(f"cannot map to a span: {bounded}", dumps(doc), f"got {got}" if got else None)]
 
 
 # -- a custom mapping -------------------------------------------------------------------
@@ -433,7 +439,7 @@ def _mixed_events() -> list[str]:
 
 def _encode(encoding: str):
     events, failed = _mixed_events(), []
-    out = list(otlp_encoder(encoding)(events, lambda why, ev: failed.append((why, ev))))
+    out = list(otlp_encoder(encoding)(events, lambda why, ev, detail=None: failed.append((why, ev))))
     assert failed == [
         ("not JSON: cannot map to a span", "not json {"),
         ("cannot map to a span: field 'operation' is missing", events[4]),
@@ -660,7 +666,7 @@ def test_integers_past_int64_keep_their_digits_as_strings(fields):
 
 def test_encoder_survives_out_of_range_time():
     failed = []
-    out = list(otlp_encoder("otlp_proto")([dumps(event(start_time="1960-01-01T00:00:00Z"))], lambda why, ev: failed.append(why)))
+    out = list(otlp_encoder("otlp_proto")([dumps(event(start_time="1960-01-01T00:00:00Z"))], lambda why, ev, detail=None: failed.append(why)))
     assert out == []
     assert len(failed) == 1
 

@@ -20,7 +20,11 @@ def merge(streams: Iterable[Iterator[datetime]]) -> Iterator[tuple[datetime, int
     streams = list(streams)
     if len(streams) == 1:  # the common case: no heap, and zip builds the pairs in C
         return zip(streams[0], itertools.repeat(0))
-    return heapq.merge(*(_indexed(s, i) for i, s in enumerate(streams)))
+    # keyed by the instant: two aware times in one DST zone compare by wall clock
+    return heapq.merge(
+        *(_indexed(s, i) for i, s in enumerate(streams)),
+        key=lambda tick: (tick[0].timestamp(), tick[1]),
+    )
 
 
 def _indexed(stream: Iterator[datetime], index: int) -> Iterator[tuple[datetime, int]]:

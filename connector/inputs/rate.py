@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import count, repeat, takewhile
-from operator import add, mul, truediv
+from operator import add, methodcaller, mul, truediv
 
 from pydantic import Field
 
@@ -47,5 +47,9 @@ def ticks(config: Config, start: datetime, end: datetime | None) -> Iterator[dat
     offsets = map(
         mul, repeat(_SECOND), map(truediv, count(index, replicas), repeat(config.per_second))
     )
+    # In UTC: aware arithmetic in a DST zone would be wall-clock arithmetic.
+    tz, start = start.tzinfo, start.astimezone(UTC)
     grid = map(add, repeat(start), offsets)
-    return grid if end is None else takewhile(end.__gt__, grid)
+    if end is not None:
+        grid = takewhile(end.astimezone(UTC).__gt__, grid)
+    return grid if tz is UTC else map(methodcaller("astimezone", tz), grid)

@@ -63,8 +63,11 @@ class Acks:
         self.delivered += count
         self.latency.observe_many(0.0, count)
 
-    def fail(self, reason: str, value: str | bytes | None, **where: object) -> None:
-        """One event failed for good: counted by reason and dead-lettered when configured."""
+    def fail(
+        self, reason: str, value: str | bytes | None, detail: str | None = None, **where: object
+    ) -> None:
+        """One event failed for good: counted by `reason`, which must come from a bounded
+        set (it is a metric label); `detail` (the offending value...) goes to the dead letter."""
         with self._lock:
             self.failed += 1
             self.reasons[reason] += 1
@@ -77,7 +80,8 @@ class Acks:
                     )
                 if isinstance(value, bytes):
                     value = value.decode("utf-8", "backslashreplace")
-                record = {"output": self.name, **where, "value": value, "error": reason}
+                error = f"{reason}: {detail}" if detail else reason
+                record = {"output": self.name, **where, "value": value, "error": error}
                 self._dead_letter.write(json.dumps(record, default=str) + "\n")
 
     def settle(self) -> None:

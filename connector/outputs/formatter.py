@@ -25,5 +25,5 @@ def format_batch(events: list[str], fmt: str, fail: Callable[[str, str], None]) 
         try:
             lines.append(orjson.dumps(orjson.loads(event)).decode())
         except orjson.JSONDecodeError as exc:
-            fail(f"not JSON: {exc.args[0] if exc.args else exc}", event)
+            fail("not JSON", event, detail=str(exc))
     return lines

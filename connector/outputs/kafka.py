@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from connector.logs import add_secret
 from connector.outputs.base import Acks, OutputConfig, OutputError
@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "queue.buffering.max.messages": 100_000,
     "queue.buffering.max.kbytes": 65_536,
 }
-_SECRET_PROPERTY = re.compile(r"password|secret|token|\.key$|key\.pem|jaas")
+_SECRET_PROPERTY = re.compile(r"password|secret|token|\.key$|key\.pem|jaas|oauthbearer\.config")
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 
 
@@ -71,6 +71,15 @@ class Config(OutputConfig):
         except KafkaException as exc:
             raise ValueError(exc.args[0].str()) from None
         return value
+
+    @model_validator(mode="after")
+    def _otlp_encodings_route_by_trace(self) -> Config:
+        if self.encoding != "raw" and (_PLACEHOLDER.search(self.topic) or self.key or self.headers):
+            raise ValueError(
+                f"encoding {self.encoding} writes one message per trace, keyed by trace id: "
+                "topic cannot use {field} placeholders, and key and headers do not apply"
+            )
+        return self
 
     def properties(self) -> dict[str, Any]:
         return {**DEFAULTS, **self.producer, "bootstrap.servers": self.bootstrap_servers}
@@ -141,10 +150,11 @@ class KafkaOutput:
                     ) from None
 
     def ready(self) -> bool:
-        if self.producer is None:
+        producer = self.producer  # close() may clear it from another thread
+        if producer is None:
             return False
         try:
-            self.producer.list_topics(timeout=1.0)
+            producer.list_topics(timeout=1.0)
             return True
         except KafkaException:
             return False
@@ -175,9 +185,10 @@ class KafkaOutput:
         if not self.needs_fields:
             topic = self.config.topic
             headers = list(self.config.headers.items()) or None
+            extra = {"headers": headers} if headers else {}  # no kwarg to parse per message
             for event in events:
                 try:
-                    produce(topic, event, on_delivery=on_delivery, headers=headers)
+                    produce(topic, event, on_delivery=on_delivery, **extra)
                 except BufferError:
                     self._produce_when_room(topic, event, None, headers)
                 except KafkaException as exc:  # refused up front (too large, bad topic...)

@@ -32,6 +32,7 @@ from connector.spans import (
     encode_span,
     export_request,
     group_spans,
+    mapping_detail,
     mapping_reason,
 )
 
@@ -49,6 +50,7 @@ GRPC_RETRYABLE = {
     "DATA_LOSS",
 }
 HTTP_RETRYABLE = {429, 502, 503, 504}
+UNDELIVERED = "undelivered at the flush deadline (flush_timeout)"
 
 
 class TlsConfig(Strict):
@@ -82,6 +84,14 @@ class Config(OutputConfig):
     queue_size: int = Field(16, gt=0, description="batches waiting for export")
 
     @model_validator(mode="after")
+    def _tls_files(self) -> Config:
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self.tls, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"tls.{name}: no such file: {path}")
+        return self
+
+    @model_validator(mode="after")
     def _tls_pair(self) -> Config:
         if bool(self.tls.cert_file) != bool(self.tls.key_file):
             raise ValueError("tls: cert_file and key_file go together")
@@ -103,9 +113,11 @@ class _Batch:
 
 
 class ExportError(Exception):
-    def __init__(self, reason: str, retryable: bool, delay: float | None = None):
+    """`reason` is bounded (gRPC code, HTTP status): it becomes a metric label."""
+
+    def __init__(self, reason: str, retryable: bool, detail: str = "", delay: float | None = None):
         super().__init__(reason)
-        self.reason, self.retryable, self.delay = reason, retryable, delay
+        self.reason, self.retryable, self.detail, self.delay = reason, retryable, detail, delay
 
 
 class OtlpOutput:
@@ -135,7 +147,7 @@ class OtlpOutput:
             try:
                 pending.spans.append(encode_span(orjson.loads(event), mapping))
             except (orjson.JSONDecodeError, MappingError) as exc:
-                self.acks.fail(mapping_reason(exc), event)
+                self.acks.fail(mapping_reason(exc), event, detail=mapping_detail(exc))
                 continue
             pending.events.append(event)
             if len(pending.spans) >= self.config.batch.max_spans:
@@ -149,9 +161,16 @@ class OtlpOutput:
         ):
             self._enqueue()
 
-    def _enqueue(self) -> None:
+    def _enqueue(self, deadline: float | None = None) -> None:
+        """Hand the pending batch to the sender; blocks while it is behind (backpressure)."""
         batch, self.pending = self.pending, _Batch([], [])
-        self.queue.put(batch)  # blocks while the sender is behind: backpressure
+        try:
+            self.queue.put(
+                batch, timeout=None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
+        except queue.Full:
+            with self.lock:
+                self._settle(batch, UNDELIVERED)
 
     def ready(self) -> bool:
         if self.answered is not None:
@@ -164,16 +183,17 @@ class OtlpOutput:
             return False
 
     def flush(self, timeout: float) -> int:
-        if self.pending.spans:
-            self._enqueue()
         deadline = time.monotonic() + timeout
+        if self.pending.spans:
+            self._enqueue(deadline)
         while time.monotonic() < deadline and (self.queue.unfinished_tasks or self.inflight):
             time.sleep(0.01)
         return self.acks.pending
 
     def close(self) -> None:
         """Everything not yet exported is failed now; the sender stops after its attempt."""
-        self.closed = True
+        with self.lock:  # from here on the sender fails whatever it takes off the queue
+            self.closed = True
         leftovers = []
         while True:
             try:
@@ -187,7 +207,7 @@ class OtlpOutput:
             if self.inflight is not None:
                 leftovers.append(self.inflight)
             for batch in leftovers:
-                self._settle(batch, "undelivered at the flush deadline (flush_timeout)")
+                self._settle(batch, UNDELIVERED)
         if self.thread.is_alive():
             self.queue.put(None)
             self.thread.join(timeout=1.0)
@@ -200,18 +220,23 @@ class OtlpOutput:
                 if batch is None:
                     return
                 with self.lock:
-                    if batch.settled:
+                    if self.closed:
+                        self._settle(batch, UNDELIVERED)
                         continue
                     self.inflight = batch
-                reason, rejected = self._export_with_retries(batch)
+                try:
+                    reason, rejected, detail = self._export_with_retries(batch)
+                except Exception as exc:  # never let the sender die with a batch in hand
+                    log.exception("otlp export to %s failed unexpectedly", self.config.endpoint)
+                    reason, rejected, detail = f"export error: {type(exc).__name__}", 0, str(exc)
                 with self.lock:
                     self.inflight = None
-                    self._settle(batch, reason, rejected)
+                    self._settle(batch, reason, rejected, detail)
             finally:
                 self.queue.task_done()
 
-    def _export_with_retries(self, batch: _Batch) -> tuple[str | None, int]:
-        """(failure reason or None, spans the endpoint rejected although it took the rest)."""
+    def _export_with_retries(self, batch: _Batch) -> tuple[str | None, int, str]:
+        """(failure reason or None, spans rejected although the rest was taken, detail)."""
         body = export_request(group_spans(batch.spans))
         retry = self.config.retry
         backoff = retry.initial_backoff
@@ -219,23 +244,25 @@ class OtlpOutput:
             try:
                 rejected = self._export(body)
                 self.answered = True
-                return None, rejected
+                return None, rejected, ""
             except ExportError as exc:
                 self.answered = exc.retryable is False  # a permanent answer is still an answer
                 if not exc.retryable or attempt == retry.attempts or self.closed:
-                    return f"{exc.reason} (after {attempt} attempt(s))", 0
+                    return f"{exc.reason} (after {attempt} attempt(s))", 0, exc.detail
                 log.warning(
                     "otlp export to %s failed (%s); retry %d/%d",
                     self.config.endpoint,
-                    exc.reason,
+                    f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason,
                     attempt,
                     retry.attempts - 1,
                 )
                 time.sleep(exc.delay if exc.delay is not None else backoff * random.uniform(0.5, 1))
                 backoff = min(backoff * 2, retry.max_backoff)
-        return "unreachable", 0
+        return "unreachable", 0, ""
 
-    def _settle(self, batch: _Batch, reason: str | None, rejected: int = 0) -> None:
+    def _settle(
+        self, batch: _Batch, reason: str | None, rejected: int = 0, detail: str = ""
+    ) -> None:
         """Acknowledge every span of the batch once (caller holds the lock)."""
         if batch.settled:
             return
@@ -252,7 +279,7 @@ class OtlpOutput:
                 )
             return
         for event in batch.events:
-            self.acks.fail(reason, event, endpoint=self.config.endpoint)
+            self.acks.fail(reason, event, detail, endpoint=self.config.endpoint)
 
     # -- protocols -------------------------------------------------------------
     def _host_port(self) -> tuple[str, int]:
@@ -295,7 +322,9 @@ class OtlpOutput:
                 response = call(request, timeout=timeout, metadata=metadata)
             except grpc.RpcError as exc:
                 code = exc.code().name
-                raise ExportError(f"gRPC {code}: {exc.details()}", code in GRPC_RETRYABLE) from None
+                raise ExportError(
+                    f"gRPC {code}", code in GRPC_RETRYABLE, exc.details() or ""
+                ) from None
             return _partial(response)
 
         return export
@@ -337,19 +366,24 @@ class OtlpOutput:
                 payload = response.read()
             except (OSError, http.client.HTTPException) as exc:
                 local.conn = None
-                raise ExportError(f"HTTP connection failed: {exc}", True) from None
+                raise ExportError("HTTP connection failed", True, str(exc)) from None
             if response.status >= 300:
                 delay = response.getheader("Retry-After")
                 raise ExportError(
-                    f"HTTP {response.status}: {payload[:200].decode('utf-8', 'replace').strip()}",
+                    f"HTTP {response.status}",
                     response.status in HTTP_RETRYABLE,
+                    payload[:200].decode("utf-8", "replace").strip(),
                     float(delay) if delay and delay.isdigit() else None,
                 )
+            from google.protobuf.message import DecodeError
             from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
                 ExportTraceServiceResponse,
             )
 
-            return _partial(ExportTraceServiceResponse.FromString(payload) if payload else None)
+            try:
+                return _partial(ExportTraceServiceResponse.FromString(payload) if payload else None)
+            except DecodeError:  # a 2xx from a proxy that is not OTLP: accepted, no details
+                return 0
 
         return export
 
