@@ -238,16 +238,18 @@ def encode_span(doc: Any, m: SpanMapping = DEFAULT_MAPPING) -> tuple[tuple, byte
         if value:
             parts += (b"\x30", bytes((value,)))
     parts += (b"\x39", _Q(start), b"\x41", _Q(end))
-    known = m.known
-    extra = {k: v for k, v in doc.items() if k not in known}
+    extra = doc.keys() - m.known  # a set difference in C: usually empty
     attributes = doc.get(m.attributes)
     if attributes is not None and not isinstance(attributes, dict):
         raise MappingError(f"field '{m.attributes}' must be an object")
     if extra or attributes:
-        parts += (_field(b"\x4a", kv) for kv in _attributes({**extra, **(attributes or {})}))
+        merged = {k: v for k, v in doc.items() if k in extra} | (attributes or {})
+        parts += (_field(b"\x4a", kv) for kv in _attributes(merged))
     status, code = doc.get(m.status), 0
     if status is not None:
-        code = _STATUS.get(str(status).upper().removeprefix("STATUS_CODE_"))
+        code = _STATUS.get(status)
+        if code is None:
+            code = _STATUS.get(str(status).upper().removeprefix("STATUS_CODE_"))
         if code is None:
             raise MappingError(f"field '{m.status}' must be OK, ERROR or UNSET", status)
     message = doc.get(m.error_message)

@@ -29,7 +29,7 @@ log = logging.getLogger("connector.kafka")
 DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
-    "linger.ms": 10,
+    "linger.ms": 50,
     "compression.type": "lz4",
     "batch.size": 1_000_000,
     # Bound the local queue (librdkafka's default is 1 GiB): a full queue is backpressure.
