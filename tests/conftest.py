@@ -68,26 +68,24 @@ def write(tmp_path: Path):
     return _write
 
 
-def _started_here(script: str) -> bool:
-    """True when scripts/<script> is not running yet, so this session may stop it at the end."""
-    return subprocess.run([ROOT / "scripts" / script, "status"], capture_output=True).returncode != 0
+def _service(script: str, get):
+    """Yield get()'s endpoints; stop scripts/<script> afterwards if this session started it."""
+    tool = ROOT / "scripts" / script
+    started_here = subprocess.run([tool, "status"], capture_output=True).returncode != 0
+    yield get()
+    if started_here:
+        subprocess.run([tool, "stop"], capture_output=True)
 
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
     from tests.kafka_service import kafka_bootstrap as get
 
-    stop_after = _started_here("local-kafka")
-    yield get()
-    if stop_after:
-        subprocess.run([ROOT / "scripts" / "local-kafka", "stop"], capture_output=True)
+    yield from _service("local-kafka", get)
 
 
 @pytest.fixture(scope="session")
 def jaeger():
     from tests.jaeger_service import jaeger_endpoints
 
-    stop_after = _started_here("local-jaeger")
-    yield jaeger_endpoints()
-    if stop_after:
-        subprocess.run([ROOT / "scripts" / "local-jaeger", "stop"], capture_output=True)
+    yield from _service("local-jaeger", jaeger_endpoints)
