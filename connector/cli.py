@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import os
 import signal
 import sys
 import time
@@ -137,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `connector preview ... | head`: the reader has seen enough
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no flush error at exit)
+        return EXIT_OK
 
 
 def cmd_validate(config: Config, args: argparse.Namespace) -> int:

@@ -30,18 +30,19 @@ ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
 """A path; relative ones resolve against the config file's folder, not the working directory."""
 
 
-_RELATIVE = re.compile(r"^([+-])\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
+_PART = r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)"
+_RELATIVE = re.compile(rf"^([+-])\s*((?:{_PART}\s*)+)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _time_spec(value: Any) -> str | datetime:
-    """`now`, `+1h` / `-30m` (relative to the run's start), or ISO-8601."""
+    """`now`, `+1h` / `-1h30m` (relative to the run's start), or ISO-8601."""
     if isinstance(value, datetime):
         return value
     if not isinstance(value, str):
         raise ValueError("expected an ISO-8601 time, 'now', or a relative time like '+1h'")
     text = value.strip()
-    if text == "now" or _RELATIVE.match(text):
+    if text in ("now", "never") or _RELATIVE.match(text):  # never: no end (as the seed's)
         return text
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
@@ -61,6 +62,7 @@ def resolve_time(spec: str | datetime, now: datetime, tz: ZoneInfo) -> datetime:
         return (spec if spec.tzinfo else spec.replace(tzinfo=tz)).astimezone(tz)
     if spec == "now":
         return now.astimezone(tz)
-    sign, amount, unit = _RELATIVE.match(spec).groups()
-    delta = timedelta(seconds=float(amount) * _UNITS[unit])
+    sign, parts = _RELATIVE.match(spec).group(1, 2)
+    seconds = sum(float(n) * _UNITS[unit] for n, unit in re.findall(_PART, parts))
+    delta = timedelta(seconds=seconds)
     return (now + delta if sign == "+" else now - delta).astimezone(tz)

@@ -46,8 +46,11 @@ def schedule(config: Config, mode: str, now: datetime) -> Iterator[tuple[datetim
     tz, streams, problems = config.tz, [], []
     for i, entry in enumerate(config.input):
         settings, where = entry.settings, f"input[{i}].{entry.plugin}"
+        if settings.start == "never":
+            problems.append(f"{where}.start: 'never' is for end (no end); start needs a time")
+            continue
         start = resolve_time(settings.start, now, tz) if settings.start is not None else None
-        end = resolve_time(settings.end, now, tz) if settings.end is not None else None
+        end = resolve_time(settings.end, now, tz) if settings.end not in (None, "never") else None
         if mode == "backfill" and end is None:
             problems.append(f"{where}.end: required in backfill mode (where should it stop?)")
             continue

@@ -115,7 +115,7 @@ def _nanos(doc: dict, name: str) -> int:
     value = doc.get(name)
     if value is None:
         raise MappingError(f"field '{name}' is missing")
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if value.__class__ in (int, float):  # not bool: True is no time
         nanos = int(value * 1_000_000_000)  # seconds since the epoch
     else:
         try:

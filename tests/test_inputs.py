@@ -157,3 +157,17 @@ def test_merge_orders_by_instant_in_the_repeated_hour():
     second = datetime(2025, 10, 26, 2, 10, fold=1, tzinfo=berlin)  # 01:10 UTC, later
     merged = [ts for ts, _ in merge([iter([second]), iter([first])])]
     assert merged == [first, second]
+
+
+def test_compound_relative_times_and_an_open_end():
+    config = _config([{"rate": {"per_second": 1, "start": "-1h30m", "end": "never"}}])
+    first, _ = next(schedule(config, "preview", T0))
+    assert first == T0 - timedelta(hours=1, minutes=30)
+    from connector.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        schedule(config, "backfill", T0)
+    assert err.value.problems == ["input[0].rate.end: required in backfill mode (where should it stop?)"]
+    with pytest.raises(ConfigError) as err:
+        schedule(_config([{"rate": {"per_second": 1, "start": "never"}}]), "live", T0)
+    assert err.value.problems == ["input[0].rate.start: 'never' is for end (no end); start needs a time"]
