@@ -61,7 +61,7 @@ class TlsConfig(Strict):
 
 
 class BatchConfig(Strict):
-    max_spans: int = Field(2048, gt=0)
+    max_spans: int = Field(8192, gt=0)  # the OpenTelemetry Collector batch default
     max_delay: float = Field(0.2, gt=0, description="seconds a span may wait for its batch")
 
 
@@ -81,7 +81,7 @@ class Config(OutputConfig):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     mapping: SpanMapping = Field(default_factory=SpanMapping)
-    queue_size: int = Field(16, gt=0, description="batches waiting for export")
+    queue_size: int = Field(4, gt=0, description="batches waiting for export")
 
     @model_validator(mode="after")
     def _tls_files(self) -> Config:
