@@ -763,3 +763,10 @@ def test_notes_say_how_to_see_the_metrics():
 def test_rendering_uses_helms_own_library():
     """Helm's Go SDK renders and lints here, bundled in helm-python-sdk: no binary to fetch."""
     assert re.fullmatch(r"v\d+\.\d+\.\d+", helm().helm_sdk_version())
+
+
+def test_a_seeded_deployment_of_several_replicas_is_refused():
+    # a Deployment's pods have no index: seeded replicas would all emit one stream
+    assert "needs sharding.enabled" in render_error(seed=7, replicas=3)
+    assert render(seed=7, replicas=1)  # one replica is fine
+    assert render(seed=7, replicas=3, sharding={"enabled": True})

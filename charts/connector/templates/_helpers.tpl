@@ -70,6 +70,9 @@ would otherwise only show in a running cluster.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- if and (not (kindIs "invalid" .Values.seed)) (gt (int .Values.replicas) 1) (not .Values.sharding.enabled) }}
+{{- fail "seed with replicas > 1 needs sharding.enabled: a Deployment's pods have no index, so every replica would emit the same stream" }}
+{{- end }}
 {{- $scripts := include "connector.scripts" . | fromYaml }}
 {{- range $name, $_ := $scripts }}
 {{- if eq $name "config.yaml" }}
