@@ -264,7 +264,7 @@ def _start_metrics(config: Config, args: argparse.Namespace) -> MetricsServer | 
         return None
     name = config.name or (config.source.stem if config.source else "config")
     try:
-        server = MetricsServer(config.metrics.host, port, name)
+        server = MetricsServer(config.metrics.host, port, name, config.metrics.stall_after)
     except OSError as exc:
         log.warning(
             "metrics: cannot listen on %s:%d (%s); running without /metrics",

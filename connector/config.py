@@ -83,6 +83,12 @@ class EventConfig(Strict):
 class MetricsConfig(Strict):
     host: str = "0.0.0.0"
     port: int = Field(9464, ge=0, le=65535, description="0 disables the HTTP server")
+    stall_after: float = Field(
+        300.0,
+        gt=0,
+        description="/healthz is 503 after this long without a produce() call "
+        "(waits for the clock or for an output do not count)",
+    )
 
 
 class Config(Strict):

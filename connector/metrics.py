@@ -165,8 +165,9 @@ def registry_for(source: Callable[[], Pipeline | None], config_name: str) -> Col
 class MetricsServer:
     """/metrics, /healthz and /readyz on one port, in a daemon thread."""
 
-    def __init__(self, host: str, port: int, config_name: str):
+    def __init__(self, host: str, port: int, config_name: str, stall_after: float = 300.0):
         self.pipeline: Pipeline | None = None
+        self.stall_after = stall_after
         self.registry = registry_for(lambda: self.pipeline, config_name)
         self._ready_cache = (0.0, False, "starting")
         server = self
@@ -202,9 +203,15 @@ class MetricsServer:
 
     def health(self) -> tuple[int, dict]:
         p = self.pipeline
-        if p is None or p.alive:
-            return 200, {"status": "alive"}
-        return 503, {"status": "stopped", "reason": p.stop_reason or "schedule complete"}
+        if p is not None and not p.alive:
+            return 503, {"status": "stopped", "reason": p.stop_reason or "schedule complete"}
+        stalled = p.stalled_for() if p is not None and hasattr(p, "stalled_for") else 0.0
+        if stalled > self.stall_after:
+            return 503, {
+                "status": "stalled",
+                "reason": f"no produce() call for {stalled:.0f}s (a hung script?)",
+            }
+        return 200, {"status": "alive"}
 
     def readiness(self) -> tuple[int, dict]:
         """Every output connected; cached for a second so probes cost the brokers nothing."""

@@ -113,7 +113,9 @@ class Pipeline:
     alive: bool = True
     checker: TraceChecker | None = None
     deadline: float | None = None
+    waiting: bool = False  # for the clock or for an output: not a stall
     _stop: list[str] = field(default_factory=list)
+    _seen: tuple[int, float] = (0, 0.0)  # (calls, when) at the last stall check
 
     def __post_init__(self) -> None:
         if self.config.check_traces:
@@ -130,6 +132,15 @@ class Pipeline:
         """From a signal handler: stop scheduling; the run then flushes and summarises."""
         self.stop_reason = self.stop_reason or reason
         self._stop.append(reason)  # a list: the hot loop tests a local name, not an attribute
+
+    def stalled_for(self) -> float:
+        """Seconds without a produce() call, waits for the clock or an output not counted:
+        a hung script shows here (read by /healthz, never by the hot loop)."""
+        calls, now = sum(self.calls), time.monotonic()
+        if calls != self._seen[0] or self.waiting or not self._seen[1]:
+            self._seen = (calls, now)
+            return 0.0
+        return now - self._seen[1]
 
     @property
     def timestamps(self) -> list[int]:
@@ -151,12 +162,14 @@ class Pipeline:
         if self.options.duration:
             self.deadline = self.started + self.options.duration
         try:
+            self.waiting = True  # connecting (Kafka may take connect_timeout): no stall
             for out in self.outputs:
                 try:
                     out.start()
                 except OutputError as exc:
                     self.broken.append(f"{out.acks.name}: {exc}")
                     log.error("output %s cannot start: %s", out.acks.name, exc)
+            self.waiting = False
             if self.broken:
                 return self._shutdown()
             if self.options.workers > 1:
@@ -256,12 +269,21 @@ class Pipeline:
     def _hand_off(self, batch: list[str]) -> None:
         if self.checker is not None:
             self.checker.add(batch)
+        self.waiting = True  # an output may hold us up (backpressure): that is no stall
         for out in self.outputs:
             out.acks.handed += len(batch)
             out.write_batch(batch)
+        self.waiting = False
 
     def _wait_until(self, due: float) -> bool:
         """Sleep until `due` (wall clock), serving outputs; False when told to stop."""
+        self.waiting = True
+        try:
+            return self._sleep_until(due)
+        finally:
+            self.waiting = False
+
+    def _sleep_until(self, due: float) -> bool:
         while True:
             for out in self.outputs:
                 out.poll()

@@ -235,3 +235,25 @@ def test_dashboard_and_readme_use_only_exported_metrics():
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(connector_[a-z_]+)`", readme, re.M))
     assert documented == set(METRICS)
+
+
+def test_healthz_reports_a_hung_script(write):
+    port = free_port()
+    write("s.py", "import time\nn = 0\ndef produce(p):\n    global n\n    n += 1\n    if n == 20:\n        time.sleep(3600)\n    return 'x'\n")
+    config = write("c.yaml", """
+        metrics: {stall_after: 2}
+        input: [{rate: {per_second: 10}}]
+        event: {script: {path: s.py}}
+        output: [{null: {}}]
+        """)
+    proc = start(config, "--metrics-port", str(port))
+    try:
+        wait_for(lambda: get(port, "/healthz") == 200)
+        time.sleep(1.5)  # ten calls a second, each followed by a wait for the clock: alive
+        assert get(port, "/healthz") == 200
+        wait_for(lambda: get(port, "/healthz") == 503, timeout=15)
+        body = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+        assert body["status"] == "stalled" and "no produce() call" in body["reason"]
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
