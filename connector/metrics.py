@@ -90,9 +90,10 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += times
         self.sum += value * times
 
-    def merge(self, other: Histogram) -> None:
-        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
-        self.sum += other.sum
+    def add(self, counts: list[int], total: float) -> None:
+        """Fold in another histogram's bucket counts and sum (a worker's snapshot)."""
+        self.counts = [a + b for a, b in zip(self.counts, counts, strict=True)]
+        self.sum += total
 
     @property
     def count(self) -> int:

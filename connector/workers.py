@@ -148,8 +148,7 @@ class Workers:
             outputs[name] = _OutputView(Acks(name, plugin), is_ready=bool(snaps))
         for s in snaps:
             self.script.errors.update(s["errors"])
-            self.lag.counts = [a + b for a, b in zip(self.lag.counts, s["lag"][0], strict=True)]
-            self.lag.sum += s["lag"][1]
+            self.lag.add(*s["lag"])
             for (name, _, handed, delivered, failed, reasons, counts, total), ok in zip(
                 s["acks"], s["ready"], strict=True
             ):
@@ -160,8 +159,7 @@ class Workers:
                 a.delivered += delivered
                 a.failed += failed
                 a.reasons.update(reasons)
-                a.latency.counts = [x + y for x, y in zip(a.latency.counts, counts, strict=True)]
-                a.latency.sum += total
+                a.latency.add(counts, total)
         self.outputs = list(outputs.values())
 
     @property

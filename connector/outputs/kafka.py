@@ -126,7 +126,6 @@ class KafkaOutput:
             from connector.spans import otlp_encoder  # only trace users pay for the OTLP import
 
             self.encoder = otlp_encoder(config.encoding, config.mapping)
-        self._connected = False
         for name, value in config.producer.items():
             if _SECRET_PROPERTY.search(name):
                 add_secret(str(value))
@@ -139,7 +138,6 @@ class KafkaOutput:
         while True:  # librdkafka reconnects by itself; ask again until the deadline
             try:
                 self.producer.list_topics(timeout=min(5.0, max(0.1, deadline - time.monotonic())))
-                self._connected = True
                 return
             except KafkaException as exc:
                 if time.monotonic() >= deadline:
