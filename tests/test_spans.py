@@ -701,3 +701,22 @@ def test_resource_keys_are_unique():
     request = export_request(group_spans([to_span(event(resource={"service.name": "other"}))]))
     keys = [kv.key for kv in request.resource_spans[0].resource.attributes]
     assert len(keys) == len(set(keys))
+
+
+def test_the_short_path_writes_what_the_full_path_writes(monkeypatch):
+    """encode_span takes a short path for the common shape; it must equal the full one."""
+    full = spans._encode_checked
+    fallbacks = []
+    monkeypatch.setattr(spans, "_encode_checked", lambda doc, m: fallbacks.append(doc) or full(doc, m))
+    script = load_script(ROOT / "examples" / "tracing" / "tracing.py")
+    docs = []
+    for k in range(200):
+        docs += [orjson.loads(s) for s in script.produce({"timestamp": datetime(2026, 1, 1, 0, 0, k % 60, tzinfo=UTC), "tags": ()})]
+    docs += [
+        event(parent_span_id=None), event(status=DROP), event(duration_ms=5), event(status="ERROR"),
+        event(start_time="2026-01-01T00:00:00.5+02:00"), event(trace_id=TRACE.upper()),
+    ]
+    for doc in docs:
+        assert spans.encode_span(doc) == full(doc, DEFAULT_MAPPING)
+    # of these, only spans with an error_message take the full path
+    assert len(fallbacks) == sum("error_message" in d for d in docs) > 0
