@@ -104,7 +104,7 @@ class Pipeline:
     options: RunOptions = field(default_factory=RunOptions)
     input_names: list[str] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)  # produce() calls, per input
-    events: list[int] = field(default_factory=list)  # per input
+    extra: list[int] = field(default_factory=list)  # per input: events - calls (see events)
     lag: Histogram = field(default_factory=lambda: Histogram(LAG_BUCKETS))
     broken: list[str] = field(default_factory=list)  # outputs that could not start
     stop_reason: str | None = None
@@ -122,7 +122,7 @@ class Pipeline:
             self.checker = TraceChecker(self.config.span_mapping())
         self.input_names = self.input_names or self.config.input_names()
         self.calls = [0] * len(self.config.input)
-        self.events = [0] * len(self.config.input)
+        self.extra = [0] * len(self.config.input)
 
     @property
     def stopping(self) -> bool:
@@ -148,6 +148,12 @@ class Pipeline:
         return [
             -(-c // e.settings.count) for c, e in zip(self.calls, self.config.input, strict=True)
         ]
+
+    @property
+    def events(self) -> list[int]:
+        """Events produced, per input. The hot loop counts calls, and only for a call that
+        does not return exactly one event does it note the difference in `extra`."""
+        return [c + x for c, x in zip(self.calls, self.extra, strict=True)]
 
     @property
     def produced(self) -> int:
@@ -201,7 +207,7 @@ class Pipeline:
         """The hot path: per call, only what the summary and metrics need, no method lookups."""
         live = self.options.mode == "live"
         tags = [e.settings.tags for e in self.config.input]
-        calls, n_events, stop = self.calls, self.events, self._stop
+        calls, extra, stop = self.calls, self.extra, self._stop
         produce, checked, raised = self.script.produce, self.script.checked, self.script.raised
         batch: list[str] = []
         append, batch_size = batch.append, self._next_batch_size()
@@ -224,15 +230,16 @@ class Pipeline:
                 try:
                     result = produce({"timestamp": ts, "tags": tags[i]})
                 except Exception as exc:
+                    extra[i] -= 1  # no events (noted first: raised() may end the run)
                     raised(exc)
                     continue
-                if type(result) is str:
+                if type(result) is str:  # one event: counted by calls[i] alone
                     append(result)
-                    n_events[i] += 1
                 else:
+                    extra[i] -= 1  # as above, until checked() has said how many
                     result = checked(result)
                     batch += result
-                    n_events[i] += len(result)
+                    extra[i] += len(result)
                 if len(batch) >= batch_size:
                     self._trim_to_limit(batch, i)
                     self._hand_off(batch)
@@ -258,7 +265,7 @@ class Pipeline:
         if self.options.max_events is not None and self.produced > self.options.max_events:
             excess = self.produced - self.options.max_events
             del batch[-excess:]
-            self.events[last_input] -= excess
+            self.extra[last_input] -= excess
 
     def _past_deadline(self) -> bool:
         if self.deadline is not None and time.monotonic() >= self.deadline:

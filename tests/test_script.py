@@ -65,7 +65,7 @@ def test_runtime_errors_are_counted_logged_once_and_skipped(write, body, kind, l
     result = run_script(write, body)
     assert result.code == 0
     assert result.lines == []
-    assert result.summary()["script_errors"] == 10
+    assert result.summary()["script_errors"] == 10 and result.summary()["produced"] == 0
     assert f"{kind}: 10" in result.stderr
     logged = [ln for ln in result.stderr.splitlines() if "ERROR connector.script" in ln]
     assert len(logged) == 1
@@ -92,6 +92,8 @@ def test_on_error_stop_ends_the_run(write):
         """, on_error="stop")
     assert result.code == 1
     assert result.lines == ["0", "1", "2"]  # what was produced before is still delivered
+    assert result.summary("stdout-0") | {} == {
+        "timestamps": 4, "produced": 3, "script_errors": 1, "delivered": 3, "failed": 0}
     assert "on_error: stop" in result.stderr and "ValueError: bad tick" in result.stderr
 
 
