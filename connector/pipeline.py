@@ -286,26 +286,23 @@ class Pipeline:
         """Sleep until `due` (wall clock), serving outputs; False when told to stop."""
         self.waiting = True
         try:
-            return self._sleep_until(due)
+            while True:
+                for out in self.outputs:
+                    out.poll()
+                if self._stop or self._past_deadline():
+                    return False
+                left = due - time.time()
+                if left <= 0:
+                    return True
+                time.sleep(min(left, 0.1))
         finally:
             self.waiting = False
-
-    def _sleep_until(self, due: float) -> bool:
-        while True:
-            for out in self.outputs:
-                out.poll()
-            if self._stop or self._past_deadline():
-                return False
-            left = due - time.time()
-            if left <= 0:
-                return True
-            time.sleep(min(left, 0.1))
 
     def _shutdown(self, interrupted: bool = False) -> int:
         """Flush every output within its deadline, close, and settle the accounts."""
         for out in self.outputs:
             try:
-                left = 0 if interrupted else out.flush(out_flush_timeout(out))
+                left = 0 if interrupted else out.flush(out.config.flush_timeout)
             except KeyboardInterrupt:  # a second signal: give up waiting, still account
                 interrupted, left = True, out.acks.pending
                 self.stop_reason = (self.stop_reason or "") + "; flush interrupted"
@@ -316,7 +313,3 @@ class Pipeline:
         failed = any(out.acks.failed for out in self.outputs)
         stopped_by_script = bool(self.stop_reason and self.stop_reason.startswith("script"))
         return 1 if failed or self.broken or stopped_by_script or interrupted else 0
-
-
-def out_flush_timeout(out: Output) -> float:
-    return getattr(getattr(out, "config", None), "flush_timeout", 30.0)

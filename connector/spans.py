@@ -16,7 +16,7 @@ import struct
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cached_property, lru_cache
 from typing import Any
 
@@ -38,8 +38,6 @@ __all__ = [
     "otlp_encoder",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
 _STATUS = {
     "OK": Status.STATUS_CODE_OK,
     "ERROR": Status.STATUS_CODE_ERROR,

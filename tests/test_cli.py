@@ -171,3 +171,13 @@ def test_bad_numbers_and_environment_are_usage_errors(write):
     env = {**os.environ, "CONNECTOR_REPLICAS": "2", "CONNECTOR_REPLICA_INDEX": "5"}
     result = run_cli("run", config, "--duration", "1", env=env)
     assert result.code == 2 and "CONNECTOR_REPLICA_INDEX=5" in result.stderr
+
+
+def test_preview_into_a_reader_that_stops_early():
+    proc = subprocess.Popen([sys.executable, "-m", "connector", "preview", str(EXAMPLES / "tracing" / "config.yaml"),
+                             "--events", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"{")
+    proc.stdout.close()  # like `| head -1`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in err

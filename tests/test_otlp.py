@@ -200,3 +200,23 @@ def test_an_endpoint_that_answers_nonsense_does_not_stall_the_run(write):
     assert result.summary("otlp-0")["delivered"] == 240
     assert result.summary("otlp-1")["failed"] == 240
     assert "HTTP 500 (after 1 attempt(s)): 240" in result.stderr
+
+
+def test_check_traces_reads_the_outputs_field_names(write):
+    write("s.py", """
+        import json
+        def produce(p):
+            t = p['timestamp'].isoformat()
+            root = {'tid': 'ab' * 16, 'sid': '01' * 8, 'svc': 'a', 'operation': 'op', 'start_time': t, 'duration_ms': 5}
+            child = {**root, 'sid': '02' * 8, 'pid': '01' * 8, 'duration_ms': 1}
+            return [json.dumps(root), json.dumps(child)]
+        """)
+    config = write("c.yaml", """
+        input: [{rate: {per_second: 1}}]
+        event: {script: {path: s.py}}
+        output: [{otlp: {endpoint: '127.0.0.1:9', mapping: {trace_id: tid, span_id: sid, parent_span_id: pid, service: svc}}}]
+        """)
+    result = run_cli("preview", config, "--check-traces", "--events", "2")
+    assert result.code == 0, result.stdout
+    assert result.lines == [f"trace {'ab' * 16}: 2 spans, 1 root(s), 0 orphan(s), 0 start before parent, 0 end after parent: ok",
+                            "traces: 1 checked, 0 broken (0 orphan span(s))"]

@@ -96,6 +96,7 @@ class Acks:
 
 
 class Output(Protocol):
+    config: OutputConfig
     acks: Acks
 
     def start(self) -> None: ...

@@ -13,6 +13,7 @@ class Config(OutputConfig):
 
 class NullOutput:
     def __init__(self, config: Config, acks: Acks):
+        self.config = config
         self.acks = acks
 
     def start(self) -> None:
