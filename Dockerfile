@@ -1,35 +1,26 @@
 # syntax=docker/dockerfile:1
 # The connector's image: `docker build -t connector:0.1.0 .` at the repository's root.
-# Two stages: `build` makes the wheel of this checkout and installs it, with every
-# runtime dependency pinned, into a virtualenv; the final stage copies only that
-# virtualenv onto the same slim Python base and runs it as a non-root user.
-ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+# Two stages: `build` installs this checkout and exactly the runtime part of uv.lock (the
+# lock the tests ran with) into a virtualenv, with the same pinned uv as scripts/test; the
+# final stage copies only that virtualenv onto the same slim Python base, run as non-root.
+# The Python minor version is the tests' (.python-version); tests/test_dockerfile.py checks.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY scripts/uv-requirements.txt ./scripts/
+RUN pip install --no-cache-dir --disable-pip-version-check --require-hashes \
+      --only-binary=:all: -r scripts/uv-requirements.txt
+COPY pyproject.toml uv.lock README.md ./
 COPY connector ./connector
-# Exact versions of the whole runtime dependency tree, wheels only (no compiler here).
-# tests/test_dockerfile.py checks them against pyproject.toml; update both together.
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
- && python -m venv /opt/connector \
- && /opt/connector/bin/pip install --no-cache-dir --disable-pip-version-check \
-      --only-binary=:all: /wheels/connector-*.whl \
-      annotated-types==0.7.0 \
-      confluent-kafka==2.16.1 \
-      croniter==7.0.0 \
-      grpcio==1.85.3 \
-      opentelemetry-proto==1.45.2 \
-      orjson==3.13.0 \
-      prometheus-client==0.26.0 \
-      protobuf==7.36.2 \
-      pydantic==2.13.4 \
-      pydantic-core==2.46.4 \
-      python-dateutil==2.9.0.post0 \
-      pyyaml==6.0.3 \
-      six==1.17.0 \
-      typing-extensions==4.15.0 \
-      typing-inspection==0.4.2
+# --frozen: the lock as it is, nothing resolved today; --no-editable: a real install, so
+# only /opt/connector is needed at run time; wheels only (no compiler in the image).
+ENV UV_PROJECT_ENVIRONMENT=/opt/connector \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_NO_CACHE=1
+RUN uv sync --frozen --no-dev --no-editable --no-build --no-install-project \
+      --python /usr/local/bin/python \
+ && uv sync --frozen --no-dev --no-editable --python /usr/local/bin/python
 
 FROM ${PYTHON_IMAGE}
 ARG PYTHON_IMAGE

@@ -42,6 +42,10 @@ EXAMPLES = {
     "tracing": ROOT / "examples/tracing/tracing.py",
 }
 START = datetime(2026, 1, 1, tzinfo=UTC)
+# Every topic this run creates starts with this (inherited by the measurement processes),
+# so the run deletes exactly its own topics at the end; its files live in one temp folder.
+TOPICS = os.environ.setdefault("BENCH_TOPIC_PREFIX", f"bench-{uuid.uuid4().hex[:8]}-")
+WORK: Path = Path(tempfile.gettempdir())  # main() points it at the run's own temp folder
 
 
 def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:
@@ -84,7 +88,7 @@ def connector_rate(err: str) -> float:
 
 def config(example: str, ticks: int, output: str, step: str = "1s") -> str:
     end = START + timedelta(seconds=ticks)
-    path = Path(tempfile.mkdtemp(prefix="bench-")) / "config.yaml"
+    path = Path(tempfile.mkdtemp(prefix="bench-", dir=WORK)) / "config.yaml"
     path.write_text(
         f"mode: backfill\n"
         f"input: [{{cron: {{expression: '* * * * * *', start: '{START.isoformat()}', "
@@ -128,7 +132,7 @@ def inner_client(example: str, ticks: int, bootstrap: str) -> None:
         r = module.produce({"timestamp": START + timedelta(seconds=k), "tags": ()})
         payloads += [r] if isinstance(r, str) else r
     producer = Producer({**DEFAULTS, "bootstrap.servers": bootstrap})
-    topic, acked = f"bench-client-{uuid.uuid4().hex[:8]}", [0]
+    topic, acked = f"{TOPICS}client-{uuid.uuid4().hex[:8]}", [0]
 
     def on_delivery(err, _msg) -> None:
         if err is None:
@@ -160,7 +164,7 @@ def perf_test(bootstrap: str, records: int, size: int) -> list[str]:
         f"{lib}/*",
         "org.apache.kafka.tools.ProducerPerformance",
         "--topic",
-        f"bench-perf-{uuid.uuid4().hex[:8]}",
+        f"{TOPICS}perf-{uuid.uuid4().hex[:8]}",
         "--num-records",
         str(records),
         "--record-size",
@@ -198,7 +202,7 @@ def run_suite(args: argparse.Namespace) -> dict:
                 [
                     *connector,
                     config(
-                        ex, n, f"{{kafka: {{bootstrap_servers: '{kafka}', topic: bench-{ex}}}}}"
+                        ex, n, f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}}}}}"
                     ),
                 ],
                 True,
@@ -211,7 +215,7 @@ def run_suite(args: argparse.Namespace) -> dict:
                     "--workers",
                     "2",
                     config(
-                        ex, n, f"{{kafka: {{bootstrap_servers: '{kafka}', topic: bench-{ex}}}}}"
+                        ex, n, f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}}}}}"
                     ),
                 ],
                 True,
@@ -272,7 +276,7 @@ def live_check(rate: int, seconds: int) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    path = Path(tempfile.mkdtemp(prefix="bench-live-")) / "config.yaml"
+    path = Path(tempfile.mkdtemp(prefix="bench-live-", dir=WORK)) / "config.yaml"
     path.write_text(
         f"input: [{{rate: {{per_second: {rate}}}}}]\n"
         f"event: {{script: {{path: {EXAMPLES['basic']}}}}}\noutput: [{{null: {{}}}}]\n"
@@ -314,6 +318,16 @@ def live_check(rate: int, seconds: int) -> dict:
         "achieved_per_second": produced / seconds,
         "lag_p99_seconds_at_most": p99,
     }
+
+
+def delete_topics(bootstrap: str) -> None:
+    """Leave the broker as it was: drop every topic this run created."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    mine = [t for t in admin.list_topics(timeout=30).topics if t.startswith(TOPICS)]
+    for future in admin.delete_topics(mine, operation_timeout=30).values() if mine else ():
+        future.result(timeout=60)
 
 
 def machine() -> str:
@@ -364,7 +378,16 @@ def main() -> None:
         kind, example, ticks, *rest = args.inner
         (inner_script if kind == "script" else inner_client)(example, int(ticks), *rest)
         return
-    report = run_suite(args)
+    global WORK
+    kafka = None
+    with tempfile.TemporaryDirectory(prefix="bench-") as work:
+        WORK = Path(work)
+        try:
+            kafka = services()[0]
+            report = run_suite(args)
+        finally:
+            if kafka:
+                delete_topics(kafka)
     args.out.mkdir(parents=True, exist_ok=True)
     name = args.out / f"{report['when'].replace(':', '')}.json"
     name.write_text(json.dumps(report, indent=2) + "\n")

@@ -4,18 +4,29 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+
+from confluent_kafka.admin import AdminClient
 
 from tests.conftest import ROOT
 
 
 def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    prefix = f"bench-test-{uuid.uuid4().hex[:8]}-"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "BENCH_TOPIC_PREFIX": prefix, "TMPDIR": str(scratch)}
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--size", "4000", "--rounds", "2",
-         "--live-rate", "200", "--live-seconds", "2", "--out", str(tmp_path)],
+         "--live-rate", "200", "--live-seconds", "2", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    [written] = tmp_path.glob("*.json")
+    # it leaves nothing behind: no temp folders, no topics
+    assert list(scratch.iterdir()) == []
+    topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=30).topics
+    assert [t for t in topics if t.startswith(prefix)] == []
+    [written] = (tmp_path / "out").glob("*.json")
     report = json.loads(written.read_text())
     rows = report["results"]
     assert set(rows) == {"basic", "tracing"}

