@@ -23,6 +23,7 @@ Results print as a table and land in bench/results/<time>.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -95,6 +96,19 @@ def config(example: str, ticks: int, output: str, step: str = "1s") -> str:
         f"end: '{end.isoformat()}'}}}}]\n"
         f"event: {{script: {{path: {EXAMPLES[example]}}}}}\n"
         f"output: [{output}]\n"
+    )
+    return str(path)
+
+
+def ramp_config(example: str, events: int, seconds: int = 100) -> str:
+    """The same events through a load shape: a ramp 0 -> 2 n / T over T seconds (integral n)."""
+    path = Path(tempfile.mkdtemp(prefix="bench-", dir=WORK)) / "config.yaml"
+    path.write_text(
+        f"mode: backfill\n"
+        f"input: [{{rate: {{stages: [{{duration: {seconds}, target: {2 * events / seconds}}}], "
+        f"start: '{START.isoformat()}'}}}}]\n"
+        f"event: {{script: {{path: {EXAMPLES[example]}}}}}\n"
+        f"output: [{{null: {{}}}}]\n"
     )
     return str(path)
 
@@ -196,6 +210,7 @@ def run_suite(args: argparse.Namespace) -> dict:
             (ex, "S", [py, __file__, "--inner", "script", ex, str(n)], False),
             (ex, "K", [py, __file__, "--inner", "client", ex, str(n), kafka], False),
             (ex, "null", [*connector, config(ex, n, "{null: {}}")], True),
+            (ex, "null ramp", [*connector, ramp_config(ex, n)], True),
             (
                 ex,
                 "kafka",
@@ -256,6 +271,7 @@ def run_suite(args: argparse.Namespace) -> dict:
         s, k = rows["S"]["median"], rows["K"]["median"]
         rows["P"] = {"median": 1 / (1 / s + 1 / k)}
     live = live_check(args.live_rate, args.live_seconds) if args.live_seconds else None
+    ramp = live_ramp_check(args.live_rate, args.ramp_seconds) if args.ramp_seconds else None
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -263,11 +279,12 @@ def run_suite(args: argparse.Namespace) -> dict:
         "rounds": args.rounds,
         "results": results,
         "live": live,
+        "live_ramp": ramp,
     }
 
 
-def live_check(rate: int, seconds: int) -> dict:
-    """Live mode at a fixed rate: achieved rate and schedule lag p99 from /metrics."""
+def live_run(inputs: str, script: Path, args: list[str], env: dict | None = None) -> dict:
+    """One live run with the null output: its /metrics at the end, and its summary."""
     import socket
 
     import requests
@@ -278,30 +295,23 @@ def live_check(rate: int, seconds: int) -> dict:
         port = s.getsockname()[1]
     path = Path(tempfile.mkdtemp(prefix="bench-live-", dir=WORK)) / "config.yaml"
     path.write_text(
-        f"input: [{{rate: {{per_second: {rate}}}}}]\n"
-        f"event: {{script: {{path: {EXAMPLES['basic']}}}}}\noutput: [{{null: {{}}}}]\n"
+        f"input: [{inputs}]\nevent: {{script: {{path: {script}}}}}\noutput: [{{null: {{}}}}]\n"
     )
+    cmd = [sys.executable, "-m", "connector", "run", str(path), "--quiet", *args]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "connector",
-            "run",
-            str(path),
-            "--quiet",
-            "--duration",
-            str(seconds),
-            "--metrics-port",
-            str(port),
-            "--linger",
-            "5",
-        ],
+        [*cmd, "--metrics-port", str(port), "--linger", "3"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
-    time.sleep(seconds + 2)
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    base = f"http://127.0.0.1:{port}"
+    while proc.poll() is None:  # /healthz turns 503 when the run ends; it lingers for a scrape
+        time.sleep(0.2)
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{base}/healthz", timeout=10).status_code == 503:
+                break
+    text = requests.get(f"{base}/metrics", timeout=10).text
     _, err = proc.communicate(timeout=60)
     buckets, count = [], 0.0
     for family in text_string_to_metric_families(text):
@@ -310,13 +320,51 @@ def live_check(rate: int, seconds: int) -> dict:
                 buckets.append((float(s.labels["le"]), s.value))
             elif s.name == "connector_schedule_lag_seconds_count":
                 count = s.value
-    p99 = next(le for le, n in sorted(buckets) if n >= 0.99 * count)
-    produced = int(re.search(r"events produced: (\d+)", err).group(1))
+    return {
+        "lag_p99": next(le for le, n in sorted(buckets) if n >= 0.99 * count),
+        "produced": int(re.search(r"events produced: (\d+)", err).group(1)),
+    }
+
+
+def live_check(rate: int, seconds: int) -> dict:
+    """Live mode at a fixed rate: achieved rate and schedule lag p99 from /metrics."""
+    inputs = f"{{rate: {{per_second: {rate}}}}}"
+    run = live_run(inputs, EXAMPLES["basic"], ["--duration", str(seconds)])
     return {
         "target_per_second": rate,
         "seconds": seconds,
-        "achieved_per_second": produced / seconds,
-        "lag_p99_seconds_at_most": p99,
+        "achieved_per_second": run["produced"] / seconds,
+        "lag_p99_seconds_at_most": run["lag_p99"],
+    }
+
+
+def live_ramp_check(target: int, seconds: int) -> dict:
+    """Live mode through a ramp 0 -> target over `seconds`: produce() calls per wall-clock
+    second (recorded by bench/probe.py) against the shape's integral for that second."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    calls = WORK / "ramp-calls.json"
+    run = live_run(
+        f"{{rate: {{stages: [{{duration: {seconds}, target: {target}}}], "
+        f"start: '{start.isoformat()}'}}}}",
+        Path(__file__).with_name("probe.py"),
+        [],
+        env={"BENCH_PROBE_OUT": str(calls)},
+    )
+    per_second = [0] * seconds
+    for wall in json.loads(calls.read_text()):
+        second = int(wall - start.timestamp())
+        if 0 <= second < seconds:
+            per_second[second] += 1
+    slope, worst = target / seconds, 0.0
+    for second, achieved in enumerate(per_second):
+        expected = slope * ((second + 1) ** 2 - second**2) / 2
+        if slope * second > 100:  # seconds scheduled above 100/s
+            worst = max(worst, abs(achieved - expected) / expected)
+    return {
+        "target_per_second": target,
+        "seconds": seconds,
+        "worst_second_error": worst,
+        "lag_p99_seconds_at_most": run["lag_p99"],
     }
 
 
@@ -357,6 +405,13 @@ def table(report: dict) -> str:
             f"achieved {live['achieved_per_second']:,.1f}/s, schedule lag p99 <= "
             f"{live['lag_p99_seconds_at_most'] * 1000:g} ms"
         )
+    if report.get("live_ramp"):
+        ramp = report["live_ramp"]
+        lines.append(
+            f"live ramp: 0 -> {ramp['target_per_second']:,}/s over {ramp['seconds']} s, "
+            f"worst second {ramp['worst_second_error']:.2%} off its target (seconds above "
+            f"100/s), schedule lag p99 <= {ramp['lag_p99_seconds_at_most'] * 1000:g} ms"
+        )
     return "\n".join(lines)
 
 
@@ -371,6 +426,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--live-rate", type=int, default=10_000)
     parser.add_argument("--live-seconds", type=int, default=60, help="0 skips the live check")
+    parser.add_argument(
+        "--ramp-seconds", type=int, default=30, help="live ramp 0 -> --live-rate; 0 skips it"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--inner", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,12 +1,14 @@
 """`connector run | validate | preview`.
 
-Exit codes: 0 every event delivered; 1 an event failed, an output broke or the
-script stopped the run; 2 invalid config or usage.
+Exit codes: 0 every event delivered and no script error; 1 an event failed, an
+output could not start or broke, or the script raised (or returned a wrong type)
+at least once; 2 invalid config or usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import os
@@ -19,11 +21,12 @@ from pathlib import Path
 from connector import __version__
 from connector.config import Config, ConfigError, load_config
 from connector.inputs.rate import replica_share
-from connector.logs import flush_repeats, setup_logging
+from connector.logs import LogSetup, flush_repeats, secrets, setup_logging
 from connector.metrics import MetricsServer
 from connector.pipeline import Pipeline, RunOptions, build_output, prepare, schedule
 from connector.progress import Progress
 from connector.spans import TraceChecker
+from connector.stats import RunStats
 from connector.workers import Workers
 
 log = logging.getLogger("connector")
@@ -44,9 +47,30 @@ def _positive(kind: type):
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log lines shown on stderr (default: info)",
     )
-    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="text lines, or one JSON object a line (default: text)",
+    )
+
+
+def _config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="the connector's YAML config file")
+
+
+def _mode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        choices=["live", "backfill"],
+        help="live: each timestamp when it comes due; backfill: every timestamp from start "
+        "to end, as fast as possible (default: mode in the config, else live)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,32 +82,44 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the pipeline")
-    run.add_argument("config", type=Path)
+    _config(run)
+    _mode(run)
     run.add_argument(
-        "--mode",
-        choices=["live", "backfill"],
-        help="live: each timestamp when it comes due (default); "
-        "backfill: every timestamp from start to end, as fast as possible",
+        "--max-events",
+        type=_positive(int),
+        metavar="N",
+        help="stop after N events (default: no limit)",
     )
-    run.add_argument("--max-events", type=_positive(int), metavar="N", help="stop after N events")
     run.add_argument(
-        "--duration", type=_positive(float), metavar="SECONDS", help="stop after SECONDS"
+        "--duration",
+        type=_positive(float),
+        metavar="SECONDS",
+        help="stop SECONDS after every output is ready (default: at the schedule's end)",
     )
-    run.add_argument("--seed", type=int, help="seed Python's random before the script loads")
+    run.add_argument(
+        "--seed",
+        type=int,
+        help="seed Python's random before the script loads (default: unseeded)",
+    )
     run.add_argument(
         "--workers",
         type=_positive(int),
         default=1,
         metavar="N",
-        help="N processes, each with its own copy of the script, timestamps dealt round-robin",
+        help="N processes, each with its own copy of the script, timestamps dealt "
+        "round-robin (default: 1)",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress line or progress logs")
+    run.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress line, progress logs or connecting messages (default: off)",
+    )
     run.add_argument(
         "--progress-interval",
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="when stderr is not a terminal, a progress log line this often",
+        help="when stderr is not a terminal, a progress log line this often (default: 10)",
     )
     run.add_argument(
         "--metrics-port",
@@ -97,29 +133,40 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="keep serving /metrics this long after the run ends (a last scrape)",
+        help="keep serving /metrics this long after the run ends, for a last scrape (default: 0)",
     )
     _common(run)
 
     validate = sub.add_parser("validate", help="check a config and its script; send nothing")
-    validate.add_argument("config", type=Path)
-    validate.add_argument("--mode", choices=["live", "backfill"])
+    _config(validate)
+    _mode(validate)
     _common(validate)
 
     preview = sub.add_parser("preview", help="print the first events; send nothing")
-    preview.add_argument("config", type=Path)
-    preview.add_argument("--events", type=int, default=10, metavar="N")
+    _config(preview)
+    preview.add_argument(
+        "--events",
+        type=_positive(int),
+        default=10,
+        metavar="N",
+        help="print the first N events (default: 10)",
+    )
     preview.add_argument(
         "--at",
         metavar="ISO_TIMESTAMP",
-        help="call produce() at this timestamp instead of the schedule's first",
+        help="call produce() at this timestamp instead of the schedule's first "
+        "(default: the schedule's)",
     )
-    preview.add_argument("--seed", type=int)
+    preview.add_argument(
+        "--seed",
+        type=int,
+        help="seed Python's random before the script loads (default: unseeded)",
+    )
     preview.add_argument(
         "--check-traces",
         action="store_true",
         help="print a report per trace (roots, orphans, timing) instead of "
-        "the events; exit 1 when any trace is broken",
+        "the events; exit 1 when any trace is broken (default: off)",
     )
     _common(preview)
     return parser
@@ -127,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(args.log_level, args.log_format)
+    setup_logging(args.log_level, args.log_format, getattr(args, "quiet", False))
     try:
         config = load_config(args.config)
         return {"run": cmd_run, "validate": cmd_validate, "preview": cmd_preview}[args.command](
@@ -141,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `connector preview ... | head`: the reader has seen enough
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no flush error at exit)
         return EXIT_OK
+    except KeyboardInterrupt:  # Ctrl-C before a run has started (its handler takes over)
+        print("interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception:  # nothing a user does ends here: this is ours
+        log.critical("a bug, please report it with this traceback", exc_info=True)
+        return EXIT_FAILED
 
 
 def cmd_validate(config: Config, args: argparse.Namespace) -> int:
@@ -213,17 +266,24 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     now = datetime.now(config.tz)
     schedule(config, mode, now)  # window errors are config errors: before anything starts
     metrics = _start_metrics(config, args)
+    run: Pipeline | Workers
     if args.workers > 1:
-        run = Workers(args.config, options, args.workers, seed)
+        logs = LogSetup(args.log_level, args.log_format, args.quiet, tuple(secrets()))
+        run = Workers(args.config, options, args.workers, seed, logs)
     else:
         outputs = [
             build_output(e, n) for e, n in zip(config.output, config.output_names(), strict=True)
         ]
         run = Pipeline(config, script, outputs, options)
     if metrics:
-        metrics.pipeline = run
+        metrics.source, metrics.probe = run.snapshot, run.probe_ready
+    lingering = []
 
     def on_signal(signum: int, _frame) -> None:
+        if lingering:  # the run is over: stop serving the last scrape
+            raise KeyboardInterrupt
+        if not run.alive:  # the summary is on its way
+            return
         if run.stopping:  # a second signal: stop waiting for the flush
             raise KeyboardInterrupt
         run.request_stop(f"{signal.Signals(signum).name} received")
@@ -243,17 +303,24 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         # the bar needs the total; only a terminal shows the bar
         bar = mode == "backfill" and sys.stderr.isatty()
         total = _count(schedule(config, mode, now)) if bar else None
-        progress = Progress(run, total, args.progress_interval).start()
+        progress = Progress(run.snapshot, total, args.progress_interval).start()
     try:
-        code = run.run(now) if args.workers > 1 else run.run(schedule(config, mode, now))
+        code = run.run(now)
+    except KeyboardInterrupt:  # yet another signal, as the run was settling: still summarise
+        code = EXIT_FAILED
     finally:
         if progress:
             progress.stop()
     flush_repeats()
-    print_summary(run, sys.stderr)
+    stats = run.snapshot()
+    print_summary(stats, sys.stderr)
+    for bug in stats.bugs:  # after the summary: the accounts first, then what to report
+        log.critical("a bug, please report it with this traceback:\n%s", bug.rstrip())
     if metrics:
         if args.linger > 0:
-            time.sleep(args.linger)
+            lingering.append(True)
+            with contextlib.suppress(KeyboardInterrupt):  # a signal ends the linger
+                time.sleep(args.linger)
         metrics.close()
     return code
 
@@ -283,31 +350,34 @@ def _count(stream, cap: int = 5_000_000) -> int | None:
     return n if n <= cap else None
 
 
-def print_summary(p: Pipeline, out) -> None:
-    elapsed = max(p.finished - p.started, 1e-9)
+def print_summary(s: RunStats, out) -> None:
+    elapsed = max(s.finished - s.started, 1e-9)
     lines = [
-        f"summary: {'stopped: ' + p.stop_reason if p.stop_reason else 'schedule complete'}"
+        f"summary: {'stopped: ' + s.stop_reason if s.stop_reason else 'schedule complete'}"
         f" after {elapsed:.3f}s",
-        f"  timestamps: {sum(p.timestamps)}",
-        f"  events produced: {p.produced} ({p.produced / elapsed:,.0f}/s)",
-        f"  script errors: {sum(p.script.errors.values())}"
-        + "".join(f", {k}: {v}" for k, v in sorted(p.script.errors.items())),
+        f"  timestamps: {sum(s.timestamps)}",
+        f"  events produced: {s.produced} ({s.produced / elapsed:,.0f}/s)",
+        f"  script errors: {sum(s.script_errors.values())}"
+        + "".join(f", {k}: {v}" for k, v in sorted(s.script_errors.items())),
     ]
-    for broken in p.broken:
-        lines.append(f"  output {broken}")
-    for o in p.outputs:
-        a = o.acks
-        lines.append(f"  output {a.name}: delivered {a.delivered}, failed {a.failed}")
-        lines += [f"    failed: {reason}: {n}" for reason, n in a.reasons.most_common()]
-    if p.checker is not None:
-        reports = p.checker.finish()
-        lines.append(f"  {p.checker.summary()}")
-        broken = [r for r in reports if r.broken]
+    for o in s.outputs:
+        if o.could_not_start is not None:
+            lines.append(f"  output {o.name}: could not start: {o.could_not_start}")
+            continue
+        lines.append(f"  output {o.name}: delivered {o.delivered}, failed {o.failed}")
+        if o.broken is not None:
+            lines.append(f"    broken: {o.broken}")
+        lines += [f"    failed: {reason}: {n}" for reason, n in o.reasons.most_common()]
+    lines += [f"  {problem}" for problem in s.problems]
+    if s.traces is not None:
+        checker = TraceChecker(reports=s.traces, unreadable=s.unreadable_spans)
+        lines.append(f"  {checker.summary()}")
+        broken = [r for r in s.traces if r.broken]
         lines += [f"    {r}" for r in broken[:20]]
         if len(broken) > 20:
             lines.append(f"    ... and {len(broken) - 20} more broken trace(s)")
-    if p.options.mode == "live" and p.lag.count:
-        lines.append(f"  schedule lag p99: <= {p.lag.quantile(0.99) * 1000:g} ms")
+    if s.mode == "live" and s.lag.count:
+        lines.append(f"  schedule lag p99: <= {s.lag.quantile(0.99) * 1000:g} ms")
     print("\n".join(lines), file=out, flush=True)
 
 

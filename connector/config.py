@@ -8,6 +8,7 @@ pydantic's errors into `path.to.key: message` lines.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from dataclasses import dataclass
@@ -26,6 +27,13 @@ from connector.outputs import OUTPUTS
 from connector.spans import DEFAULT_MAPPING, SpanMapping
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
+
+# Limits that keep a hostile config from running away with time or memory. Each is named
+# in the message when hit; a real config is far below all of them.
+MAX_BYTES = 1 << 20  # 1 MiB of file
+MAX_DEPTH = 64  # nested maps and lists, counted after aliases are expanded
+MAX_ALIASES = 100  # `*name` references
+MAX_VALUES = 20_000  # values (maps, lists, scalars), counted after aliases are expanded
 
 
 class ConfigError(Exception):
@@ -137,17 +145,42 @@ class Config(Strict):
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
 
 
+class _TooBig(Exception):
+    """A limit was hit: the message names it."""
+
+
+def _short(path: str) -> str:
+    return (path[:80] + "...") if len(path) > 80 else path or "(top level)"
+
+
 @dataclass
 class _Interpolator:
-    missing: list[str]
+    """Replaces ${VAR} in every string. PyYAML shares an aliased node between its uses,
+    so this walk is where an alias bomb would expand: it counts what it visits."""
 
-    def __call__(self, value: Any, path: str) -> Any:
+    missing: list[str]
+    values: int = 0
+
+    def __call__(self, value: Any, path: str, depth: int = 0) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _TooBig(
+                f"{_short(path)}: the config expands to more than {MAX_VALUES:,} "
+                "values (aliases count each time they are used)"
+            )
         if isinstance(value, str):
             return _ENV.sub(lambda m: self._one(m, path), value)
-        if isinstance(value, dict):
-            return {k: self(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                raise _TooBig(
+                    f"{_short(path)}: nested deeper than {MAX_DEPTH} levels (aliases expanded)"
+                )
+            if isinstance(value, dict):
+                return {
+                    k: self(v, f"{path}.{k}" if path else str(k), depth + 1)
+                    for k, v in value.items()
+                }
+            return [self(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
         return value
 
     def _one(self, m: re.Match, path: str) -> str:
@@ -189,7 +222,10 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
     if not isinstance(raw, dict):
         raise ConfigError(["(top level): expected a map with input, event and output"])
     interpolate = _Interpolator(missing=[])
-    data = interpolate(raw, "")
+    try:
+        data = interpolate(raw, "")
+    except _TooBig as exc:
+        raise ConfigError([str(exc)]) from None
     try:
         config = Config.model_validate(
             {**data, "source": source}, context={"base_dir": base_dir.resolve()}
@@ -205,17 +241,105 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
     return config
 
 
-def load_config(path: str | Path) -> Config:
-    path = Path(path)
+class _YamlLimit(Exception):
+    """A limit hit while the YAML is composed, with where in the file."""
+
+    def __init__(self, problem: str, event: yaml.Event):
+        super().__init__(problem)
+        self.problem, self.mark = problem, event.start_mark
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the nesting depth, alias references and values bounded
+    while the document is composed: its composer recurses once per level (20,000 nested
+    brackets would end in RecursionError), and each node costs memory."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = self._aliases = self._nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise _YamlLimit(f"more than {MAX_ALIASES} alias references (*name)", event)
+            return super().compose_node(parent, index)
+        self._nodes += 1
+        if self._nodes > MAX_VALUES:
+            raise _YamlLimit(f"more than {MAX_VALUES:,} values", event)
+        nested = isinstance(event, yaml.CollectionStartEvent)
+        if nested:
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                raise _YamlLimit(f"nested deeper than {MAX_DEPTH} levels", event)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= nested
+
+
+# YAML reads UTF-8, and UTF-16 or UTF-32 when a byte order mark says so. UTF-32's marks
+# start with UTF-16's, so they are tried first.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32-LE"),
+    (codecs.BOM_UTF32_BE, "UTF-32-BE"),
+    (codecs.BOM_UTF8, "UTF-8"),
+    (codecs.BOM_UTF16_LE, "UTF-16-LE"),
+    (codecs.BOM_UTF16_BE, "UTF-16-BE"),
+)
+
+
+def _read(path: Path) -> str:
+    """The config file's text; ConfigError for anything that is not a readable, decodable
+    file of at most MAX_BYTES."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise ConfigError([f"{path}: cannot read config: it is a directory"])
+        with path.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from None
+    except ValueError as exc:  # a NUL in the path
+        raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
+    if len(data) > MAX_BYTES:
+        raise ConfigError([f"{path}: config file is larger than {MAX_BYTES // (1 << 20)} MiB"])
+    skip, encoding = next(
+        ((len(bom), name) for bom, name in _BOMS if data.startswith(bom)), (0, "UTF-8")
+    )
     try:
-        raw = yaml.safe_load(text)
+        return data[skip:].decode(encoding)
+    except UnicodeDecodeError as exc:
+        offset = skip + exc.start
+        raise ConfigError(
+            [
+                f"{path}: cannot read config: not {encoding} at byte offset {offset} "
+                f"({exc.reason}, byte 0x{data[offset]:02x}); write the file as UTF-8 "
+                "(UTF-16 and UTF-32 need a byte order mark)"
+            ]
+        ) from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    text = _read(path)
+    try:
+        raw = yaml.load(text, Loader=_LimitedLoader)  # a SafeLoader: builds plain values only
+    except _YamlLimit as exc:
+        where = f"{path}:{exc.mark.line + 1}:{exc.mark.column + 1}"
+        raise ConfigError([f"{where}: {exc.problem}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
+        said = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+        problem = "; ".join(filter(None, said)) or " ".join(str(exc).split())
         raise ConfigError([f"{where}: invalid YAML: {problem}"]) from None
+    except (ValueError, OverflowError) as exc:
+        # PyYAML's constructors let some values through unchecked: a 2026-99-99 date,
+        # an integer of more digits than Python converts.
+        raise ConfigError([f"{path}: invalid YAML value: {str(exc).split(';')[0]}"]) from None
+    except Exception:  # `!!timestamp x` ends in an AttributeError inside PyYAML
+        raise ConfigError(
+            [f"{path}: invalid YAML value: a tagged value (like !!timestamp) it cannot read"]
+        ) from None
     return parse_config(raw, path.parent, source=path)

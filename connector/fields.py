@@ -21,6 +21,8 @@ class Strict(BaseModel):
 
 
 def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    if "\0" in str(value):  # the OS refuses such a path, with a ValueError, not an OSError
+        raise ValueError("a path cannot hold a NUL character")
     base = (info.context or {}).get("base_dir")
     value = Path(os.path.expanduser(value))
     return value if value.is_absolute() or base is None else Path(base) / value
@@ -33,24 +35,43 @@ ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
 _PART = r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)"
 _RELATIVE = re.compile(rf"^([+-])\s*((?:{_PART}\s*)+)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Times far enough from year 1 and 9999 that no zone's offset and no relative time
+# carries them out of datetime's range when a run resolves them.
+_MAX_RELATIVE = 1000 * 366 * 86400  # seconds
+_YEARS = (2, 9998)
 
 
 def _time_spec(value: Any) -> str | datetime:
     """`now`, `+1h` / `-1h30m` (relative to the run's start), or ISO-8601."""
     if isinstance(value, datetime):
-        return value
+        return _in_range(value)
     if not isinstance(value, str):
         raise ValueError("expected an ISO-8601 time, 'now', or a relative time like '+1h'")
     text = value.strip()
-    if text in ("now", "never") or _RELATIVE.match(text):  # never: no end (as the seed's)
+    if text in ("now", "never"):  # never: no end (as the seed's)
+        return text
+    if relative := _RELATIVE.match(text):
+        if _seconds(relative.group(2)) > _MAX_RELATIVE:
+            raise ValueError(f"relative time '{value}' is more than 1000 years away")
         return text
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(
             f"invalid time '{value}': use ISO-8601 like 2026-02-20T10:00:00+00:00, "
             "'now', or a relative time like '+1h', '-30m', '+90s'"
         ) from None
+    return _in_range(when)
+
+
+def _in_range(when: datetime) -> datetime:
+    if not _YEARS[0] <= when.year <= _YEARS[1]:
+        raise ValueError(f"time {when.isoformat()} is outside the years {_YEARS[0]} to {_YEARS[1]}")
+    return when
+
+
+def _seconds(parts: str) -> float:
+    return sum(float(n) * _UNITS[unit] for n, unit in re.findall(_PART, parts))
 
 
 TimeSpec = Annotated[str | datetime, BeforeValidator(_time_spec)]
@@ -63,6 +84,5 @@ def resolve_time(spec: str | datetime, now: datetime, tz: ZoneInfo) -> datetime:
     if spec == "now":
         return now.astimezone(tz)
     sign, parts = _RELATIVE.match(spec).group(1, 2)
-    seconds = sum(float(n) * _UNITS[unit] for n, unit in re.findall(_PART, parts))
-    delta = timedelta(seconds=seconds)
+    delta = timedelta(seconds=_seconds(parts))
     return (now + delta if sign == "+" else now - delta).astimezone(tz)

@@ -6,8 +6,11 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 
-__all__ = ["add_secret", "flush_repeats", "setup_logging"]
+__all__ = ["CONNECTING", "LogSetup", "add_secret", "flush_repeats", "secrets", "setup_logging"]
+
+CONNECTING = "connector.connecting"  # "connecting to ..." while outputs start; --quiet hides it
 
 _SECRETS: set[str] = set()
 
@@ -16,6 +19,11 @@ def add_secret(value: str) -> None:
     """Never let this value reach a log line (a password, a token)."""
     if value and len(value) >= 3:
         _SECRETS.add(value)
+
+
+def secrets() -> list[str]:
+    """The values registered so far (a worker process starts with its parent's)."""
+    return sorted(_SECRETS)
 
 
 def redact(text: str) -> str:
@@ -87,7 +95,22 @@ _limit = _RateLimit()
 _handler: logging.Handler | None = None
 
 
-def setup_logging(level: str = "info", fmt: str = "text") -> None:
+@dataclass(frozen=True)
+class LogSetup:
+    """How the parent set up logging: a worker process repeats it exactly."""
+
+    level: str = "info"
+    fmt: str = "text"
+    quiet: bool = False
+    secrets: tuple[str, ...] = ()
+
+    def apply(self) -> None:
+        for value in self.secrets:
+            add_secret(value)
+        setup_logging(self.level, self.fmt, self.quiet)
+
+
+def setup_logging(level: str = "info", fmt: str = "text", quiet: bool = False) -> None:
     global _handler, _limit
     _handler = logging.StreamHandler(sys.stderr)
     _handler.setFormatter(
@@ -98,6 +121,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [_handler]
     root.setLevel(level.upper())
+    logging.getLogger(CONNECTING).setLevel(logging.WARNING if quiet else logging.NOTSET)
 
 
 def flush_repeats() -> None:

@@ -1,8 +1,8 @@
 """Prometheus metrics and health endpoints.
 
 The pipeline keeps plain counters (no locks on the hot path); a collector turns
-them into metric families when Prometheus scrapes, so /metrics, the progress
-line and the run summary all read the same numbers.
+a `RunStats` of them into metric families when Prometheus scrapes, so /metrics,
+the progress line and the run summary all read the same numbers.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import json
 import logging
 import threading
 import time
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -25,11 +23,11 @@ from prometheus_client.core import (
 )
 
 from connector import __version__
+from connector.stats import RunStats
 
-if TYPE_CHECKING:
-    from connector.pipeline import Pipeline
+__all__ = ["METRICS", "MetricsServer", "registry_for"]
 
-__all__ = ["METRICS", "Histogram", "MetricsServer", "registry_for"]
+Source = Callable[[], RunStats | None]
 
 log = logging.getLogger("connector.metrics")
 
@@ -63,6 +61,16 @@ METRICS = {
         (),
         "Live mode: how late produce() ran after its timestamp came due.",
     ),
+    "connector_input_target_rate": (
+        "gauge",
+        ("input",),
+        "Rate inputs: timestamps per second this replica's share is scheduled to emit now.",
+    ),
+    "connector_schedule_behind_seconds": (
+        "gauge",
+        (),
+        "Live mode: how far the run is behind its schedule right now.",
+    ),
     "connector_output_pending_events": (
         "gauge",
         ("output",),
@@ -70,50 +78,6 @@ METRICS = {
     ),
     "connector_info": ("gauge", ("version", "config_name"), "Always 1; carries the labels."),
 }
-
-
-class Histogram:
-    """A lock-free histogram for the hot path; read by the collector when scraped."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]):
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # the last is +Inf
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1  # le: value <= bound
-        self.sum += value
-
-    def observe_many(self, value: float, times: int) -> None:
-        self.counts[bisect_left(self.bounds, value)] += times
-        self.sum += value * times
-
-    def add(self, counts: list[int], total: float) -> None:
-        """Fold in another histogram's bucket counts and sum (a worker's snapshot)."""
-        self.counts = [a + b for a, b in zip(self.counts, counts, strict=True)]
-        self.sum += total
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
-    def quantile(self, q: float) -> float:
-        """Upper bound of the bucket holding the q-quantile (inf when past the last bound)."""
-        total, seen = self.count, 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            seen += n
-            if total and seen >= q * total:
-                return bound
-        return 0.0
-
-    def buckets(self) -> list[tuple[str, int]]:
-        out, seen = [], 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            seen += n
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), seen))
-        return out
 
 
 def _family(name: str) -> Metric:
@@ -128,7 +92,7 @@ def _family(name: str) -> Metric:
 
 
 class _Collector:
-    def __init__(self, source: Callable[[], Pipeline | None], config_name: str):
+    def __init__(self, source: Source, config_name: str):
         self.source = source
         self.config_name = config_name
 
@@ -136,40 +100,49 @@ class _Collector:
         info = _family("connector_info")
         info.add_metric([__version__, self.config_name], 1)
         yield info
-        p = self.source()
-        if p is None:
+        s = self.source()
+        if s is None:
             return
         families = {name: _family(name) for name in METRICS if name != "connector_info"}
-        for name, ticks, events in zip(p.input_names, p.timestamps, p.events, strict=True):
+        for name, ticks, events in zip(s.input_names, s.timestamps, s.events, strict=True):
             families["connector_timestamps_total"].add_metric([name], ticks)
             families["connector_events_produced_total"].add_metric([name], events)
-        for error, n in sorted(p.script.errors.items()):
+        for error, n in sorted(s.script_errors.items()):
             families["connector_script_errors_total"].add_metric([error], n)
-        for acks in p.all_acks():
-            families["connector_events_delivered_total"].add_metric([acks.name], acks.delivered)
-            for reason, n in sorted(acks.reasons.items()):
-                families["connector_events_failed_total"].add_metric([acks.name, reason], n)
-            families["connector_output_pending_events"].add_metric([acks.name], acks.pending)
+        for o in s.outputs:
+            families["connector_events_delivered_total"].add_metric([o.name], o.delivered)
+            for reason, n in sorted(o.reasons.items()):
+                families["connector_events_failed_total"].add_metric([o.name, reason], n)
+            families["connector_output_pending_events"].add_metric([o.name], o.pending)
             families["connector_delivery_latency_seconds"].add_metric(
-                [acks.name], acks.latency.buckets(), acks.latency.sum
+                [o.name], o.latency.buckets(), o.latency.sum
             )
-        families["connector_schedule_lag_seconds"].add_metric([], p.lag.buckets(), p.lag.sum)
+        families["connector_schedule_lag_seconds"].add_metric([], s.lag.buckets(), s.lag.sum)
+        for name, target in zip(s.input_names, s.target_rates, strict=True):
+            if target is not None:
+                families["connector_input_target_rate"].add_metric([name], target)
+        if s.mode == "live":
+            families["connector_schedule_behind_seconds"].add_metric([], s.behind)
         yield from families.values()
 
 
-def registry_for(source: Callable[[], Pipeline | None], config_name: str) -> CollectorRegistry:
+def registry_for(source: Source, config_name: str) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(source, config_name))
     return registry
 
 
 class MetricsServer:
-    """/metrics, /healthz and /readyz on one port, in a daemon thread."""
+    """/metrics, /healthz and /readyz on one port, in a daemon thread.
+
+    `source` gives the run's RunStats (None before it starts); `probe`, when set, asks
+    the outputs whether they are connected before /readyz reads the answer."""
 
     def __init__(self, host: str, port: int, config_name: str, stall_after: float = 300.0):
-        self.pipeline: Pipeline | None = None
+        self.source: Source = lambda: None
+        self.probe: Callable[[], None] | None = None
         self.stall_after = stall_after
-        self.registry = registry_for(lambda: self.pipeline, config_name)
+        self.registry = registry_for(lambda: self.source(), config_name)
         self._ready_cache = (0.0, False, "starting")
         server = self
 
@@ -203,10 +176,10 @@ class MetricsServer:
         threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True).start()
 
     def health(self) -> tuple[int, dict]:
-        p = self.pipeline
-        if p is not None and not p.alive:
-            return 503, {"status": "stopped", "reason": p.stop_reason or "schedule complete"}
-        stalled = p.stalled_for() if p is not None and hasattr(p, "stalled_for") else 0.0
+        s = self.source()
+        if s is not None and not s.alive:
+            return 503, {"status": "stopped", "reason": s.stop_reason or "schedule complete"}
+        stalled = s.stalled if s is not None else 0.0
         if stalled > self.stall_after:
             return 503, {
                 "status": "stalled",
@@ -219,14 +192,18 @@ class MetricsServer:
         checked, ok, reason = self._ready_cache
         if time.monotonic() - checked < 1.0:
             return (200 if ok else 503), {"ready": ok, "reason": reason}
-        p = self.pipeline
-        if p is None:
+        if self.probe is not None:
+            self.probe()
+        s = self.source()
+        down = [o.name for o in s.outputs if not o.ready] if s is not None else []
+        if s is None:
             ok, reason = False, "starting"
-        elif not p.alive:
+        elif not s.alive:
             ok, reason = False, "pipeline stopped"
+        elif down:
+            ok, reason = False, f"not connected: {', '.join(down)}"
         else:
-            down = [o.acks.name for o in p.outputs if not o.ready()]
-            ok, reason = not down, (f"not connected: {', '.join(down)}" if down else "ok")
+            ok, reason = not s.starting, "starting" if s.starting else "ok"
         self._ready_cache = (time.monotonic(), ok, reason)
         return (200 if ok else 503), {"ready": ok, "reason": reason}
 

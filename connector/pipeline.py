@@ -12,23 +12,26 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Iterator
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from connector.config import Config, ConfigError, OutputEntry
 from connector.events.script import Script, ScriptLoadError, ScriptStop, load_script
 from connector.fields import resolve_time
-from connector.inputs import INPUTS, merge
-from connector.metrics import Histogram
+from connector.inputs import INPUTS, merge, rate
 from connector.outputs import OUTPUTS, Acks, Output, OutputError
+from connector.outputs.base import NOT_SENT
 from connector.spans import TraceChecker
+from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
 
 __all__ = ["Pipeline", "RunOptions", "prepare", "schedule"]
 
 log = logging.getLogger("connector")
 
-LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BROKEN = "output broken"  # events handed to an output after its write_batch raised
 
 
 @dataclass
@@ -41,9 +44,14 @@ class RunOptions:
     workers: int = 1
 
 
-def schedule(config: Config, mode: str, now: datetime) -> Iterator[tuple[datetime, int]]:
-    """The merged (timestamp, input index) stream. Raises ConfigError for bad windows."""
+def schedule(
+    config: Config, mode: str, now: datetime, origins: list[datetime | None] | None = None
+) -> Iterator[tuple[datetime, int]]:
+    """The merged (timestamp, input index) stream. Raises ConfigError for bad windows.
+    `origins`, when given, receives where each input's schedule counts from."""
     tz, streams, problems = config.tz, [], []
+    if origins is not None:
+        origins[:] = [None] * len(config.input)
     for i, entry in enumerate(config.input):
         settings, where = entry.settings, f"input[{i}].{entry.plugin}"
         if settings.start == "never":
@@ -51,6 +59,17 @@ def schedule(config: Config, mode: str, now: datetime) -> Iterator[tuple[datetim
             continue
         start = resolve_time(settings.start, now, tz) if settings.start is not None else None
         end = resolve_time(settings.end, now, tz) if settings.end not in (None, "never") else None
+        plugin = INPUTS[entry.plugin]
+        origin = start or now.astimezone(tz)  # where the input's own shape counts from
+        implied = plugin.implied_end(settings, origin) if hasattr(plugin, "implied_end") else None
+        if end is not None and implied is not None and end != implied:
+            problems.append(
+                f"{where}.end: {end.isoformat()} disagrees with the end of the stages, "
+                f"{implied.isoformat()} (start + {implied - origin}); drop end, "
+                "or set repeat: true to run the stages again until end"
+            )
+            continue
+        end = end or implied
         if mode == "backfill" and end is None:
             problems.append(f"{where}.end: required in backfill mode (where should it stop?)")
             continue
@@ -67,7 +86,9 @@ def schedule(config: Config, mode: str, now: datetime) -> Iterator[tuple[datetim
                 f"{where}.end: {end.isoformat()} is not after start {start.isoformat()}"
             )
             continue
-        ticks = INPUTS[entry.plugin].ticks(settings, start, end)
+        ticks = plugin.ticks(settings, start, end, origin)
+        if origins is not None:
+            origins[i] = origin
         if settings.count > 1:  # each timestamp, `count` times in a row
             ticks = _repeat_each(ticks, settings.count)
         streams.append(ticks)
@@ -102,20 +123,30 @@ class Pipeline:
     script: Script
     outputs: list[Output]
     options: RunOptions = field(default_factory=RunOptions)
+    # Under --workers: reports "ready" to the parent and returns its anchor (None: stop).
+    anchor: Callable[[], datetime | None] | None = None
     input_names: list[str] = field(default_factory=list)
     calls: list[int] = field(default_factory=list)  # produce() calls, per input
     extra: list[int] = field(default_factory=list)  # per input: events - calls (see events)
     lag: Histogram = field(default_factory=lambda: Histogram(LAG_BUCKETS))
-    broken: list[str] = field(default_factory=list)  # outputs that could not start
     stop_reason: str | None = None
+    script_stopped: bool = False
+    interrupted: bool = False
+    problems: list[str] = field(default_factory=list)
+    bugs: list[str] = field(default_factory=list)  # tracebacks, shown after the summary
     started: float = 0.0
     finished: float = 0.0
     alive: bool = True
+    starting: bool = True
     checker: TraceChecker | None = None
     deadline: float | None = None
     waiting: bool = False  # for the clock or for an output: not a stall
     _stop: list[str] = field(default_factory=list)
+    _cut: list[bool] = field(default_factory=list)  # live --duration cut the schedule
     _seen: tuple[int, float] = (0, 0.0)  # (calls, when) at the last stall check
+    _origins: list[datetime | None] = field(default_factory=list)  # per input (schedule())
+    _due: list[float] = field(default_factory=lambda: [0.0])  # live: the last tick's due time
+    _sleeping: bool = False  # waiting for the clock: on schedule, not behind
 
     def __post_init__(self) -> None:
         if self.config.check_traces:
@@ -123,17 +154,30 @@ class Pipeline:
         self.input_names = self.input_names or self.config.input_names()
         self.calls = [0] * len(self.config.input)
         self.extra = [0] * len(self.config.input)
+        n = len(self.outputs)
+        self._started = [False] * n
+        self._ready = [False] * n
+        self._could_not_start: list[str | None] = [None] * n
+        self._broken: list[str | None] = [None] * n
+        self._flush_by: list[float | None] = [None] * n  # monotonic, from the first stop
 
     @property
     def stopping(self) -> bool:
         return bool(self._stop)
 
     def request_stop(self, reason: str) -> None:
-        """From a signal handler: stop scheduling; the run then flushes and summarises."""
+        """From a signal handler: stop scheduling; the run then flushes and summarises.
+        From the first request, each output has flush_timeout in all to finish: waiting
+        for room in its queue and the final flush together."""
+        if not self._stop:
+            now = time.monotonic()
+            for k, out in enumerate(self.outputs):
+                self._flush_by[k] = now + out.config.flush_timeout
+                out.acks.stop_deadline = self._flush_by[k]
         self.stop_reason = self.stop_reason or reason
         self._stop.append(reason)  # a list: the hot loop tests a local name, not an attribute
 
-    def stalled_for(self) -> float:
+    def _stalled_for(self) -> float:
         """Seconds without a produce() call, waits for the clock or an output not counted:
         a hung script shows here (read by /healthz, never by the hot loop)."""
         calls, now = sum(self.calls), time.monotonic()
@@ -141,13 +185,6 @@ class Pipeline:
             self._seen = (calls, now)
             return 0.0
         return now - self._seen[1]
-
-    @property
-    def timestamps(self) -> list[int]:
-        """Per input: `count` calls make one timestamp."""
-        return [
-            -(-c // e.settings.count) for c, e in zip(self.calls, self.config.input, strict=True)
-        ]
 
     @property
     def events(self) -> list[int]:
@@ -159,58 +196,185 @@ class Pipeline:
     def produced(self) -> int:
         return sum(self.events)
 
-    def all_acks(self) -> list[Acks]:
-        return [out.acks for out in self.outputs]
-
-    def run(self, stream: Iterator[tuple[datetime, int]]) -> int:
-        """Run to the end of the schedule (or a limit); return the exit code."""
-        self.started = time.monotonic()
-        if self.options.duration:
-            self.deadline = self.started + self.options.duration
-        try:
-            self.waiting = True  # connecting (Kafka may take connect_timeout): no stall
-            for out in self.outputs:
+    def probe_ready(self) -> None:
+        """Ask each started output whether it is connected (costly for some: on demand)."""
+        if not self.alive or self.starting:
+            return
+        for k, out in enumerate(self.outputs):
+            if self._started[k] and self._broken[k] is None:
                 try:
-                    out.start()
-                except OutputError as exc:
-                    self.broken.append(f"{out.acks.name}: {exc}")
-                    log.error("output %s cannot start: %s", out.acks.name, exc)
-            self.waiting = False
-            if self.broken:
-                return self._shutdown()
-            if self.options.workers > 1:
-                w, n = self.options.worker, self.options.workers
-                stream = itertools.islice(stream, w, None, n)
-            if self.options.mode == "live":  # ticks that passed while outputs connected
-                stream = itertools.dropwhile(lambda tick: tick[0].timestamp() < time.time(), stream)
-            # Everything loaded so far (pydantic, grpc, the script's module) lives for the
-            # whole run: keep the collector from walking it again on every full collection.
-            gc.freeze()
+                    self._ready[k] = bool(out.ready())
+                except Exception:  # a probe never takes the run down
+                    self._ready[k] = False
+
+    def snapshot(self) -> RunStats:
+        """This run's RunStats, copied (safe from any thread)."""
+        outputs = [
+            OutputStats.of(
+                out.acks,
+                started=self._started[k],
+                ready=self._ready[k] and self._broken[k] is None,
+                could_not_start=self._could_not_start[k],
+                broken=self._broken[k],
+            )
+            for k, out in enumerate(self.outputs)
+        ]
+        checker = self.checker
+        return RunStats(
+            mode=self.options.mode,
+            input_names=list(self.input_names),
+            counts=[e.settings.count for e in self.config.input],
+            lag=self.lag.copy(),
+            outputs=outputs,
+            calls=list(self.calls),
+            events=self.events,
+            script_errors=Counter(dict(self.script.errors)),
+            script_stopped=self.script_stopped,
+            started=self.started,
+            finished=self.finished,
+            alive=self.alive,
+            starting=self.starting,
+            stalled=self._stalled_for() if self.alive else 0.0,
+            stop_reason=self.stop_reason,
+            interrupted=self.interrupted,
+            problems=list(self.problems),
+            bugs=list(self.bugs),
+            traces=None if checker is None else list(checker.reports),
+            unreadable_spans=0 if checker is None else checker.unreadable,
+            target_rates=self._target_rates(),
+            behind=self._behind(),
+        )
+
+    def _target_rates(self) -> list[float | None]:
+        """Per rate input, this process's share of its scheduled rate now."""
+        now, share = datetime.now(self.config.tz), self.options.workers
+        return [
+            None
+            if e.plugin != "rate" or origin is None
+            else rate.target_rate(e.settings, origin, now) / share
+            if self.alive
+            else 0.0
+            for e, origin in itertools.zip_longest(self.config.input, self._origins)
+        ]
+
+    def _behind(self) -> float:
+        due = self._due[0]
+        if self.options.mode != "live" or self._sleeping or not due or not self.alive:
+            return 0.0
+        return max(0.0, time.time() - due)
+
+    def run(self, now: datetime) -> int:
+        """Start the outputs, then run the schedule from `now` (live mode: from the moment
+        every output is ready) to its end or a limit; flush; return the exit code."""
+        self.started = time.monotonic()
+        try:
             try:
-                self._loop(stream)
+                if not self._start_outputs():
+                    self.stop_reason = "output could not start"
+                else:
+                    stream = self._anchored(now)
+                    if stream is not None:
+                        # Everything loaded so far (pydantic, grpc, the script's module) lives
+                        # for the whole run: keep full collections from walking it again.
+                        gc.freeze()
+                        self._loop(stream)
+                        self._linger_to_deadline()
             except ScriptStop as exc:
+                self.script_stopped = True
                 self.stop_reason = f"script error (on_error: stop): {exc}"
                 log.error("%s", self.stop_reason)
             except KeyboardInterrupt:  # a second signal while an output held us up
-                self.stop_reason = (self.stop_reason or "") + "; interrupted"
-                return self._shutdown(interrupted=True)
-            except Exception as exc:  # a bug of ours or an output's: still flush and account
-                self.stop_reason = f"pipeline error: {type(exc).__name__}: {exc}"
-                self.broken.append(self.stop_reason)
-                log.exception("the pipeline died; flushing what was produced")
-            return self._shutdown()
+                self._interrupt("interrupted")
+            except Exception as exc:  # a bug of ours: still flush and account
+                self.stop_reason = f"internal error: {type(exc).__name__}: {exc}"
+                self.bugs.append(traceback.format_exc())
+            self._shutdown()
+            return self.snapshot().exit_code()
         finally:
             self.alive = False
             self.finished = time.monotonic()
+
+    def _interrupt(self, what: str) -> None:
+        self.interrupted = True
+        self.stop_reason = f"{self.stop_reason or 'stopped'}; {what}"
+
+    def _start_outputs(self) -> bool:
+        """True when every output started; each failure is named, none is a traceback."""
+        self.waiting = True  # connecting (Kafka may take connect_timeout): no stall
+        try:
+            for k, out in enumerate(self.outputs):
+                if self._stop:
+                    break
+                try:
+                    out.start()
+                except OutputError as exc:
+                    self._could_not_start[k] = str(exc)
+                    log.error("output %s could not start: %s", out.acks.name, exc)
+                except Exception as exc:
+                    self._could_not_start[k] = f"{type(exc).__name__}: {exc}"
+                    self.bugs.append(traceback.format_exc())
+                else:
+                    self._started[k] = self._ready[k] = True
+        finally:
+            self.waiting = False
+        return not any(self._could_not_start)
+
+    def _anchored(self, now: datetime) -> Iterator[tuple[datetime, int]] | None:
+        """The schedule, anchored: in live mode `start: now`, relative times and --duration
+        count from the moment every output (of every worker) is ready. None: stop."""
+        if self.anchor is not None:
+            self.waiting = True
+            try:
+                anchor = self.anchor()
+            finally:
+                self.waiting = False
+        else:
+            anchor = datetime.now(self.config.tz)
+        self.starting = False
+        if anchor is None or self._stop:
+            return None
+        live = self.options.mode == "live"
+        try:
+            stream = schedule(
+                self.config, self.options.mode, anchor if live else now, self._origins
+            )
+        except ConfigError as exc:  # an end that passed while the outputs connected
+            self.problems += exc.problems
+            self.stop_reason = "nothing left to schedule"
+            log.error("nothing left to schedule: %s", "; ".join(exc.problems))
+            return None
+        if self.options.workers > 1:
+            w, n = self.options.worker, self.options.workers
+            stream = itertools.islice(stream, w, None, n)
+        if self.options.duration:
+            end = anchor.timestamp() + self.options.duration
+            self.deadline = time.monotonic() + (end - time.time())
+            if live:  # exact: no timestamp at or past the end, whatever the lag
+                stream = itertools.takewhile(lambda tick: self._before(tick, end), stream)
+        return stream
+
+    def _before(self, tick: tuple[datetime, int], end: float) -> bool:
+        if tick[0].timestamp() < end:
+            return True
+        self._cut.append(True)
+        return False
+
+    def _linger_to_deadline(self) -> None:
+        """Live, with --duration: the run lasts until the deadline, not its last timestamp."""
+        if self._cut and not self._stop and self.stop_reason is None:
+            due = time.time() + self.deadline - time.monotonic()
+            if self._wait_until(due):
+                self.stop_reason = f"--duration {self.options.duration:g}s reached"
 
     def _loop(self, stream: Iterator[tuple[datetime, int]]) -> None:
         """The hot path: per call, only what the summary and metrics need, no method lookups."""
         live = self.options.mode == "live"
         tags = [e.settings.tags for e in self.config.input]
-        calls, extra, stop = self.calls, self.extra, self._stop
+        calls, extra, stop, last_due = self.calls, self.extra, self._stop, self._due
         produce, checked, raised = self.script.produce, self.script.checked, self.script.raised
         batch: list[str] = []
         append, batch_size = batch.append, self._next_batch_size()
+        i = 0
         try:
             for ts, i in stream:
                 if stop:
@@ -219,18 +383,21 @@ class Pipeline:
                     due = ts.timestamp()
                     if due > time.time():
                         if batch:  # nothing waits in a batch while the clock runs
-                            self._hand_off(batch)
-                            batch = []
+                            full, batch = batch, []  # handed over once, whatever happens
                             append, batch_size = batch.append, self._next_batch_size()
+                            self._hand_off(full)
                         if not self._wait_until(due):
                             break
+                    last_due[0] = due
                     lag = time.time() - due
                     self.lag.observe(lag if lag > 0 else 0.0)
                 calls[i] += 1
                 try:
                     result = produce({"timestamp": ts, "tags": tags[i]})
-                except Exception as exc:
+                except BaseException as exc:  # SystemExit too: the script's, not the run's
                     extra[i] -= 1  # no events (noted first: raised() may end the run)
+                    if isinstance(exc, KeyboardInterrupt):  # a second signal: stop waiting
+                        raise
                     raised(exc)
                     continue
                 if type(result) is str:  # one event: counted by calls[i] alone
@@ -242,15 +409,16 @@ class Pipeline:
                     extra[i] += len(result)
                 if len(batch) >= batch_size:
                     self._trim_to_limit(batch, i)
-                    self._hand_off(batch)
-                    batch = []
+                    full, batch = batch, []  # handed over once, whatever happens
                     append, batch_size = batch.append, self._next_batch_size()
+                    self._hand_off(full)
                     if batch_size <= 0 or self._past_deadline():
                         break
         finally:  # what was produced is handed on, whatever ended the loop
             if batch:
                 self._trim_to_limit(batch, i)
-                self._hand_off(batch)
+                full, batch = batch, []
+                self._hand_off(full)
 
     def _next_batch_size(self) -> int:
         """Events until the next hand-off: the batch size, or fewer to stop at --max-events."""
@@ -269,22 +437,55 @@ class Pipeline:
 
     def _past_deadline(self) -> bool:
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.stop_reason = f"--duration {self.options.duration:g}s reached"
+            self.stop_reason = self.stop_reason or f"--duration {self.options.duration:g}s reached"
             return True
         return False
 
     def _hand_off(self, batch: list[str]) -> None:
+        """Each output gets the batch once. One that raises has failed what it had not
+        accepted; the others still get the batch, and it is broken from then on."""
         if self.checker is not None:
             self.checker.add(batch)
+        n, k = len(batch), -1
         self.waiting = True  # an output may hold us up (backpressure): that is no stall
-        for out in self.outputs:
-            out.acks.handed += len(batch)
-            out.write_batch(batch)
-        self.waiting = False
+        try:
+            for k, out in enumerate(self.outputs):
+                out.acks.handed += n
+                if self._broken[k] is None:
+                    try:
+                        out.write_batch(batch)
+                        continue
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as exc:
+                        self._break(k, exc)
+                        continue
+                out.acks.fail_all(BROKEN, batch)
+        except KeyboardInterrupt:  # a second signal: the outputs after k never see the batch
+            for out in self.outputs[k + 1 :]:
+                out.acks.handed += n
+                out.acks.fail_all(NOT_SENT, batch)
+            raise
+        finally:
+            self.waiting = False
+
+    def _break(self, k: int, exc: Exception) -> None:
+        name = self.outputs[k].acks.name
+        self._broken[k] = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "output %s broke, a bug, please report: %s; its later events fail as '%s'",
+            name,
+            self._broken[k],
+            BROKEN,
+            exc_info=exc,
+        )
+        if all(b is not None for b in self._broken):
+            self.stop_reason = self.stop_reason or "every output is broken"
+            self._stop.append(self.stop_reason)
 
     def _wait_until(self, due: float) -> bool:
         """Sleep until `due` (wall clock), serving outputs; False when told to stop."""
-        self.waiting = True
+        self.waiting = self._sleeping = True
         try:
             while True:
                 for out in self.outputs:
@@ -296,20 +497,37 @@ class Pipeline:
                     return True
                 time.sleep(min(left, 0.1))
         finally:
-            self.waiting = False
+            self.waiting = self._sleeping = False
 
-    def _shutdown(self, interrupted: bool = False) -> int:
+    def _shutdown(self) -> None:
         """Flush every output within its deadline, close, and settle the accounts."""
-        for out in self.outputs:
+        self.waiting = True  # flushing is no stall
+        for k, out in enumerate(self.outputs):
+            name = out.acks.name
             try:
-                left = 0 if interrupted else out.flush(out.config.flush_timeout)
+                left = out.acks.pending if self.interrupted else out.flush(self._flush_time(k))
+                if left:
+                    log.warning("output %s: %d events undelivered at shutdown", name, left)
             except KeyboardInterrupt:  # a second signal: give up waiting, still account
-                interrupted, left = True, out.acks.pending
-                self.stop_reason = (self.stop_reason or "") + "; flush interrupted"
-            if left:
-                log.warning("output %s: %d events undelivered at shutdown", out.acks.name, left)
-            out.close()
+                self._interrupt("flush interrupted")
+            except Exception as exc:
+                self._shutdown_bug(name, "flush", exc)
+            try:
+                out.close()
+            except KeyboardInterrupt:
+                self._interrupt("close interrupted")
+            except Exception as exc:
+                self._shutdown_bug(name, "close", exc)
             out.acks.settle()
-        failed = any(out.acks.failed for out in self.outputs)
-        stopped_by_script = bool(self.stop_reason and self.stop_reason.startswith("script"))
-        return 1 if failed or self.broken or stopped_by_script or interrupted else 0
+        if self.checker is not None:
+            self.checker.finish()
+
+    def _flush_time(self, k: int) -> float:
+        by = self._flush_by[k]
+        if by is None:
+            return self.outputs[k].config.flush_timeout
+        return max(0.0, by - time.monotonic())
+
+    def _shutdown_bug(self, name: str, step: str, exc: Exception) -> None:
+        self.problems.append(f"output {name}: {step} failed: {type(exc).__name__}: {exc}")
+        self.bugs.append(traceback.format_exc())

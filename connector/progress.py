@@ -6,10 +6,10 @@ import logging
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
-if TYPE_CHECKING:
-    from connector.pipeline import Pipeline
+from connector.stats import RunStats
 
 __all__ = ["Progress"]
 
@@ -17,12 +17,16 @@ log = logging.getLogger("connector.progress")
 
 
 class Progress:
-    """Reads the pipeline's counters from its own thread; the hot path never waits on it."""
+    """Reads the run's RunStats from its own thread; the hot path never waits on it."""
 
     def __init__(
-        self, pipeline: Pipeline, total: int | None, interval: float, stream: TextIO = sys.stderr
+        self,
+        source: Callable[[], RunStats],
+        total: int | None,
+        interval: float,
+        stream: TextIO = sys.stderr,
     ):
-        self.pipeline = pipeline
+        self.source = source
         self.total = total  # produce() calls in a backfill, when known
         self.stream = stream
         self.tty = stream.isatty()
@@ -44,32 +48,36 @@ class Progress:
 
     def _loop(self) -> None:
         while not self._done.wait(self.interval):
-            line = self.line()
+            stats = self.source()
+            if stats.starting:  # outputs still connecting: they say so themselves
+                self._last = (time.monotonic(), stats.produced)
+                continue
+            line = self.line(stats)
             if self.tty:
                 self.stream.write("\r\033[K" + line)
                 self.stream.flush()
             else:
                 log.info("progress: %s", line)
 
-    def line(self) -> str:
-        p = self.pipeline
-        now, produced = time.monotonic(), p.produced
+    def line(self, s: RunStats) -> str:
+        now, produced = time.monotonic(), s.produced
         then, before = self._last
         self._last = (now, produced)
         rate = (produced - before) / max(now - then, 1e-9)
-        acks = p.all_acks()
+        targets = [t for t in s.target_rates if t is not None]
+        target = f" (target {sum(targets):,.0f} timestamps/s)" if targets else ""
         parts = [
-            f"{rate:,.0f} events/s",
+            f"{rate:,.0f} events/s{target}",
             f"produced {produced:,}",
-            f"delivered {sum(a.delivered for a in acks):,}",
-            f"failed {sum(a.failed for a in acks):,}",
+            f"delivered {sum(o.delivered for o in s.outputs):,}",
+            f"failed {sum(o.failed for o in s.outputs):,}",
         ]
-        if p.options.mode == "live" and p.lag.count:
-            parts.append(f"lag p99 <= {p.lag.quantile(0.99) * 1000:g} ms")
+        if s.mode == "live" and s.lag.count:
+            parts.append(f"lag p99 <= {s.lag.quantile(0.99) * 1000:g} ms")
         if self.total:
-            done = sum(p.calls)
+            done = sum(s.calls)
             share = min(done / self.total, 1.0)
-            elapsed = now - p.started
+            elapsed = now - s.started
             eta = elapsed * (1 - share) / share if share else 0
             bar = "#" * int(share * 20)
             parts.append(f"[{bar:<20}] {share:4.0%} ETA {int(eta // 60)}:{int(eta % 60):02d}")

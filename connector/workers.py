@@ -2,59 +2,44 @@
 
 Each worker loads the script itself (module state is per worker) and takes every
 N-th timestamp of the merged schedule, offset by its index, so the split is
-deterministic. Workers send snapshots of their counters to the parent, which
-adds them up into a view with the same shape as a Pipeline's, so the summary,
-the metrics and the progress line do not know the difference.
+deterministic. Each starts its outputs and says so; once every worker is ready
+the parent sends them all one anchor, the moment relative times count from, so
+they compute the same schedule. Workers send their `RunStats` to the parent,
+which merges them: the summary, the metrics and the progress line read that
+one value, as they do for a single process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
+import logging
 import multiprocessing
-import queue
+import os
 import signal
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.connection import wait
 from pathlib import Path
 
 from connector.config import load_config
-from connector.metrics import Histogram
+from connector.logs import LogSetup, flush_repeats
 from connector.outputs import Acks
-from connector.pipeline import LAG_BUCKETS, Pipeline, RunOptions, build_output, prepare, schedule
-from connector.spans import TraceChecker
+from connector.pipeline import Pipeline, RunOptions, build_output, prepare
+from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
 
 __all__ = ["Workers"]
 
+log = logging.getLogger("connector")
+
 SNAPSHOT_EVERY = 0.5
-
-
-def _snapshot(p: Pipeline, ready: list[bool], code: int | None = None) -> dict:
-    return {
-        "calls": list(p.calls),
-        "events": list(p.events),
-        "errors": dict(p.script.errors),
-        "acks": [
-            (
-                a.name,
-                a.plugin,
-                a.handed,
-                a.delivered,
-                a.failed,
-                dict(a.reasons),
-                list(a.latency.counts),
-                a.latency.sum,
-            )
-            for a in p.all_acks()
-        ],
-        "lag": (list(p.lag.counts), p.lag.sum),
-        "ready": ready,
-        "stop_reason": p.stop_reason,
-        "broken": list(p.broken),
-        "code": code,
-        "traces": p.checker.finish() if p.checker is not None and code is not None else [],
-    }
+PROBE_EVERY = 5.0  # ready() may cost the broker a metadata request: not every snapshot
+ORPHAN_GRACE = 60.0  # a worker whose parent died flushes this long at most, then exits
 
 
 def _shared(entry):
@@ -66,13 +51,42 @@ def _shared(entry):
     return entry
 
 
-def _worker(path: str, options: RunOptions, seed: int | None, now: datetime, out) -> None:
+def _worker(
+    path: str,
+    options: RunOptions,
+    seed: int | None,
+    now: datetime,
+    logs: LogSetup,
+    link,
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards a SIGTERM instead
-    config = load_config(path)
-    script = prepare(config, None if seed is None else seed + options.worker)
-    names = config.output_names()
-    outputs = [build_output(_shared(e), n) for e, n in zip(config.output, names, strict=True)]
-    pipeline = Pipeline(config, script, outputs, options)
+    logs.apply()  # the same format, level, rate limits and redaction as the parent
+    w = options.worker
+    try:
+        config = load_config(path)
+        script = prepare(config, None if seed is None else seed + w)
+        names = config.output_names()
+        outputs = [build_output(_shared(e), n) for e, n in zip(config.output, names, strict=True)]
+    except Exception:  # the parent loaded the same config: this is ours
+        log.critical("worker %d could not set up; a bug, please report", w, exc_info=True)
+        sys.exit(1)
+
+    sending = threading.Lock()  # the main thread and the report thread share the link
+
+    def send(final: bool) -> None:
+        stats = pipeline.snapshot()
+        with sending:
+            link.send((stats, final))
+
+    def anchor() -> datetime | None:
+        """Every output started: tell the parent, then wait for the common anchor."""
+        send(False)
+        while not link.poll(0.1):
+            if pipeline.stopping:
+                return None
+        return link.recv()
+
+    pipeline = Pipeline(config, script, outputs, options, anchor=anchor)
 
     def on_term(_signum, _frame) -> None:
         if pipeline.stopping:
@@ -80,98 +94,62 @@ def _worker(path: str, options: RunOptions, seed: int | None, now: datetime, out
         pipeline.request_stop("SIGTERM received")
 
     signal.signal(signal.SIGTERM, on_term)
-    ready = [False] * len(outputs)
     done = threading.Event()
 
+    parent = os.getppid()
+
     def report() -> None:  # the hot loop never waits for this
+        probed, orphaned = time.monotonic(), 0.0
         while not done.wait(SNAPSHOT_EVERY):
-            ready[:] = [o.ready() for o in outputs] if pipeline.alive else ready
-            out.put((options.worker, _snapshot(pipeline, ready)))
+            if os.getppid() != parent:  # the parent was killed: nobody will read or stop us
+                if not orphaned:
+                    orphaned = time.monotonic()
+                    pipeline.request_stop("the parent process is gone")
+                if time.monotonic() - orphaned > ORPHAN_GRACE:
+                    os._exit(1)
+                continue
+            if time.monotonic() - probed >= PROBE_EVERY:
+                pipeline.probe_ready()
+                probed = time.monotonic()
+            try:
+                send(False)
+            except OSError:  # the parent closed its end
+                continue
 
-    threading.Thread(target=report, daemon=True).start()
-    code = pipeline.run(schedule(config, options.mode, now))
+    reporter = threading.Thread(target=report, name="report", daemon=True)
+    reporter.start()
+    pipeline.run(now)
     done.set()
-    out.put((options.worker, _snapshot(pipeline, ready, code)))
-
-
-class _Script:
-    def __init__(self) -> None:
-        self.errors: Counter[str] = Counter()
-
-
-@dataclass
-class _OutputView:
-    acks: Acks
-    is_ready: bool = False
-
-    def ready(self) -> bool:
-        return self.is_ready
+    reporter.join(timeout=5)
+    flush_repeats()
+    with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
+        send(True)
 
 
 @dataclass
 class Workers:
-    """Runs the workers and presents their sum as a Pipeline-shaped view."""
+    """Runs the workers; `snapshot()` is their merged RunStats."""
 
     config_path: Path
     options: RunOptions
     count: int
     seed: int | None = None
-    input_names: list[str] = field(default_factory=list)
+    logs: LogSetup = field(default_factory=LogSetup)
     stop_reason: str | None = None
-    broken: list[str] = field(default_factory=list)
-    checker: TraceChecker | None = None
+    interrupted: bool = False
     started: float = 0.0
     finished: float = 0.0
     alive: bool = True
 
     def __post_init__(self) -> None:
-        config = load_config(self.config_path)
-        self.config = config
-        self.input_names = config.input_names()
-        self.counts = [e.settings.count for e in config.input]
-        self.snapshots: dict[int, dict] = {}
+        self.config = load_config(self.config_path)
+        self.snapshots: dict[int, RunStats] = {}
+        self.heard: dict[int, float] = {}  # worker -> when its last snapshot came
+        self.finals: set[int] = set()
+        self.problems: list[str] = []
         self.procs: list = []
-        self._fold()
-
-    # -- the Pipeline-shaped view ------------------------------------------------
-    def _fold(self) -> None:
-        snaps = list(self.snapshots.values())
-        n_inputs = len(self.input_names)
-        self.calls = [sum(s["calls"][i] for s in snaps) for i in range(n_inputs)]
-        self.events = [sum(s["events"][i] for s in snaps) for i in range(n_inputs)]
-        self.script = _Script()
-        self.lag = Histogram(LAG_BUCKETS)
-        outputs: dict[str, _OutputView] = {}
-        names = self.config.output_names()
-        plugins = [e.plugin for e in self.config.output]
-        for name, plugin in zip(names, plugins, strict=True):
-            outputs[name] = _OutputView(Acks(name, plugin), is_ready=bool(snaps))
-        for s in snaps:
-            self.script.errors.update(s["errors"])
-            self.lag.add(*s["lag"])
-            for (name, _, handed, delivered, failed, reasons, counts, total), ok in zip(
-                s["acks"], s["ready"], strict=True
-            ):
-                view = outputs[name]
-                view.is_ready = view.is_ready and ok
-                a = view.acks
-                a.handed += handed
-                a.delivered += delivered
-                a.failed += failed
-                a.reasons.update(reasons)
-                a.latency.add(counts, total)
-        self.outputs = list(outputs.values())
-
-    @property
-    def timestamps(self) -> list[int]:
-        return [-(-c // n) for c, n in zip(self.calls, self.counts, strict=True)]
-
-    @property
-    def produced(self) -> int:
-        return sum(self.events)
-
-    def all_acks(self) -> list[Acks]:
-        return [o.acks for o in self.outputs]
+        self.links: list = []  # one pipe per worker: its RunStats up, the anchor down
+        self.anchored = False
 
     @property
     def stopping(self) -> bool:
@@ -183,14 +161,50 @@ class Workers:
             if proc.is_alive():
                 proc.terminate()  # SIGTERM: each worker stops scheduling and flushes
 
-    # -- running -------------------------------------------------------------------
+    def probe_ready(self) -> None:
+        """The workers probe their outputs themselves, every PROBE_EVERY seconds."""
+
+    # -- the merged view ---------------------------------------------------------------
+    def _empty(self) -> RunStats:
+        config = self.config
+        outputs = [
+            OutputStats(name, e.plugin, Histogram(Acks.LATENCY_BUCKETS))
+            for e, name in zip(config.output, config.output_names(), strict=True)
+        ]
+        return RunStats(
+            mode=self.options.mode,
+            input_names=config.input_names(),
+            counts=[e.settings.count for e in config.input],
+            lag=Histogram(LAG_BUCKETS),
+            outputs=outputs,
+            traces=[] if config.check_traces else None,
+        )
+
+    def snapshot(self) -> RunStats:
+        now, parts = time.monotonic(), []
+        for w in range(self.count):
+            part = self.snapshots.get(w)
+            if part is None:
+                part = self._empty()
+            elif w not in self.finals:  # a silent worker is a stalled one
+                silent = now - self.heard[w] - 4 * SNAPSHOT_EVERY
+                if silent > 0:
+                    part = dataclasses.replace(part, stalled=part.stalled + silent)
+            parts.append(part)
+        total = functools.reduce(RunStats.merge, parts[1:], parts[0].snapshot())
+        total.started, total.finished, total.alive = self.started, self.finished, self.alive
+        total.stop_reason = self.stop_reason or total.stop_reason
+        total.interrupted = total.interrupted or self.interrupted
+        total.problems += self.problems
+        return total
+
+    # -- running -----------------------------------------------------------------------
     def run(self, now: datetime) -> int:
         ctx = multiprocessing.get_context("spawn")  # no inherited librdkafka or gRPC threads
         for entry in self.config.output:
             if entry.plugin == "file" and entry.settings.mode == "overwrite":
                 entry.settings.path.parent.mkdir(parents=True, exist_ok=True)
                 entry.settings.path.write_bytes(b"")
-        inbox = ctx.Queue()
         self.started = time.monotonic()
         for w in range(self.count):
             options = RunOptions(**{**self.options.__dict__, "worker": w, "workers": self.count})
@@ -198,78 +212,81 @@ class Workers:
                 options.max_events = options.max_events // self.count + (
                     w < options.max_events % self.count
                 )
+            # One pipe per worker, no shared queue: a worker that dies mid-write cannot
+            # leave a lock held or a message half-written for the others.
+            ours, theirs = ctx.Pipe()
             proc = ctx.Process(
                 target=_worker,
                 name=f"connector-worker-{w}",
                 daemon=True,
-                args=(str(self.config_path), options, self.seed, now, inbox),
+                args=(str(self.config_path), options, self.seed, now, self.logs, theirs),
             )
             proc.start()
+            theirs.close()  # the worker's end lives in the worker: its exit is our EOF
             self.procs.append(proc)
-        finals: dict[int, dict] = {}
-        while len(finals) < self.count:
+            self.links.append(ours)
+        while len(self.finals) < self.count:
             try:
-                w, snap = inbox.get(timeout=0.2)
+                self._receive()
             except KeyboardInterrupt:  # a second signal: workers stop waiting for their flush
-                self.stop_reason = (self.stop_reason or "") + "; interrupted"
+                self.interrupted = True
+                self.stop_reason = f"{self.stop_reason or 'stopped'}; interrupted"
                 for proc in self.procs:
                     if proc.is_alive():
                         proc.terminate()
-                continue
-            except queue.Empty:
-                dead = [w for w, p in enumerate(self.procs) if not p.is_alive() and w not in finals]
-                for w in dead:  # gone without a final word: whatever it had in flight is lost
-                    time.sleep(0.5)
-                    if w not in finals and inbox.empty():
-                        finals[w] = self._died(w)
-                continue
-            self.snapshots[w] = snap
-            if snap["code"] is not None:
-                finals[w] = snap
-            self._fold()
         for proc in self.procs:
             proc.join(timeout=5)
-        self.stop_reason = self.stop_reason or next(
-            (s["stop_reason"] for s in finals.values() if s["stop_reason"]), None
-        )
-        self.broken = [b for s in finals.values() for b in s["broken"]]
-        if self.config.check_traces:
-            self.checker = TraceChecker(self.config.span_mapping())
-            self.checker.reports = [r for s in finals.values() for r in s["traces"]]
-        self._fold()
         self.alive = False
         self.finished = time.monotonic()
-        return max(s["code"] for s in finals.values())
+        return self.snapshot().exit_code()
 
-    def _died(self, w: int) -> dict:
-        snap = dict(self.snapshots.get(w) or _empty(self))
+    def _receive(self) -> None:
+        open_links = {self.links[w]: w for w in range(self.count) if w not in self.finals}
+        for link in wait(list(open_links), timeout=0.2):
+            w = open_links[link]
+            try:
+                stats, final = link.recv()
+            except (EOFError, OSError):  # gone without a final word
+                self.procs[w].join(timeout=5)
+                self._died(w)
+                continue
+            self.snapshots[w], self.heard[w] = stats, time.monotonic()
+            if final:
+                self.finals.add(w)
+        self._send_anchor()
+
+    def _send_anchor(self) -> None:
+        """Once every worker has started its outputs (or ended): one anchor for all, or
+        None (stop) when one of them could not start."""
+        if self.anchored:
+            return
+        for w in range(self.count):
+            stats = self.snapshots.get(w)
+            started = stats is not None and all(o.started for o in stats.outputs)
+            if w not in self.finals and not started:
+                return
+        self.anchored = True
+        if self.finals and not any(self.snapshots[w].stop_reason for w in self.finals):
+            self.stop_reason = self.stop_reason or "a worker ended before the run started"
+        anchor = None if self.finals or self.stopping else datetime.now(self.config.tz)
+        for link in self.links:
+            with contextlib.suppress(OSError):  # that worker is gone; counted as such
+                link.send(anchor)
+
+    def _died(self, w: int) -> None:
+        """Gone without a final word: whatever it had in flight is lost, and counted."""
+        stats = self.snapshots.get(w) or self._empty()
+        outputs = []
+        for o in stats.outputs:
+            lost = o.pending
+            reasons = o.reasons + Counter({f"worker {w} died": lost}) if lost > 0 else o.reasons
+            outputs.append(dataclasses.replace(o, failed=o.failed + max(lost, 0), reasons=reasons))
         exitcode = self.procs[w].exitcode
-        snap["acks"] = [
-            (
-                *a[:4],
-                a[2] - a[3],
-                {**a[5], f"worker {w} died": a[2] - a[3] - a[4]} if a[2] - a[3] - a[4] else a[5],
-                *a[6:],
-            )
-            for a in snap["acks"]
-        ]
-        snap.update(code=1, broken=[f"worker {w} died (exit code {exitcode})"])
-        self.snapshots[w] = snap
-        return snap
-
-
-def _empty(view: Workers) -> dict:
-    n, names = len(view.input_names), view.config.output_names()
-    lag, latency = [0] * (len(LAG_BUCKETS) + 1), [0] * (len(Acks.LATENCY_BUCKETS) + 1)
-    return {
-        "calls": [0] * n,
-        "events": [0] * n,
-        "errors": {},
-        "lag": (lag, 0.0),
-        "acks": [(name, "", 0, 0, 0, {}, latency, 0.0) for name in names],
-        "ready": [False] * len(names),
-        "stop_reason": None,
-        "broken": [],
-        "code": None,
-        "traces": [],
-    }
+        self.snapshots[w] = dataclasses.replace(
+            stats,
+            outputs=outputs,
+            alive=False,
+            stalled=0.0,
+            problems=[*stats.problems, f"worker {w} died (exit code {exitcode})"],
+        )
+        self.finals.add(w)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -77,11 +79,75 @@ def _service(script: str, get):
         subprocess.run([tool, "stop"], capture_output=True)
 
 
+# Every topic and consumer group a test makes on the broker starts with this session's prefix,
+# so the session can prove at its end that it left none behind (other sessions may share
+# the broker). KAFKA_TEST_STRICT=1 also fails on ANY topic or group that appeared during
+# the session, prefix or not (for a broker of this session's own).
+SESSION_PREFIX = f"pytest-{uuid.uuid4().hex[:6]}-"
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
-    from tests.kafka_service import kafka_bootstrap as get
+    from tests import kafka_service as ks
 
-    yield from _service("local-kafka", get)
+    service = _service("local-kafka", ks.kafka_bootstrap)
+    bootstrap = next(service)
+    before = (ks.topics(bootstrap), ks.groups(bootstrap))
+    yield bootstrap
+    left_topics, left_groups = ks.topics(bootstrap), ks.groups(bootstrap)
+    strict = os.environ.get("KAFKA_TEST_STRICT") == "1"
+    mine = [t for t in left_topics if t.startswith(SESSION_PREFIX)]
+    mine += [f"group {g}" for g in left_groups if g.startswith(SESSION_PREFIX)]
+    if strict:
+        mine = sorted(left_topics - before[0]) + [f"group {g}" for g in left_groups - before[1]]
+    next(service, None)  # stops the broker if this session started it
+    if mine:
+        pytest.fail(
+            f"the tests left {len(mine)} topic(s)/consumer group(s) on the broker at "
+            f"{bootstrap}: {', '.join(sorted(mine))}. Make them with the kafka_topic fixture "
+            "(it deletes them, and the groups, after the test)",
+            pytrace=False,
+        )
+
+
+@dataclass
+class KafkaTopics:
+    """kafka_topic('name') -> a new topic, created now and deleted after the test.
+
+    `prefix` is this test's own: topics a run creates by routing (`{prefix}alpha`) and
+    consumer groups named with it (`group()`) are deleted after the test as well."""
+
+    bootstrap: str
+    prefix: str
+    made: set[str] = field(default_factory=set)
+
+    def __call__(self, name: str = "t", partitions: int = 3, create: bool = True) -> str:
+        from tests.kafka_service import create_topic
+
+        topic = f"{self.prefix}{name}-{uuid.uuid4().hex[:6]}"
+        if create:
+            create_topic(self.bootstrap, topic, partitions)
+        self.made.add(topic)
+        return topic
+
+    def group(self) -> str:
+        return f"{self.prefix}group-{uuid.uuid4().hex[:6]}"
+
+    def cleanup(self) -> None:
+        from tests.kafka_service import delete, groups, topics
+
+        delete(
+            self.bootstrap,
+            {t for t in topics(self.bootstrap) if t.startswith(self.prefix)} | self.made,
+            {g for g in groups(self.bootstrap) if g.startswith(self.prefix)},
+        )
+
+
+@pytest.fixture
+def kafka_topic(kafka_bootstrap):
+    topics = KafkaTopics(kafka_bootstrap, f"{SESSION_PREFIX}{uuid.uuid4().hex[:6]}-")
+    yield topics
+    topics.cleanup()
 
 
 @pytest.fixture(scope="session")

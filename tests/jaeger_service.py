@@ -4,6 +4,7 @@ Uses $JAEGER_QUERY / $OTLP_ENDPOINT (/ $OTLP_HTTP_ENDPOINT) when set, otherwise
 `scripts/local-jaeger start` (builds Jaeger once with Go, then starts in seconds).
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -109,3 +110,107 @@ def find_spans(query_url: str, service: str, limit: int = 1000, **params: str) -
 def tags(span_or_process: dict) -> dict:
     """The "tags" list [{"key", "type", "value"}] of a span or process as {key: value}."""
     return {t["key"]: t["value"] for t in span_or_process.get("tags") or []}
+
+
+class TcpProxy:
+    """A TCP forwarder in front of an endpoint, to take it away and bring it back: `down()`
+    closes the listener and every connection (new ones are refused, as when the collector
+    is gone), `up()` listens again on the same port. The endpoint and its storage stay."""
+
+    def __init__(self, target: str):
+
+        from tests.kafka_service import free_port
+
+        host, port = target.split("://")[-1].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.port = free_port()  # not ephemeral: see free_port
+        self.address = f"127.0.0.1:{self.port}"
+        self._listener = None
+        self._conns: list = []
+
+    def up(self) -> None:
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        import socket
+
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):  # wakes the accept() (close() alone does not)
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self._conns.clear()
+
+    def _accept(self, listener) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+
+class OwnJaeger:
+    """scripts/local-jaeger on free ports and its own state folder (to stop; in-memory
+    storage: a stop loses its traces)."""
+
+    def __init__(self, state: Path):
+
+        self.state = Path(state)
+        from tests.kafka_service import free_port
+
+        first = free_port(4)  # not ephemeral: see free_port
+        ports = {name: first + i for i, name in enumerate(("OTLP_GRPC", "OTLP_HTTP", "QUERY",
+                                                           "QUERY_GRPC"))}
+        self.env = os.environ | {"LOCAL_JAEGER_DIR": str(self.state)} | {
+            f"LOCAL_JAEGER_{k}_PORT": str(v) for k, v in ports.items()
+        }
+        self.otlp_grpc = f"127.0.0.1:{ports['OTLP_GRPC']}"
+        self.otlp_http = f"http://127.0.0.1:{ports['OTLP_HTTP']}"
+        self.query = f"http://127.0.0.1:{ports['QUERY']}"
+
+    def _run(self, command: str) -> None:
+        r = subprocess.run([sys.executable, str(SCRIPT), command], capture_output=True,
+                           text=True, timeout=600, env=self.env)
+        if r.returncode:
+            raise RuntimeError(f"scripts/local-jaeger {command} exited {r.returncode}: {r.stderr}")
+
+    def start(self) -> None:
+        self._run("start")
+
+    def stop(self) -> None:
+        self._run("stop")

@@ -5,10 +5,12 @@ stop_local_kafka()/start_local_kafka(), so data produced before a stop is readab
 """
 
 import atexit
+import contextlib
 import importlib.util
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "local-kafka"
@@ -72,3 +74,136 @@ def stop_local_kafka() -> None:
 def kafka_bootstrap() -> str:
     """Bootstrap address of a reachable broker; RuntimeError (saying how to start one) if none."""
     return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or _container() or start_local_kafka()
+
+
+# -- the broker's topics and consumer groups (tests leave nothing behind) --------------------
+
+INTERNAL = ("__", "_confluent", "_schemas")  # broker-internal topics, never a test's
+PROBE_TOPIC = "local-kafka-probe"  # scripts/local-kafka's readiness probe
+
+
+def admin(bootstrap: str):
+    import logging
+
+    from confluent_kafka.admin import AdminClient
+
+    quiet = logging.getLogger("tests.kafka.admin")  # not librdkafka's own lines on stderr
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    return AdminClient({"bootstrap.servers": bootstrap}, logger=quiet)
+
+
+def topics(bootstrap: str) -> set[str]:
+    names = admin(bootstrap).list_topics(timeout=30).topics
+    return {t for t in names if not t.startswith(INTERNAL) and t != PROBE_TOPIC}
+
+
+def groups(bootstrap: str) -> set[str]:
+    client = admin(bootstrap)  # kept alive until the future is resolved
+    result = client.list_consumer_groups(request_timeout=30).result()
+    return {g.group_id for g in result.valid}
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 3) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    client = admin(bootstrap)  # kept alive until the future is resolved
+    futures = client.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=1)], request_timeout=30
+    )
+    futures[name].result(timeout=60)
+
+
+def delete(bootstrap: str, topic_names: set[str], group_ids: set[str] = frozenset()) -> None:
+    """Delete topics and consumer groups; ones already gone are fine."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    client = admin(bootstrap)
+    gone = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.GROUP_ID_NOT_FOUND)
+    futures = []
+    if topic_names:
+        futures += client.delete_topics(sorted(topic_names), operation_timeout=30).values()
+    if group_ids:
+        futures += client.delete_consumer_groups(sorted(group_ids), request_timeout=30).values()
+    for future in futures:
+        try:
+            future.result(timeout=60)
+        except KafkaException as exc:
+            if exc.args[0].code() not in gone:
+                raise
+
+
+# -- a broker of a test's own, to stop or kill (never the shared one) ------------------------
+
+
+def free_port(span: int = 1) -> int:
+    """A port p with p..p+span-1 free, below the ephemeral range: a client reconnecting to
+    a stopped server on an ephemeral port can connect to itself and hold the port, and the
+    server then cannot bind it again."""
+    import random
+    import socket
+
+    low, _ = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for _ in range(200):
+        port = random.randrange(10_000, low - span)
+        try:
+            for p in range(port, port + span):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def free_port_pair() -> int:
+    """A port p with p and p+1 free (broker and controller listeners)."""
+    return free_port(2)
+
+
+class OwnBroker:
+    """scripts/local-kafka on its own port and state folder: start, stop, kill -9."""
+
+    def __init__(self, state: Path, port: int | None = None):
+        self.state, self.port = Path(state), port or free_port_pair()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.env = os.environ | {
+            "LOCAL_KAFKA_DIR": str(self.state),
+            "LOCAL_KAFKA_PORT": str(self.port),
+            "LOCAL_KAFKA_HEAP": "-Xms256m -Xmx512m",
+        }
+
+    def _run(self, command: str) -> subprocess.CompletedProcess:
+        r = subprocess.run(
+            [str(SCRIPT), command], capture_output=True, text=True, timeout=600, env=self.env
+        )
+        if command != "status" and r.returncode != 0:
+            raise RuntimeError(f"scripts/local-kafka {command} exited {r.returncode}: {r.stderr}")
+        return r
+
+    def start(self) -> str:
+        self._run("start")
+        return self.bootstrap
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def kill(self) -> None:
+        """SIGKILL: no controlled shutdown, connections just die."""
+        import signal
+
+        pid = int((self.state / "kafka.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}/cmdline").exists() and Path(f"/proc/{pid}/cmdline").read_bytes():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+
+    def __enter__(self) -> "OwnBroker":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.stop()

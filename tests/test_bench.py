@@ -19,7 +19,7 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
            "BENCH_TOPIC_PREFIX": prefix, "TMPDIR": str(scratch)}
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--size", "4000", "--rounds", "2",
-         "--live-rate", "200", "--live-seconds", "2", "--out", str(tmp_path / "out")],
+         "--live-rate", "200", "--live-seconds", "2", "--ramp-seconds", "3", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     # it leaves nothing behind: no temp folders, no topics
@@ -30,7 +30,7 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
     report = json.loads(written.read_text())
     rows = report["results"]
     assert set(rows) == {"basic", "tracing"}
-    expected = {"S", "K", "P", "null", "kafka", "kafka --workers 2", "perf"}
+    expected = {"S", "K", "P", "null", "null ramp", "kafka", "kafka --workers 2", "perf"}
     assert set(rows["basic"]) == expected and set(rows["tracing"]) == expected | {"otlp"}
     for example in rows.values():
         for name, row in example.items():
@@ -38,4 +38,5 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
             if name != "P":
                 assert row["min"] <= row["median"] <= row["max"] and row["peak_rss_mb"] > 0
     assert report["live"]["achieved_per_second"] > 0
+    assert report["live_ramp"]["seconds"] == 3 and report["live_ramp"]["worst_second_error"] >= 0
     assert "| basic    | null" in result.stdout and "/ P" in result.stdout

@@ -45,6 +45,8 @@ METRICS = {
     "connector_events_failed_total",
     "connector_delivery_latency_seconds",
     "connector_schedule_lag_seconds",
+    "connector_schedule_behind_seconds",
+    "connector_input_target_rate",
     "connector_output_pending_events",
     "connector_info",
 }
@@ -311,6 +313,7 @@ def test_scripts_in_example_values_are_the_example_scripts():
     for case, name, source in [
         ("kafka-feeder", "produce.py", "examples/basic/produce.py"),
         ("sharded-load", "produce.py", "examples/basic/produce.py"),
+        ("ramped-load", "produce.py", "examples/basic/produce.py"),
         ("trace-generator", "tracing.py", "examples/tracing/tracing.py"),
     ]:
         scripts = values_of(case)["scripts"]
@@ -516,10 +519,16 @@ def test_sharded_example_splits_the_rate_across_its_replicas(monkeypatch):
 
     rendered = render("sharded-load")
     config = yaml.safe_load(rendered.mounted_files("/etc/connector")["config.yaml"])
-    settings = rate.Config(**config["input"][0]["rate"])
+    # every shard counts from the release's schedule start, given to all pods alike
+    settings = config["input"][0]["rate"]
+    assert settings["start"] == "${CONNECTOR_SCHEDULE_START}"
+    shared = {pod_environment(rendered, i)["CONNECTOR_SCHEDULE_START"] for i in range(4)}
+    [start_text] = shared
+    settings = rate.Config(**{**settings, "start": start_text})
     assert settings.shard
     replicas = rendered.workload["spec"]["replicas"]
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    start = datetime.fromisoformat(start_text)
+    assert abs(start - datetime.now(UTC)) < timedelta(minutes=5), "the release time"
     end = start + timedelta(milliseconds=10)
     shards = []
     for index in range(replicas):
@@ -529,6 +538,19 @@ def test_sharded_example_splits_the_rate_across_its_replicas(monkeypatch):
     full = list(rate.ticks(settings.model_copy(update={"shard": False}), start, end))
     assert sorted(t for shard in shards for t in shard) == full
     assert all(len(s) == len(full) // replicas for s in shards)
+
+
+def test_schedule_start_is_given_to_every_shard_and_a_string_config_is_left_alone():
+    rendered = render("ramped-load", schedule={"start": "2026-12-24T18:00:00Z"})
+    assert {pod_environment(rendered, i)["CONNECTOR_SCHEDULE_START"] for i in range(3)} == {
+        "2026-12-24T18:00:00Z"
+    }
+    config = yaml.safe_load(rendered.mounted_files("/etc/connector")["config.yaml"])
+    assert config["input"][0]["rate"]["start"] == "${CONNECTOR_SCHEDULE_START}"
+    text = "input:\n  - rate: {per_second: 5, shard: true, start: '2026-01-01T00:00:00Z'}\n"
+    verbatim = render("sharded-load", config=text).mounted_files("/etc/connector")["config.yaml"]
+    assert verbatim == text
+    assert "/schedule/start" in render_error(schedule={"start": "yesterday"})
 
 
 # -- secrets --------------------------------------------------------------------------------
@@ -656,6 +678,9 @@ def test_pods_are_hardened(case):
         rendered.one("ServiceAccount", pod["serviceAccountName"])
 
 
+GRACE_MARGIN = 5  # seconds the chart keeps for the summary and the close, after the flush
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_grace_period_outlasts_every_flush_timeout(case):
     rendered = render(case)
@@ -664,15 +689,56 @@ def test_grace_period_outlasts_every_flush_timeout(case):
     from connector.outputs.base import OutputConfig
 
     default = OutputConfig.model_fields["flush_timeout"].default
-    for entry in config["output"]:
-        for settings in entry.values():
-            flush = (settings or {}).get("flush_timeout", default)
-            assert grace > flush, f"{case}: grace {grace}s <= flush_timeout {flush}s"
+    for entry in config.get("output") or [{"stdout": None}]:
+        for plugin, settings in entry.items():
+            if plugin != "name":
+                flush = (settings or {}).get("flush_timeout", default)
+                assert grace >= flush + GRACE_MARGIN, f"{case}: grace {grace}s, flush {flush}s"
 
 
 def test_render_refuses_a_grace_period_below_a_flush_timeout():
     assert "flush_timeout" in render_error(terminationGracePeriodSeconds=20)
     assert "flush_timeout" in render_error(config__output=[{"stdout": {"flush_timeout": 60}}])
+
+
+def test_render_refuses_a_grace_period_without_the_margin():
+    # default flush_timeout 30: 30 s of grace would SIGKILL the pod while it prints the summary
+    message = render_error(terminationGracePeriodSeconds=34)
+    assert "terminationGracePeriodSeconds (34) must be at least 35" in message
+    assert "output[0].stdout.flush_timeout (30 s) + 5 s" in message
+    assert render(terminationGracePeriodSeconds=35).pod["spec"]["terminationGracePeriodSeconds"] == 35
+
+
+def test_grace_check_covers_every_output_and_the_defaults():
+    outputs = [
+        {"name": "quick", "null": {"flush_timeout": 1}},
+        {"stdout": None},  # defaults: flush_timeout 30
+        {"file": {"path": "/tmp/x", "flush_timeout": 50}},
+    ]
+    message = render_error(config__output=outputs, terminationGracePeriodSeconds=54)
+    assert "must be at least 55: output[2].file.flush_timeout (50 s)" in message
+    assert "output[1].stdout" in render_error(
+        config__output=outputs[:2], terminationGracePeriodSeconds=34
+    )
+    render(config__output=outputs, terminationGracePeriodSeconds=55)
+
+
+def test_grace_check_reads_a_config_given_as_text():
+    text = yaml.safe_dump({**_default_config(), "output": [{"stdout": {"flush_timeout": 60}}]})
+    assert "must be at least 65" in render_error(config=text)
+    assert render(config=text, terminationGracePeriodSeconds=65)
+
+
+def test_grace_check_counts_linger_and_refuses_a_flush_timeout_it_cannot_read():
+    message = render_error(extraArgs=["--linger", "20"])  # 30 + 5 + 20 > 45
+    assert "must be at least 55" in message and "--linger 20 s" in message
+    assert "must be at least 47" in render_error(extraArgs=["--linger=12"])
+    message = render_error(config__output=[{"stdout": {"flush_timeout": "${FLUSH}"}}])
+    assert "flush_timeout is ${FLUSH}, not a number" in message
+
+
+def _default_config() -> dict:
+    return yaml.safe_load((CHART / "values.yaml").read_text())["config"]
 
 
 # -- optional objects -----------------------------------------------------------------------

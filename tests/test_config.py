@@ -42,7 +42,7 @@ BAD = [
         """,
         [
             "input[0].rate.per_second: Input should be greater than 0",
-            "input[1].rate.per_second: required key is missing",
+            "input[1].rate: give either per_second or stages, not both (nor neither)",
             "output[0].stdout.formatter.format: Input should be 'plain' or 'json'",
             "output[1]: unknown output plugin 's3'; expected one of: stdout, file, kafka, otlp, "
             "null",

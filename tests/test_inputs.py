@@ -78,7 +78,7 @@ def test_rate_is_evenly_spaced_without_drift():
 
 
 def test_rate_shards_interleave_into_the_full_stream(monkeypatch):
-    config = rate.Config(per_second=10, shard=True)
+    config = rate.Config(per_second=10, shard=True, start=T0)
     end = T0 + timedelta(seconds=10)
     shards = []
     for index in range(3):

@@ -4,23 +4,28 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from tests.conftest import EXAMPLES, run_cli
 
 
 def consume(bootstrap: str, topics: list[str], expect: int | None = None, idle: float = 5.0):
-    """Every message of the topics, read from the beginning until `idle` s pass with none."""
+    """Every message of the topics, read from the beginning until `idle` s pass with none.
+    Partitions are assigned, not subscribed: no consumer group is left on the broker."""
     consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4()}",
-        "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        "bootstrap.servers": bootstrap, "group.id": "unused (assign only, nothing committed)",
+        "enable.auto.commit": False, "enable.auto.offset.store": False,
     })
-    consumer.subscribe(topics)
+    metadata = consumer.list_topics(timeout=30)
+    consumer.assign([
+        TopicPartition(topic, p, OFFSET_BEGINNING)
+        for topic in topics if topic in metadata.topics
+        for p in metadata.topics[topic].partitions
+    ])
     messages, last = [], time.monotonic()
     try:
         while time.monotonic() - last < idle and (expect is None or len(messages) < expect):
@@ -48,8 +53,8 @@ def kafka_config(example: str, bootstrap: str, topic: str, **extra) -> str:
 
 
 @pytest.mark.parametrize("example", ["basic", "multi-service", "tagged", "sessions", "tracing"])
-def test_each_example_lands_exactly_once(kafka_bootstrap, write, example):
-    topic = f"test-{example}-{uuid.uuid4().hex[:8]}"
+def test_each_example_lands_exactly_once(kafka_bootstrap, kafka_topic, write, example):
+    topic = kafka_topic(example)
     key = {"tracing": "trace_id", "sessions": "session_id"}.get(example)
     extra = {"key": key} if key else {}
     config = write("c.yaml", kafka_config(example, kafka_bootstrap, topic, **extra))
@@ -81,8 +86,8 @@ def test_each_example_lands_exactly_once(kafka_bootstrap, write, example):
             assert all(s["parent_span_id"] in ids for s in spans if s["parent_span_id"])
 
 
-def test_topic_routing_and_headers(kafka_bootstrap, write):
-    prefix = f"route-{uuid.uuid4().hex[:8]}"
+def test_topic_routing_and_headers(kafka_bootstrap, kafka_topic, write):
+    prefix = kafka_topic.prefix + "route"
     write("s.py", """
         import json
         KINDS = ['alpha', 'beta']
@@ -115,8 +120,10 @@ def test_topic_routing_and_headers(kafka_bootstrap, write):
                                      "region": b"eu"}
 
 
-def test_unroutable_and_refused_events_are_dead_lettered(kafka_bootstrap, write, tmp_path):
-    topic = f"dlq-{uuid.uuid4().hex[:8]}"
+def test_unroutable_and_refused_events_are_dead_lettered(
+    kafka_bootstrap, kafka_topic, write, tmp_path
+):
+    topic = kafka_topic.prefix + "dlq"
     write("s.py", """
         import json
         def produce(p):
@@ -143,29 +150,82 @@ def test_unroutable_and_refused_events_are_dead_lettered(kafka_bootstrap, write,
     assert len(dead) == 6
     assert {d["error"] for d in dead} == {
         "field 'to' is missing", "not JSON (needed for topic/key/header fields)",
-        "MSG_SIZE_TOO_LARGE: Unable to produce message: Broker: Message size too large"}
+        "MSG_SIZE_TOO_LARGE: Broker: Message size too large: "
+        "Unable to produce message: Broker: Message size too large"}
     assert all({"output", "topic", "value", "error"} <= d.keys() for d in dead)
     assert len(consume(kafka_bootstrap, [f"{topic}-ok"], expect=2)) == 2
 
 
-def test_wrong_bootstrap_fails_clearly_within_the_timeout(write):
+def test_wrong_bootstrap_says_what_it_waits_for_then_fails_clearly(write):
+    from tests.kafka_service import free_port
+
+    port = free_port()  # nobody listens on it
+    write("s.py", "def produce(p):\n    return 'x'\n")
+    config = write("c.yaml", f"""
+        input: [{{rate: {{per_second: 1}}}}]
+        event: {{script: {{path: s.py}}}}
+        output:
+          - kafka:
+              bootstrap_servers: 127.0.0.1:{port}
+              topic: t
+              connect_timeout: 11
+              producer: {{sasl.password: hunter2-secret, security.protocol: SASL_PLAINTEXT,
+                         sasl.mechanism: PLAIN, sasl.username: u}}
+        """)
+    started = time.monotonic()
+    result = run_cli("run", config, "--log-level", "debug")
+    assert time.monotonic() - started < 25
+    assert result.code == 1
+    connecting = [line for line in result.stderr.splitlines() if "connecting to" in line]
+    assert [line.split("connector.connecting: ")[1] for line in connecting] == [
+        f"connecting to kafka-0 at 127.0.0.1:{port} (5 s of 11 s)",
+        f"connecting to kafka-0 at 127.0.0.1:{port} (10 s of 11 s)",
+    ]
+    assert all(" INFO " in line for line in connecting)
+    assert f"cannot reach Kafka at 127.0.0.1:{port} within 11s (" in result.stderr
+    assert f"Connect to ipv4#127.0.0.1:{port} failed: Connection refused)" in result.stderr
+    assert "hunter2-secret" not in result.stderr + result.stdout  # not even at debug
+    # the refusals were coalesced: one WARNING with the count, none per attempt
+    warnings = [line for line in result.stderr.splitlines() if " WARNING " in line]
+    assert len([w for w in warnings if "Connection refused" in w]) == 1, warnings
+    assert "brokers are down" not in result.stderr  # the error callback no longer logs
+
+
+def test_connecting_lines_are_silenced_by_quiet(write):
     write("s.py", "def produce(p):\n    return 'x'\n")
     config = write("c.yaml", """
         input: [{rate: {per_second: 1}}]
         event: {script: {path: s.py}}
+        output: [{kafka: {bootstrap_servers: 127.0.0.1:1, topic: t, connect_timeout: 6}}]
+        """)
+    result = run_cli("run", config, "--quiet")
+    assert result.code == 1
+    assert "connecting to" not in result.stderr
+    assert "cannot reach Kafka at 127.0.0.1:1 within 6s" in result.stderr
+
+
+def test_a_sasl_failure_is_named_as_such_at_once(kafka_bootstrap, write):
+    """SASL against the plaintext listener: librdkafka knows the handshake failed; the run
+    says so within seconds instead of waiting connect_timeout and blaming reachability."""
+    write("s.py", "def produce(p):\n    return 'x'\n")
+    config = write("c.yaml", f"""
+        input: [{{rate: {{per_second: 1}}}}]
+        event: {{script: {{path: s.py}}}}
         output:
           - kafka:
-              bootstrap_servers: 127.0.0.1:1
+              bootstrap_servers: {kafka_bootstrap}
               topic: t
-              connect_timeout: 3
-              producer: {sasl.password: hunter2-secret, security.protocol: SASL_PLAINTEXT,
-                         sasl.mechanism: PLAIN, sasl.username: u}
+              connect_timeout: 30
+              producer: {{sasl.password: hunter2-secret, security.protocol: SASL_PLAINTEXT,
+                         sasl.mechanism: PLAIN, sasl.username: u, debug: all}}
         """)
     started = time.monotonic()
-    result = run_cli("run", config)
+    result = run_cli("run", config, "--log-level", "debug")
     assert time.monotonic() - started < 15
     assert result.code == 1
-    assert "cannot reach Kafka at 127.0.0.1:1 within 3s" in result.stderr
+    assert f"authentication with Kafka at {kafka_bootstrap} failed: " in result.stderr
+    assert "SASL PLAIN mechanism handshake failed" in result.stderr
+    assert "cannot reach Kafka" not in result.stderr
     assert "hunter2-secret" not in result.stderr + result.stdout
 
 
@@ -181,33 +241,33 @@ def test_unknown_librdkafka_property_is_a_config_error(write):
     assert 'output[0].kafka.producer: No such configuration property: "linger.msec"' in result.stderr
 
 
-def test_broker_restart_mid_run_loses_and_duplicates_nothing(write):
-    from tests.kafka_service import start_local_kafka, stop_local_kafka
+def test_broker_restart_mid_run_loses_and_duplicates_nothing(write, tmp_path):
+    from tests.kafka_service import OwnBroker
 
-    kafka_bootstrap = start_local_kafka()  # the one broker this test may stop and start
-    topic = f"restart-{uuid.uuid4().hex[:8]}"
-    write("s.py", "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
-    config = write("c.yaml", f"""
-        input: [{{rate: {{per_second: 200}}}}]
-        event: {{script: {{path: s.py}}}}
-        output: [{{kafka: {{bootstrap_servers: {kafka_bootstrap}, topic: {topic}}}}}]
-        """)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "run", str(config), "--duration", "16"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(4)
-        stop_local_kafka()
-        time.sleep(4)
-        start_local_kafka()
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    produced = int(err.split("events produced: ")[1].split()[0])
-    assert "delivered " + str(produced) + ", failed 0" in err
-    values = [int(m.value()) for m in consume(kafka_bootstrap, [topic], expect=produced)]
-    assert len(values) == produced and sorted(values) == list(range(1, produced + 1))
+    with OwnBroker(tmp_path / "broker") as broker:  # stopped and started: never the shared one
+        topic = "restart"
+        write("s.py", "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
+        config = write("c.yaml", f"""
+            input: [{{rate: {{per_second: 200}}}}]
+            event: {{script: {{path: s.py}}}}
+            output: [{{kafka: {{bootstrap_servers: {broker.bootstrap}, topic: {topic}}}}}]
+            """)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "connector", "run", str(config), "--duration", "16"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(4)
+            broker.stop()
+            time.sleep(4)
+            broker.start()
+            _, err = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, err
+        produced = int(err.split("events produced: ")[1].split()[0])
+        assert "delivered " + str(produced) + ", failed 0" in err
+        values = [int(m.value()) for m in consume(broker.bootstrap, [topic], expect=produced)]
+        assert len(values) == produced and sorted(values) == list(range(1, produced + 1))
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ its own broker in a temporary state folder on other ports.
 
 import os
 import re
-import socket
 import subprocess
 import time
 import uuid
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kafka_service import SCRIPT, start_local_kafka
+from tests.kafka_service import SCRIPT, free_port_pair, start_local_kafka
 
 PREFIX = "KAFKA_BOOTSTRAP_SERVERS="
 
@@ -27,21 +26,6 @@ def run(command: str, **env: str) -> subprocess.CompletedProcess:
 
 def pid_of(status: subprocess.CompletedProcess) -> int:
     return int(re.search(r"running \(pid (\d+)\)", status.stdout).group(1))
-
-
-def free_port_pair() -> int:
-    """A port p with p and p+1 free (broker and controller listeners)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no free port pair")
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +63,17 @@ def produce(bootstrap: str, topic: str, value: bytes) -> None:
     assert errors == [None]
 
 
-def consume_until(bootstrap: str, topic: str, value: bytes, timeout: float = 30) -> None:
+def consume_until(
+    bootstrap: str, topic: str, value: bytes, group: str | None = None, timeout: float = 30
+) -> None:
+    """Subscribe as consumer group `group` (a real group: the broker keeps it until deleted,
+    so on the shared broker pass one from kafka_topic.group())."""
     from confluent_kafka import Consumer
 
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": uuid.uuid4().hex,
+            "group.id": group or uuid.uuid4().hex,
             "auto.offset.reset": "earliest",
         }
     )
@@ -101,15 +89,17 @@ def consume_until(bootstrap: str, topic: str, value: bytes, timeout: float = 30)
         c.close()
 
 
-def test_produce_consume_three_partitions(bootstrap):
+def test_produce_consume_three_partitions(bootstrap, kafka_bootstrap, kafka_topic):
     pytest.importorskip("confluent_kafka")
     from confluent_kafka.admin import AdminClient
 
-    topic = f"local-kafka-{uuid.uuid4().hex[:8]}"
+    if kafka_bootstrap != bootstrap:
+        pytest.skip("the tests' broker is not scripts/local-kafka's")
+    topic = kafka_topic("local-kafka", create=False)  # auto-created: 3 partitions by default
     produce(bootstrap, topic, b"hello")
     meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
     assert len(meta.topics[topic].partitions) == 3
-    consume_until(bootstrap, topic, b"hello")
+    consume_until(bootstrap, topic, b"hello", kafka_topic.group())
 
 
 def test_restart_keeps_data_and_stop_leaves_no_process(tmp_path):

@@ -63,3 +63,17 @@ def test_seed_is_offset_by_the_replica_index(write, monkeypatch):
         return run_cli("run", config, "--seed", str(seed), "--metrics-port", "0", env=env).lines
 
     assert events(5, 1) == events(6, 0) != events(5, 0)
+
+
+def test_quiet_silences_the_connecting_lines_only(capsys):
+    from connector.logs import CONNECTING, LogSetup
+
+    for quiet in (False, True):
+        LogSetup("info", "text", quiet, ("c0nnect-secret",)).apply()
+        logging.getLogger(CONNECTING).info("connecting to kafka-0 at h:1 (5 s of 30 s)")
+        logging.getLogger(CONNECTING).warning("still failing c0nnect-secret")
+        logging.getLogger("connector.other").info("other line")
+        err = capsys.readouterr().err
+        assert ("connecting to kafka-0" in err) is not quiet
+        assert "still failing ***" in err and "other line" in err and "c0nnect" not in err
+    setup_logging("info", "text")

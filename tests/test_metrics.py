@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -54,10 +53,10 @@ def wait_for(predicate, timeout: float = 30.0, every: float = 0.2):
     raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
 
 
-def test_counters_equal_the_summary_and_what_kafka_holds(kafka_bootstrap, write):
+def test_counters_equal_the_summary_and_what_kafka_holds(kafka_bootstrap, kafka_topic, write):
     from tests.test_kafka import consume
 
-    port, topic = free_port(), f"metrics-{uuid.uuid4().hex[:8]}"
+    port, topic = free_port(), kafka_topic("metrics")
     write("s.py", "def produce(p):\n    if p['timestamp'].microsecond % 7 == 0:\n        raise KeyError('k')\n    return ['a', 'b']\n")
     config = write("c.yaml", f"""
         name: metrics-test
@@ -97,30 +96,30 @@ def scrape_or_none(port: int):
         return None
 
 
-def test_readyz_follows_the_broker(write):
-    from tests.kafka_service import start_local_kafka, stop_local_kafka
+def test_readyz_follows_the_broker(write, tmp_path):
+    """On a broker of the test's own: down at start, /readyz names the output; up, ready."""
+    from tests.kafka_service import OwnBroker
 
-    bootstrap = start_local_kafka()
-    stop_local_kafka()
+    broker = OwnBroker(tmp_path / "broker")
     port = free_port()
     config = write("c.yaml", f"""
         input: [{{rate: {{per_second: 20}}}}]
         event: {{script: {{path: {BASIC}}}}}
-        output: [{{kafka: {{bootstrap_servers: '{bootstrap}', topic: ready-{uuid.uuid4().hex[:6]}, connect_timeout: 120}}}}]
+        output: [{{kafka: {{bootstrap_servers: '{broker.bootstrap}', topic: ready, connect_timeout: 120}}}}]
         """)
-    proc = start(config, "--duration", "60", "--metrics-port", str(port))
+    proc = start(config, "--duration", "10", "--metrics-port", str(port))
     try:
         wait_for(lambda: get(port, "/healthz") == 200)
         assert get(port, "/readyz") == 503
         body = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()
         assert body["ready"] is False and "kafka-0" in body["reason"]
-        start_local_kafka()
-        wait_for(lambda: get(port, "/readyz") == 200, timeout=60)
+        with broker:
+            wait_for(lambda: get(port, "/readyz") == 200, timeout=90)
+            _, err = proc.communicate(timeout=60)
     finally:
-        start_local_kafka()
-        proc.terminate()
-        proc.communicate(timeout=60)
-    assert proc.returncode == 0
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "delivered 200, failed 0" in err  # --duration counts from when it was ready
 
 
 def test_healthz_flips_when_the_pipeline_dies(write):
@@ -257,3 +256,18 @@ def test_healthz_reports_a_hung_script(write):
     finally:
         proc.kill()
         proc.communicate(timeout=30)
+
+
+def test_the_readers_depend_on_run_stats_only():
+    """metrics and progress read a RunStats and import nothing else of the connector
+    (the old metrics <-> pipeline import cycle); stats imports nothing of it at all."""
+    import ast
+
+    def imports(module: str) -> set[str]:
+        tree = ast.parse((ROOT / "connector" / f"{module}.py").read_text())
+        return {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("connector")}
+
+    assert imports("metrics") == {"connector", "connector.stats"}
+    assert imports("progress") == {"connector.stats"}
+    assert imports("stats") == set()

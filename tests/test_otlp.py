@@ -3,7 +3,6 @@
 import json
 import random
 import time
-import uuid
 from collections import defaultdict
 
 import pytest
@@ -64,22 +63,42 @@ def test_traces_arrive_whole_in_jaeger(jaeger, write, tmp_path, protocol):
                 assert s["startTime"] + s["duration"] <= parent["startTime"] + parent["duration"]
 
 
-def test_endpoint_down_retries_then_fails_and_dead_letters(write, tmp_path):
-    config = tracing_config(write, """  - otlp:
-              endpoint: http://127.0.0.1:9
+def test_endpoint_unavailable_retries_then_fails_and_dead_letters(write, tmp_path):
+    """An endpoint that answers 503 to every export (it is reachable, so start() passes)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    config = tracing_config(write, f"""  - otlp:
+              endpoint: {endpoint}
               protocol: http/protobuf
-              retry: {attempts: 3, initial_backoff: 0.05}
+              retry: {{attempts: 3, initial_backoff: 0.05}}
               flush_timeout: 5
               dead_letter: dead.jsonl""", window='start: "-1m", end: "now"')
     started = time.monotonic()
-    result = run_cli("run", config, timeout=60)
+    try:
+        result = run_cli("run", config, timeout=60)
+    finally:
+        server.shutdown()
     assert time.monotonic() - started < 20
     assert result.code == 1
     summary = result.summary("otlp-0")
     assert summary["failed"] == summary["produced"] == 240 and summary["delivered"] == 0
     assert "after 3 attempt(s)" in result.stderr and "retry 1/2" in result.stderr
     dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
-    assert len(dead) == 240 and {d["endpoint"] for d in dead} == {"http://127.0.0.1:9"}
+    assert len(dead) == 240 and {d["endpoint"] for d in dead} == {endpoint}
     assert json.loads(dead[0]["value"])["trace_id"]
 
 
@@ -108,10 +127,10 @@ def test_unmappable_events_are_counted_failures(jaeger, write, tmp_path):
     assert "cannot map to a span: field 'span_id' must be 16 hex characters: got 'xyz'" in {d["error"] for d in dead}
 
 
-def test_kafka_otlp_proto_encoding(kafka_bootstrap, write, tmp_path):
+def test_kafka_otlp_proto_encoding(kafka_bootstrap, kafka_topic, write, tmp_path):
     from tests.test_kafka import consume
 
-    topic = f"otlp-{uuid.uuid4().hex[:8]}"
+    topic = kafka_topic("otlp")
     config = tracing_config(
         write, f"  - kafka: {{bootstrap_servers: '{kafka_bootstrap}', topic: {topic}, encoding: otlp_proto}}",
         window='start: "-1m", end: "now"')

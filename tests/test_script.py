@@ -63,7 +63,7 @@ def test_module_state_persists_and_helper_modules_import(write):
 )
 def test_runtime_errors_are_counted_logged_once_and_skipped(write, body, kind, line):
     result = run_script(write, body)
-    assert result.code == 0
+    assert result.code == 1  # a script error is no clean run
     assert result.lines == []
     assert result.summary()["script_errors"] == 10 and result.summary()["produced"] == 0
     assert f"{kind}: 10" in result.stderr
@@ -127,3 +127,159 @@ def test_seed_makes_runs_reproducible(write):
     first = run_script(write, body, "--seed", "7").lines
     assert first == run_script(write, body, "--seed", "7").lines
     assert first != run_script(write, body, "--seed", "8").lines
+
+
+# -- hostile scripts: whatever produce() does, the run goes on and accounts for it ---------
+
+OUTPUT_CONFIG = """
+input:
+  - cron: {expression: "* * * * * *", start: "2026-02-20T10:00:00+00:00",
+           end: "2026-02-20T10:00:%02d+00:00"}
+event:
+  script: {path: s.py, on_error: %s}
+output:
+  - file: {path: out.txt, dead_letter: dead.jsonl}
+"""
+
+
+def run_to_file(write, body, seconds=10, on_error="skip", *args):
+    """Run `body` as the script into a file output; (result, file lines, dead letters)."""
+    write("s.py", body)
+    config = write("c.yaml", OUTPUT_CONFIG % (seconds, on_error))
+    result = run_cli("run", config, "--mode", "backfill", "--metrics-port", "0", *args)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.code in (0, 1, 2)
+    out, dead = config.parent / "out.txt", config.parent / "dead.jsonl"
+    lines = out.read_bytes().split(b"\n")[:-1] if out.exists() else []
+    dead_lines = dead.read_text().splitlines() if dead.exists() else []
+    return result, lines, dead_lines
+
+
+def assert_accounts(result, lines, dead, output="file-0"):
+    """delivered + failed == produced; the file holds the delivered, the dead letter the
+    failed."""
+    s = result.summary(output)
+    assert s["delivered"] + s["failed"] == s["produced"], result.stderr
+    assert len(lines) == s["delivered"], (len(lines), result.stderr)
+    assert len(dead) == s["failed"], (len(dead), result.stderr)
+    return s
+
+
+@pytest.mark.parametrize(
+    ("raise_", "kind", "text"),
+    [
+        ("sys.exit(3)", "SystemExit", "SystemExit: 3"),
+        ("sys.exit()", "SystemExit", "SystemExit: "),
+        ("raise Custom('deep')", "Custom", "Custom: deep"),
+        ("raise GeneratorExit()", "GeneratorExit", "GeneratorExit"),
+        ("raise Unprintable()", "Unprintable", "its message cannot be shown"),
+    ],
+)
+def test_base_exceptions_from_produce_are_script_errors(write, raise_, kind, text):
+    body = f"""
+        import sys
+        class Custom(BaseException):
+            pass
+        class Unprintable(Exception):
+            def __str__(self):
+                raise RuntimeError('no')
+        def produce(params):
+            if params['timestamp'].second == 3:
+                {raise_}
+            return str(params['timestamp'].second)
+        """
+    result, lines, dead = run_to_file(write, body)
+    assert result.code == 1  # a script error happened: no clean exit
+    s = assert_accounts(result, lines, dead)
+    assert s == {"timestamps": 10, "produced": 9, "script_errors": 1, "delivered": 9, "failed": 0}
+    assert f"{kind}: 1" in result.stderr  # counted by class in the summary
+    logged = [ln for ln in result.stderr.splitlines() if "ERROR connector.script" in ln]
+    assert len(logged) == 1, result.stderr
+    # the script's own frame: file, line, function and code, so produce() can be debugged
+    assert text in logged[0] and "s.py:9 in produce:" in logged[0], logged[0]
+    assert raise_.split("(")[0] in logged[0]
+
+
+def test_sys_exit_with_on_error_stop_ends_the_run_with_the_summary(write):
+    body = """
+        import sys
+        def produce(params):
+            if params['timestamp'].second == 3:
+                sys.exit(0)
+            return str(params['timestamp'].second)
+        """
+    result, lines, dead = run_to_file(write, body, on_error="stop")
+    assert result.code == 1
+    assert "summary:" in result.stderr and "on_error: stop" in result.stderr
+    assert [ln.decode() for ln in lines] == ["0", "1", "2"]
+    assert assert_accounts(result, lines, dead)["script_errors"] == 1
+
+
+def test_preview_counts_sys_exit_as_a_script_error(write):
+    write("s.py", "import sys\ndef produce(params):\n    sys.exit(4)\n")
+    config = write("c.yaml", CONFIG % "")
+    result = run_cli("preview", config, "--events", "3")
+    assert result.code == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "script error(s)" in result.stderr and "SystemExit: 4" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "b'{}'",
+        "None",
+        "1.5",
+        "{'a': 1}",
+        "('a', 'b')",
+        "(e for e in ['a'])",
+        "['a', b'b']",
+        "['a', None]",
+        "['a', ['b']]",
+        "bytearray(b'x')",
+        "Str('x')",
+        "List(['x'])",
+        "range(3)",
+        "object()",
+    ],
+)
+def test_hostile_return_values_are_bad_return_types(write, value):
+    body = f"""
+        class Str(str):
+            pass
+        class List(list):
+            pass
+        def produce(params):
+            return {value}
+        """
+    result, lines, dead = run_to_file(write, body)
+    assert result.code == 1
+    s = assert_accounts(result, lines, dead)
+    assert s["produced"] == 0 and s["script_errors"] == 10, result.stderr
+    assert "bad_return_type: 10" in result.stderr
+
+
+def test_a_list_holding_one_non_str_drops_that_whole_call(write):
+    body = """
+        def produce(params):
+            n = params['timestamp'].second
+            return ['a', 'b', 7] if n == 3 else ['a', 'b']
+        """
+    result, lines, dead = run_to_file(write, body)
+    s = assert_accounts(result, lines, dead)
+    assert s["produced"] == 18 and s["script_errors"] == 1  # 9 calls of 2, one call dropped
+
+
+def test_large_lists_and_strange_strings_are_events(write):
+    # 10^5 events from one call, empty strings and NUL: all valid str events, all written
+    body = """
+        def produce(params):
+            if params['timestamp'].second == 0:
+                return [str(i) for i in range(100_000)]
+            return ['', 'nul\\x00here', '']
+        """
+    result, lines, dead = run_to_file(write, body, 4)
+    assert result.code == 0, result.stderr
+    s = assert_accounts(result, lines, dead)
+    assert s["produced"] == 100_000 + 3 * 3 and s["failed"] == 0
+    assert lines[:2] == [b"0", b"1"] and lines[100_000:100_003] == [b"", b"nul\x00here", b""]

@@ -1,5 +1,6 @@
 """--workers N: a deterministic split of one schedule, one summary, one /metrics."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -7,7 +8,7 @@ import sys
 import time
 from collections import Counter
 
-from tests.conftest import run_cli
+from tests.conftest import Result, run_cli
 from tests.test_metrics import free_port, scrape_or_none, wait_for
 
 SCRIPT = "import os\ndef produce(p):\n    return [f\"{p['timestamp'].isoformat()} {os.getpid()}\"] * 2\n"
@@ -99,3 +100,71 @@ def test_a_worker_that_dies_is_counted(write):
     assert result.code == 1
     assert "worker 0 died (exit code 3)" in result.stderr
     assert os.environ.get("CI") is None or True
+
+
+def test_healthz_reports_a_hung_script_under_workers(write):
+    import requests
+
+    from tests.test_metrics import get
+
+    port = free_port()
+    write("s.py", "import time\nn = 0\ndef produce(p):\n    global n\n    n += 1\n    if n == 20:\n        time.sleep(3600)\n    return 'x'\n")
+    config = write("c.yaml", """
+        metrics: {stall_after: 2}
+        input: [{rate: {per_second: 20}}]
+        event: {script: {path: s.py}}
+        output: [{null: {}}]
+        """)
+    proc = subprocess.Popen([sys.executable, "-m", "connector", "run", str(config), "--workers", "2",
+                             "--metrics-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        wait_for(lambda: get(port, "/readyz") == 200)
+        assert get(port, "/healthz") == 200  # ten calls a second per worker, waits between: alive
+        wait_for(lambda: get(port, "/healthz") == 503, timeout=20)
+        body = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+        assert body["status"] == "stalled" and "no produce() call" in body["reason"]
+        proc.send_signal(signal.SIGTERM)  # the hung call goes on...
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)  # ...until a second signal ends it
+        _, err = proc.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # workers too, whatever happened
+    assert proc.returncode == 1 and "interrupted" in err and "Traceback" not in err
+    produced = Result(1, "", err).summary("null-0")
+    assert produced["produced"] == produced["delivered"] >= 36
+
+
+def test_workers_log_like_the_parent(write, kafka_topic):
+    """Time and level on every line, the same rate limit, and secrets redacted: the
+    Kafka output registers its producer password as a secret in each worker."""
+    import re
+
+    secret = "w0rker-s3cr3t-value"
+    write("s.py", "import logging\nlog = logging.getLogger('connector.script.mine')\n"
+                  f"def produce(p):\n    log.warning('the password is %s', {secret!r})\n    return 'x'\n")
+    config = write("c.yaml", f"""
+        mode: backfill
+        input: [{{rate: {{per_second: 100, start: "2026-01-01T00:00:00Z", end: "2026-01-01T00:00:10Z"}}}}]
+        event: {{script: {{path: s.py}}}}
+        output:
+          - kafka:
+              bootstrap_servers: '{kafka_topic.bootstrap}'
+              topic: {kafka_topic("logs")}
+              producer: {{sasl.password: {secret}}}
+        """)
+    for fmt in ("text", "json"):
+        result = run_cli("run", config, "--workers", "2", "--metrics-port", "0", "--log-format", fmt)
+        assert result.code == 0, result.stderr
+        assert secret not in result.stderr
+        lines = [x for x in result.stderr.splitlines() if "the password is" in x]
+        # once per worker, then the repeats counted (1000 calls: 500 a worker)
+        assert len(lines) == 4, lines
+        assert sum("repeated 499 more time(s)" in x for x in lines) == 2, lines
+        for line in lines:
+            if fmt == "text":
+                assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ WARNING connector\.script\.mine: "
+                                r"the password is \*\*\*", line), line
+            else:
+                assert '"level": "warning"' in line and '"time": ' in line and "***" in line

@@ -3,6 +3,14 @@
 Contract (the seed's): `produce({'timestamp': aware datetime, 'tags': tuple[str, ...]})`
 returns a `str` (one event) or a `list[str]` (zero or more events). Module-level
 state persists across calls because the module is loaded exactly once.
+
+Whatever produce() does is the script's business, not the run's end: any exception,
+`SystemExit` and other `BaseException`s included (only `KeyboardInterrupt`, the user's
+own Ctrl-C, passes through), is a script error counted by class. Any return value other
+than a `str` or a `list` of `str` (exact types: no subclasses, tuples or generators) is a
+`bad_return_type`, and that call's events are all skipped, even when only one item of a
+list is wrong. Any `str` is a valid event here, empty, with NUL, newlines or lone
+surrogates included; each output decides what it can write.
 """
 
 from __future__ import annotations
@@ -32,7 +40,11 @@ class ScriptConfig(Strict):
     @field_validator("path")
     @classmethod
     def _exists(cls, value: Path) -> Path:
-        if not value.is_file():
+        try:
+            found = value.is_file()
+        except OSError as exc:  # a name too long, a folder it may not enter...
+            raise ValueError(f"cannot read script {value}: {exc.strerror or exc}") from None
+        if not found:
             raise ValueError(f"script not found: {value}")
         return value
 
@@ -59,12 +71,16 @@ class Script:
         """One call, normalised; [] (and the error counted) when produce() misbehaves."""
         try:
             result = self.produce(params)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # sys.exit() in produce() is a script error too
             self.raised(exc)
             return []
         return self.checked(result)
 
     def checked(self, result: Any) -> list[str]:
+        """The events of one call: [] (and bad_return_type counted) unless `result` is a
+        str or a list holding only str; a list is returned as it is, not copied."""
         if type(result) is str:
             return [result]
         if type(result) is list:
@@ -76,11 +92,14 @@ class Script:
         self.bad_return(type(result).__name__)
         return []
 
-    def raised(self, exc: Exception) -> None:
+    def raised(self, exc: BaseException) -> None:
+        """Count and report what produce() raised; KeyboardInterrupt is passed on."""
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
         kind = type(exc).__name__
         self.errors[kind] += 1
         where = self._where(exc)
-        message = f"produce() raised {kind}: {exc} at {where}"
+        message = f"produce() raised {kind}: {_text(exc)} at {where}"
         self._report((kind, where), message)
 
     def bad_return(self, what: str) -> None:
@@ -95,13 +114,24 @@ class Script:
             self._seen.add(key)
             log.error("%s; that timestamp's events are skipped, repeats are counted", message)
 
-    def _where(self, exc: Exception) -> str:
-        frames = [
-            f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(self.path)
-        ]
-        frame = frames[-1] if frames else traceback.extract_tb(exc.__traceback__)[-1]
+    def _where(self, exc: BaseException) -> str:
+        """The script's own innermost frame: file, line, function and the code there."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        own = [f for f in frames if f.filename == str(self.path)]
+        if not (own or frames):
+            return self.path.name
+        frame = (own or frames)[-1]
         line = (frame.line or "").strip()
         return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}: {line}"
+
+
+def _text(exc: BaseException, limit: int = 500) -> str:
+    """An exception's message, bounded; a hostile __str__ cannot break the report."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "(its message cannot be shown)"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def load_script(config: ScriptConfig) -> Script:
@@ -121,11 +151,13 @@ def load_script(config: ScriptConfig) -> Script:
         raise ScriptLoadError(
             f"{exc.filename or path}:{exc.lineno}: SyntaxError: {exc.msg}"
         ) from None
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # sys.exit() at module level included
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
         line = f":{frames[-1].lineno}" if frames else ""
         raise ScriptLoadError(
-            f"{path}{line}: loading the script raised {type(exc).__name__}: {exc}"
+            f"{path}{line}: loading the script raised {type(exc).__name__}: {_text(exc)}"
         ) from None
     produce = getattr(module, "produce", None)
     if produce is None:

@@ -23,11 +23,16 @@ class InputConfig(Strict):
 class InputPlugin(Protocol):
     """An input is a pure function of (config, start, end) -> timestamps in order.
 
-    `start` is inclusive, `end` exclusive (None: no end). No waiting happens
-    here: the pipeline waits for live timestamps in one place.
+    `start` is inclusive, `end` exclusive (None: no end). `origin` is the configured
+    start where live mode moved `start` past ticks already gone: a shaped input (rate)
+    keeps counting from it. No waiting happens here: the pipeline waits for live
+    timestamps in one place. An input whose shape ends by itself also has
+    `implied_end(config, origin) -> datetime | None`.
     """
 
     Config: type[InputConfig]
 
     @staticmethod
-    def ticks(config: InputConfig, start: datetime, end: datetime | None) -> Iterator[datetime]: ...
+    def ticks(
+        config: InputConfig, start: datetime, end: datetime | None, origin: datetime | None = None
+    ) -> Iterator[datetime]: ...

@@ -71,7 +71,10 @@ def fixed_interval(expression: str) -> timedelta | None:
     return timedelta(hours=1) if minute.isdigit() else None
 
 
-def ticks(config: Config, start: datetime, end: datetime | None) -> Iterator[datetime]:
+def ticks(
+    config: Config, start: datetime, end: datetime | None, origin: datetime | None = None
+) -> Iterator[datetime]:
+    # `origin` is unused: a cron expression names wall-clock moments, it has no phase.
     tz = start.tzinfo
     it = croniter(
         _six_fields(config.expression.split()),

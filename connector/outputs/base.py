@@ -2,7 +2,7 @@
 
 An output is small: `start()` connects (raising OutputError if it cannot),
 `write_batch(events)` hands events over and returns quickly, `flush(timeout)`
-waits for acknowledgements and returns how many are still outstanding, and
+waits for acknowledgements and returns how many EVENTS are still outstanding, and
 `close()` gives up on the rest. Every event handed over is acknowledged exactly
 once through the output's `Acks`: delivered, or failed with a reason. Counters,
 latency and the dead-letter file live here once, not in each plugin.
@@ -11,7 +11,9 @@ latency and the dead-letter file live here once, not in each plugin.
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Protocol
@@ -19,9 +21,20 @@ from typing import Protocol
 from pydantic import Field
 
 from connector.fields import ConfigPath, Strict
-from connector.metrics import Histogram
+from connector.stats import Histogram
 
-__all__ = ["Acks", "Output", "OutputConfig", "OutputError", "OutputPlugin"]
+__all__ = [
+    "NOT_SENT",
+    "Acks",
+    "Connecting",
+    "Output",
+    "OutputConfig",
+    "OutputError",
+    "OutputPlugin",
+]
+
+NOT_SENT = "not sent: stopping"  # the reason for events a stopping output never handed on
+connecting_log = logging.getLogger("connector.connecting")  # the CLI's --quiet silences it
 
 
 class OutputConfig(Strict):
@@ -52,6 +65,9 @@ class Acks:
         self.latency = Histogram(self.LATENCY_BUCKETS)
         self._dead_letter_path = dead_letter
         self._dead_letter = None
+        # time.monotonic() by which a stopping run must be done: set by the pipeline on the
+        # first stop request; an output waiting for room gives up on its batch once it passes
+        self.stop_deadline: float | None = None
         self._lock = threading.Lock()  # failures only: the delivered path stays lock-free
 
     @property
@@ -84,15 +100,58 @@ class Acks:
                 record = {"output": self.name, **where, "value": value, "error": error}
                 self._dead_letter.write(json.dumps(record, default=str) + "\n")
 
+    @property
+    def stopping(self) -> bool:
+        """Past the stop deadline: waiting for room is over."""
+        deadline = self.stop_deadline
+        return deadline is not None and time.monotonic() >= deadline
+
+    def fail_all(self, reason: str, values, detail: str | None = None, **where: object) -> None:
+        for value in values:
+            self.fail(reason, value, detail, **where)
+
     def settle(self) -> None:
-        """After close(): anything never acknowledged is counted as failed, never lost."""
+        """After close(): anything never acknowledged is counted as failed, never lost.
+        Outputs keep the values of what is in flight and fail it themselves at close(), so
+        this is a last resort; its dead-letter lines carry no value, but they keep the
+        dead letter's count equal to the failures."""
         missing = self.pending
         if missing > 0:
-            self.failed += missing
-            self.reasons["never acknowledged by the output"] += missing
+            for _ in range(missing):
+                self.fail("never acknowledged by the output", None)
         if self._dead_letter is not None:
             self._dead_letter.close()
             self._dead_letter = None
+
+
+class Connecting:
+    """While start() waits for its endpoint: a line every 5 s saying so, and the deadline."""
+
+    EVERY = 5.0
+
+    def __init__(self, acks: Acks, address: str, timeout: float):
+        self.name, self.address, self.timeout = acks.name, address, timeout
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self._next = self.started + self.EVERY
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def tick(self) -> bool:
+        """Log the waiting line when it is due; False once the deadline has passed."""
+        now = time.monotonic()
+        if now >= self._next and now < self.deadline:
+            connecting_log.info(
+                "connecting to %s at %s (%d s of %g s)",
+                self.name,
+                self.address,
+                int(now - self.started),
+                self.timeout,
+            )
+            self._next += self.EVERY
+        return now < self.deadline
 
 
 class Output(Protocol):

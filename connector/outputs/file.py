@@ -1,14 +1,32 @@
-"""`file`: one event per line into a file, appended or overwritten; flushed on shutdown."""
+"""`file`: one event per line into a file, appended or overwritten.
+
+Every write is checked: a short write is retried for the rest, and when a write cannot
+complete (`No space left on device`, `File too large`) the events it did not write fail
+with that reason, so the file's lines and the delivered count always agree. A line torn
+by such a failure is cut off again. An event that cannot be one UTF-8 line fails alone
+(see formatter.py).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import stat
 from typing import Literal
 
 from pydantic import Field
 
 from connector.fields import ConfigPath
 from connector.outputs.base import Acks, OutputConfig, OutputError
-from connector.outputs.formatter import FormatterConfig, format_batch
+from connector.outputs.formatter import (
+    FormatterConfig,
+    account,
+    encode_lines,
+    format_batch,
+    torn,
+    write_all,
+)
 
 __all__ = ["Config", "FileOutput", "build"]
 
@@ -24,6 +42,8 @@ class FileOutput:
         self.config = config
         self.acks = acks
         self.file = None
+        self.fd = -1
+        self.atomic = 0  # write() size that a pipe keeps whole (see formatter.write_all)
 
     def start(self) -> None:
         path = self.config.path
@@ -32,20 +52,38 @@ class FileOutput:
             # Unbuffered, one write() per batch: appends from several workers never interleave
             # inside a line (O_APPEND writes to a local file are atomic).
             self.file = open(path, "ab" if self.config.mode == "append" else "wb", buffering=0)  # noqa: SIM115
-        except OSError as exc:
-            raise OutputError(f"cannot open {path} for writing: {exc.strerror or exc}") from None
+            self.fd = self.file.fileno()
+            if stat.S_ISFIFO(os.fstat(self.fd).st_mode):  # a pipe cannot cut a torn line
+                self.atomic = select.PIPE_BUF
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            reason = getattr(exc, "strerror", None) or exc
+            raise OutputError(f"cannot open {path} for writing: {reason}") from None
 
     def write_batch(self, events: list[str]) -> None:
-        lines = format_batch(events, self.config.formatter.format, self.acks.fail)
+        fail = self.acks.fail
+        lines = format_batch(events, self.config.formatter.format, fail)
         if not lines:
             return
-        try:
-            self.file.write(("\n".join(lines) + "\n").encode())
-        except OSError as exc:
-            for line in lines:
-                self.acks.fail(f"write failed: {exc.strerror or exc}", line)
+        data, lines = encode_lines(lines, fail)
+        if not lines:
             return
-        self.acks.ok(len(lines))
+        written, error = write_all(self.fd, data, self.atomic)
+        if error is not None:  # first the file, so it holds whole lines whatever follows
+            self._cut_torn_line(self.fd, torn(data, written))
+        account(data, lines, written, error, self.acks.ok, fail)
+        if error is not None and not isinstance(error, OSError):
+            raise error  # a second signal: every event of the batch is accounted for
+
+    @staticmethod
+    def _cut_torn_line(fd: int, torn: int) -> None:
+        """Remove the start of a line whose write failed (its event was counted failed), but
+        only while it is the file's last bytes: another process may have appended since."""
+        if torn <= 0:
+            return
+        with contextlib.suppress(OSError):
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            if os.fstat(fd).st_size == end:
+                os.ftruncate(fd, end - torn)
 
     def poll(self) -> None:
         pass

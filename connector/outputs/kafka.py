@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from typing import Any, Literal
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 from pydantic import Field, field_validator, model_validator
 
-from connector.logs import add_secret
-from connector.outputs.base import Acks, OutputConfig, OutputError
+from connector.logs import add_secret, redact
+from connector.outputs.base import NOT_SENT, Acks, Connecting, OutputConfig, OutputError
 from connector.spans import SpanMapping
 
 __all__ = ["DEFAULTS", "Config", "KafkaOutput", "build"]
@@ -72,6 +73,16 @@ class Config(OutputConfig):
             raise ValueError(exc.args[0].str()) from None
         return value
 
+    @field_validator("topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not _PLACEHOLDER.search(value) and not _valid_topic(value):
+            raise ValueError(
+                f"{value!r} is not a valid Kafka topic name (letters, digits, '.', '_', '-'; "
+                "at most 249)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _otlp_encodings_route_by_trace(self) -> Config:
         if self.encoding != "raw" and (_PLACEHOLDER.search(self.topic) or self.key or self.headers):
@@ -111,6 +122,15 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
+class _Stop(Exception):
+    """Waiting for room ended without handing the event on (stop deadline), or was
+    interrupted; `taken` says whether the client had accepted the event in hand."""
+
+    def __init__(self, interrupted: bool, taken: bool):
+        super().__init__(NOT_SENT)
+        self.interrupted, self.taken = interrupted, taken
+
+
 class KafkaOutput:
     def __init__(self, config: Config, acks: Acks):
         self.config = config
@@ -121,6 +141,7 @@ class KafkaOutput:
         self.needs_fields = bool(
             self.topic or config.key or any(t for t, _ in self.headers.values())
         )
+        self.valid_topics: set[str] = set()  # routed topic names already checked
         self.encoder = None
         if config.encoding != "raw":
             from connector.spans import otlp_encoder  # only trace users pay for the OTLP import
@@ -129,115 +150,249 @@ class KafkaOutput:
         for name, value in config.producer.items():
             if _SECRET_PROPERTY.search(name):
                 add_secret(str(value))
+        self.client_log = ClientLog(acks)
+        self.last_error: KafkaError | None = None  # from the error callback (start's reason)
+        self._ready = (0.0, False, -1)  # (good until, ready, deliveries seen then)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
-        self.producer = Producer(self.config.properties(), logger=log, error_cb=self._on_error)
-        timeout = self.config.connect_timeout
-        deadline = time.monotonic() + timeout
+        servers = self.config.bootstrap_servers
+        self.producer = Producer(
+            self.config.properties(), logger=self.client_log, error_cb=self._on_error
+        )
+        connecting = Connecting(self.acks, servers, self.config.connect_timeout)
         while True:  # librdkafka reconnects by itself; ask again until the deadline
             try:
-                self.producer.list_topics(timeout=min(5.0, max(0.1, deadline - time.monotonic())))
+                self.producer.list_topics(timeout=min(1.0, max(0.1, connecting.left)))
+                self.client_log.healthy += 1
+                self.client_log.check()
                 return
             except KafkaException as exc:
-                if time.monotonic() >= deadline:
-                    raise OutputError(
-                        f"cannot reach Kafka at {self.config.bootstrap_servers} within "
-                        f"{timeout:g}s ({exc.args[0].str()}); check bootstrap_servers and "
-                        "that the broker is up, or raise connect_timeout"
-                    ) from None
+                failure = exc.args[0]
+            self.producer.poll(0)  # serves the error and log callbacks: the real cause
+            err = self.last_error
+            if err is not None and (err.fatal() or err.code() == KafkaError._AUTHENTICATION):
+                self.client_log.close()
+                raise OutputError(
+                    redact(
+                        f"authentication with Kafka at {servers} failed: {_strip(err.str())}; "
+                        "check security.protocol, sasl.mechanism, sasl.username and sasl.password"
+                        if err.code() == KafkaError._AUTHENTICATION
+                        else f"Kafka client failed for good: {_strip(err.str())}"
+                    )
+                )
+            if not connecting.tick():
+                self.client_log.close()
+                cause = _strip((err or failure).str())
+                raise OutputError(
+                    redact(
+                        f"cannot reach Kafka at {servers} within {self.config.connect_timeout:g}s "
+                        f"({cause}); check bootstrap_servers and that the broker is up, "
+                        "or raise connect_timeout"
+                    )
+                )
 
     def ready(self) -> bool:
+        """Cheap: the answer is kept 5 s, and deliveries since the last look are proof enough
+        (a metadata request only when nothing was delivered)."""
         producer = self.producer  # close() may clear it from another thread
         if producer is None:
             return False
-        try:
-            producer.list_topics(timeout=1.0)
-            return True
-        except KafkaException:
-            return False
+        now, (until, ready, seen) = time.monotonic(), self._ready
+        if now < until:
+            return ready
+        delivered = self.acks.delivered
+        if delivered == seen:
+            try:
+                producer.list_topics(timeout=1.0)
+                ready = True
+            except KafkaException:
+                ready = False
+        else:
+            ready = True
+        if ready:
+            self.client_log.healthy += 1
+        self._ready = (now + 5.0, ready, delivered)
+        return ready
 
     def poll(self) -> None:
         self.producer.poll(0)
+        self.client_log.check()
 
     def flush(self, timeout: float) -> int:
+        """Wait for acknowledgements; the number of EVENTS still undelivered."""
         if self.producer is None:
-            return 0
-        return self.producer.flush(timeout)
+            return max(0, self.acks.pending)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            remaining = self.producer.flush(max(0.0, min(left, 1.0)))
+            self.client_log.check()
+            if not remaining or left <= 1.0:
+                break
+        return max(0, self.acks.pending)
 
     def close(self) -> None:
         """Give up on what is still queued: each purged event is reported failed."""
-        if self.producer is None:
+        producer = self.producer
+        if producer is None:
             return
-        if len(self.producer):
-            self.producer.purge(in_queue=True, in_flight=True)
-            self.producer.flush(1.0)  # serves the purge callbacks
+        if len(producer):
+            producer.purge(in_queue=True, in_flight=True)
+            # purged messages are reported at once (no broker needed): serve every report,
+            # so nothing is left for settle() to count without its value
+            deadline = time.monotonic() + 5.0
+            while self.acks.pending > 0 and len(producer) and time.monotonic() < deadline:
+                producer.flush(0.1)
+        self.client_log.close()
         self.producer = None
 
     # -- the hot path ----------------------------------------------------------
     def write_batch(self, events: list[str]) -> None:
+        """Hand events to the client. If this raises (a second signal...), the events the
+        client had not accepted have been failed first; the accepted ones settle through
+        their callbacks. Past the stop deadline, the rest of the batch fails as not sent."""
         if self.encoder is not None:
             self._write_otlp(events)
             return
-        produce, on_delivery = self.producer.produce, self._on_delivery
-        if not self.needs_fields:
-            topic = self.config.topic
-            headers = list(self.config.headers.items()) or None
-            extra = {"headers": headers} if headers else {}  # no kwarg to parse per message
-            for event in events:
-                try:
-                    produce(topic, event, on_delivery=on_delivery, **extra)
-                except BufferError:
-                    self._produce_when_room(topic, event, None, headers)
-                except KafkaException as exc:  # refused up front (too large, bad topic...)
-                    self._refused(exc, topic, None, [event])
-        else:
-            for event in events:
-                try:
-                    topic, key, headers = self._route(event)
-                except (orjson.JSONDecodeError, LookupError) as exc:
-                    self.acks.fail(_reason(exc), event, topic=self.config.topic)
-                    continue
-                try:
-                    produce(topic, event, key, on_delivery=on_delivery, headers=headers)
-                except BufferError:
-                    self._produce_when_room(topic, event, key, headers)
-                except KafkaException as exc:
-                    self._refused(exc, topic, key, [event])
+        produce, on_delivery, refused = self.producer.produce, self._on_delivery, self._refused
+        # events[i] is the one in hand; `taken` says whether it is accounted for (the client
+        # has it, or it failed). Set before the call, cleared first thing on failure: a
+        # second signal can only surface after produce() returned, so this stays exact.
+        i, taken = 0, False
+        try:
+            if not self.needs_fields:
+                topic = self.config.topic
+                headers = list(self.config.headers.items()) or None
+                extra = {"headers": headers} if headers else {}  # no kwarg to parse per message
+                for i, event in enumerate(events):  # noqa: B007 - read by the handlers below
+                    taken = True
+                    try:
+                        produce(topic, event, on_delivery=on_delivery, **extra)
+                    except BufferError:
+                        taken = False
+                        self._produce_when_room(topic, event, None, headers)
+                        taken = True
+                    except Exception as exc:  # refused up front (too large, not UTF-8...)
+                        taken = False
+                        refused(exc, topic, None, [event])
+                        taken = True
+            else:
+                for i, event in enumerate(events):  # noqa: B007
+                    taken = False
+                    try:
+                        topic, key, headers = self._route(event)
+                    except _RouteError as exc:
+                        self.acks.fail(exc.reason, event, exc.detail, topic=self.config.topic)
+                        taken = True
+                        continue
+                    taken = True
+                    try:
+                        produce(topic, event, key, on_delivery=on_delivery, headers=headers)
+                    except BufferError:
+                        taken = False
+                        self._produce_when_room(topic, event, key, headers)
+                        taken = True
+                    except Exception as exc:
+                        taken = False
+                        refused(exc, topic, key, [event])
+                        taken = True
+        except _Stop as exc:  # stopping: the rest of the batch is not sent
+            self.acks.fail_all(
+                NOT_SENT, events[i + 1 if exc.taken else i :], topic=self.config.topic
+            )
+            if exc.interrupted:
+                raise KeyboardInterrupt from None
+            return
+        except BaseException as exc:
+            self.acks.fail_all(
+                _not_sent(exc), events[i + 1 if taken else i :], topic=self.config.topic
+            )
+            raise
         self.producer.poll(0)
+        self.client_log.check()
 
     def _route(self, event: str) -> tuple[str, str | None, list | None]:
-        doc = orjson.loads(event)
+        try:
+            doc = orjson.loads(event)
+        except orjson.JSONDecodeError as exc:
+            raise _RouteError(_json_reason(exc), None) from None
         if not isinstance(doc, dict):
-            raise LookupError("event is not a JSON object")
-        topic = self.topic(doc) if self.topic else self.config.topic
-        key = _text(_field(doc, self.config.key)) if self.config.key else None
-        headers = [(k, t(doc) if t else v) for k, (t, v) in self.headers.items()] or None
+            raise _RouteError("event is not a JSON object", None)
+        try:
+            topic = self.topic(doc) if self.topic else self.config.topic
+            key = _text(_field(doc, self.config.key)) if self.config.key else None
+            headers = [(k, t(doc) if t else v) for k, (t, v) in self.headers.items()] or None
+        except LookupError as exc:
+            raise _RouteError(str(exc.args[0]), None) from None
+        if topic not in self.valid_topics:  # librdkafka names this differently each time
+            if not _valid_topic(topic):
+                raise _RouteError(INVALID_TOPIC, repr(topic))
+            if len(self.valid_topics) > 10_000:  # bounded
+                self.valid_topics.clear()
+            self.valid_topics.add(topic)
         return topic, key, headers
 
     def _write_otlp(self, events: list[str]) -> None:
         # One message per trace, keyed by trace id (what OTLP Kafka receivers read).
-        for trace_id, payload, members in self.encoder(events, self.acks.fail):
-            self._produce_when_room(self.config.topic, payload, trace_id, None, members)
+        done: list[str] = []  # events failed by mapping, or in a message the client took
+        fail = self.acks.fail
+
+        def mapping_failed(reason, event, detail=None, **where):
+            done.append(event)
+            fail(reason, event, detail, **where)
+
+        members = None  # the group in hand
+        try:
+            for trace_id, payload, members in self.encoder(events, mapping_failed):
+                self._produce_when_room(self.config.topic, payload, trace_id, None, members)
+                done += members
+                members = None
+        except BaseException as exc:
+            stop = exc if isinstance(exc, _Stop) else None
+            if members is not None and (stop.taken if stop else True):
+                done += members  # the client took the message in hand
+            left = Counter(events)
+            left.subtract(done)
+            reason = NOT_SENT if stop else _not_sent(exc)
+            self.acks.fail_all(reason, left.elements(), topic=self.config.topic)
+            if stop and stop.interrupted:
+                raise KeyboardInterrupt from None
+            if stop:
+                return
+            raise
         self.producer.poll(0)
+        self.client_log.check()
 
     def _produce_when_room(self, topic, value, key, headers, members=None) -> None:
-        """Backpressure: the local queue is full, so serve callbacks until there is room."""
+        """Backpressure: the local queue is full, so serve callbacks until there is room.
+        Raises _Stop past the stop deadline, or on an interrupt (KeyboardInterrupt)."""
         callback = self._on_delivery if members is None else self._group_callback(members)
-        while True:
-            try:
-                self.producer.produce(topic, value, key, on_delivery=callback, headers=headers)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
-            except KafkaException as exc:
-                self._refused(exc, topic, key, members or [value])
-                return
+        producer, acks, check = self.producer, self.acks, self.client_log.check
+        taken = False
+        try:
+            while True:
+                taken = True  # before the call: see write_batch
+                try:
+                    producer.produce(topic, value, key, on_delivery=callback, headers=headers)
+                    return
+                except BufferError:
+                    taken = False
+                except Exception as exc:
+                    taken = False
+                    self._refused(exc, topic, key, members or [value])
+                    taken = True
+                    return
+                if acks.stopping:
+                    raise _Stop(interrupted=False, taken=False)
+                producer.poll(0.05)
+                check()
+        except KeyboardInterrupt:
+            raise _Stop(interrupted=True, taken=taken) from None
 
-    def _refused(self, exc: KafkaException, topic: str, key, events: list) -> None:
-        reason = _delivery_reason(exc.args[0])
-        for event in events:
-            self.acks.fail(reason, event, topic=topic, key=key)
+    def _refused(self, exc: Exception, topic: str, key, events: list) -> None:
+        reason, detail = _produce_reason(exc)
+        self.acks.fail_all(reason, events, detail, topic=topic, key=key)
 
     def _on_delivery(self, err: KafkaError | None, msg) -> None:
         if err is None:
@@ -246,9 +401,8 @@ class KafkaOutput:
             if latency is not None:
                 self.acks.latency.observe(latency)
         else:
-            self.acks.fail(
-                _delivery_reason(err), msg.value(), topic=msg.topic(), key=_decode(msg.key())
-            )
+            reason, detail = _delivery_reason(err)
+            self.acks.fail(reason, msg.value(), detail, topic=msg.topic(), key=_decode(msg.key()))
 
     def _group_callback(self, events: list[str]):
         """One Kafka message carrying several events (OTLP encodings): ack them together."""
@@ -259,27 +413,187 @@ class KafkaOutput:
                 if (latency := msg.latency()) is not None:
                     self.acks.latency.observe_many(latency, len(events))
             else:
-                reason = _delivery_reason(err)
-                for event in events:
-                    self.acks.fail(reason, event, topic=msg.topic(), key=_decode(msg.key()))
+                reason, detail = _delivery_reason(err)
+                self.acks.fail_all(
+                    reason, events, detail, topic=msg.topic(), key=_decode(msg.key())
+                )
 
         return on_delivery
 
     def _on_error(self, err: KafkaError) -> None:
-        # Client-wide trouble (all brokers down...): librdkafka keeps retrying; say so.
-        log.warning("kafka %s: %s", self.config.bootstrap_servers, err.str())
+        # Client-wide trouble: librdkafka logs the same event through the log callback,
+        # where ClientLog reports it once; here we only keep it for start()'s reason.
+        self.last_error = err
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, orjson.JSONDecodeError):
-        return "not JSON (needed for topic/key/header fields)"
-    return str(exc.args[0]) if exc.args else str(exc)
+class _RouteError(Exception):
+    def __init__(self, reason: str, detail: str | None):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
 
 
-def _delivery_reason(err: KafkaError) -> str:
-    if err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
-        return "undelivered at the flush deadline (flush_timeout)"
-    return f"{err.name()}: {err.str()}"
+class ClientLog:
+    """librdkafka's log lines, reported by one rule (librdkafka calls `log()`).
+
+    A warning or error is held as an open condition. It clears when the client shows it is
+    healthy again (a delivery or a metadata answer after its last occurrence). One that
+    clears within GRACE seconds is logged at DEBUG only (a broker still loading its
+    coordinator on a fresh start); one still open after GRACE is logged once at WARNING
+    with its repeat count, then `recovered after N s` at INFO. Repeats are only counted.
+    Each event is logged once: the error callback logs nothing.
+    """
+
+    GRACE = 10.0
+    REMIND = 60.0  # a condition still open says so again, with its count, this often
+
+    def __init__(self, acks: Acks):
+        self.acks = acks
+        self.healthy = 0  # bumped on a metadata answer; deliveries count too
+        self.open: dict[str, list] = {}  # key -> [first, last, count, message, warned at, health]
+        self._next = 0.0
+
+    def _health(self) -> int:
+        return self.healthy + self.acks.delivered
+
+    def log(self, level: int, fmt: str, *args) -> None:
+        if len(args) == 3:
+            fac, _name, message = args
+        else:
+            fac, message = "", fmt % args if args else fmt
+        if level < logging.WARNING:
+            client_log.debug("%s: %s %s", self.acks.name, fac, message)
+            return
+        if fac == "CONFWARN":  # a configuration warning never clears: say it now
+            client_log.warning("%s: %s", self.acks.name, message)
+            return
+        now = time.monotonic()
+        key = _NUMBERS.sub("#", f"{fac} {_strip(message)}")
+        entry = self.open.get(key)
+        if entry is None:
+            if len(self.open) >= 100:  # bounded: a flood of distinct lines is coalesced
+                key = "other client errors"
+                entry = self.open.get(key)
+            if entry is None:
+                entry = self.open[key] = [now, now, 0, _strip(message), 0.0, 0]
+                client_log.debug("%s: %s %s", self.acks.name, fac, message)
+        entry[1], entry[2], entry[5] = now, entry[2] + 1, self._health()
+        self.check(now)
+
+    def check(self, now: float | None = None) -> None:
+        """Promote, remind or clear open conditions (cheap when there are none)."""
+        if not self.open:
+            return
+        now = now or time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + 0.5
+        health = self._health()
+        for key, entry in list(self.open.items()):
+            first, _last, count, message, warned, seen = entry
+            if health != seen:
+                del self.open[key]
+                if warned:
+                    client_log.info(
+                        "%s: recovered after %d s: %s", self.acks.name, now - first, message
+                    )
+            elif now - first >= self.GRACE and now - warned >= self.REMIND:
+                client_log.warning(
+                    "%s: %s (%d time(s) in %d s)%s",
+                    self.acks.name,
+                    message,
+                    count,
+                    now - first,
+                    "; still failing" if warned else "",
+                )
+                entry[4] = now
+
+    def close(self) -> None:
+        """At shutdown: a condition that never cleared is reported, however young."""
+        self._next = 0.0
+        self.check()
+        for entry in self.open.values():
+            first, _last, count, message, warned, _seen = entry
+            if not warned:
+                client_log.warning(
+                    "%s: %s (%d time(s) in %d s, unresolved at shutdown)",
+                    self.acks.name,
+                    message,
+                    count,
+                    time.monotonic() - first,
+                )
+        self.open.clear()
+
+
+client_log = logging.getLogger("connector.kafka.client")
+_NUMBERS = re.compile(r"\d+")
+_AFTER = re.compile(
+    r"^\[thrd:[^\]]*\]: |\s*\(after \d+ms in state \w+(?:, \d+ identical error\(s\) suppressed)?\)"
+)
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+INVALID_TOPIC = "invalid topic name (from the topic template)"
+UTF8 = "cannot encode as UTF-8 (lone surrogate)"
+
+
+def _strip(message: str) -> str:
+    return _AFTER.sub("", message)
+
+
+def _valid_topic(name: str) -> bool:
+    return bool(_TOPIC_NAME.fullmatch(name)) and name not in (".", "..")
+
+
+def _json_reason(exc: Exception) -> str:
+    if "surrogates" in str(exc):
+        return UTF8
+    return "not JSON (needed for topic/key/header fields)"
+
+
+def _not_sent(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return NOT_SENT
+    return f"not sent: {type(exc).__name__}"
+
+
+_DEFAULT_TEXT: dict[int, str] = {}
+
+
+def _code_reason(err: KafkaError) -> tuple[str, str | None]:
+    """A bounded reason for a client error (its name and the fixed text of its code), and
+    the client's own message as the detail when it says more."""
+    code = err.code()
+    if code not in _DEFAULT_TEXT:
+        _DEFAULT_TEXT[code] = KafkaError(code).str()
+    reason = f"{err.name()}: {_DEFAULT_TEXT[code]}"
+    text = err.str()
+    return reason, (text if text != _DEFAULT_TEXT[code] else None)
+
+
+def _produce_reason(exc: Exception) -> tuple[str, str | None]:
+    if isinstance(exc, KafkaException):
+        err = exc.args[0]
+        if err.code() in (KafkaError._UNKNOWN_TOPIC, KafkaError.TOPIC_EXCEPTION):
+            return INVALID_TOPIC if err.code() == KafkaError.TOPIC_EXCEPTION else (
+                "unknown topic (does it exist? is auto-creation off?)"
+            ), err.str()
+        return _code_reason(err)
+    if isinstance(exc, UnicodeEncodeError):
+        return UTF8, str(exc)
+    return f"cannot produce: {type(exc).__name__}", str(exc)
+
+
+def _delivery_reason(err: KafkaError) -> tuple[str, str | None]:
+    code = err.code()
+    if code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+        return "undelivered at the flush deadline (flush_timeout)", None
+    if code == KafkaError._MSG_TIMED_OUT:  # sent, maybe written, never acknowledged
+        return "timed out (possibly written)", err.str()
+    if code == KafkaError._TIMED_OUT_QUEUE:
+        return "timed out in the local queue (not sent)", err.str()
+    if code == KafkaError.TOPIC_EXCEPTION:
+        return INVALID_TOPIC, err.str()
+    if code in (KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART):
+        return "unknown topic (does it exist? is auto-creation off?)", err.str()
+    return _code_reason(err)
 
 
 def _decode(key: bytes | None) -> str | None:

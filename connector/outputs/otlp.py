@@ -24,8 +24,8 @@ import orjson
 from pydantic import Field, model_validator
 
 from connector.fields import ConfigPath, Strict
-from connector.logs import add_secret
-from connector.outputs.base import Acks, OutputConfig
+from connector.logs import add_secret, redact
+from connector.outputs.base import NOT_SENT, Acks, Connecting, OutputConfig, OutputError
 from connector.spans import (
     MappingError,
     SpanMapping,
@@ -50,6 +50,13 @@ GRPC_RETRYABLE = {
     "DATA_LOSS",
 }
 HTTP_RETRYABLE = {429, 502, 503, 504}
+# Reconnect within a second of the endpoint coming back (gRPC's default backoff grows to
+# 120 s, and its first retry waits 1 s): a local collector is cheap to probe.
+_GRPC_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 UNDELIVERED = "undelivered at the flush deadline (flush_timeout)"
 
 
@@ -82,6 +89,9 @@ class Config(OutputConfig):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     mapping: SpanMapping = Field(default_factory=SpanMapping)
     queue_size: int = Field(4, gt=0, description="batches waiting for export")
+    connect_timeout: float = Field(
+        30.0, gt=0, description="seconds start() waits for the endpoint to answer"
+    )
 
     @model_validator(mode="after")
     def _tls_files(self) -> Config:
@@ -106,10 +116,14 @@ class Config(OutputConfig):
 
 @dataclass
 class _Batch:
-    spans: list  # (resource key, Span)
-    events: list[str]
+    # (span, event) pairs: one append per event, so an interrupt never splits them
+    items: list = field(default_factory=list)
     handed: float = field(default_factory=time.monotonic)
     settled: bool = False
+
+    @property
+    def events(self) -> list[str]:
+        return [event for _, event in self.items]
 
 
 class ExportError(Exception):
@@ -124,12 +138,14 @@ class OtlpOutput:
     def __init__(self, config: Config, acks: Acks):
         self.config = config
         self.acks = acks
-        self.pending: _Batch = _Batch([], [])
+        self.pending: _Batch = _Batch()
         self.queue: queue.Queue[_Batch | None] = queue.Queue(config.queue_size)
         self.lock = threading.Lock()  # settles a batch once: sender vs close()
         self.inflight: _Batch | None = None
         self.closed = False
         self.answered: bool | None = None  # did the last export reach the endpoint?
+        self.channel = None  # gRPC: start() waits for it to be ready
+        self._reachable = (0.0, False)  # ready()'s cached socket check: (good until, answer)
         self.thread = threading.Thread(target=self._send_loop, name="otlp-sender", daemon=True)
         for value in config.headers.values():
             add_secret(value.split(" ", 1)[-1])  # "Bearer <token>": the token is the secret
@@ -137,54 +153,126 @@ class OtlpOutput:
 
     # -- pipeline side ---------------------------------------------------------
     def start(self) -> None:
+        """Wait (up to connect_timeout) until the endpoint answers, then start sending."""
+        connecting = Connecting(self.acks, self.config.endpoint, self.config.connect_timeout)
+        cause = "no answer"
+        while True:
+            try:
+                if self.channel is not None:
+                    import grpc
+
+                    ready = grpc.channel_ready_future(self.channel)
+                    try:
+                        ready.result(timeout=min(1.0, max(0.1, connecting.left)))
+                        break
+                    except grpc.FutureTimeoutError:
+                        ready.cancel()  # unsubscribes from the channel's state
+                        cause = "the gRPC channel did not become ready"
+                else:
+                    host, port = self._host_port()
+                    socket.create_connection((host, port), timeout=1.0).close()
+                    break
+            except OSError as exc:
+                cause = exc.strerror or str(exc)
+                time.sleep(min(0.5, connecting.left))
+            if not connecting.tick():
+                raise OutputError(
+                    redact(
+                        f"cannot reach the OTLP endpoint {self.config.endpoint} within "
+                        f"{self.config.connect_timeout:g}s ({cause}); check endpoint and that "
+                        "the collector is up, or raise connect_timeout"
+                    )
+                )
         self.thread.start()
 
     def write_batch(self, events: list[str]) -> None:
-        mapping, pending = self.config.mapping, self.pending
-        if not pending.spans:
-            pending.handed = time.monotonic()
-        for event in events:
-            try:
-                pending.spans.append(encode_span(orjson.loads(event), mapping))
-            except (orjson.JSONDecodeError, MappingError) as exc:
-                self.acks.fail(mapping_reason(exc), event, detail=mapping_detail(exc))
-                continue
-            pending.events.append(event)
-            if len(pending.spans) >= self.config.batch.max_spans:
-                self._enqueue()
-                pending = self.pending
+        """Map events to spans into the pending batch. If this raises (a second signal),
+        the events not yet in a batch have been failed first; batched ones settle later.
+        Past the stop deadline a batch that finds no room fails as not sent."""
+        mapping, max_spans = self.config.mapping, self.config.batch.max_spans
+        items = self.pending.items
+        if not items:
+            self.pending.handed = time.monotonic()
+        append = items.append
+        i, taken = 0, False  # as in kafka.write_batch: exact under an interrupt
+        try:
+            for i, event in enumerate(events):  # noqa: B007 - read by the handler below
+                taken = False
+                try:
+                    item = (encode_span(orjson.loads(event), mapping), event)
+                except (orjson.JSONDecodeError, MappingError) as exc:
+                    self.acks.fail(mapping_reason(exc), event, detail=mapping_detail(exc))
+                    taken = True
+                    continue
+                taken = True
+                append(item)
+                if len(items) >= max_spans:
+                    self._enqueue()
+                    items = self.pending.items
+                    append = items.append
+        except BaseException as exc:
+            reason = (
+                NOT_SENT
+                if isinstance(exc, KeyboardInterrupt)
+                else (f"not sent: {type(exc).__name__}")
+            )
+            rest = events[i + 1 if taken else i :]
+            self.acks.fail_all(reason, rest, endpoint=self.config.endpoint)
+            raise
 
     def poll(self) -> None:
         if (
-            self.pending.spans
+            self.pending.items
             and time.monotonic() - self.pending.handed >= self.config.batch.max_delay
         ):
             self._enqueue()
 
     def _enqueue(self, deadline: float | None = None) -> None:
-        """Hand the pending batch to the sender; blocks while it is behind (backpressure)."""
-        batch, self.pending = self.pending, _Batch([], [])
+        """Hand the pending batch to the sender; blocks while it is behind (backpressure),
+        until `deadline` or the stop deadline: then the batch fails as undelivered."""
+        batch, self.pending = self.pending, _Batch()
         try:
-            self.queue.put(
-                batch, timeout=None if deadline is None else max(0.0, deadline - time.monotonic())
-            )
-        except queue.Full:
+            while True:
+                stopping = self.acks.stopping  # then no more waiting: room now, or never
+                try:
+                    self.queue.put(batch, block=not stopping, timeout=0.1)
+                    return
+                except queue.Full:
+                    pass
+                if stopping:
+                    reason = NOT_SENT
+                elif deadline is not None and time.monotonic() >= deadline:
+                    reason = UNDELIVERED
+                else:
+                    continue
+                with self.lock:
+                    self._settle(batch, reason)
+                return
+        except BaseException:  # interrupted while waiting: the batch is ours to fail
             with self.lock:
-                self._settle(batch, UNDELIVERED)
+                self._settle(batch, NOT_SENT)
+            raise
 
     def ready(self) -> bool:
+        """Cheap: the last export's answer, else a socket check at most every 5 s."""
         if self.answered is not None:
             return self.answered
+        now, (until, reachable) = time.monotonic(), self._reachable
+        if now < until:
+            return reachable
         host, port = self._host_port()
         try:
             socket.create_connection((host, port), timeout=1.0).close()
-            return True
+            reachable = True
         except OSError:
-            return False
+            reachable = False
+        self._reachable = (now + 5.0, reachable)
+        return reachable
 
     def flush(self, timeout: float) -> int:
+        """Wait for the exports; the number of events still undelivered."""
         deadline = time.monotonic() + timeout
-        if self.pending.spans:
+        if self.pending.items:
             self._enqueue(deadline)
         while time.monotonic() < deadline and (self.queue.unfinished_tasks or self.inflight):
             time.sleep(0.01)
@@ -195,6 +283,10 @@ class OtlpOutput:
         with self.lock:  # from here on the sender fails whatever it takes off the queue
             self.closed = True
         leftovers = []
+        if self.pending.items:  # never handed to the sender (flush was interrupted)
+            batch, self.pending = self.pending, _Batch()
+            with self.lock:
+                self._settle(batch, NOT_SENT)
         while True:
             try:
                 batch = self.queue.get_nowait()
@@ -237,7 +329,7 @@ class OtlpOutput:
 
     def _export_with_retries(self, batch: _Batch) -> tuple[str | None, int, str]:
         """(failure reason or None, spans rejected although the rest was taken, detail)."""
-        body = export_request(group_spans(batch.spans))
+        body = export_request(group_spans([span for span, _ in batch.items]))
         retry = self.config.retry
         backoff = retry.initial_backoff
         for attempt in range(1, retry.attempts + 1):
@@ -268,7 +360,7 @@ class OtlpOutput:
             return
         batch.settled = True
         if reason is None:
-            accepted = len(batch.events) - rejected
+            accepted = len(batch.items) - rejected
             self.acks.delivered += accepted
             self.acks.latency.observe_many(time.monotonic() - batch.handed, accepted)
             for _ in range(rejected):  # OTLP does not say which spans it refused
@@ -305,9 +397,12 @@ class OtlpOutput:
             creds = grpc.ssl_channel_credentials(
                 read(tls.ca_file), read(tls.key_file), read(tls.cert_file)
             )
-            channel = grpc.secure_channel(target, creds, compression=compression)
+            channel = grpc.secure_channel(
+                target, creds, options=_GRPC_OPTIONS, compression=compression
+            )
         else:
-            channel = grpc.insecure_channel(target, compression=compression)
+            channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS, compression=compression)
+        self.channel = channel
         # The request is already serialized (spans.export_request): send the bytes as they are.
         call = channel.unary_unary(
             "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -319,7 +414,10 @@ class OtlpOutput:
 
         def export(request) -> int:
             try:
-                response = call(request, timeout=timeout, metadata=metadata)
+                # wait_for_ready: while the endpoint is away, an attempt waits (up to
+                # `timeout`) for the channel to reconnect instead of failing at once, so
+                # retries are not spent against a channel in its reconnect backoff
+                response = call(request, timeout=timeout, metadata=metadata, wait_for_ready=True)
             except grpc.RpcError as exc:
                 code = exc.code().name
                 raise ExportError(
@@ -355,10 +453,26 @@ class OtlpOutput:
                     local.conn = http.client.HTTPConnection(host, port, timeout=self.config.timeout)
             return local.conn
 
+        def wait_reachable() -> None:
+            """Like gRPC's wait_for_ready: an attempt waits (up to `timeout`) for the endpoint
+            to accept a connection, so it goes out as soon as the endpoint is back instead
+            of spending the retries while it is away."""
+            deadline = time.monotonic() + self.config.timeout
+            while True:
+                try:
+                    socket.create_connection((host, port), timeout=1.0).close()
+                    return
+                except OSError as exc:
+                    if self.closed or time.monotonic() >= deadline:
+                        raise ExportError("HTTP connection failed", True, str(exc)) from None
+                time.sleep(0.1)
+
         def export(request) -> int:
             body = request
             if self.config.compression == "gzip":
                 body = gzip.compress(body, compresslevel=1)
+            if getattr(local, "conn", None) is None:
+                wait_reachable()
             try:
                 conn = connection()
                 conn.request("POST", path, body, headers)

@@ -43,13 +43,30 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The config file's text: a string is used verbatim, a map is rendered as YAML. */}}
+{{/*
+The config file's text: a string is used verbatim, a map is rendered as YAML. In a map,
+a `shard: true` rate input without a start gets the release's schedule start (the pod's
+CONNECTOR_SCHEDULE_START): every shard must count its share from the same moment.
+*/}}
 {{- define "connector.configText" -}}
 {{- if kindIs "string" .Values.config }}
 {{- .Values.config }}
 {{- else }}
-{{- toYaml .Values.config }}
+{{- $config := deepCopy .Values.config }}
+{{- range $input := $config.input | default list }}
+{{- if and (kindIs "map" $input) (kindIs "map" $input.rate) }}
+{{- if and $input.rate.shard (not (hasKey $input.rate "start")) }}
+{{- $_ := set $input.rate "start" "${CONNECTOR_SCHEDULE_START}" }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+{{- end }}
+
+{{/* schedule.start, or the release time (UTC), as ISO-8601. */}}
+{{- define "connector.scheduleStart" -}}
+{{- .Values.schedule.start | default (dateInZone "2006-01-02T15:04:05Z" now "UTC") }}
 {{- end }}
 
 {{/* The scripts as YAML: .Values.scripts, or the chart's example when it is empty. */}}
@@ -87,22 +104,63 @@ would otherwise only show in a running cluster.
 {{- if and $script (not (hasPrefix "/" $script)) (not (hasKey $scripts $script)) }}
 {{- fail (printf "config event.script.path '%s' is not among scripts (%s): add it under `scripts`" $script (keys $scripts | sortAlpha | join ", ")) }}
 {{- end }}
-{{- $grace := int .Values.terminationGracePeriodSeconds }}
-{{- range $i, $entry := (.Values.config.output | default list) }}
-{{- if kindIs "map" $entry }}
-{{- range $plugin, $settings := $entry }}
-{{- if kindIs "map" $settings }}
-{{- $flush := $settings.flush_timeout | default 30 | float64 }}
-{{- if le (float64 $grace) $flush }}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be above output[%d].%s.flush_timeout (%v s), or the pod is killed before its events are flushed" $grace $i $plugin $flush) }}
 {{- end }}
-{{- end }}
-{{- end }}
-{{- end }}
-{{- end }}
-{{- end }}
+{{- include "connector.checkGrace" . }}
 {{- if and .Values.podDisruptionBudget.enabled (not (kindIs "invalid" .Values.podDisruptionBudget.minAvailable)) (ge (int .Values.podDisruptionBudget.minAvailable) (int .Values.replicas)) }}
 {{- fail "podDisruptionBudget.minAvailable must be below replicas, or no pod can ever be evicted (node drains block)" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod's grace period must outlast the connector's shutdown: from SIGTERM each output has
+its flush_timeout (waiting for room and the final flush together), then the summary and
+the close take a few seconds (graceMargin), and `--linger N` in extraArgs keeps /metrics up
+N seconds more. Checked against every output of the rendered config, a map or a string.
+*/}}
+{{- define "connector.graceMargin" -}}5{{- end }}
+{{- define "connector.checkGrace" -}}
+{{- $config := .Values.config }}
+{{- if kindIs "string" $config }}
+{{- $config = fromYaml $config }}
+{{- end }}
+{{- if and (kindIs "map" $config) (not (hasKey $config "Error")) }}
+{{- $grace := float64 .Values.terminationGracePeriodSeconds }}
+{{- $margin := float64 (include "connector.graceMargin" .) }}
+{{- $linger := 0.0 }}
+{{- $previous := "" }}
+{{- range .Values.extraArgs }}
+{{- $arg := toString . }}
+{{- if eq $previous "--linger" }}
+{{- $linger = float64 $arg }}
+{{- else if hasPrefix "--linger=" $arg }}
+{{- $linger = float64 (trimPrefix "--linger=" $arg) }}
+{{- end }}
+{{- $previous = $arg }}
+{{- end }}
+{{- $outputs := $config.output | default (list (dict "stdout" dict)) }}
+{{- if not (kindIs "slice" $outputs) }}
+{{- $outputs = list }}
+{{- end }}
+{{- range $i, $entry := $outputs }}
+{{- if kindIs "map" $entry }}
+{{- range $plugin, $settings := $entry }}
+{{- if ne $plugin "name" }}
+{{- $flush := 30.0 }}
+{{- if and (kindIs "map" $settings) (hasKey $settings "flush_timeout") }}
+{{- $value := get $settings "flush_timeout" }}
+{{- if not (or (kindIs "float64" $value) (kindIs "int64" $value) (kindIs "int" $value)) }}
+{{- fail (printf "config output[%d].%s.flush_timeout is %v, not a number: the chart checks terminationGracePeriodSeconds against it, so write the number itself" $i $plugin $value) }}
+{{- end }}
+{{- $flush = float64 $value }}
+{{- end }}
+{{- $need := addf $flush $margin $linger }}
+{{- if lt $grace $need }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be at least %v: output[%d].%s.flush_timeout (%v s) + %v s to print the summary and close%s; otherwise the pod is killed before its events are flushed or dead-lettered" $grace (ceil $need) $i $plugin $flush $margin (ternary (printf " + --linger %v s" $linger) "" (gt $linger 0.0))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -166,6 +224,8 @@ spec:
       args:
         {{- include "connector.args" . | nindent 8 }}
       env:
+        - name: CONNECTOR_SCHEDULE_START
+          value: {{ include "connector.scheduleStart" . | quote }}
         - name: CONNECTOR_REPLICAS
           value: {{ ternary (.Values.replicas | int) 1 .Values.sharding.enabled | quote }}
         {{- if .Values.sharding.enabled }}
