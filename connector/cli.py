@@ -23,6 +23,7 @@ from connector.config import Config, ConfigError, load_config
 from connector.inputs.rate import replica_share
 from connector.logs import LogSetup, flush_repeats, secrets, setup_logging
 from connector.metrics import MetricsServer
+from connector.outputs import OUTPUTS
 from connector.pipeline import Pipeline, RunOptions, build_output, prepare, schedule
 from connector.progress import Progress
 from connector.spans import TraceChecker
@@ -199,13 +200,21 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_validate(config: Config, args: argparse.Namespace) -> int:
     mode = args.mode or config.mode
     script = prepare(config, seed=None)
-    schedule(config, mode, datetime.now(config.tz))
+    now, ends = datetime.now(config.tz), []
+    first = next(iter(schedule(config, mode, now, ends=ends)), (None, 0))[0]
     inputs = ", ".join(e.plugin for e in config.input)
     outputs = ", ".join(e.plugin for e in config.output)
     print(
         f"{args.config}: valid ({len(config.input)} input(s): {inputs}; "
         f"script {script.path.name}; {len(config.output)} output(s): {outputs}; mode {mode})"
     )
+    # What the outputs would meet on the way (Kafka judging records by their time):
+    # warnings only, the exit code stays 0.
+    last = None if None in ends or first is None else max(ends)
+    for n, entry in enumerate(config.output):
+        check = getattr(OUTPUTS[entry.plugin], "warnings", None)
+        for warning in check(entry.settings, first, last) if check and first else ():
+            print(f"  warning: output[{n}].{entry.plugin}.{warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -368,6 +377,8 @@ def print_summary(s: RunStats, out) -> None:
         if o.broken is not None:
             lines.append(f"    broken: {o.broken}")
         lines += [f"    failed: {reason}: {n}" for reason, n in o.reasons.most_common()]
+        if o.dead_letter_lost:
+            lines.append(f"    dead letter: {o.dead_letter_lost} record(s) could not be written")
     lines += [f"  {problem}" for problem in s.problems]
     if s.traces is not None:
         checker = TraceChecker(reports=s.traces, unreadable=s.unreadable_spans)

@@ -16,7 +16,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from connector.config import Config, ConfigError, OutputEntry
 from connector.events.script import Script, ScriptLoadError, ScriptStop, load_script
@@ -45,13 +45,19 @@ class RunOptions:
 
 
 def schedule(
-    config: Config, mode: str, now: datetime, origins: list[datetime | None] | None = None
+    config: Config,
+    mode: str,
+    now: datetime,
+    origins: list[datetime | None] | None = None,
+    ends: list[datetime | None] | None = None,
 ) -> Iterator[tuple[datetime, int]]:
     """The merged (timestamp, input index) stream. Raises ConfigError for bad windows.
-    `origins`, when given, receives where each input's schedule counts from."""
+    `origins` and `ends`, when given, receive where each input's schedule counts from
+    and where it ends (None: no end)."""
     tz, streams, problems = config.tz, [], []
-    if origins is not None:
-        origins[:] = [None] * len(config.input)
+    origins = [] if origins is None else origins
+    ends = [] if ends is None else ends
+    origins[:] = ends[:] = [None] * len(config.input)
     for i, entry in enumerate(config.input):
         settings, where = entry.settings, f"input[{i}].{entry.plugin}"
         if settings.start == "never":
@@ -87,14 +93,25 @@ def schedule(
             )
             continue
         ticks = plugin.ticks(settings, start, end, origin)
-        if origins is not None:
-            origins[i] = origin
+        origins[i], ends[i] = origin, end
         if settings.count > 1:  # each timestamp, `count` times in a row
             ticks = _repeat_each(ticks, settings.count)
         streams.append(ticks)
     if problems:
         raise ConfigError(problems)
     return merge(streams)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def _event_times(marks: list[tuple[int, datetime]], n: int) -> list[int]:
+    """Each event's scheduled time in epoch milliseconds, from the calls' marks."""
+    times: list[int] = []
+    for (first, ts), (following, _) in zip(marks, [*marks[1:], (n, None)], strict=False):
+        times += [(ts - _EPOCH) // _MS] * (min(following, n) - first)
+    return times
 
 
 def _repeat_each(ticks: Iterator[datetime], count: int) -> Iterator[datetime]:
@@ -155,6 +172,8 @@ class Pipeline:
         self.calls = [0] * len(self.config.input)
         self.extra = [0] * len(self.config.input)
         n = len(self.outputs)
+        # an output with `wants_times` gets each event's scheduled time (record timestamps)
+        self._wants_times = any(getattr(o, "wants_times", False) for o in self.outputs)
         self._started = [False] * n
         self._ready = [False] * n
         self._could_not_start: list[str | None] = [None] * n
@@ -374,6 +393,9 @@ class Pipeline:
         produce, checked, raised = self.script.produce, self.script.checked, self.script.raised
         batch: list[str] = []
         append, batch_size = batch.append, self._next_batch_size()
+        # (index of the call's first event in the batch, its timestamp), per call: only
+        # when an output stamps records with the scheduled time
+        marks: list[tuple[int, datetime]] | None = [] if self._wants_times else None
         i = 0
         try:
             for ts, i in stream:
@@ -385,13 +407,16 @@ class Pipeline:
                         if batch:  # nothing waits in a batch while the clock runs
                             full, batch = batch, []  # handed over once, whatever happens
                             append, batch_size = batch.append, self._next_batch_size()
-                            self._hand_off(full)
+                            self._hand_off(full, marks)
+                            marks = None if marks is None else []
                         if not self._wait_until(due):
                             break
                     last_due[0] = due
                     lag = time.time() - due
                     self.lag.observe(lag if lag > 0 else 0.0)
                 calls[i] += 1
+                if marks is not None:
+                    marks.append((len(batch), ts))
                 try:
                     result = produce({"timestamp": ts, "tags": tags[i]})
                 except BaseException as exc:  # SystemExit too: the script's, not the run's
@@ -411,14 +436,15 @@ class Pipeline:
                     self._trim_to_limit(batch, i)
                     full, batch = batch, []  # handed over once, whatever happens
                     append, batch_size = batch.append, self._next_batch_size()
-                    self._hand_off(full)
+                    self._hand_off(full, marks)
+                    marks = None if marks is None else []
                     if batch_size <= 0 or self._past_deadline():
                         break
         finally:  # what was produced is handed on, whatever ended the loop
             if batch:
                 self._trim_to_limit(batch, i)
                 full, batch = batch, []
-                self._hand_off(full)
+                self._hand_off(full, marks)
 
     def _next_batch_size(self) -> int:
         """Events until the next hand-off: the batch size, or fewer to stop at --max-events."""
@@ -441,19 +467,23 @@ class Pipeline:
             return True
         return False
 
-    def _hand_off(self, batch: list[str]) -> None:
+    def _hand_off(self, batch: list[str], marks: list | None = None) -> None:
         """Each output gets the batch once. One that raises has failed what it had not
         accepted; the others still get the batch, and it is broken from then on."""
         if self.checker is not None:
             self.checker.add(batch)
         n, k = len(batch), -1
+        times = None if marks is None else _event_times(marks, n)
         self.waiting = True  # an output may hold us up (backpressure): that is no stall
         try:
             for k, out in enumerate(self.outputs):
                 out.acks.handed += n
                 if self._broken[k] is None:
                     try:
-                        out.write_batch(batch)
+                        if times is not None and getattr(out, "wants_times", False):
+                            out.write_batch(batch, times)
+                        else:
+                            out.write_batch(batch)
                         continue
                     except KeyboardInterrupt:
                         raise

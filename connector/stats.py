@@ -88,6 +88,7 @@ class OutputStats:
     ready: bool = False  # started, and the last ready() check said so
     could_not_start: str | None = None  # start()'s reason
     broken: str | None = None  # write_batch raised: later batches fail for it
+    dead_letter_lost: int = 0  # failures whose dead-letter record could not be written
 
     @property
     def pending(self) -> int:
@@ -106,6 +107,7 @@ class OutputStats:
             acks.failed,
             Counter(dict(acks.reasons)),
             **state,
+            dead_letter_lost=acks.dead_letter_lost,
         )
 
     def merge(self, other: OutputStats) -> OutputStats:
@@ -123,6 +125,7 @@ class OutputStats:
             self.ready and other.ready,
             self.could_not_start or other.could_not_start,
             self.broken or other.broken,
+            self.dead_letter_lost + other.dead_letter_lost,
         )
 
 

@@ -267,3 +267,23 @@ def test_a_second_signal_during_a_blocked_write_accounts_for_every_event(write, 
     s = check(result, "file-0", lines[:-1], dead)
     assert code == 1 and s["produced"] > 0 and s["delivered"] > 0, result.stderr
     assert s["failed"] > 0 and {d["error"] for d in dead} == {"not sent: stopping"}
+
+
+def test_a_dead_letter_that_cannot_be_written_loses_no_count(write, tmp_path):
+    """The dead letter on a full disk: failures are still counted, the summary says how
+    many records were lost, and nothing crashes."""
+    write("s.py", "def produce(p):\n    return ['ok', 'bad\\nline']\n")
+    full = Path("/dev/full")
+    config = write("c.yaml", f"""
+        mode: backfill
+        input: [{{cron: {{expression: "* * * * * *", start: "2026-01-01T00:00:00Z", end: "2026-01-01T00:00:05Z"}}}}]
+        event: {{script: {{path: s.py}}}}
+        output: [{{file: {{path: {tmp_path / 'out.txt'}, dead_letter: {full}}}}}]
+    """)
+    result = run_cli("run", config, "--metrics-port", "0", "--quiet")
+    assert result.code == 1
+    assert "Traceback" not in result.stderr
+    summary = result.summary("file-0")
+    assert (summary["produced"], summary["delivered"], summary["failed"]) == (10, 5, 5)
+    assert "dead letter: 5 record(s) could not be written" in result.stderr
+    assert (tmp_path / "out.txt").read_text().splitlines() == ["ok"] * 5

@@ -199,3 +199,17 @@ def test_a_bug_in_an_output_at_shutdown_is_reported_and_the_accounts_still_settl
     assert len(s.bugs) == 1 and "RuntimeError: close went wrong" in s.bugs[0]
     assert s.outputs[0].failed == 100 and s.outputs[0].pending == 0  # settled
     assert s.outputs[1].delivered == 100 and not s.alive
+
+
+def test_event_times_follow_the_calls_marks():
+    from datetime import UTC, datetime, timedelta
+
+    from connector.pipeline import _event_times
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    ms = (t0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    later = t0 + timedelta(microseconds=2500)  # 2.5 ms: floored to the millisecond
+    # call 1: two events; call 2 raised (no events); call 3: one event; call 4 was trimmed
+    marks = [(0, t0), (2, t0 + timedelta(seconds=1)), (2, later), (3, t0 + timedelta(hours=1))]
+    assert _event_times(marks, 3) == [ms, ms, ms + 2]
+    assert _event_times([], 0) == []

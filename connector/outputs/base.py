@@ -10,6 +10,7 @@ latency and the dead-letter file live here once, not in each plugin.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -65,6 +66,8 @@ class Acks:
         self.latency = Histogram(self.LATENCY_BUCKETS)
         self._dead_letter_path = dead_letter
         self._dead_letter = None
+        self.dead_letter_lost = 0  # records the dead letter could not take (disk full...)
+        self._dead_letter_error: str | None = None
         # time.monotonic() by which a stopping run must be done: set by the pipeline on the
         # first stop request; an output waiting for room gives up on its batch once it passes
         self.stop_deadline: float | None = None
@@ -87,7 +90,12 @@ class Acks:
         with self._lock:
             self.failed += 1
             self.reasons[reason] += 1
-            if self._dead_letter_path is not None:
+            if self._dead_letter_path is None:
+                return
+            if self._dead_letter_error is not None:
+                self.dead_letter_lost += 1
+                return
+            try:
                 if self._dead_letter is None:
                     self._dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
                     # line-buffered: one write() a record, so workers' records never interleave
@@ -99,6 +107,16 @@ class Acks:
                 error = f"{reason}: {detail}" if detail else reason
                 record = {"output": self.name, **where, "value": value, "error": error}
                 self._dead_letter.write(json.dumps(record, default=str) + "\n")
+            except (OSError, ValueError) as exc:  # the failure still counts; say so once
+                self._dead_letter_error = getattr(exc, "strerror", None) or str(exc)
+                self.dead_letter_lost += 1
+                logging.getLogger("connector").error(
+                    "output %s: the dead letter %s cannot be written (%s); failures are "
+                    "still counted, their records are lost",
+                    self.name,
+                    self._dead_letter_path,
+                    self._dead_letter_error,
+                )
 
     @property
     def stopping(self) -> bool:
@@ -120,7 +138,8 @@ class Acks:
             for _ in range(missing):
                 self.fail("never acknowledged by the output", None)
         if self._dead_letter is not None:
-            self._dead_letter.close()
+            with contextlib.suppress(OSError, ValueError):
+                self._dead_letter.close()
             self._dead_letter = None
 
 
@@ -159,7 +178,9 @@ class Output(Protocol):
     acks: Acks
 
     def start(self) -> None: ...
-    def write_batch(self, events: list[str]) -> None: ...
+    # An output with a true `wants_times` attribute gets `times` too: each event's
+    # scheduled time in epoch milliseconds (Kafka's `timestamp: scheduled`).
+    def write_batch(self, events: list[str], times: list[int] | None = None) -> None: ...
     def poll(self) -> None: ...  # serve acknowledgements while the pipeline waits
     def ready(self) -> bool: ...
     def flush(self, timeout: float) -> int: ...

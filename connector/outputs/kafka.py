@@ -9,20 +9,23 @@ never race the counters and never raise into librdkafka.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 from pydantic import Field, field_validator, model_validator
 
+from connector.fields import Strict
 from connector.logs import add_secret, redact
 from connector.outputs.base import NOT_SENT, Acks, Connecting, OutputConfig, OutputError
 from connector.spans import SpanMapping
 
-__all__ = ["DEFAULTS", "Config", "KafkaOutput", "build"]
+__all__ = ["DEFAULTS", "Config", "KafkaOutput", "build", "warnings"]
 
 log = logging.getLogger("connector.kafka")
 
@@ -46,6 +49,10 @@ _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
 
+class TimeField(Strict):
+    field: str = Field(min_length=1, description="an ISO-8601 or epoch-milliseconds field")
+
+
 class Config(OutputConfig):
     bootstrap_servers: str = Field(min_length=1)
     topic: str = Field(min_length=1, description="may hold {field} placeholders")
@@ -54,6 +61,11 @@ class Config(OutputConfig):
     producer: dict[str, str | int | float | bool] = Field(default_factory=dict)
     encoding: Literal["raw", "otlp_proto", "otlp_json"] = "raw"
     connect_timeout: float = Field(30.0, gt=0)
+    timestamp: Literal["now", "scheduled"] | TimeField = Field(
+        "now",
+        description="each record's time: now (when sent), scheduled (the produce() call's "
+        "timestamp) or {field: NAME} (from the event)",
+    )
     mapping: SpanMapping = Field(
         default_factory=SpanMapping, description="event fields -> span fields (otlp encodings)"
     )
@@ -138,8 +150,12 @@ class KafkaOutput:
         self.producer: Producer | None = None
         self.topic = _template(config.topic)
         self.headers = {k: (_template(v), v) for k, v in config.headers.items()}
+        self.wants_times = config.timestamp == "scheduled"  # the pipeline passes `times`
+        self.time_field = (
+            config.timestamp.field if isinstance(config.timestamp, TimeField) else None
+        )
         self.needs_fields = bool(
-            self.topic or config.key or any(t for t, _ in self.headers.values())
+            self.topic or config.key or any(t for t, _ in self.headers.values()) or self.time_field
         )
         self.valid_topics: set[str] = set()  # routed topic names already checked
         self.encoder = None
@@ -248,12 +264,12 @@ class KafkaOutput:
         self.producer = None
 
     # -- the hot path ----------------------------------------------------------
-    def write_batch(self, events: list[str]) -> None:
+    def write_batch(self, events: list[str], times: list[int] | None = None) -> None:
         """Hand events to the client. If this raises (a second signal...), the events the
         client had not accepted have been failed first; the accepted ones settle through
         their callbacks. Past the stop deadline, the rest of the batch fails as not sent."""
         if self.encoder is not None:
-            self._write_otlp(events)
+            self._write_otlp(events, times)
             return
         produce, on_delivery, refused = self.producer.produce, self._on_delivery, self._refused
         # events[i] is the one in hand; `taken` says whether it is accounted for (the client
@@ -265,33 +281,47 @@ class KafkaOutput:
                 topic = self.config.topic
                 headers = list(self.config.headers.items()) or None
                 extra = {"headers": headers} if headers else {}  # no kwarg to parse per message
-                for i, event in enumerate(events):  # noqa: B007 - read by the handlers below
+                for i, event in enumerate(events):
                     taken = True
                     try:
-                        produce(topic, event, on_delivery=on_delivery, **extra)
+                        if times is None:
+                            produce(topic, event, on_delivery=on_delivery, **extra)
+                        else:
+                            produce(
+                                topic, event, on_delivery=on_delivery, timestamp=times[i], **extra
+                            )
                     except BufferError:
                         taken = False
-                        self._produce_when_room(topic, event, None, headers)
+                        self._produce_when_room(topic, event, None, headers, at=times and times[i])
                         taken = True
                     except Exception as exc:  # refused up front (too large, not UTF-8...)
                         taken = False
                         refused(exc, topic, None, [event])
                         taken = True
             else:
-                for i, event in enumerate(events):  # noqa: B007
+                for i, event in enumerate(events):
                     taken = False
                     try:
-                        topic, key, headers = self._route(event)
+                        topic, key, headers, at = self._route(event)
                     except _RouteError as exc:
                         self.acks.fail(exc.reason, event, exc.detail, topic=self.config.topic)
                         taken = True
                         continue
+                    if times is not None:
+                        at = times[i]
                     taken = True
                     try:
-                        produce(topic, event, key, on_delivery=on_delivery, headers=headers)
+                        produce(
+                            topic,
+                            event,
+                            key,
+                            on_delivery=on_delivery,
+                            headers=headers,
+                            timestamp=at,
+                        )
                     except BufferError:
                         taken = False
-                        self._produce_when_room(topic, event, key, headers)
+                        self._produce_when_room(topic, event, key, headers, at=at)
                         taken = True
                     except Exception as exc:
                         taken = False
@@ -312,7 +342,7 @@ class KafkaOutput:
         self.producer.poll(0)
         self.client_log.check()
 
-    def _route(self, event: str) -> tuple[str, str | None, list | None]:
+    def _route(self, event: str) -> tuple[str, str | None, list | None, int]:
         try:
             doc = orjson.loads(event)
         except orjson.JSONDecodeError as exc:
@@ -323,17 +353,20 @@ class KafkaOutput:
             topic = self.topic(doc) if self.topic else self.config.topic
             key = _text(_field(doc, self.config.key)) if self.config.key else None
             headers = [(k, t(doc) if t else v) for k, (t, v) in self.headers.items()] or None
+            at = _epoch_ms(_field(doc, self.time_field), self.time_field) if self.time_field else 0
         except LookupError as exc:
             raise _RouteError(str(exc.args[0]), None) from None
+        except ValueError as exc:
+            raise _RouteError(exc.args[0], repr(_field(doc, self.time_field))) from None
         if topic not in self.valid_topics:  # librdkafka names this differently each time
             if not _valid_topic(topic):
                 raise _RouteError(INVALID_TOPIC, repr(topic))
             if len(self.valid_topics) > 10_000:  # bounded
                 self.valid_topics.clear()
             self.valid_topics.add(topic)
-        return topic, key, headers
+        return topic, key, headers, at
 
-    def _write_otlp(self, events: list[str]) -> None:
+    def _write_otlp(self, events: list[str], times: list[int] | None = None) -> None:
         # One message per trace, keyed by trace id (what OTLP Kafka receivers read).
         done: list[str] = []  # events failed by mapping, or in a message the client took
         fail = self.acks.fail
@@ -343,9 +376,11 @@ class KafkaOutput:
             fail(reason, event, detail, **where)
 
         members = None  # the group in hand
+        scheduled = dict(zip(events, times, strict=True)) if times is not None else None
         try:
             for trace_id, payload, members in self.encoder(events, mapping_failed):
-                self._produce_when_room(self.config.topic, payload, trace_id, None, members)
+                at = self._message_time(members, scheduled)
+                self._produce_when_room(self.config.topic, payload, trace_id, None, members, at)
                 done += members
                 members = None
         except BaseException as exc:
@@ -364,7 +399,18 @@ class KafkaOutput:
         self.producer.poll(0)
         self.client_log.check()
 
-    def _produce_when_room(self, topic, value, key, headers, members=None) -> None:
+    def _message_time(self, members: list[str], scheduled: dict | None) -> int:
+        """A message of several events (a trace) takes its first event's time."""
+        if scheduled is not None:
+            return scheduled.get(members[0], 0)
+        if self.time_field:
+            try:
+                return _epoch_ms(_field(orjson.loads(members[0]), self.time_field), self.time_field)
+            except (LookupError, ValueError, orjson.JSONDecodeError):
+                return 0  # the spans keep their own times; the record gets the send time
+        return 0
+
+    def _produce_when_room(self, topic, value, key, headers, members=None, at=0) -> None:
         """Backpressure: the local queue is full, so serve callbacks until there is room.
         Raises _Stop past the stop deadline, or on an interrupt (KeyboardInterrupt)."""
         callback = self._on_delivery if members is None else self._group_callback(members)
@@ -374,7 +420,9 @@ class KafkaOutput:
             while True:
                 taken = True  # before the call: see write_batch
                 try:
-                    producer.produce(topic, value, key, on_delivery=callback, headers=headers)
+                    producer.produce(
+                        topic, value, key, on_delivery=callback, headers=headers, timestamp=at or 0
+                    )
                     return
                 except BufferError:
                     taken = False
@@ -424,6 +472,24 @@ class KafkaOutput:
         # Client-wide trouble: librdkafka logs the same event through the log callback,
         # where ClientLog reports it once; here we only keep it for start()'s reason.
         self.last_error = err
+
+
+def _epoch_ms(value: Any, name: str) -> int:
+    """An event's time field as epoch milliseconds: ISO-8601 (naive: UTC) or a number."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+            return (when - _EPOCH) // timedelta(milliseconds=1)
+    raise ValueError(f"field '{name}' is not an ISO-8601 time or epoch milliseconds")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _RouteError(Exception):
@@ -598,6 +664,64 @@ def _delivery_reason(err: KafkaError) -> tuple[str, str | None]:
 
 def _decode(key: bytes | None) -> str | None:
     return key.decode("utf-8", "backslashreplace") if key is not None else None
+
+
+def warnings(config: Config, first: datetime, last: datetime | None) -> list[str]:
+    """Where records stamped with their own time would meet Kafka's time rules, for the
+    window [first, last): retention deletes what is older, the broker refuses records too
+    far ahead (message.timestamp.after.max.ms: 1 h by default in Kafka 4) or behind, and
+    LogAppendTime overwrites the time. Reads the topic's configs; gives up after 5 s."""
+    if config.timestamp == "now":
+        return []
+    where = "timestamp"
+    if _PLACEHOLDER.search(config.topic):
+        return [f"{where}: the topic is routed by fields; its time limits were not checked"]
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient({**config.properties(), "socket.timeout.ms": 5000}, logger=_QUIET)
+    try:
+        if config.topic not in admin.list_topics(timeout=5).topics:
+            return [
+                f"{where}: topic {config.topic} does not exist yet, so its time limits "
+                "(the broker's defaults when it is created) were not checked"
+            ]
+        resource = ConfigResource(ConfigResource.Type.TOPIC, config.topic)
+        found = admin.describe_configs([resource], request_timeout=5)[resource].result(timeout=5)
+    except Exception as exc:  # unreachable, not allowed to read configs...
+        return [
+            f"{where}: Kafka at {config.bootstrap_servers} did not answer within 5 s "
+            f"({_strip(str(exc))}); the topic's time limits were not checked"
+        ]
+    values = {name: entry.value for name, entry in found.items()}
+    now, out = datetime.now(UTC), []
+    oldest, newest = first.astimezone(UTC), (last or now).astimezone(UTC)
+
+    def limit(name: str) -> timedelta | None:  # -1 (or Long.MAX): no limit
+        value = int(values.get(name) or -1)
+        return timedelta(milliseconds=value) if 0 <= value < 2**62 else None
+
+    topic = config.topic
+    if values.get("message.timestamp.type") == "LogAppendTime":
+        out.append(
+            f"{where}: topic {topic} has message.timestamp.type=LogAppendTime: "
+            "the broker overwrites every record's time with its own"
+        )
+    if (retention := limit("retention.ms")) is not None and oldest < now - retention:
+        out.append(
+            f"{where}: records from {oldest.isoformat()} are older than topic {topic}'s "
+            f"retention.ms ({retention}): Kafka deletes them almost at once"
+        )
+    if (ahead := limit("message.timestamp.after.max.ms")) is not None and newest > now + ahead:
+        out.append(
+            f"{where}: records up to {newest.isoformat()} are more than {ahead} ahead of the "
+            f"broker's clock (message.timestamp.after.max.ms): topic {topic} refuses them"
+        )
+    if (behind := limit("message.timestamp.before.max.ms")) is not None and oldest < now - behind:
+        out.append(
+            f"{where}: records from {oldest.isoformat()} are older than {behind} "
+            f"(message.timestamp.before.max.ms): topic {topic} refuses them"
+        )
+    return out
 
 
 def build(config: Config, acks: Acks) -> KafkaOutput:
