@@ -100,13 +100,18 @@ def config(example: str, ticks: int, output: str, step: str = "1s") -> str:
     return str(path)
 
 
-def ramp_config(example: str, events: int, seconds: int = 100) -> str:
-    """The same events through a load shape: a ramp 0 -> 2 n / T over T seconds (integral n)."""
+def rate_config(example: str, events: int, ramp: bool, seconds: int = 100) -> str:
+    """The same events from a `rate` input: constant n / T over T seconds, or through a load
+    shape, a ramp 0 -> 2 n / T (the same integral n)."""
     path = Path(tempfile.mkdtemp(prefix="bench-", dir=WORK)) / "config.yaml"
+    shape = (
+        f"stages: [{{duration: {seconds}, target: {2 * events / seconds}}}]"
+        if ramp
+        else f"per_second: {events / seconds}, end: '{START + timedelta(seconds=seconds)}'"
+    )
     path.write_text(
         f"mode: backfill\n"
-        f"input: [{{rate: {{stages: [{{duration: {seconds}, target: {2 * events / seconds}}}], "
-        f"start: '{START.isoformat()}'}}}}]\n"
+        f"input: [{{rate: {{{shape}, start: '{START.isoformat()}'}}}}]\n"
         f"event: {{script: {{path: {EXAMPLES[example]}}}}}\n"
         f"output: [{{null: {{}}}}]\n"
     )
@@ -210,7 +215,8 @@ def run_suite(args: argparse.Namespace) -> dict:
             (ex, "S", [py, __file__, "--inner", "script", ex, str(n)], False),
             (ex, "K", [py, __file__, "--inner", "client", ex, str(n), kafka], False),
             (ex, "null", [*connector, config(ex, n, "{null: {}}")], True),
-            (ex, "null ramp", [*connector, ramp_config(ex, n)], True),
+            (ex, "null rate", [*connector, rate_config(ex, n, ramp=False)], True),
+            (ex, "null ramp", [*connector, rate_config(ex, n, ramp=True)], True),
             (
                 ex,
                 "kafka",
@@ -242,6 +248,8 @@ def run_suite(args: argparse.Namespace) -> dict:
             )
         size = 90 if ex == "basic" else 230  # the examples' typical event sizes in bytes
         plan.append((ex, "perf", perf_test(kafka, n * (1 if ex == "basic" else 8), size), False))
+    if args.rows:  # a part of the suite: these measurements only (P needs S and K)
+        plan = [step for step in plan if step[1] in args.rows.split(",")]
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for r in range(args.rounds):  # alternate: every measurement once per round
         for ex, name, cmd, from_summary in plan:
@@ -268,8 +276,8 @@ def run_suite(args: argparse.Namespace) -> dict:
             "peak_rss_mb": max(m for _, m in values),
         }
     for rows in results.values():
-        s, k = rows["S"]["median"], rows["K"]["median"]
-        rows["P"] = {"median": 1 / (1 / s + 1 / k)}
+        if "S" in rows and "K" in rows:
+            rows["P"] = {"median": 1 / (1 / rows["S"]["median"] + 1 / rows["K"]["median"])}
     live = live_check(args.live_rate, args.live_seconds) if args.live_seconds else None
     ramp = live_ramp_check(args.live_rate, args.ramp_seconds) if args.ramp_seconds else None
     return {
@@ -390,7 +398,7 @@ def table(report: dict) -> str:
     )
     lines.append(f"|{'-' * 10}|{'-' * 20}|{'-' * 28}|{'-' * 7}|{'-' * 7}|{'-' * 10}|")
     for ex, rows in report["results"].items():
-        s, p = rows["S"]["median"], rows["P"]["median"]
+        s, p = rows["S"]["median"], rows.get("P", {"median": float("nan")})["median"]
         for name, row in rows.items():
             spread = f" ({row['min']:,.0f}-{row['max']:,.0f})" if "min" in row else ""
             rss = f"{row['peak_rss_mb']:,.0f} MB" if "peak_rss_mb" in row else ""
@@ -430,6 +438,9 @@ def main() -> None:
         "--ramp-seconds", type=int, default=30, help="live ramp 0 -> --live-rate; 0 skips it"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--rows", help="only these measurements, comma-separated (S is always needed)"
+    )
     parser.add_argument("--inner", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:

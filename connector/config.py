@@ -40,8 +40,16 @@ class ConfigError(Exception):
     """Invalid configuration: `problems` holds one `path.to.key: message` per problem."""
 
     def __init__(self, problems: list[str]):
+        # keys and values come from the file: no control character reaches the terminal
+        problems = [_printable(p) for p in problems]
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+def _printable(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
 
 
 def _one_plugin(kind: str, registry: dict[str, Any]) -> type[Strict]:

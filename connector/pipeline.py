@@ -438,7 +438,7 @@ class Pipeline:
                     append, batch_size = batch.append, self._next_batch_size()
                     self._hand_off(full, marks)
                     marks = None if marks is None else []
-                    if batch_size <= 0 or self._past_deadline():
+                    if batch_size <= 0 or (not live and self._past_deadline()):
                         break
         finally:  # what was produced is handed on, whatever ended the loop
             if batch:
@@ -471,7 +471,7 @@ class Pipeline:
         """Each output gets the batch once. One that raises has failed what it had not
         accepted; the others still get the batch, and it is broken from then on."""
         if self.checker is not None:
-            self.checker.add(batch)
+            self._check_traces(self.checker.add, batch)
         n, k = len(batch), -1
         times = None if marks is None else _event_times(marks, n)
         self.waiting = True  # an output may hold us up (backpressure): that is no stall
@@ -520,11 +520,13 @@ class Pipeline:
             while True:
                 for out in self.outputs:
                     out.poll()
-                if self._stop or self._past_deadline():
-                    return False
                 left = due - time.time()
-                if left <= 0:
-                    return True
+                if self._stop:
+                    return False
+                if left <= 0:  # due: it runs, even a little past the deadline (live mode
+                    return True  # cuts its schedule at the --duration end exactly)
+                if self._past_deadline():
+                    return False
                 time.sleep(min(left, 0.1))
         finally:
             self.waiting = self._sleeping = False
@@ -550,7 +552,16 @@ class Pipeline:
                 self._shutdown_bug(name, "close", exc)
             out.acks.settle()
         if self.checker is not None:
-            self.checker.finish()
+            self._check_traces(self.checker.finish)
+
+    def _check_traces(self, step: Callable[..., object], *args: object) -> None:
+        """The trace check is a report, never a reason to lose the run: a bug in it is
+        recorded (shown after the summary) and the check is dropped."""
+        try:
+            step(*args)
+        except Exception:
+            self.bugs.append(traceback.format_exc())
+            self.checker = None
 
     def _flush_time(self, k: int) -> float:
         by = self._flush_by[k]

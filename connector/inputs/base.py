@@ -15,7 +15,7 @@ __all__ = ["InputConfig", "InputPlugin"]
 
 class InputConfig(Strict):
     tags: tuple[str, ...] = ()
-    count: int = Field(1, gt=0, description="produce() calls per timestamp")
+    count: int = Field(1, gt=0, le=1_000_000, description="produce() calls per timestamp")
     start: TimeSpec | None = None
     end: TimeSpec | None = None
 

@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from itertools import accumulate, repeat
 from operator import methodcaller
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from pydantic import field_validator
 
 from connector.inputs.base import InputConfig
 
 __all__ = ["Config", "ticks"]
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class Config(InputConfig):
@@ -35,6 +37,10 @@ class Config(InputConfig):
                 f"invalid cron expression '{value}' (5 fields: minute hour day month weekday; "
                 "6 fields: second minute hour day month weekday)"
             )
+        try:  # well-formed, but some never fire: `0 0 31 2 *` names February 31st
+            croniter(_six_fields(fields), _EPOCH, second_at_beginning=True).get_next(datetime)
+        except (CroniterError, ValueError, OverflowError):
+            raise ValueError(f"cron expression '{value}' never fires (no such date)") from None
         return " ".join(fields)
 
 
