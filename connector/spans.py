@@ -114,7 +114,11 @@ def _nanos(doc: dict, name: str) -> int:
     if value is None:
         raise MappingError(f"field '{name}' is missing")
     if value.__class__ in (int, float):  # not bool: True is no time
-        nanos = int(value * 1_000_000_000)  # seconds since the epoch
+        nanos = value * 1_000_000_000  # seconds since the epoch
+        # checked before int(): a float may be inf (1e300 s), which int() cannot take
+        if not 0 <= nanos <= _MAX_NANOS:
+            raise MappingError(f"field '{name}' is outside what OTLP can carry (1970-2554)", value)
+        return int(nanos)
     else:
         try:
             ts = datetime.fromisoformat(value)
@@ -280,7 +284,7 @@ def _encode_checked(doc: Any, m: SpanMapping) -> tuple[tuple, bytes, bytes]:
         duration = doc.get(m.duration_ms)
         if not isinstance(duration, int | float) or isinstance(duration, bool):
             raise MappingError(f"field '{m.duration_ms}' (or '{m.end_time}') is missing")
-        end = start + round(duration * 1_000_000)
+        end = start + _duration_nanos(duration, m.duration_ms)
         if end > _MAX_NANOS:
             raise MappingError(f"field '{m.duration_ms}' is too large", duration)
     if end < start:
@@ -312,12 +316,14 @@ def _encode_checked(doc: Any, m: SpanMapping) -> tuple[tuple, bytes, bytes]:
         parts += (_field(b"\x4a", kv) for kv in _attributes(merged))
     status, code = doc.get(m.status), 0
     if status is not None:
+        if not isinstance(status, str):  # a list or object is no status (and unhashable)
+            raise MappingError(f"field '{m.status}' must be OK, ERROR or UNSET", status)
         code = _STATUS.get(status)
         if code is None:
             code = _STATUS.get(str(status).upper().removeprefix("STATUS_CODE_"))
         if code is None:
             raise MappingError(f"field '{m.status}' must be OK, ERROR or UNSET", status)
-    message = doc.get(m.error_message)
+    message = doc.get(m.error_message) or None  # [] or {}: no message, as on the short path
     if message:  # an `exception` event {time 1, name 2, attributes 3}, and the status message
         message = str(message).encode()
         attribute = _field(b"\x0a", b"exception.message") + _field(
@@ -342,6 +348,16 @@ def _encode_checked(doc: Any, m: SpanMapping) -> tuple[tuple, bytes, bytes]:
         if v is not None and k != "service.name"  # the service field wins
     )
     return (service, *sorted(attrs)), trace_id, b"".join(parts)
+
+
+def _duration_nanos(duration: int | float, name: str) -> int:
+    """duration_ms -> nanoseconds; MappingError where round() would overflow (1e303)."""
+    nanos = duration * 1_000_000
+    if not nanos <= _MAX_NANOS:  # also inf, and nan
+        raise MappingError(f"field '{name}' is too large", duration)
+    if nanos < -_MAX_NANOS:  # -inf; a small negative still rounds as the short path does
+        raise MappingError("the span ends before it starts")
+    return round(nanos)
 
 
 def export_request(grouped: dict[tuple, list[bytes]]) -> bytes:
@@ -375,27 +391,110 @@ def _otlp_json(request: bytes) -> bytes:
 
 
 Encoder = Callable[[list[str], Callable], Iterator[tuple[str, bytes, list[str]]]]
+MESSAGE_TOO_LARGE = "span too large for one message (message.max.bytes)"
 
 
-def otlp_encoder(encoding: str, mapping: SpanMapping = DEFAULT_MAPPING) -> Encoder:
-    """For Kafka: events -> (trace id hex, serialized request, the events it carries)."""
+def otlp_encoder(
+    encoding: str, mapping: SpanMapping = DEFAULT_MAPPING, max_bytes: int = 0
+) -> Encoder:
+    """For Kafka: events -> (trace id hex, serialized request, the events it carries).
+
+    One message per trace; a trace whose request is over `max_bytes` (0: no limit) is
+    split over several messages with the same key, each a whole ExportTraceServiceRequest.
+    """
     serialize = _otlp_json if encoding == "otlp_json" else bytes
 
     def encode(events: list[str], fail: Callable) -> Iterator[tuple[str, bytes, list[str]]]:
-        traces: dict[bytes, tuple[dict, list[str]]] = {}
+        traces: dict[bytes, tuple[dict, list[str], list[tuple]]] = {}
         for event in events:
             try:
                 key, trace_id, span = encode_span(orjson.loads(event), mapping)
             except (orjson.JSONDecodeError, MappingError) as exc:
                 fail(mapping_reason(exc), event, detail=mapping_detail(exc))
                 continue
-            grouped, members = traces.setdefault(trace_id, ({}, []))
-            grouped.setdefault(key, []).append(span)
+            except Exception as exc:  # a defect in the mapping still fails one event alone
+                fail(unexpected_reason(exc), event, detail=str(exc)[:200])
+                continue
+            trace = traces.get(trace_id)
+            if trace is None:
+                trace = traces[trace_id] = ({}, [], [])
+            grouped, members, keys = trace
+            group = grouped.get(key)
+            if group is None:
+                group = grouped[key] = []
+            group.append(span)
             members.append(event)
-        for trace_id, (grouped, members) in traces.items():
-            yield trace_id.hex(), serialize(export_request(grouped)), members
+            keys.append(key)  # which group each member's span is in, should the trace split
+        for trace_id, (grouped, members, keys) in traces.items():
+            payload = serialize(export_request(grouped))
+            if max_bytes and len(payload) > max_bytes:
+                parts = _split(trace_id.hex(), grouped, members, keys, serialize, max_bytes, fail)
+                yield from parts
+            else:
+                yield trace_id.hex(), payload, members
 
     return encode
+
+
+def _split(
+    trace_hex: str,
+    grouped: dict[tuple, list[bytes]],
+    members: list[str],
+    keys: list[tuple],
+    serialize: Callable,
+    limit: int,
+    fail: Callable,
+) -> Iterator[tuple[str, bytes, list[str]]]:
+    """A trace over the limit: its (key, span, event) in the order the events came."""
+    taken = dict.fromkeys(grouped, 0)
+    spans = []
+    for key, event in zip(keys, members, strict=True):
+        spans.append((key, grouped[key][taken[key]], event))
+        taken[key] += 1
+    yield from _messages(trace_hex, spans, serialize, limit, fail)
+
+
+def _messages(
+    trace_hex: str, spans: list, serialize: Callable, limit: int, fail: Callable
+) -> Iterator[tuple[str, bytes, list[str]]]:
+    """One trace's spans -> messages of at most `limit` bytes."""
+    grouped: dict[tuple, list[bytes]] = {}
+    for key, span, _ in spans:
+        group = grouped.get(key)
+        if group is None:
+            group = grouped[key] = []
+        group.append(span)
+    request = export_request(grouped)
+    payload = serialize(request)
+    if not limit or len(payload) <= limit:
+        yield trace_hex, payload, [event for _, _, event in spans]
+        return
+    if len(spans) == 1:
+        detail = f"its message is {len(payload)} bytes, over {limit}"
+        fail(MESSAGE_TOO_LARGE, spans[0][2], detail=detail)
+        return
+    # Cut by span size scaled to the serialized size (otlp_json is larger than the
+    # protobuf), with headroom for the resource groups; halve a part that still overflows.
+    budget = limit * len(request) / len(payload) * 0.95
+    parts, part, size = [], [], 0
+    for item in spans:
+        n = len(item[1]) + 6  # the span, its tag and length
+        if part and size + n > budget:
+            parts.append(part)
+            part, size = [], 0
+        part.append(item)
+        size += n
+    parts.append(part)
+    if len(parts) == 1:
+        half = len(spans) // 2
+        parts = [spans[:half], spans[half:]]
+    for part in parts:
+        yield from _messages(trace_hex, part, serialize, limit, fail)
+
+
+def unexpected_reason(exc: Exception) -> str:
+    """Bounded: the exception's type, never its message (that goes to the detail)."""
+    return f"cannot map to a span: unexpected {type(exc).__name__}"
 
 
 def mapping_detail(exc: Exception) -> str | None:
@@ -449,9 +548,13 @@ class TraceChecker:
         for event in events:
             try:
                 doc = orjson.loads(event)
-                self.open.setdefault(doc[m.trace_id], []).append(doc)
+                trace_id = doc[m.trace_id]
+                # the ids are dict keys here and in _check: a list or object id is unreadable
+                hash((trace_id, doc.get(m.span_id), doc.get(m.parent_span_id)))
             except (orjson.JSONDecodeError, KeyError, TypeError):  # TypeError: unhashable id
                 self.unreadable += 1
+                continue
+            self.open.setdefault(trace_id, []).append(doc)
         while len(self.open) > self.max_open:
             self._check(*self.open.popitem(last=False))
 
@@ -476,7 +579,7 @@ class TraceChecker:
             try:
                 start, end = _window(d, m)
                 p_start, p_end = _window(parent, m)
-            except (MappingError, KeyError, TypeError, ValueError):
+            except (MappingError, KeyError, TypeError, ValueError, OverflowError):
                 continue  # no usable times: the tree checks above still count
             early += start < p_start
             late += end > p_end
@@ -497,7 +600,7 @@ def _window(doc: dict, m: SpanMapping) -> tuple[int, int]:
     start = _nanos(doc, m.start_time)
     if doc.get(m.end_time) is not None:
         return start, _nanos(doc, m.end_time)
-    return start, start + round(float(doc[m.duration_ms]) * 1_000_000)
+    return start, start + _duration_nanos(float(doc[m.duration_ms]), m.duration_ms)
 
 
 def group_spans(spans: list[tuple[tuple, bytes, bytes]]) -> dict[tuple, list[bytes]]:

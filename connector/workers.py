@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from pathlib import Path
 from connector.config import load_config
 from connector.logs import LogSetup, flush_repeats
 from connector.outputs import Acks
+from connector.outputs.stdout import STDOUT_LOCK
 from connector.pipeline import Pipeline, RunOptions, build_output, prepare
 from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
 
@@ -205,6 +207,12 @@ class Workers:
             if entry.plugin == "file" and entry.settings.mode == "overwrite":
                 entry.settings.path.parent.mkdir(parents=True, exist_ok=True)
                 entry.settings.path.write_bytes(b"")
+        # Workers share one stdout: a write longer than a pipe keeps whole could interleave
+        # with another worker's, so they take turns through a lock file of the parent's.
+        if any(entry.plugin == "stdout" for entry in self.config.output):
+            # deleted when the parent's run object goes: after every worker has ended
+            self._lock = tempfile.NamedTemporaryFile(prefix="connector-stdout-")  # noqa: SIM115
+            os.environ[STDOUT_LOCK] = self._lock.name
         self.started = time.monotonic()
         for w in range(self.count):
             options = RunOptions(**{**self.options.__dict__, "worker": w, "workers": self.count})

@@ -162,7 +162,7 @@ class KafkaOutput:
         if config.encoding != "raw":
             from connector.spans import otlp_encoder  # only trace users pay for the OTLP import
 
-            self.encoder = otlp_encoder(config.encoding, config.mapping)
+            self.encoder = otlp_encoder(config.encoding, config.mapping, _otlp_max_bytes(config))
         for name, value in config.producer.items():
             if _SECRET_PROPERTY.search(name):
                 add_secret(str(value))
@@ -472,6 +472,17 @@ class KafkaOutput:
         # Client-wide trouble: librdkafka logs the same event through the log callback,
         # where ClientLog reports it once; here we only keep it for start()'s reason.
         self.last_error = err
+
+
+def _otlp_max_bytes(config: Config) -> int:
+    """The largest OTLP request one message may carry: the producer's message.max.bytes
+    (librdkafka refuses a larger message with MSG_SIZE_TOO_LARGE) less room for the key
+    (a trace id) and the record's own framing."""
+    try:
+        limit = int(config.properties().get("message.max.bytes", 1_000_000))
+    except (TypeError, ValueError):
+        limit = 1_000_000  # librdkafka refuses the value itself at start()
+    return max(1, limit - 512)
 
 
 def _epoch_ms(value: Any, name: str) -> int:

@@ -34,6 +34,7 @@ from connector.spans import (
     group_spans,
     mapping_detail,
     mapping_reason,
+    unexpected_reason,
 )
 
 __all__ = ["Config", "OtlpOutput", "build"]
@@ -58,6 +59,7 @@ _GRPC_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 UNDELIVERED = "undelivered at the flush deadline (flush_timeout)"
+TOO_LARGE = "span too large for one request (batch.max_bytes)"
 
 
 class TlsConfig(Strict):
@@ -70,6 +72,11 @@ class TlsConfig(Strict):
 class BatchConfig(Strict):
     max_spans: int = Field(8192, gt=0)  # the OpenTelemetry Collector batch default
     max_delay: float = Field(0.2, gt=0, description="seconds a span may wait for its batch")
+    # Under 4 MiB, the gRPC max receive size of Collectors and Jaeger: a larger request is
+    # refused whole (RESOURCE_EXHAUSTED), however many good spans it carries.
+    max_bytes: int = Field(
+        4_000_000, ge=1024, description="bytes per export request (uncompressed)"
+    )
 
 
 class RetryConfig(Strict):
@@ -119,6 +126,7 @@ class _Batch:
     # (span, event) pairs: one append per event, so an interrupt never splits them
     items: list = field(default_factory=list)
     handed: float = field(default_factory=time.monotonic)
+    size: int = 0  # the spans' bytes, to keep each request under batch.max_bytes
     settled: bool = False
 
     @property
@@ -190,10 +198,13 @@ class OtlpOutput:
         the events not yet in a batch have been failed first; batched ones settle later.
         Past the stop deadline a batch that finds no room fails as not sent."""
         mapping, max_spans = self.config.mapping, self.config.batch.max_spans
+        # headroom for the request's resource and scope framing around the spans
+        max_bytes = self.config.batch.max_bytes
+        budget = max_bytes - max_bytes // 32
         items = self.pending.items
         if not items:
             self.pending.handed = time.monotonic()
-        append = items.append
+        append, size = items.append, self.pending.size
         i, taken = 0, False  # as in kafka.write_batch: exact under an interrupt
         try:
             for i, event in enumerate(events):  # noqa: B007 - read by the handler below
@@ -204,13 +215,35 @@ class OtlpOutput:
                     self.acks.fail(mapping_reason(exc), event, detail=mapping_detail(exc))
                     taken = True
                     continue
+                except Exception as exc:  # a defect in the mapping fails one event alone
+                    self.acks.fail(unexpected_reason(exc), event, detail=str(exc)[:200])
+                    taken = True
+                    continue
+                n = len(item[0][2]) + 6  # the span, its tag and length
+                size += n
+                if size > budget:  # rare: the request would be too large with this span
+                    if n > max_bytes:  # over the limit alone: no request can carry it
+                        self.acks.fail(TOO_LARGE, event, detail=f"span of {n - 6} bytes")
+                        size -= n
+                        taken = True
+                        continue
+                    if items:
+                        self.pending.size = 0
+                        self._enqueue()
+                        items = self.pending.items
+                        append = items.append
+                    size = n
                 taken = True
                 append(item)
                 if len(items) >= max_spans:
+                    self.pending.size = 0
                     self._enqueue()
                     items = self.pending.items
                     append = items.append
+                    size = 0
+            self.pending.size = size
         except BaseException as exc:
+            self.pending.size = size if self.pending.items else 0
             reason = (
                 NOT_SENT
                 if isinstance(exc, KeyboardInterrupt)
@@ -316,20 +349,53 @@ class OtlpOutput:
                         self._settle(batch, UNDELIVERED)
                         continue
                     self.inflight = batch
-                try:
-                    reason, rejected, detail = self._export_with_retries(batch)
-                except Exception as exc:  # never let the sender die with a batch in hand
-                    log.exception("otlp export to %s failed unexpectedly", self.config.endpoint)
-                    reason, rejected, detail = f"export error: {type(exc).__name__}", 0, str(exc)
-                with self.lock:
-                    self.inflight = None
-                    self._settle(batch, reason, rejected, detail)
+                self._send(batch)
             finally:
                 self.queue.task_done()
 
-    def _export_with_retries(self, batch: _Batch) -> tuple[str | None, int, str]:
-        """(failure reason or None, spans rejected although the rest was taken, detail)."""
+    def _send(self, batch: _Batch) -> None:
+        """Export a batch (as several requests if it is over batch.max_bytes) and settle it."""
+        try:
+            parts = self._requests(batch)
+        except Exception as exc:
+            log.exception("otlp export to %s failed unexpectedly", self.config.endpoint)
+            parts = [(batch, None, f"export error: {type(exc).__name__}", str(exc))]
+        for part, body, reason, detail in parts:
+            rejected = 0
+            if body is not None:
+                try:
+                    reason, rejected, detail = self._export_with_retries(body)
+                except Exception as exc:  # never let the sender die with a batch in hand
+                    log.exception("otlp export to %s failed unexpectedly", self.config.endpoint)
+                    reason, detail = f"export error: {type(exc).__name__}", str(exc)
+            with self.lock:
+                if batch.settled:  # close() failed what was left, this part included
+                    break
+                self._settle(part, reason, rejected, detail)
+                if part is not batch:  # settled: what close() may still fail is the rest
+                    del batch.items[: len(part.items)]
+        with self.lock:
+            self.inflight = None
+            batch.settled = True
+
+    def _requests(self, batch: _Batch) -> list[tuple[_Batch, bytes | None, str | None, str]]:
+        """(part, request body, reason, detail): the batch as one request when it fits
+        batch.max_bytes (write_batch sees to that but for the resources' framing), else
+        halved in order; a lone span over the limit gets no body but a reason."""
         body = export_request(group_spans([span for span, _ in batch.items]))
+        limit = self.config.batch.max_bytes
+        if len(body) <= limit:
+            return [(batch, body, None, "")]
+        if len(batch.items) == 1:
+            return [(batch, None, TOO_LARGE, f"request of {len(body)} bytes")]
+        half = len(batch.items) // 2
+        return [
+            *self._requests(_Batch(batch.items[:half], batch.handed)),
+            *self._requests(_Batch(batch.items[half:], batch.handed)),
+        ]
+
+    def _export_with_retries(self, body: bytes) -> tuple[str | None, int, str]:
+        """(failure reason or None, spans rejected although the rest was taken, detail)."""
         retry = self.config.retry
         backoff = retry.initial_backoff
         for attempt in range(1, retry.attempts + 1):
@@ -419,10 +485,10 @@ class OtlpOutput:
                 # retries are not spent against a channel in its reconnect backoff
                 response = call(request, timeout=timeout, metadata=metadata, wait_for_ready=True)
             except grpc.RpcError as exc:
-                code = exc.code().name
-                raise ExportError(
-                    f"gRPC {code}", code in GRPC_RETRYABLE, exc.details() or ""
-                ) from None
+                code, details = exc.code().name, exc.details() or ""
+                # "message larger than max (N vs. 4194304)": the same bytes fail every time
+                retryable = code in GRPC_RETRYABLE and "larger than max" not in details
+                raise ExportError(f"gRPC {code}", retryable, details) from None
             return _partial(response)
 
         return export

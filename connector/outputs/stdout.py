@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
 import select
@@ -27,7 +28,10 @@ from connector.outputs.formatter import (
     write_all,
 )
 
-__all__ = ["Config", "StdoutOutput", "build"]
+__all__ = ["STDOUT_LOCK", "Config", "StdoutOutput", "build"]
+
+# Set by the parent of --workers: a lock file the workers take turns on for each batch.
+STDOUT_LOCK = "CONNECTOR_STDOUT_LOCK"
 
 
 class Config(OutputConfig):
@@ -42,6 +46,7 @@ class StdoutOutput:
         self.fd: int | None = None
         self.atomic = 0  # write() size that a pipe keeps whole (see formatter.write_all)
         self.broken: str | None = None
+        self.lock: int | None = None  # fd of the workers' shared lock file
 
     def start(self) -> None:
         self.stream = self.stream or sys.stdout
@@ -54,6 +59,8 @@ class StdoutOutput:
             mode = os.fstat(self.fd).st_mode
             if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):  # --workers share the pipe
                 self.atomic = select.PIPE_BUF
+                if path := os.environ.get(STDOUT_LOCK):
+                    self.lock = os.open(path, os.O_RDONLY)
 
     def write_batch(self, events: list[str]) -> None:
         fail = self.acks.fail
@@ -70,7 +77,13 @@ class StdoutOutput:
         if self.fd is None:  # a stream without a file descriptor (a test's StringIO)
             self._write_stream(data, lines)
             return
-        written, error = write_all(self.fd, data, self.atomic)
+        if self.lock is not None:
+            fcntl.flock(self.lock, fcntl.LOCK_EX)  # once a batch: lines never interleave
+        try:
+            written, error = write_all(self.fd, data, self.atomic)
+        finally:
+            if self.lock is not None:
+                fcntl.flock(self.lock, fcntl.LOCK_UN)
         if isinstance(error, OSError) and error.errno in (errno.EPIPE, errno.EBADF):
             # a closed pipe does not reopen: what follows fails at once
             self.broken = f"write failed: {error.strerror or error}"
@@ -102,6 +115,9 @@ class StdoutOutput:
 
     def close(self) -> None:
         self.flush(0)
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
 
 
 def build(config: Config, acks: Acks) -> StdoutOutput:
