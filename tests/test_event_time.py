@@ -129,3 +129,38 @@ def test_validate_skips_the_check_when_kafka_does_not_answer(write):
     result = run_cli("validate", config)
     assert result.code == 0
     assert "did not answer within 5 s" in result.stderr and "were not checked" in result.stderr
+
+
+def test_otlp_encoded_traces_keep_span_times_and_stamp_the_record(
+    kafka_bootstrap, kafka_topic, write
+):
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    topic = kafka_topic("otlp-time")
+    write("s.py", """
+import json, random
+def produce(params):
+    ts, trace = params['timestamp'], '%032x' % random.getrandbits(128)
+    root = '%016x' % random.getrandbits(64)
+    spans = [(root, None)] + [('%016x' % random.getrandbits(64), root) for _ in range(2)]
+    return [json.dumps({'trace_id': trace, 'span_id': s, 'parent_span_id': p, 'service': 'svc',
+                        'operation': 'op', 'start_time': ts.isoformat(), 'duration_ms': 5})
+            for s, p in spans]
+""")
+    config = write("c.yaml", f"""
+        mode: backfill
+        input: [{{rate: {{per_second: 2, start: "-3m", end: "-2m"}}}}]
+        event: {{script: {{path: s.py}}}}
+        output:
+          - kafka: {{bootstrap_servers: "{kafka_bootstrap}", topic: {topic}, encoding: otlp_proto, timestamp: scheduled}}
+    """)
+    result = run_cli("run", config, "--metrics-port", "0", "--quiet", "--seed", "7")
+    assert result.code == 0, result.stderr
+    messages = consume(kafka_bootstrap, [topic], expect=120)
+    assert len(messages) == 120  # one per trace
+    for msg in messages:
+        request = ExportTraceServiceRequest.FromString(msg.value())
+        [span, *_] = request.resource_spans[0].scope_spans[0].spans
+        assert msg.timestamp() == (TIMESTAMP_CREATE_TIME, span.start_time_unix_nano // 1_000_000)
