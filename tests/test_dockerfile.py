@@ -149,6 +149,22 @@ def uv() -> str:
     pytest.fail(f"uv {version} is missing: run scripts/test, which installs it")
 
 
+def uv_export(*args: str) -> dict[str, str]:
+    """`uv export` of the lock as it is: name -> version, for this machine's markers."""
+    export = subprocess.run(
+        [uv(), "export", "--frozen", *args, "--no-hashes", "--no-emit-project", "--no-header",
+         "--offline"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    locked = {}
+    for line in export.splitlines():
+        if line and not line.startswith((" ", "#")):
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate():
+                locked[canonicalize_name(req.name)] = str(req.specifier).removeprefix("==")
+    return locked
+
+
 def test_the_image_install_is_uv_export(tmp_path):
     """Run the Dockerfile's own install commands into a scratch venv (this machine's Python
     in place of the image's) and compare what landed with `uv export` of the lock."""
@@ -165,17 +181,7 @@ def test_the_image_install_is_uv_export(tmp_path):
         done = subprocess.run([uv(), "sync", *args], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
-    export = subprocess.run(
-        [uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
-         "--no-header", "--offline"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
-    ).stdout
-    expected = {}
-    for line in export.splitlines():
-        if line and not line.startswith((" ", "#")):
-            req = Requirement(line)
-            if req.marker is None or req.marker.evaluate():
-                expected[canonicalize_name(req.name)] = str(req.specifier).removeprefix("==")
+    expected = uv_export("--no-dev")
     site = next((tmp_path / "venv/lib").glob("python*/site-packages"))
     installed = {
         canonicalize_name(d.metadata["Name"]): d.version

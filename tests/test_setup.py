@@ -11,10 +11,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.test_dockerfile import uv
+from tests.test_dockerfile import uv, uv_export
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,17 +30,7 @@ def test_the_test_environment_is_exactly_the_lock():
     assert Path(sys.prefix).resolve() == (ROOT / ".venv").resolve(), (
         f"tests run in {sys.prefix}, not the project's .venv: run them with scripts/test"
     )
-    export = subprocess.run(
-        [uv(), "export", "--frozen", "--extra", "test", "--no-hashes", "--no-emit-project",
-         "--no-header", "--offline"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
-    ).stdout
-    locked = {}
-    for line in export.splitlines():
-        if line and not line.startswith((" ", "#")):
-            req = Requirement(line)
-            if req.marker is None or req.marker.evaluate():
-                locked[canonicalize_name(req.name)] = str(req.specifier).removeprefix("==")
+    locked = uv_export("--extra", "test")
     installed = {canonicalize_name(d.metadata["Name"]): d.version
                  for d in metadata.distributions(path=sys.path)
                  if Path(d.locate_file("")).resolve().is_relative_to(Path(sys.prefix).resolve())}
