@@ -217,3 +217,19 @@ def test_stages_need_no_end_and_refuse_one_that_disagrees():
                               "end of the stages, 2026-02-20T10:02:00+00:00 (start + 0:02:00)")
     with pytest.raises(ConfigError, match="required in backfill"):
         _schedule([{"rate": {"stages": stages, "repeat": True, "start": T0.isoformat()}}])
+
+
+@pytest.mark.parametrize("per_second", [1000, 250, 4, 0.5, 1_000_000, 3, 7, 1 / 600])
+def test_whole_microsecond_periods_take_the_fast_path_to_the_same_grid(monkeypatch, per_second):
+    """A period of whole microseconds is added, not multiplied: the same timestamps."""
+    exact = rate._exact(per_second)
+    expected = [T0 + timedelta(microseconds=(2 * k * 10**6 * exact.denominator + exact.numerator)
+                               // (2 * exact.numerator)) for k in range(2000)]
+    assert stamps(rate.Config(per_second=per_second), n=2000) == expected
+    late = T0 + timedelta(seconds=0.3)
+    for index in range(3):
+        monkeypatch.setenv("CONNECTOR_REPLICAS", "3")
+        monkeypatch.setenv("CONNECTOR_REPLICA_INDEX", str(index))
+        sharded = rate.Config(per_second=per_second, shard=True, start=T0)
+        want = [ts for ts in expected[index::3] if ts >= late][:100]
+        assert list(islice(rate.ticks(sharded, late, None, origin=T0), len(want))) == want

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
-from itertools import chain, count, dropwhile, repeat, takewhile
+from itertools import accumulate, chain, count, dropwhile, islice, repeat, takewhile
 from operator import add, floordiv, methodcaller, mul, sub, truediv
 from typing import Annotated, Any
 
@@ -160,14 +160,20 @@ def _constant(
     micro = timedelta(microseconds=1)
     first = -((-((start - origin) // micro) * p) // (_US * q))  # the first k at or after start
     first += (index - first) % replicas
-    if end is None:
-        ks: Iterator[int] = count(first, replicas)
-    else:
-        span = (end - origin) // micro
-        ks = iter(range(first, max(0, -((-span * p) // (_US * q))), replicas))
+    span = None if end is None else (end - origin) // micro
+    ks = (
+        count(first, replicas)
+        if span is None
+        else range(first, max(0, -((-span * p) // (_US * q))), replicas)
+    )
+    period, inexact = divmod(_US * q, p)
+    if not inexact:  # a whole number of microseconds apart: add it, as cron's fixed gaps do
+        step = timedelta(microseconds=period * replicas)
+        grid = accumulate(repeat(step), initial=origin + timedelta(microseconds=period * first))
+        return grid if span is None else islice(grid, len(ks))
     # round(k * 10^6 * q / p) as (2 k 10^6 q + p) // 2p
     micros = map(floordiv, map(add, map(mul, ks, repeat(2 * _US * q)), repeat(p)), repeat(2 * p))
-    if end is not None:  # the last may round up onto `end`: keep the window half-open
+    if span is not None:  # the last may round up onto `end`: keep the window half-open
         micros = map(min, micros, repeat(max(0, span - 1)))
     return map(add, repeat(origin), map(timedelta, repeat(0), repeat(0), micros))
 
