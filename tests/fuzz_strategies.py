@@ -104,7 +104,9 @@ def _rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _wait(pid: int, started: float, timeout: float) -> tuple[int, float, bool, float]:
+def _wait(
+    pid: int, started: float, timeout: float, group: bool = False
+) -> tuple[int, float, bool, float]:
     """wait4 the child: (exit code, its peak RSS in MiB, killed for running too long, its
     CPU seconds)."""
     killed = False
@@ -113,7 +115,7 @@ def _wait(pid: int, started: float, timeout: float) -> tuple[int, float, bool, f
         if done:
             break
         if time.monotonic() - started > timeout:
-            os.kill(pid, signal.SIGKILL)
+            (os.killpg if group else os.kill)(pid, signal.SIGKILL)
             _, status, usage = os.wait4(pid, 0)
             killed = True
             break
@@ -196,16 +198,47 @@ def _child_main(argv: list[str]) -> int:
     return code
 
 
+# A child forked from a large test process counts that process's pages in its peak RSS
+# until it execs (Linux keeps the high-water mark across exec). So a small launcher
+# (python -S) forks and execs the command and reports the command's own peak, in KiB.
+_LAUNCH = (
+    "import os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execv(sys.argv[2], sys.argv[2:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
+def measured(cmd: list[str], peak_file: Path) -> list[str]:
+    """`cmd` run through the launcher; its own peak RSS lands in `peak_file` (KiB)."""
+    return [sys.executable, "-S", "-c", _LAUNCH, str(peak_file), *cmd]
+
+
+def peak_of(peak_file: Path) -> float:
+    """MiB, from measured()'s file (0 when the command was killed before it could say)."""
+    try:
+        return int(peak_file.read_text()) / 1024
+    except (OSError, ValueError):
+        return 0.0
+
+
 def run_subprocess(argv: list[str], cwd: Path, timeout: float = 60,
                    env: dict | None = None) -> Run:
-    """The real `python -m connector *argv`, its own peak memory measured with wait4."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """The real `python -m connector *argv`, its own peak memory measured."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.TemporaryDirectory() as scratch:
         started = time.monotonic()
+        peak_file = Path(scratch) / "peak"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "connector", *argv], stdout=out, stderr=err,
-            stdin=subprocess.DEVNULL, cwd=cwd, env=env,
+            measured([sys.executable, "-m", "connector", *argv], peak_file),
+            stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd, env=env,
+            start_new_session=True,
         )
-        code, peak, killed, cpu = _wait(proc.pid, started, timeout)
+        code, _, killed, cpu = _wait(proc.pid, started, timeout, group=True)
+        peak = peak_of(peak_file)
         proc.returncode = code
         seconds = time.monotonic() - started
         out.seek(0)

@@ -13,45 +13,26 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from connector.config import MAX_VALUES, ConfigError, load_config
 from tests.conftest import ROOT, Result, run_cli
+from tests.fuzz_strategies import run_subprocess
 
 SCRIPT = "def produce(params):\n    return 'x'\n"
 VALID = 'input: [{cron: {expression: "* * * * *"}}]\nevent: {script: {path: s.py}}\n'
 
 
 def validate(path: Path, timeout: float = 60) -> tuple[Result, float, int]:
-    """`connector validate path`: the result, its seconds and its peak memory in MiB."""
-    started = time.monotonic()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "connector", "validate", str(path)],
-            stdout=out, stderr=err, cwd=ROOT,
-        )
-        while True:  # wait4: this child's own peak memory, not the session's
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - started > timeout:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                pytest.fail(f"validate {path.name} ran longer than {timeout} s")
-            time.sleep(0.02)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        result = Result(
-            proc.returncode,
-            out.read().decode("utf-8", "replace"),
-            err.read().decode("utf-8", "replace"),
-        )
-    return result, time.monotonic() - started, usage.ru_maxrss // 1024
+    """`connector validate path`: the result, its seconds and its own peak memory in MiB."""
+    run = run_subprocess(["validate", str(path)], ROOT, timeout)
+    if run.killed:
+        pytest.fail(f"validate {path.name} ran longer than {timeout} s")
+    return Result(run.code, run.out.decode("utf-8", "replace"), run.err), run.seconds, int(
+        run.peak_mib
+    )
 
 
 def assert_refused(result: Result, path: Path, *words: str) -> None:
