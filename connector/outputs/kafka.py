@@ -544,7 +544,9 @@ class ClientLog:
             client_log.warning("%s: %s", self.acks.name, message)
             return
         now = time.monotonic()
-        key = _NUMBERS.sub("#", f"{fac} {_strip(message)}")
+        # by the message alone: librdkafka reports one event under several facilities
+        # (FAIL, ERROR...), and it must be logged once
+        key = _NUMBERS.sub("#", _strip(message))
         entry = self.open.get(key)
         if entry is None:
             if len(self.open) >= 100:  # bounded: a flood of distinct lines is coalesced
