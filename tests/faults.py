@@ -477,14 +477,6 @@ def metric(port: int, name: str, **labels: str) -> float:
     )
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of a process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 # -- what arrived --------------------------------------------------------------------------
 
 

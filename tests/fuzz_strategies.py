@@ -316,10 +316,3 @@ event_text = st.one_of(
                      '"\\ud800"', "x" * 300]),
     st.sampled_from(SPANISH),
 )
-
-
-def jsonable(value: object) -> object:
-    """JSON cannot carry NaN or infinities; what a drawn value becomes inside an event."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value

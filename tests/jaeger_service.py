@@ -97,16 +97,6 @@ def wait_for_trace(
     return spans
 
 
-def find_spans(query_url: str, service: str, limit: int = 1000, **params: str) -> list[dict]:
-    """Spans of recent traces of a service (GET /api/traces?service=..).
-
-    params are more query parameters, e.g. operation="publish", lookback="1h".
-    """
-    query = urllib.parse.urlencode({"service": service, "limit": limit, **params})
-    body = _get(f"{query_url.rstrip('/')}/api/traces?{query}")
-    return _spans((body or {}).get("data") or [])
-
-
 def tags(span_or_process: dict) -> dict:
     """The "tags" list [{"key", "type", "value"}] of a span or process as {key: value}."""
     return {t["key"]: t["value"] for t in span_or_process.get("tags") or []}

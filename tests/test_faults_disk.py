@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import resource
-import signal
 import subprocess
 
 import pytest
@@ -37,7 +35,7 @@ def small_tmpfs(path, size: str):
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}); "
-                    "test_file_size_limit_fails_what_it_cannot_write covers a full disk")
+                    "tests/test_file_output.py's file-size-limit test covers a full disk")
     try:
         yield path
     finally:
@@ -72,12 +70,3 @@ def test_full_tmpfs_fails_what_it_cannot_write(tmp_path):
         run = Run(tmp_path, config, metrics=False)
         check_full_disk_run(run, disk / "events.jsonl", tmp_path / "dead.jsonl",
                             "No space left on device")
-
-
-LIMIT = 64 * 1024
-
-
-def _file_size_limit() -> None:
-    # in the child: a write past LIMIT fails with EFBIG instead of killing the process
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))

@@ -90,7 +90,6 @@ def consume_until(
 
 
 def test_produce_consume_three_partitions(bootstrap, kafka_bootstrap, kafka_topic):
-    pytest.importorskip("confluent_kafka")
     from confluent_kafka.admin import AdminClient
 
     if kafka_bootstrap != bootstrap:
@@ -103,7 +102,6 @@ def test_produce_consume_three_partitions(bootstrap, kafka_bootstrap, kafka_topi
 
 
 def test_restart_keeps_data_and_stop_leaves_no_process(tmp_path):
-    pytest.importorskip("confluent_kafka")
     port = free_port_pair()
     env = {
         "LOCAL_KAFKA_DIR": str(tmp_path),
