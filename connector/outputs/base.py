@@ -31,6 +31,7 @@ __all__ = [
     "Output",
     "OutputConfig",
     "OutputError",
+    "OutputFatal",
     "OutputPlugin",
 ]
 
@@ -51,10 +52,16 @@ class OutputError(Exception):
     """An output cannot work (unreachable, misconfigured); the message says what to change."""
 
 
+class OutputFatal(OutputError):
+    """A started output can never work again (a transactional producer fenced by another with
+    its id): the run stops. The output has accounted the events concerned itself."""
+
+
 class Acks:
     """Delivery accounting of one output. Callbacks may come from a client's thread."""
 
     LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+    TX_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
     def __init__(self, name: str, plugin: str, dead_letter: Path | None = None):
         self.name = name
@@ -64,6 +71,9 @@ class Acks:
         self.failed = 0
         self.reasons: Counter[str] = Counter()
         self.latency = Histogram(self.LATENCY_BUCKETS)
+        # transactional outputs only (zero elsewhere): outcomes, and begin -> commit seconds
+        self.transactions: Counter[str] = Counter()
+        self.transaction_seconds = Histogram(self.TX_BUCKETS)
         self._dead_letter_path = dead_letter
         self._dead_letter = None
         self.dead_letter_lost = 0  # records the dead letter could not take (disk full...)
@@ -181,6 +191,10 @@ class Output(Protocol):
     # An output with a true `wants_times` attribute gets `times` too: each event's
     # scheduled time in epoch milliseconds (Kafka's `timestamp: scheduled`).
     def write_batch(self, events: list[str], times: list[int] | None = None) -> None: ...
+    # An output with a true `wants_calls` attribute gets `calls` too: the indices in `events`
+    # where each produce() call begins (a transaction holds whole calls). One with a true
+    # `transactional` attribute also has mark(position) (called after each hand-off: every
+    # call so far was handed over) and committed_position() (see outputs/kafka.py).
     def poll(self) -> None: ...  # serve acknowledgements while the pipeline waits
     def ready(self) -> bool: ...
     def flush(self, timeout: float) -> int: ...
