@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from connector import __version__
+from connector.checkpoint import Checkpoint, CheckpointError, fingerprint
 from connector.config import Config, ConfigError, load_config
 from connector.inputs.rate import replica_share
 from connector.logs import LogSetup, flush_repeats, secrets, setup_logging
@@ -109,6 +110,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="N processes, each with its own copy of the script, timestamps dealt "
         "round-robin (default: 1)",
+    )
+    run.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="backfill only: keep the position here and resume from it after a crash "
+        "(default: none)",
+    )
+    run.add_argument(
+        "--checkpoint-every",
+        type=_positive(float),
+        default=1.0,
+        metavar="SECONDS",
+        help="with --checkpoint: record the acknowledged position this often (default: 1)",
     )
     run.add_argument(
         "--quiet",
@@ -263,9 +278,16 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
 def cmd_run(config: Config, args: argparse.Namespace) -> int:
     mode = args.mode or config.mode
     try:
-        replica = replica_share()[0]
+        replica, replicas = replica_share()
     except ValueError as exc:
         print(f"invalid environment: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.checkpoint is not None and mode != "backfill":
+        print(
+            "--checkpoint is for --mode backfill: a live run follows the clock and has no "
+            "position to resume",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     # Replica r's worker w gets seed + r * workers + w: no two processes of a chart
     # emit the same stream (Workers adds w).
@@ -273,17 +295,29 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     options = RunOptions(mode=mode, max_events=args.max_events, duration=args.duration)
     script = prepare(config, seed)  # also proves the script loads before workers start
     now = datetime.now(config.tz)
+    checkpoint = None
+    if args.checkpoint is not None:
+        try:
+            checkpoint = _checkpoint(config, args, script.path, (replica, replicas), now)
+        except CheckpointError as exc:
+            print(f"{exc}", file=sys.stderr)
+            return EXIT_USAGE
+        now = checkpoint.anchor.astimezone(config.tz)  # a resume keeps the first window
+        options.checkpoint_every = args.checkpoint_every
+        options.resume = checkpoint.ticks(0)
     schedule(config, mode, now)  # window errors are config errors: before anything starts
     metrics = _start_metrics(config, args)
     run: Pipeline | Workers
     if args.workers > 1:
         logs = LogSetup(args.log_level, args.log_format, args.quiet, tuple(secrets()))
-        run = Workers(args.config, options, args.workers, seed, logs)
+        run = Workers(args.config, options, args.workers, seed, logs, checkpoint=checkpoint)
     else:
         outputs = [
             build_output(e, n) for e, n in zip(config.output, config.output_names(), strict=True)
         ]
         run = Pipeline(config, script, outputs, options)
+        if checkpoint is not None:
+            run.on_position = checkpoint.keep
     if metrics:
         metrics.source, metrics.probe = run.snapshot, run.probe_ready
     lingering = []
@@ -322,6 +356,8 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
             progress.stop()
     flush_repeats()
     stats = run.snapshot()
+    if checkpoint is not None and stats.exhausted and not stats.interrupted:
+        checkpoint.keep(None)  # the end: a rerun is refused, not a silent no-op
     print_summary(stats, sys.stderr)
     for bug in stats.bugs:  # after the summary: the accounts first, then what to report
         log.critical("a bug, please report it with this traceback:\n%s", bug.rstrip())
@@ -332,6 +368,29 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
                 time.sleep(args.linger)
         metrics.close()
     return code
+
+
+def _checkpoint(
+    config: Config,
+    args: argparse.Namespace,
+    script: Path,
+    replica: tuple[int, int],
+    now: datetime,
+) -> Checkpoint:
+    """Open (or create) the checkpoint; CheckpointError when it is not this run's."""
+    # what the events depend on: the config minus where metrics are served
+    data = config.model_dump(mode="json", exclude={"metrics"})
+    mark = fingerprint(data, script, args.seed, args.workers, replica)
+    try:
+        checkpoint = Checkpoint.open(args.checkpoint, mark, now)
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot write checkpoint {args.checkpoint}: {exc.strerror or exc}"
+        ) from None
+    if checkpoint.resumed:
+        done = ", ".join(f"worker {w}: {p['ticks']}" for w, p in checkpoint.positions.items())
+        log.info("checkpoint %s: resuming (settled ticks %s)", args.checkpoint, done or "none")
+    return checkpoint
 
 
 def _start_metrics(config: Config, args: argparse.Namespace) -> MetricsServer | None:
@@ -366,6 +425,11 @@ def print_summary(s: RunStats, out) -> None:
         f" after {elapsed:.3f}s",
         f"  timestamps: {sum(s.timestamps)}",
         f"  events produced: {s.produced} ({s.produced / elapsed:,.0f}/s)",
+        *(
+            [f"  replayed: {s.replayed} produce() call(s) settled by an earlier run, not sent"]
+            if s.replayed
+            else []
+        ),
         f"  script errors: {sum(s.script_errors.values())}"
         + "".join(f", {k}: {v}" for k, v in sorted(s.script_errors.items())),
     ]
@@ -374,6 +438,11 @@ def print_summary(s: RunStats, out) -> None:
             lines.append(f"  output {o.name}: could not start: {o.could_not_start}")
             continue
         lines.append(f"  output {o.name}: delivered {o.delivered}, failed {o.failed}")
+        if o.transactions is not None:
+            lines.append(
+                f"    transactions: committed {o.transactions['committed']}, "
+                f"aborted {o.transactions['aborted']}"
+            )
         if o.broken is not None:
             lines.append(f"    broken: {o.broken}")
         lines += [f"    failed: {reason}: {n}" for reason, n in o.reasons.most_common()]

@@ -76,6 +76,16 @@ METRICS = {
         ("output",),
         "Events handed to an output and not yet acknowledged.",
     ),
+    "connector_transactions_total": (
+        "counter",
+        ("output", "outcome"),
+        "Transactional outputs: transactions committed or aborted.",
+    ),
+    "connector_transaction_seconds": (
+        "histogram",
+        ("output",),
+        "Transactional outputs: seconds from a transaction's begin to its commit.",
+    ),
     "connector_info": ("gauge", ("version", "config_name"), "Always 1; carries the labels."),
 }
 
@@ -117,6 +127,16 @@ class _Collector:
             families["connector_delivery_latency_seconds"].add_metric(
                 [o.name], o.latency.buckets(), o.latency.sum
             )
+            if o.transactions is not None:
+                for outcome in ("committed", "aborted"):
+                    families["connector_transactions_total"].add_metric(
+                        [o.name, outcome], o.transactions[outcome]
+                    )
+            if o.transaction_seconds is not None:
+                seconds = o.transaction_seconds
+                families["connector_transaction_seconds"].add_metric(
+                    [o.name], seconds.buckets(), seconds.sum
+                )
         families["connector_schedule_lag_seconds"].add_metric([], s.lag.buckets(), s.lag.sum)
         for name, target in zip(s.input_names, s.target_rates, strict=True):
             if target is not None:

@@ -23,7 +23,7 @@ from connector.events.script import Script, ScriptLoadError, ScriptStop, load_sc
 from connector.fields import resolve_time
 from connector.inputs import INPUTS, merge, rate
 from connector.outputs import OUTPUTS, Acks, Output, OutputError
-from connector.outputs.base import NOT_SENT
+from connector.outputs.base import NOT_SENT, OutputFatal
 from connector.spans import TraceChecker
 from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
 
@@ -32,6 +32,12 @@ __all__ = ["Pipeline", "RunOptions", "prepare", "schedule"]
 log = logging.getLogger("connector")
 
 BROKEN = "output broken"  # events handed to an output after its write_batch raised
+SETTLE_TIMEOUT = 5.0  # seconds a checkpoint waits for acknowledgements before trying later
+
+
+def _fatal(exc: BaseException) -> bool:
+    """An output's error that ends the run (a fenced transactional producer)."""
+    return isinstance(exc, OutputFatal)
 
 
 @dataclass
@@ -42,6 +48,10 @@ class RunOptions:
     batch_size: int = 1000
     worker: int = 0  # this process's index among `workers` (timestamps are split by it)
     workers: int = 1
+    # --checkpoint: settle and report the position this often (seconds; None: never), and
+    # the ticks of this worker's schedule already settled by an earlier run (replayed)
+    checkpoint_every: float | None = None
+    resume: int | None = None
 
 
 def schedule(
@@ -158,6 +168,12 @@ class Pipeline:
     checker: TraceChecker | None = None
     deadline: float | None = None
     waiting: bool = False  # for the clock or for an output: not a stall
+    # --checkpoint: called with each settled position ({"worker": k, "ticks": n}: every
+    # call up to tick n has all its events acknowledged by every output)
+    on_position: Callable[[dict], None] | None = None
+    replayed: int = 0  # produce() calls replayed (not sent) to resume after a checkpoint
+    position: dict | None = None  # the last settled position
+    exhausted: bool = False  # the schedule ran to its end (not cut by a limit or a stop)
     _stop: list[str] = field(default_factory=list)
     _cut: list[bool] = field(default_factory=list)  # live --duration cut the schedule
     _seen: tuple[int, float] = (0, 0.0)  # (calls, when) at the last stall check
@@ -174,6 +190,16 @@ class Pipeline:
         n = len(self.outputs)
         # an output with `wants_times` gets each event's scheduled time (record timestamps)
         self._wants_times = any(getattr(o, "wants_times", False) for o in self.outputs)
+        # transactional outputs take whole calls (`calls`: where each begins) and are told
+        # the position each hand-off reaches (`mark`), to commit it with the events
+        self._wants_calls = any(getattr(o, "wants_calls", False) for o in self.outputs)
+        self._marking = [o for o in self.outputs if getattr(o, "transactional", False)]
+        for out in self._marking:  # write the position into each transaction
+            out.positions = self.options.checkpoint_every is not None
+        self._ticks0 = 0  # ticks before this run's first call (replayed)
+        self._cut_call = False  # --max-events cut the last call: it is not handed whole
+        self._handed_ticks = 0  # ticks whose events have all been handed to the outputs
+        self._next_checkpoint = 0.0
         self._started = [False] * n
         self._ready = [False] * n
         self._could_not_start: list[str | None] = [None] * n
@@ -199,7 +225,7 @@ class Pipeline:
     def _stalled_for(self) -> float:
         """Seconds without a produce() call, waits for the clock or an output not counted:
         a hung script shows here (read by /healthz, never by the hot loop)."""
-        calls, now = sum(self.calls), time.monotonic()
+        calls, now = sum(self.calls) + self.replayed, time.monotonic()
         if calls != self._seen[0] or self.waiting or not self._seen[1]:
             self._seen = (calls, now)
             return 0.0
@@ -231,6 +257,7 @@ class Pipeline:
         outputs = [
             OutputStats.of(
                 out.acks,
+                transactional=getattr(out, "transactional", False),
                 started=self._started[k],
                 ready=self._ready[k] and self._broken[k] is None,
                 could_not_start=self._could_not_start[k],
@@ -262,6 +289,9 @@ class Pipeline:
             unreadable_spans=0 if checker is None else checker.unreadable,
             target_rates=self._target_rates(),
             behind=self._behind(),
+            replayed=self.replayed,
+            position=None if self.position is None else dict(self.position),
+            exhausted=self.exhausted,
         )
 
     def _target_rates(self) -> list[float | None]:
@@ -292,6 +322,8 @@ class Pipeline:
                     self.stop_reason = "output could not start"
                 else:
                     stream = self._anchored(now)
+                    if stream is not None and self.options.checkpoint_every is not None:
+                        stream = self._resume(stream)
                     if stream is not None:
                         # Everything loaded so far (pydantic, grpc, the script's module) lives
                         # for the whole run: keep full collections from walking it again.
@@ -304,10 +336,16 @@ class Pipeline:
                 log.error("%s", self.stop_reason)
             except KeyboardInterrupt:  # a second signal while an output held us up
                 self._interrupt("interrupted")
+            except OutputError as exc:  # a fatal output error outside the hand-off
+                self.stop_reason = self.stop_reason or str(exc)
+                self.problems.append(str(exc))
+                log.error("%s", exc)
             except Exception as exc:  # a bug of ours: still flush and account
                 self.stop_reason = f"internal error: {type(exc).__name__}: {exc}"
                 self.bugs.append(traceback.format_exc())
             self._shutdown()
+            if self._next_checkpoint and not self.interrupted:  # flushed: all settled now
+                self._report(self._handed_ticks)
             return self.snapshot().exit_code()
         finally:
             self.alive = False
@@ -372,6 +410,42 @@ class Pipeline:
                 stream = itertools.takewhile(lambda tick: self._before(tick, end), stream)
         return stream
 
+    def _resume(
+        self, stream: Iterator[tuple[datetime, int]]
+    ) -> Iterator[tuple[datetime, int]] | None:
+        """Skip what an earlier run settled, calling produce() for it without sending (to
+        rebuild the script's state and its --seed random stream). Transactional outputs
+        say themselves what they committed; the file's position is for the others."""
+        ticks = self.options.resume or 0
+        committed = []
+        self.waiting = True  # reading a committed position may take a moment
+        try:
+            for out in self._marking:
+                position = out.committed_position()
+                committed.append(0 if position is None else int(position.get("ticks", 0)))
+        finally:
+            self.waiting = False
+        if committed:  # the outputs' own word wins; the file only caches it
+            rest = len(committed) < len(self.outputs)
+            ticks = min([*committed, ticks] if rest else committed)
+        tags = [e.settings.tags for e in self.config.input]
+        produce, stop = self.script.produce, self._stop
+        for ts, i in itertools.islice(stream, ticks):
+            if stop:
+                break
+            self.replayed += 1
+            try:
+                produce({"timestamp": ts, "tags": tags[i]})
+            except KeyboardInterrupt:
+                raise
+            except BaseException:  # counted by the run that first made this call
+                pass
+        if self.replayed:
+            log.info("resumed after %d settled produce() call(s), replayed unsent", ticks)
+        self._ticks0 = self._handed_ticks = ticks
+        self._next_checkpoint = time.monotonic() + self.options.checkpoint_every
+        return stream
+
     def _before(self, tick: tuple[datetime, int], end: float) -> bool:
         if tick[0].timestamp() < end:
             return True
@@ -395,7 +469,10 @@ class Pipeline:
         append, batch_size = batch.append, self._next_batch_size()
         # (index of the call's first event in the batch, its timestamp), per call: only
         # when an output stamps records with the scheduled time
-        marks: list[tuple[int, datetime]] | None = [] if self._wants_times else None
+        marks: list[tuple[int, datetime]] | None = (
+            [] if self._wants_times or self._wants_calls else None
+        )
+        every = self.options.checkpoint_every
         i = 0
         try:
             for ts, i in stream:
@@ -433,18 +510,24 @@ class Pipeline:
                     batch += result
                     extra[i] += len(result)
                 if len(batch) >= batch_size:
-                    self._trim_to_limit(batch, i)
+                    self._trim_to_limit(batch, i, marks)
                     full, batch = batch, []  # handed over once, whatever happens
                     append, batch_size = batch.append, self._next_batch_size()
                     self._hand_off(full, marks)
                     marks = None if marks is None else []
+                    if every is not None and time.monotonic() >= self._next_checkpoint:
+                        self._settle()
                     if batch_size <= 0 or (not live and self._past_deadline()):
                         break
+            else:
+                self.exhausted = not stop
         finally:  # what was produced is handed on, whatever ended the loop
             if batch:
-                self._trim_to_limit(batch, i)
+                self._trim_to_limit(batch, i, marks)
                 full, batch = batch, []
                 self._hand_off(full, marks)
+            # every call made is handed now (a call without events needs no hand-off)
+            self._handed_ticks = self._ticks0 + sum(self.calls) - self._cut_call
 
     def _next_batch_size(self) -> int:
         """Events until the next hand-off: the batch size, or fewer to stop at --max-events."""
@@ -455,11 +538,14 @@ class Pipeline:
             self.stop_reason = f"--max-events {self.options.max_events} reached"
         return min(self.options.batch_size, left)
 
-    def _trim_to_limit(self, batch: list[str], last_input: int) -> None:
+    def _trim_to_limit(self, batch: list[str], last_input: int, marks: list | None) -> None:
         if self.options.max_events is not None and self.produced > self.options.max_events:
             excess = self.produced - self.options.max_events
-            del batch[-excess:]
+            if self._wants_calls and marks:  # never half a call: all of the last one goes
+                excess = len(batch) - marks.pop()[0]
+            del batch[len(batch) - excess :]
             self.extra[last_input] -= excess
+            self._cut_call = True  # the last call is not all handed: not in the position
 
     def _past_deadline(self) -> bool:
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -473,14 +559,20 @@ class Pipeline:
         if self.checker is not None:
             self._check_traces(self.checker.add, batch)
         n, k = len(batch), -1
-        times = None if marks is None else _event_times(marks, n)
+        times = None if marks is None or not self._wants_times else _event_times(marks, n)
+        starts = None
+        if self._wants_calls and marks is not None:
+            starts = sorted({first for first, _ in marks if first < n})
         self.waiting = True  # an output may hold us up (backpressure): that is no stall
         try:
             for k, out in enumerate(self.outputs):
                 out.acks.handed += n
                 if self._broken[k] is None:
                     try:
-                        if times is not None and getattr(out, "wants_times", False):
+                        if starts is not None and getattr(out, "wants_calls", False):
+                            wanted = getattr(out, "wants_times", False)
+                            out.write_batch(batch, times if wanted else None, calls=starts)
+                        elif times is not None and getattr(out, "wants_times", False):
                             out.write_batch(batch, times)
                         else:
                             out.write_batch(batch)
@@ -488,6 +580,9 @@ class Pipeline:
                     except KeyboardInterrupt:
                         raise
                     except Exception as exc:
+                        if _fatal(exc):  # the output has accounted for its events
+                            self._fatal_error(k, exc)
+                            continue
                         self._break(k, exc)
                         continue
                 out.acks.fail_all(BROKEN, batch)
@@ -498,6 +593,53 @@ class Pipeline:
             raise
         finally:
             self.waiting = False
+        self._handed_ticks = self._ticks0 + sum(self.calls) - self._cut_call
+        if self._marking:
+            self._mark({"worker": self.options.worker, "ticks": self._handed_ticks})
+
+    def _mark(self, position: dict) -> None:
+        """Tell each transactional output how far the calls it was handed reach."""
+        for k, out in enumerate(self.outputs):
+            if self._broken[k] is None and getattr(out, "transactional", False):
+                try:
+                    out.mark(position)
+                except Exception as exc:
+                    if not _fatal(exc):
+                        raise
+                    self._fatal_error(k, exc)
+
+    def _settle(self) -> None:
+        """A checkpoint: wait until every event handed so far is acknowledged, then report
+        the position. Nothing is handed meanwhile: this wait is what a checkpoint costs."""
+        self.waiting = True  # waiting for outputs: no stall
+        try:
+            for k, out in enumerate(self.outputs):
+                if self._broken[k] is None and out.acks.pending > 0:
+                    try:
+                        out.flush(SETTLE_TIMEOUT)
+                    except Exception as exc:
+                        if not _fatal(exc):
+                            raise
+                        self._fatal_error(k, exc)
+        finally:
+            self.waiting = False
+        self._next_checkpoint = time.monotonic() + self.options.checkpoint_every
+        if all(out.acks.pending <= 0 for out in self.outputs):
+            self._report(self._handed_ticks)
+
+    def _report(self, ticks: int) -> None:
+        self.position = {"worker": self.options.worker, "ticks": ticks}
+        if self.on_position is not None:
+            self.on_position(dict(self.position))
+
+    def _fatal_error(self, k: int, exc: Exception) -> None:
+        """An output that cannot go on (fenced): the run stops and exits 1, naming why."""
+        name = self.outputs[k].acks.name
+        if self._broken[k] is None:
+            self._broken[k] = str(exc)
+            log.error("output %s: %s; stopping", name, exc)
+        self.stop_reason = self.stop_reason or f"output {name}: {exc}"
+        self._stop.append(self.stop_reason)
 
     def _break(self, k: int, exc: Exception) -> None:
         name = self.outputs[k].acks.name
@@ -518,8 +660,13 @@ class Pipeline:
         self.waiting = self._sleeping = True
         try:
             while True:
-                for out in self.outputs:
-                    out.poll()
+                for k, out in enumerate(self.outputs):
+                    try:
+                        out.poll()
+                    except Exception as exc:
+                        if not _fatal(exc):
+                            raise
+                        self._fatal_error(k, exc)
                 left = due - time.time()
                 if self._stop:
                     return False
@@ -543,7 +690,10 @@ class Pipeline:
             except KeyboardInterrupt:  # a second signal: give up waiting, still account
                 self._interrupt("flush interrupted")
             except Exception as exc:
-                self._shutdown_bug(name, "flush", exc)
+                if _fatal(exc):
+                    self._fatal_error(k, exc)
+                else:
+                    self._shutdown_bug(name, "flush", exc)
             try:
                 out.close()
             except KeyboardInterrupt:

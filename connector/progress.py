@@ -75,7 +75,7 @@ class Progress:
         if s.mode == "live" and s.lag.count:
             parts.append(f"lag p99 <= {s.lag.quantile(0.99) * 1000:g} ms")
         if self.total:
-            done = sum(s.calls)
+            done = sum(s.calls) + s.replayed
             share = min(done / self.total, 1.0)
             elapsed = now - s.started
             eta = elapsed * (1 - share) / share if share else 0

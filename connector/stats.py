@@ -89,15 +89,20 @@ class OutputStats:
     could_not_start: str | None = None  # start()'s reason
     broken: str | None = None  # write_batch raised: later batches fail for it
     dead_letter_lost: int = 0  # failures whose dead-letter record could not be written
+    # transactional outputs only (else None): "committed"/"aborted" counts, commit durations
+    transactions: Counter[str] | None = None
+    transaction_seconds: Histogram | None = None
 
     @property
     def pending(self) -> int:
         return self.handed - self.delivered - self.failed
 
     @classmethod
-    def of(cls, acks: Any, **state: Any) -> OutputStats:
+    def of(cls, acks: Any, transactional: bool = False, **state: Any) -> OutputStats:
         """A copy of an output's `Acks` (read from another thread: copies, no iteration
         of a dict a callback may be growing)."""
+        transactions = getattr(acks, "transactions", None) if transactional else None
+        seconds = getattr(acks, "transaction_seconds", None) if transactional else None
         return cls(
             acks.name,
             acks.plugin,
@@ -108,6 +113,8 @@ class OutputStats:
             Counter(dict(acks.reasons)),
             **state,
             dead_letter_lost=acks.dead_letter_lost,
+            transactions=None if transactions is None else Counter(dict(transactions)),
+            transaction_seconds=None if seconds is None else seconds.copy(),
         )
 
     def merge(self, other: OutputStats) -> OutputStats:
@@ -126,7 +133,23 @@ class OutputStats:
             self.could_not_start or other.could_not_start,
             self.broken or other.broken,
             self.dead_letter_lost + other.dead_letter_lost,
+            _add(self.transactions, other.transactions),
+            _add_histogram(self.transaction_seconds, other.transaction_seconds),
         )
+
+
+def _add(a: Counter[str] | None, b: Counter[str] | None) -> Counter[str] | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return a + b
+
+
+def _add_histogram(a: Histogram | None, b: Histogram | None) -> Histogram | None:
+    if a is None or b is None:
+        return b if a is None else a
+    total = a.copy()
+    total.add(b.counts, b.sum)
+    return total
 
 
 def _first(a: str | None, b: str | None) -> str | None:
@@ -160,6 +183,9 @@ class RunStats:
     # per input: timestamps per second it is scheduled to emit now (rate inputs), else None
     target_rates: list[float | None] = field(default_factory=list)
     behind: float = 0.0  # live: seconds the run is behind its schedule right now
+    replayed: int = 0  # produce() calls replayed unsent to resume from a checkpoint
+    position: dict | None = None  # one process's last settled position (--checkpoint)
+    exhausted: bool = False  # the schedule ran to its end
 
     def __post_init__(self) -> None:
         n = len(self.input_names)
@@ -230,4 +256,6 @@ class RunStats:
                 for a, b in zip(self.target_rates, other.target_rates, strict=True)
             ],
             behind=max(self.behind, other.behind),
+            replayed=self.replayed + other.replayed,
+            exhausted=self.exhausted and other.exhausted,
         )

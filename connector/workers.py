@@ -28,6 +28,7 @@ from datetime import datetime
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from connector.checkpoint import Checkpoint
 from connector.config import load_config
 from connector.logs import LogSetup, flush_repeats
 from connector.outputs import Acks
@@ -64,6 +65,7 @@ def _worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards a SIGTERM instead
     logs.apply()  # the same format, level, rate limits and redaction as the parent
     w = options.worker
+    os.environ["CONNECTOR_WORKER_INDEX"] = str(w)  # outputs derive per-worker ids from it
     try:
         config = load_config(path)
         script = prepare(config, None if seed is None else seed + w)
@@ -89,6 +91,14 @@ def _worker(
         return link.recv()
 
     pipeline = Pipeline(config, script, outputs, options, anchor=anchor)
+    if options.checkpoint_every is not None:
+        # a settled position goes to the parent at once: it writes the one checkpoint file
+
+        def on_position(_position: dict) -> None:
+            with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
+                send(False)
+
+        pipeline.on_position = on_position
 
     def on_term(_signum, _frame) -> None:
         if pipeline.stopping:
@@ -137,6 +147,7 @@ class Workers:
     count: int
     seed: int | None = None
     logs: LogSetup = field(default_factory=LogSetup)
+    checkpoint: Checkpoint | None = None
     stop_reason: str | None = None
     interrupted: bool = False
     started: float = 0.0
@@ -216,6 +227,8 @@ class Workers:
         self.started = time.monotonic()
         for w in range(self.count):
             options = RunOptions(**{**self.options.__dict__, "worker": w, "workers": self.count})
+            if self.checkpoint is not None:
+                options.resume = self.checkpoint.ticks(w)
             if options.max_events is not None:  # an exact split of the limit
                 options.max_events = options.max_events // self.count + (
                     w < options.max_events % self.count
@@ -259,6 +272,8 @@ class Workers:
                 self._died(w)
                 continue
             self.snapshots[w], self.heard[w] = stats, time.monotonic()
+            if self.checkpoint is not None and stats.position is not None:
+                self.checkpoint.keep(stats.position)
             if final:
                 self.finals.add(w)
         self._send_anchor()

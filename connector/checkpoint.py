@@ -1,0 +1,206 @@
+"""`--checkpoint FILE`: where a backfill resumes after a crash, and what it was run with.
+
+The file holds the run's fingerprint (what makes the schedule and the events: the config
+after interpolation, the script's contents, --seed, --workers, the replica index and
+count), the moment relative times were resolved against (so a resumed `start: -1h` is the
+same window), and each worker's position: the schedule ticks whose events have all been
+acknowledged (delivered or failed). Without transactions the file IS the position; with
+them the outputs' committed position wins and the file only caches it.
+
+The config is fingerprinted key by key as short hashes, never as values: interpolated
+secrets (a SASL password from the environment) must not land in a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Checkpoint", "CheckpointError", "fingerprint"]
+
+VERSION = 1
+
+log = logging.getLogger("connector")
+
+
+class CheckpointError(Exception):
+    """The checkpoint cannot be used for this run (usage: exit 2); the message says why."""
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _leaves(value: Any, path: str, out: dict[str, str]) -> None:
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            _leaves(item, f"{path}.{key}" if path else str(key), out)
+    elif isinstance(value, list) and value:
+        for n, item in enumerate(value):
+            _leaves(item, f"{path}[{n}]", out)
+    else:
+        out[path] = _digest(json.dumps(value, sort_keys=True, default=str).encode())
+
+
+def fingerprint(
+    config_data: dict, script: Path, seed: int | None, workers: int, replica: tuple[int, int]
+) -> dict[str, Any]:
+    """What the events depend on. Config keys become `config:<path>` -> hash of the value."""
+    leaves: dict[str, str] = {}
+    _leaves(config_data, "", leaves)
+    return {
+        **{f"config:{k}": v for k, v in sorted(leaves.items())},
+        "script": _digest(script.read_bytes()),
+        "seed": seed,
+        "workers": workers,
+        "replica": f"{replica[0]} of {replica[1]}",
+    }
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Each difference named: config keys by path, the others with both values."""
+    changed = []
+    for key in sorted(old.keys() | new.keys(), key=lambda k: (k.startswith("config:"), k)):
+        if old.get(key) == new.get(key):
+            continue
+        if key.startswith("config:"):
+            what = key.removeprefix("config:")
+            if key not in old:
+                changed.append(f"config key {what} was added")
+            elif key not in new:
+                changed.append(f"config key {what} was removed")
+            else:
+                changed.append(f"config key {what} changed")
+        elif key == "script":
+            changed.append("the script's contents changed")
+        else:
+            flag = {"seed": "--seed", "workers": "--workers"}.get(key, key)
+            changed.append(f"{flag}: {old.get(key)} then, {new.get(key)} now")
+    return changed
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    fingerprint: dict[str, Any]
+    anchor: datetime  # relative times resolve against this, on every resume too
+    workers: int = 1
+    positions: dict[int, dict] = field(default_factory=dict)  # worker -> position
+    complete: bool = False
+    resumed: bool = False  # the file existed: this run resumes
+    unwritable: str | None = None  # the write error, once logged
+
+    @classmethod
+    def open(cls, path: Path, fingerprint: dict[str, Any], now: datetime) -> Checkpoint:
+        """The checkpoint for this run: read and checked when the file exists, else new
+        (and written at once, so a crash before the first position keeps the anchor)."""
+        workers = int(fingerprint["workers"])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            made = cls(path, fingerprint, now, workers)
+            made.save()
+            return made
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+        try:
+            data = json.loads(text)
+            if data.get("version") != VERSION:
+                raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
+            old = data["fingerprint"]
+            anchor = datetime.fromisoformat(data["anchor"])
+            positions = {int(w): dict(p) for w, p in data["positions"].items()}
+            complete = bool(data["complete"])
+            if not isinstance(old, dict) or any(
+                not isinstance(p.get("ticks"), int) or p["ticks"] < 0 for p in positions.values()
+            ):
+                raise ValueError("unexpected content")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(
+                f"checkpoint {path} is not a checkpoint this connector wrote ({exc}); "
+                "delete it to start the backfill over"
+            ) from None
+        if complete:
+            raise CheckpointError(
+                f"checkpoint {path} belongs to a backfill that has finished; nothing is left "
+                "to resume. Delete the file to run the backfill again"
+            )
+        if old.get("workers") != fingerprint["workers"]:
+            raise CheckpointError(
+                f"checkpoint {path} was written by a run with --workers {old.get('workers')}, "
+                f"this one has --workers {fingerprint['workers']}: each worker resumes its "
+                f"own share, so resume with --workers {old.get('workers')} "
+                "(or delete the file to start over)"
+            )
+        changed = _changes(old, fingerprint)
+        if changed:
+            raise CheckpointError(
+                f"checkpoint {path} was written for a different run: {'; '.join(changed)}. "
+                "Resume with what it was written for, or delete the file to start over"
+            )
+        return cls(path, fingerprint, anchor, workers, positions, False, resumed=True)
+
+    def ticks(self, worker: int) -> int:
+        """Schedule ticks of `worker` already settled: the resume skips (replays) them."""
+        return int(self.positions.get(worker, {}).get("ticks", 0))
+
+    def keep(self, position: dict | None) -> None:
+        """Record a settled position (None: the schedule is done). A failed write loses
+        only progress: the run goes on, and a resume starts from the last one written."""
+        try:
+            if position is None:
+                self.finish()
+            else:
+                self.update(int(position["worker"]), position)
+        except OSError as exc:
+            if self.unwritable is None:
+                self.unwritable = exc.strerror or str(exc)
+                log.error(
+                    "checkpoint %s cannot be written (%s); a resume starts from the last "
+                    "position written",
+                    self.path,
+                    self.unwritable,
+                )
+
+    def update(self, worker: int, position: dict) -> None:
+        if self.positions.get(worker) != position:
+            self.positions[worker] = dict(position)
+            self.save()
+
+    def finish(self) -> None:
+        self.complete = True
+        self.save()
+
+    def save(self) -> None:
+        """Atomically: a crash at any moment leaves the old file or the new one, whole."""
+        data = {
+            "version": VERSION,
+            "complete": self.complete,
+            "anchor": self.anchor.isoformat(),
+            "workers": self.workers,
+            "positions": {str(w): p for w, p in sorted(self.positions.items())},
+            "fingerprint": self.fingerprint,
+        }
+        folder = self.path.parent
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:  # the rename itself survives a power cut only once the folder is synced
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
