@@ -8,8 +8,11 @@ never race the counters and never raise into librdkafka.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import logging
 import math
+import os
 import re
 import time
 from collections import Counter
@@ -22,10 +25,25 @@ from pydantic import Field, field_validator, model_validator
 
 from connector.fields import Strict
 from connector.logs import add_secret, redact
-from connector.outputs.base import NOT_SENT, Acks, Connecting, OutputConfig, OutputError
+from connector.outputs.base import (
+    NOT_SENT,
+    Acks,
+    Connecting,
+    OutputConfig,
+    OutputError,
+    OutputFatal,
+)
 from connector.spans import SpanMapping
 
-__all__ = ["DEFAULTS", "Config", "KafkaOutput", "build", "warnings"]
+__all__ = [
+    "DEFAULTS",
+    "Config",
+    "KafkaOutput",
+    "Transactions",
+    "build",
+    "transactional_id",
+    "warnings",
+]
 
 log = logging.getLogger("connector.kafka")
 
@@ -53,6 +71,29 @@ class TimeField(Strict):
     field: str = Field(min_length=1, description="an ISO-8601 or epoch-milliseconds field")
 
 
+class Transactions(Strict):
+    id: str = Field(
+        min_length=1,
+        description="transactional.id; -r<i> (CONNECTOR_REPLICAS > 1) and -w<k> (--workers) "
+        "are appended",
+    )
+    commit_every: float = Field(
+        0.1, gt=0, description="seconds; then the transaction commits at the next call boundary"
+    )
+    marker_topic: str = Field(
+        "__connector_checkpoints",
+        min_length=1,
+        description="compacted topic that holds each id's committed position (--checkpoint)",
+    )
+
+    @field_validator("marker_topic")
+    @classmethod
+    def _marker_topic_name(cls, value: str) -> str:
+        if not _valid_topic(value):
+            raise ValueError(f"{value!r} is not a valid Kafka topic name")
+        return value
+
+
 class Config(OutputConfig):
     bootstrap_servers: str = Field(min_length=1)
     topic: str = Field(min_length=1, description="may hold {field} placeholders")
@@ -68,6 +109,9 @@ class Config(OutputConfig):
     )
     mapping: SpanMapping = Field(
         default_factory=SpanMapping, description="event fields -> span fields (otlp encodings)"
+    )
+    transactions: Transactions | None = Field(
+        None, description="atomic ticks: a read_committed consumer sees whole produce() calls"
     )
 
     @field_validator("producer")
@@ -104,8 +148,45 @@ class Config(OutputConfig):
             )
         return self
 
+    @model_validator(mode="after")
+    def _transactions_fit(self) -> Config:
+        tx = self.transactions
+        if tx is None:
+            return self
+        if "transactional.id" in self.producer:
+            raise ValueError(
+                "'transactional.id' is set by transactions.id; remove it from producer"
+            )
+        if self.encoding != "raw":
+            raise ValueError("transactions need encoding raw (one message per event)")
+        if str(self.producer.get("enable.idempotence", True)).lower() == "false":
+            raise ValueError("transactions need enable.idempotence (leave it at its default)")
+        timeout = float(self.producer.get("transaction.timeout.ms", 60_000)) / 1000
+        if tx.commit_every >= timeout / 2:
+            raise ValueError(
+                f"transactions.commit_every ({tx.commit_every:g} s) must be well below "
+                f"transaction.timeout.ms ({timeout:g} s): under half of it"
+            )
+        return self
+
     def properties(self) -> dict[str, Any]:
-        return {**DEFAULTS, **self.producer, "bootstrap.servers": self.bootstrap_servers}
+        extra = {}
+        if self.transactions is not None:
+            extra["transactional.id"] = transactional_id(self)
+        return {**DEFAULTS, **self.producer, "bootstrap.servers": self.bootstrap_servers, **extra}
+
+
+def transactional_id(config: Config, env: Any = None) -> str:
+    """transactions.id, made unique per replica (-r<i>, when CONNECTOR_REPLICAS > 1) and per
+    worker (-w<k>, when the workers set CONNECTOR_WORKER_INDEX): two producers with one id
+    fence each other."""
+    env = os.environ if env is None else env
+    tid = config.transactions.id
+    if int(env.get("CONNECTOR_REPLICAS") or 1) > 1:
+        tid += f"-r{int(env.get('CONNECTOR_REPLICA_INDEX') or 0)}"
+    if (worker := env.get("CONNECTOR_WORKER_INDEX")) not in (None, ""):
+        tid += f"-w{int(worker)}"
+    return tid
 
 
 def _template(text: str):
@@ -169,6 +250,24 @@ class KafkaOutput:
         self.client_log = ClientLog(acks)
         self.last_error: KafkaError | None = None  # from the error callback (start's reason)
         self._ready = (0.0, False, -1)  # (good until, ready, deliveries seen then)
+        # -- transactions (see _write_tx) --
+        tx = config.transactions
+        self.transactional = self.wants_calls = tx is not None
+        self.transactional_id = transactional_id(config) if tx is not None else None
+        self.positions = False  # set by the pipeline under --checkpoint: write marker records
+        self.fatal: str | None = None  # fenced: the message (the output never works again)
+        self._tx_open = False
+        self._tx_began = self._commit_at = 0.0
+        self._tx_events = 0  # events in the open transaction: delivered when it commits
+        self._segments: list[list] = []  # [events, times, call starts, attempt, routes]
+        self._tx_reason: tuple[str, str | None] | None = None  # a delivery failure in it
+        self._discard = False  # reports of an aborted transaction's messages: ignored
+        self._marked = False  # mark() is called after each hand-off: it is the commit point
+        self._marker: bytes | None = None  # the latest position, not yet committed
+        self._wait_by: float | None = None  # flush()'s deadline for transaction requests
+        self._tx_timeout = 60.0  # transaction.timeout.ms, in seconds (read at start)
+        self._marker_ready = False
+        self._fatal_reason = ""
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -182,6 +281,8 @@ class KafkaOutput:
                 self.producer.list_topics(timeout=min(1.0, max(0.1, connecting.left)))
                 self.client_log.healthy += 1
                 self.client_log.check()
+                if self.transactional:
+                    self._init_transactions(connecting)
                 return
             except KafkaException as exc:
                 failure = exc.args[0]
@@ -234,12 +335,28 @@ class KafkaOutput:
     def poll(self) -> None:
         self.producer.poll(0)
         self.client_log.check()
+        if self.transactional and self.fatal is None:
+            # between calls: a due transaction commits here, never waiting for the next tick
+            err = self.last_error
+            if err is not None and err.fatal():
+                self._run(_raise, _TxFailed(err, fatal=True))
+            elif self._tx_open and time.monotonic() >= self._commit_at:
+                self._run(self._commit)
 
     def flush(self, timeout: float) -> int:
         """Wait for acknowledgements; the number of EVENTS still undelivered."""
         if self.producer is None:
             return max(0, self.acks.pending)
         deadline = time.monotonic() + timeout
+        if self.transactional and self.fatal is None:
+            self._wait_by = deadline
+            try:  # an abort re-sends into a new transaction: commit that one too (twice at most)
+                for _ in range(3):
+                    if not self._tx_open and self._marker is None:
+                        break
+                    self._run(self._commit)
+            finally:
+                self._wait_by = None
         while True:
             left = deadline - time.monotonic()
             remaining = self.producer.flush(max(0.0, min(left, 1.0)))
@@ -253,6 +370,8 @@ class KafkaOutput:
         producer = self.producer
         if producer is None:
             return
+        if self.transactional:
+            self._give_up(NOT_COMMITTED)
         if len(producer):
             producer.purge(in_queue=True, in_flight=True)
             # purged messages are reported at once (no broker needed): serve every report,
@@ -264,10 +383,15 @@ class KafkaOutput:
         self.producer = None
 
     # -- the hot path ----------------------------------------------------------
-    def write_batch(self, events: list[str], times: list[int] | None = None) -> None:
+    def write_batch(
+        self, events: list[str], times: list[int] | None = None, calls: list[int] | None = None
+    ) -> None:
         """Hand events to the client. If this raises (a second signal...), the events the
         client had not accepted have been failed first; the accepted ones settle through
         their callbacks. Past the stop deadline, the rest of the batch fails as not sent."""
+        if self.transactional:
+            self._write_tx(events, times, calls)
+            return
         if self.encoder is not None:
             self._write_otlp(events, times)
             return
@@ -410,10 +534,15 @@ class KafkaOutput:
                 return 0  # the spans keep their own times; the record gets the send time
         return 0
 
-    def _produce_when_room(self, topic, value, key, headers, members=None, at=0) -> None:
+    def _produce_when_room(
+        self, topic, value, key, headers, members=None, at=0, callback=None
+    ) -> None:
         """Backpressure: the local queue is full, so serve callbacks until there is room.
-        Raises _Stop past the stop deadline, or on an interrupt (KeyboardInterrupt)."""
-        callback = self._on_delivery if members is None else self._group_callback(members)
+        Raises _Stop past the stop deadline, or on an interrupt (KeyboardInterrupt).
+        With `callback` (transactions), a refusal is raised, not accounted."""
+        tx = callback is not None
+        if callback is None:
+            callback = self._on_delivery if members is None else self._group_callback(members)
         producer, acks, check = self.producer, self.acks, self.client_log.check
         taken = False
         try:
@@ -428,6 +557,8 @@ class KafkaOutput:
                     taken = False
                 except Exception as exc:
                     taken = False
+                    if tx:
+                        raise
                     self._refused(exc, topic, key, members or [value])
                     taken = True
                     return
@@ -473,6 +604,383 @@ class KafkaOutput:
         # where ClientLog reports it once; here we only keep it for start()'s reason.
         self.last_error = err
 
+    # -- transactions ------------------------------------------------------------
+    # A transaction holds whole produce() calls (the pipeline hands over whole calls and
+    # says where each begins). Its events stay pending until it commits, then count as
+    # delivered; an abortable failure aborts it and sends its calls again, once, in a new one.
+
+    def _init_transactions(self, connecting: Connecting) -> None:
+        while True:
+            try:
+                self.producer.init_transactions(max(0.1, min(5.0, connecting.left)))
+                break
+            except KafkaException as exc:
+                err = exc.args[0]
+            if err.fatal() or not err.retriable() or not connecting.tick():
+                self.client_log.close()
+                raise OutputError(
+                    redact(
+                        f"cannot start transactions for transactional id "
+                        f"{self.transactional_id!r} at {self.config.bootstrap_servers}: "
+                        f"{_strip(err.str())}"
+                    )
+                )
+        self.client_log.healthy += 1  # the coordinator answered
+        self._tx_timeout = float(self.config.properties().get("transaction.timeout.ms", 60_000))
+        self._tx_timeout /= 1000
+        if self.positions:
+            self._ensure_marker_topic()
+
+    def _write_tx(self, events: list[str], times: list[int] | None, calls) -> None:
+        if self.fatal is not None:  # fenced: the run is stopping, nothing more is sent
+            self.acks.fail_all(self._fatal_reason, events, topic=self.config.topic)
+            return
+        starts = calls or [0]  # without the call starts, the batch is one unit
+        routes = None
+        if self.needs_fields:
+            events, times, starts, routes = self._route_calls(events, times, starts)
+        if events:
+            self._run(self._add, [events, times, starts, 1, routes])
+        if not self._marked and self._tx_open and time.monotonic() >= self._commit_at:
+            self._run(self._commit)
+
+    def mark(self, position: dict) -> None:
+        """Called after each hand-off: every call so far has been handed over. With
+        `positions`, the position is written in the transaction that holds those calls;
+        from the first mark on, a due transaction commits here, not in write_batch."""
+        self._marked = True
+        if self.fatal is not None or self.producer is None:
+            return
+        if self.positions:
+            if not self._marker_ready:
+                self._ensure_marker_topic()
+            self._marker = orjson.dumps({"id": self.transactional_id, "position": position})
+        if self._tx_open and time.monotonic() >= self._commit_at:
+            self._run(self._commit)
+
+    def committed_position(self) -> dict | None:
+        """The last position committed for this transactional id (read_committed), or None.
+        Call it after start(): init_transactions has aborted an old open transaction."""
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        topic, key = self.config.transactions.marker_topic, self.transactional_id.encode()
+        timeout = self.config.connect_timeout
+        consumer = Consumer(
+            {
+                **_client_properties(self.config),
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "enable.auto.commit": False,
+                "group.id": f"connector-unused-{key.decode()}",  # assign() only: never joined
+            },
+            logger=_QUIET,
+        )
+        found = None
+        try:
+            meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                return None
+            left = set(meta.partitions)
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in left])
+            deadline = time.monotonic() + timeout
+            while left:  # every partition up to its last committed record
+                if time.monotonic() >= deadline:
+                    raise OutputError(
+                        f"cannot read the committed position of {self.transactional_id!r} "
+                        f"from topic {topic} within {timeout:g}s (connect_timeout)"
+                    )
+                for msg in consumer.consume(1000, timeout=0.5):
+                    if (err := msg.error()) is not None:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            raise OutputError(f"cannot read topic {topic}: {_strip(err.str())}")
+                        left.discard(msg.partition())
+                    elif msg.key() == key:
+                        found = msg.value()
+        except KafkaException as exc:
+            raise OutputError(f"cannot read topic {topic}: {_strip(exc.args[0].str())}") from None
+        finally:
+            consumer.close()
+        return None if found is None else orjson.loads(found)["position"]
+
+    def _ensure_marker_topic(self) -> None:
+        """The positions live in a compacted topic, one record a transaction keyed by the
+        transactional id: written with the events in one transaction, read back with
+        read_committed by any client. (Offsets sent to a group would need a group and a
+        partition per id, and hide the position in offset metadata.)"""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        topic = self.config.transactions.marker_topic
+        admin = AdminClient(_client_properties(self.config), logger=_QUIET)
+        try:
+            if topic not in admin.list_topics(timeout=self.config.connect_timeout).topics:
+                settings = {"cleanup.policy": "compact", "segment.ms": "600000"}
+                new = NewTopic(topic, num_partitions=1, replication_factor=-1, config=settings)
+                try:
+                    admin.create_topics([new], request_timeout=15)[topic].result(timeout=20)
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise
+        except KafkaException as exc:
+            raise OutputError(
+                f"cannot create the marker topic {topic} (transactions.marker_topic): "
+                f"{_strip(exc.args[0].str())}"
+            ) from None
+        self._marker_ready = True
+
+    def _run(self, step, *args) -> None:
+        """Run a transaction step. An abortable failure aborts the transaction and sends its
+        calls again in a new one (each call twice at most); a fatal one raises OutputFatal.
+        Stopping or interrupted meanwhile: the open transaction is given up."""
+        try:
+            while True:
+                try:
+                    step(*args)
+                    return
+                except _TxFailed as exc:
+                    if exc.fatal:
+                        self._fence(exc.err)
+                    step, args = self._abort, (exc.err, exc.consume)
+        except _Stop as exc:
+            self._give_up(NOT_SENT)
+            if exc.interrupted:
+                raise KeyboardInterrupt from None
+        except KeyboardInterrupt:
+            self._give_up(NOT_SENT)
+            raise
+
+    def _add(self, segment: list) -> None:
+        self._segments.append(segment)
+        self._begin()
+        self._send(segment)
+
+    def _begin(self) -> None:
+        if self._tx_open:
+            return
+        try:
+            self.producer.begin_transaction()
+        except KafkaException as exc:
+            raise _TxFailed(exc.args[0], fatal=True) from None
+        self._tx_open = True
+        self._tx_began = time.monotonic()
+        self._commit_at = self._tx_began + self.config.transactions.commit_every
+
+    def _send(self, segment: list) -> None:
+        """Produce a segment's events into the open transaction. A call the client refuses
+        an event of fails whole; if it had taken some of that call, the transaction aborts."""
+        events, times, starts, _, routes = segment
+        produce, callback = self.producer.produce, self._on_tx_delivery
+        topic, key, at = self.config.topic, None, 0
+        headers = list(self.config.headers.items()) or None
+        refused: dict[int, tuple[int, str, str | None]] = {}  # call -> (event, reason, detail)
+        skip = 0  # events before this index belong to a refused call
+        for i, event in enumerate(events):
+            if i < skip:
+                continue
+            if routes is not None:
+                topic, key, headers, at = routes[i]
+            if times is not None:
+                at = times[i]
+            try:
+                try:
+                    produce(topic, event, key, on_delivery=callback, headers=headers, timestamp=at)
+                except BufferError:
+                    self._produce_when_room(topic, event, key, headers, at=at, callback=callback)
+            except _Stop:
+                raise
+            except Exception as exc:
+                if isinstance(exc, KafkaException) and _txn_trouble(exc.args[0]):
+                    raise _TxFailed(exc.args[0]) from None
+                k = bisect.bisect_right(starts, i) - 1
+                refused[k] = (i, *_produce_reason(exc))
+                skip = starts[k + 1] if k + 1 < len(starts) else len(events)
+        if refused:
+            partial = any(i > starts[k] for k, (i, _, _) in refused.items())
+            kept = self._drop_calls(events, times, starts, routes, refused)
+            segment[0], segment[1], segment[2], segment[4] = kept
+            if partial:
+                raise _TxFailed(None, consume=False)
+
+    def _route_calls(self, events: list[str], times, starts: list[int]):
+        """Route every event first: a call with an event that cannot be routed fails whole,
+        before any of it reaches the transaction."""
+        routes, bad = [], {}
+        route = self._route
+        for i, event in enumerate(events):
+            try:
+                routes.append(route(event))
+            except _RouteError as exc:
+                routes.append(None)
+                bad.setdefault(bisect.bisect_right(starts, i) - 1, (i, exc.reason, exc.detail))
+        if not bad:
+            return events, times, starts, routes
+        return self._drop_calls(events, times, starts, routes, bad)
+
+    def _drop_calls(self, events, times, starts, routes, bad: dict):
+        """Fail the calls in `bad` (call index -> (event index, reason, detail)) whole, and
+        return (events, times, starts, routes) of the other calls."""
+        kept: list[str] = []
+        kept_times = None if times is None else []
+        kept_starts: list[int] = []
+        kept_routes = None if routes is None else []
+        ends = [*starts[1:], len(events)]
+        fail = self.acks.fail
+        for k, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            if k in bad:
+                at, reason, detail = bad[k]
+                sibling = f"event {at - start} of the call: {reason}"
+                for j in range(start, end):
+                    if j == at:
+                        fail(reason, events[j], detail, topic=self.config.topic)
+                    else:
+                        fail(CALL_FAILED, events[j], sibling, topic=self.config.topic)
+                continue
+            kept_starts.append(len(kept))
+            kept += events[start:end]
+            if kept_times is not None:
+                kept_times += times[start:end]
+            if kept_routes is not None:
+                kept_routes += routes[start:end]
+        return kept, kept_times, kept_starts, kept_routes
+
+    def _commit(self) -> None:
+        if not self._tx_open:
+            if self._marker is None:
+                return
+            self._begin()  # a position to record and no events since: a transaction for it
+        marker = self._marker
+        if marker is not None:
+            self._produce_marker(marker)
+        self._call(self.producer.commit_transaction)
+        segments, self._segments = self._segments, []
+        self._tx_open, self._tx_reason = False, None
+        if self._marker is marker:
+            self._marker = None
+        self.acks.delivered += sum(len(segment[0]) for segment in segments)
+        self.acks.transactions["committed"] += 1
+        self.acks.transaction_seconds.observe(time.monotonic() - self._tx_began)
+
+    def _produce_marker(self, marker: bytes) -> None:
+        topic = self.config.transactions.marker_topic
+        while True:
+            try:
+                self.producer.produce(
+                    topic, marker, self.transactional_id, on_delivery=self._on_marker
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+            except KafkaException as exc:
+                raise _TxFailed(exc.args[0], fatal=exc.args[0].fatal()) from None
+
+    def _call(self, request) -> None:
+        """A transaction request (commit, abort), asked again while it only times out, up
+        to the transaction timeout (at shutdown, flush's deadline)."""
+        deadline = self._wait_by or time.monotonic() + self._tx_timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                request(max(0.1, min(left, 5.0)))
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+            if err.fatal():
+                raise _TxFailed(err, fatal=True)
+            if err.txn_requires_abort() or not err.retriable() or time.monotonic() >= deadline:
+                raise _TxFailed(err)
+            self.client_log.check()
+
+    def _abort(self, err: KafkaError | None, consume: bool = True) -> None:
+        """Abort the open transaction and send its calls again in a new one; a call already
+        sent twice fails, with the reason (a delivery failure's, else the transaction's)."""
+        if self._tx_reason is not None:
+            reason, detail = self._tx_reason
+        elif err is not None:
+            reason, detail = _code_reason(err)
+        else:
+            reason, detail = "aborted", None
+        segments, self._segments = self._segments, []
+        if self._tx_open:
+            self._discard = True
+            try:
+                self._call(self.producer.abort_transaction)
+            except _TxFailed as exc:  # cannot abort: the producer cannot go on
+                self._segments = segments
+                raise _TxFailed(exc.err, fatal=True) from None
+            finally:
+                self._drain()
+            self._tx_open = False
+            self.acks.transactions["aborted"] += 1
+        self._tx_reason = None
+        again = []
+        for segment in segments:
+            if consume:
+                if segment[3] >= 2:
+                    self.acks.fail_all(
+                        f"transaction failed: {reason}", segment[0], detail, topic=self.config.topic
+                    )
+                    continue
+                segment[3] += 1
+            again.append(segment)
+        if again:
+            self._segments = again
+            self._begin()
+            for segment in again:
+                self._send(segment)
+
+    def _drain(self) -> None:
+        """Serve the reports of an aborted transaction's messages, ignoring them."""
+        self._discard = True
+        try:
+            deadline = time.monotonic() + 5.0
+            while len(self.producer) and time.monotonic() < deadline:
+                self.producer.poll(0.05)
+        finally:
+            self._discard = False
+
+    def _give_up(self, reason: str) -> None:
+        """The open transaction will not commit: its events fail, and it is aborted."""
+        segments, self._segments = self._segments, []
+        for segment in segments:
+            self.acks.fail_all(reason, segment[0], topic=self.config.topic)
+        if self._tx_open:
+            self._tx_open = False
+            if self.fatal is None:
+                self._discard = True
+                with contextlib.suppress(KafkaException):
+                    self.producer.abort_transaction(2.0)
+                self._drain()
+
+    def _fence(self, err: KafkaError | None) -> None:
+        """A fatal error: the events of the open transaction fail, OutputFatal stops the run."""
+        tid, text = self.transactional_id, _strip(err.str()) if err is not None else "unknown"
+        if err is not None and _fenced(err):
+            self._fatal_reason = FENCED
+            message = (
+                f"transactional id {tid!r} was fenced: another producer started with the same "
+                f"id ({text}); give each connector its own transactions.id"
+            )
+        else:
+            self._fatal_reason = "transaction failed for good: " + (
+                _code_reason(err)[0] if err is not None else "unknown"
+            )
+            message = f"transactional id {tid!r}: the Kafka producer failed for good: {text}"
+        self.fatal = redact(message)
+        self._give_up(self._fatal_reason)
+        raise OutputFatal(self.fatal)
+
+    def _on_tx_delivery(self, err: KafkaError | None, msg) -> None:
+        # counted at commit: here only the latency, and a failure's reason for the abort
+        if err is None:
+            latency = msg.latency()
+            if latency is not None:
+                self.acks.latency.observe(latency)
+        elif not self._discard and self._tx_reason is None:
+            self._tx_reason = _delivery_reason(err)
+
+    def _on_marker(self, err: KafkaError | None, msg) -> None:
+        if err is not None and not self._discard and self._tx_reason is None:
+            self._tx_reason = _delivery_reason(err)
+
 
 def _otlp_max_bytes(config: Config) -> int:
     """The largest OTLP request one message may carry: the producer's message.max.bytes
@@ -501,6 +1009,41 @@ def _epoch_ms(value: Any, name: str) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _TxFailed(Exception):
+    """A transaction request or produce failed: abort and send again, or (fatal) stop."""
+
+    def __init__(self, err: KafkaError | None, fatal: bool = False, consume: bool = True):
+        super().__init__(err)
+        self.err, self.fatal, self.consume = err, fatal, consume
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+_TXN_STATE = {KafkaError._STATE, KafkaError._FATAL, KafkaError._FENCED}
+_FENCED_CODES = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+
+
+def _txn_trouble(err: KafkaError) -> bool:
+    """produce() refused because of the transaction, not because of the message."""
+    return err.fatal() or err.txn_requires_abort() or err.code() in _TXN_STATE
+
+
+def _fenced(err: KafkaError) -> bool:
+    return err.code() in _FENCED_CODES or "fenced" in err.str().lower()
+
+
+def _client_properties(config: Config) -> dict[str, Any]:
+    """What an admin client or consumer needs from the producer's settings: the address
+    and the security settings."""
+    keep = ("security.", "sasl.", "ssl.", "socket.", "broker.", "client.id", "client.dns")
+    return {
+        "bootstrap.servers": config.bootstrap_servers,
+        **{k: v for k, v in config.producer.items() if k.startswith(keep)},
+    }
 
 
 class _RouteError(Exception):
@@ -610,6 +1153,9 @@ _AFTER = re.compile(
 )
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 INVALID_TOPIC = "invalid topic name (from the topic template)"
+FENCED = "transaction fenced (another producer uses its transactional id)"
+NOT_COMMITTED = "transaction not committed at shutdown"
+CALL_FAILED = "another event of its produce() call failed (transactions)"
 UTF8 = "cannot encode as UTF-8 (lone surrogate)"
 
 
