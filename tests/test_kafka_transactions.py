@@ -373,3 +373,60 @@ def test_the_transactional_id_is_derived_per_replica_and_worker():
     assert transactional_id(config, {"CONNECTOR_WORKER_INDEX": "1"}) == "load-w1"
     assert transactional_id(config, {"CONNECTOR_REPLICAS": "3", "CONNECTOR_REPLICA_INDEX": "0",
                                      "CONNECTOR_WORKER_INDEX": "3"}) == "load-r0-w3"
+
+
+def test_the_position_commits_with_the_events_and_reads_back_committed(kafka_bootstrap,
+                                                                        kafka_topic):
+    """mark() writes the position into the transaction of the events it covers; a resumed
+    producer with the same id aborts the old open transaction, so committed_position()
+    gives the last position whose events were committed, never a later one."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    topic, markers = kafka_topic("events"), kafka_topic("markers", create=False)
+    config = Config(bootstrap_servers=kafka_bootstrap, topic=topic,
+                    transactions={"id": f"test-marks-{uuid.uuid4().hex[:8]}",
+                                  "marker_topic": markers, "commit_every": 20})
+
+    def output() -> KafkaOutput:
+        out = KafkaOutput(config, Acks(K, "kafka"))
+        out.positions = True
+        out.start()
+        return out
+
+    def hand(out: KafkaOutput, first: int, position: dict) -> None:
+        out.acks.handed += 10
+        out.write_batch([json.dumps({"n": n}) for n in range(first, first + 10)], None, [0, 5])
+        out.mark(position)
+
+    old = output()
+    try:
+        assert old.committed_position() is None
+        odd = {"worker": 0, "ticks": 10, "text": "\u202e\x00 \ud7ff \U0001f600", "big": 2**62}
+        hand(old, 0, odd)
+        assert old.flush(30) == 0  # commits the events and the position
+        assert old.committed_position() == odd
+        hand(old, 10, {"worker": 0, "ticks": 20})  # open: commit_every is far off
+        assert old.acks.pending == 10
+        new = output()  # same id: fences the old producer, aborts its open transaction
+        try:
+            assert new.committed_position() == odd
+            hand(new, 10, {"worker": 0, "ticks": 20})
+            new.flush(30)
+            assert new.committed_position() == {"worker": 0, "ticks": 20}
+            assert (new.acks.delivered, new.acks.transactions["committed"]) == (10, 1)
+        finally:
+            new.close()
+    finally:
+        old.close()
+        old.acks.settle()
+    assert (old.acks.delivered, old.acks.failed) == (10, 10)
+    assert sorted(ns_of(m.value() for m in read_view(kafka_bootstrap, [topic]))) == list(
+        range(20)
+    )
+    marks = read_view(kafka_bootstrap, [markers])
+    assert {m.key() for m in marks} == {config.properties()["transactional.id"].encode()}
+    assert [json.loads(m.value())["position"]["ticks"] for m in marks] == [10, 20]
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, markers)
+    found = admin.describe_configs([resource])[resource].result(timeout=30)
+    assert found["cleanup.policy"].value == "compact"

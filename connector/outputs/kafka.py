@@ -333,9 +333,20 @@ class KafkaOutput:
         return ready
 
     def poll(self) -> None:
+        if self.transactional:
+            self._poll_tx()
+            return
         self.producer.poll(0)
         self.client_log.check()
-        if self.transactional and self.fatal is None:
+
+    def _poll_tx(self) -> None:
+        try:
+            self.producer.poll(0)
+        except KafkaException as exc:  # a transactional producer's error surfaces here too
+            if self.fatal is None and exc.args[0].fatal():
+                self._run(_raise, _TxFailed(exc.args[0], fatal=True))
+        self.client_log.check()
+        if self.fatal is None:
             # between calls: a due transaction commits here, never waiting for the next tick
             err = self.last_error
             if err is not None and err.fatal():
@@ -357,6 +368,8 @@ class KafkaOutput:
                     self._run(self._commit)
             finally:
                 self._wait_by = None
+        if self.transactional:  # a commit flushes: nothing is left outside a transaction
+            return max(0, self.acks.pending)
         while True:
             left = deadline - time.monotonic()
             remaining = self.producer.flush(max(0.0, min(left, 1.0)))
@@ -788,8 +801,8 @@ class KafkaOutput:
             except _Stop:
                 raise
             except Exception as exc:
-                if isinstance(exc, KafkaException) and _txn_trouble(exc.args[0]):
-                    raise _TxFailed(exc.args[0]) from None
+                if isinstance(exc, KafkaException) and _txn_trouble(err := exc.args[0]):
+                    raise _TxFailed(err, fatal=err.fatal()) from None
                 k = bisect.bisect_right(starts, i) - 1
                 refused[k] = (i, *_produce_reason(exc))
                 skip = starts[k + 1] if k + 1 < len(starts) else len(events)
@@ -933,7 +946,8 @@ class KafkaOutput:
         try:
             deadline = time.monotonic() + 5.0
             while len(self.producer) and time.monotonic() < deadline:
-                self.producer.poll(0.05)
+                with contextlib.suppress(KafkaException):  # the abort's error, once more
+                    self.producer.poll(0.05)
         finally:
             self._discard = False
 
