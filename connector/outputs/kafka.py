@@ -654,7 +654,10 @@ class KafkaOutput:
             events, times, starts, routes = self._route_calls(events, times, starts)
         if events:
             self._run(self._add, [events, times, starts, 1, routes])
-        if not self._marked and self._tx_open and time.monotonic() >= self._commit_at:
+        # positions come through mark(), after this: a commit here could hold events whose
+        # position is not written yet
+        due = self._tx_open and time.monotonic() >= self._commit_at
+        if due and not (self._marked or self.positions):
             self._run(self._commit)
 
     def mark(self, position: dict) -> None:
@@ -1038,7 +1041,7 @@ def _raise(exc: Exception) -> None:
 
 
 _TXN_STATE = {KafkaError._STATE, KafkaError._FATAL, KafkaError._FENCED}
-_FENCED_CODES = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+_FENCED_CODES = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED}
 
 
 def _txn_trouble(err: KafkaError) -> bool:
