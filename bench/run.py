@@ -12,6 +12,7 @@ the measurements round by round (these machines are noisy):
   P      1 / (1/S + 1/K): one process doing both and nothing else
   null   the connector with the null output
   kafka  the connector into the local Kafka (acknowledged events only), 1 and 2 workers
+  kafka tx  the same in transactions (commit_every 0.1 s; committed events only)
   otlp   the connector into the local Jaeger over OTLP gRPC (tracing only)
   perf   kafka-producer-perf-test (same Kafka release, same broker, same record size)
 
@@ -54,7 +55,8 @@ def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:
 
 
 def services() -> tuple[str, str]:
-    """Bootstrap and OTLP gRPC endpoint of the local Kafka and Jaeger (started if needed)."""
+    """Bootstrap and OTLP gRPC endpoint of the local Kafka and Jaeger (started if needed;
+    $KAFKA_BOOTSTRAP_SERVERS and $OTLP_ENDPOINT name running ones)."""
     kafka = (
         os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         or sh(str(ROOT / "scripts/local-kafka"), "start")
@@ -62,8 +64,10 @@ def services() -> tuple[str, str]:
         .splitlines()[-1]
         .split("=", 1)[1]
     )
-    out = sh(str(ROOT / "scripts/local-jaeger"), "start").stdout
-    otlp = re.search(r"^OTLP_ENDPOINT=(\S+)", out, re.M).group(1)
+    otlp = os.environ.get("OTLP_ENDPOINT")
+    if not otlp:
+        out = sh(str(ROOT / "scripts/local-jaeger"), "start").stdout
+        otlp = re.search(r"^OTLP_ENDPOINT=(\S+)", out, re.M).group(1)
     return kafka, otlp
 
 
@@ -242,6 +246,10 @@ def run_suite(args: argparse.Namespace) -> dict:
                 True,
             ),
         ]
+        # transactional ticks: a transaction every 0.1 s (a fresh id each run: no fencing)
+        tx = f"transactions: {{id: '{TOPICS}tx-{uuid.uuid4().hex[:8]}', commit_every: 0.1}}"
+        out = f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}-tx, {tx}}}}}"
+        plan.append((ex, "kafka tx", [*connector, config(ex, n, out)], True))
         if ex == "tracing":
             plan.append(
                 (ex, "otlp", [*connector, config(ex, n, f"{{otlp: {{endpoint: '{otlp}'}}}}")], True)

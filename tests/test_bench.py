@@ -30,7 +30,8 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
     report = json.loads(written.read_text())
     rows = report["results"]
     assert set(rows) == {"basic", "tracing"}
-    expected = {"S", "K", "P", "null", "null rate", "null ramp", "kafka", "kafka --workers 2", "perf"}
+    expected = {"S", "K", "P", "null", "null rate", "null ramp", "kafka", "kafka --workers 2", "kafka tx",
+                "perf"}
     assert set(rows["basic"]) == expected and set(rows["tracing"]) == expected | {"otlp"}
     for example in rows.values():
         for name, row in example.items():
