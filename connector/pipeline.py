@@ -200,6 +200,7 @@ class Pipeline:
         self._cut_call = False  # --max-events cut the last call: it is not handed whole
         self._handed_ticks = 0  # ticks whose events have all been handed to the outputs
         self._next_checkpoint = 0.0
+        self._settled = [0, 0.0]  # checkpoints taken, seconds they waited (what they cost)
         self._started = [False] * n
         self._ready = [False] * n
         self._could_not_start: list[str | None] = [None] * n
@@ -346,6 +347,13 @@ class Pipeline:
             self._shutdown()
             if self._next_checkpoint and not self.interrupted:  # flushed: all settled now
                 self._report(self._handed_ticks)
+            if self._next_checkpoint:
+                log.info(
+                    "checkpoints: %d taken, %.3f s of %.3f s spent on them",
+                    self._settled[0],
+                    self._settled[1],
+                    time.monotonic() - self.started,
+                )
             return self.snapshot().exit_code()
         finally:
             self.alive = False
@@ -611,6 +619,7 @@ class Pipeline:
     def _settle(self) -> None:
         """A checkpoint: wait until every event handed so far is acknowledged, then report
         the position. Nothing is handed meanwhile: this wait is what a checkpoint costs."""
+        began = time.monotonic()
         self.waiting = True  # waiting for outputs: no stall
         try:
             for k, out in enumerate(self.outputs):
@@ -623,9 +632,12 @@ class Pipeline:
                         self._fatal_error(k, exc)
         finally:
             self.waiting = False
-        self._next_checkpoint = time.monotonic() + self.options.checkpoint_every
         if all(out.acks.pending <= 0 for out in self.outputs):
             self._report(self._handed_ticks)
+        now = time.monotonic()
+        self._settled[0] += 1
+        self._settled[1] += now - began
+        self._next_checkpoint = now + self.options.checkpoint_every
 
     def _report(self, ticks: int) -> None:
         self.position = {"worker": self.options.worker, "ticks": ticks}

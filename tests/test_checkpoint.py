@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import signal
 import time
 from datetime import datetime, timedelta
@@ -327,3 +328,32 @@ def test_an_unwritable_checkpoint_is_a_usage_error(tmp_path):
     cfg = file_config(tmp_path)
     result = cli(cfg, tmp_path / "no-such-folder" / "ck.json")
     assert result.code == 2 and "cannot write checkpoint" in result.stderr, result.stderr
+
+
+def test_transactional_max_events_cuts_at_a_call_boundary_and_counts_transactions(
+        kafka_topic, kafka_bootstrap, tmp_path):
+    """Three events a call, --max-events 10: three whole calls (9 events) are committed, never
+    a third of the fourth; the summary and /metrics count the transactions alike."""
+    topic = kafka_topic("cut", partitions=2)
+    script = tmp_path / "three.py"
+    script.write_text("def produce(p):\n    t = p['timestamp'].isoformat()\n"
+                      "    return [f'{{\"id\": \"{t}-{i}\"}}' for i in range(3)]\n")
+    tx = {"id": f"{topic}-id", "commit_every": 0.1}
+    cfg = config(tmp_path, [{"kafka": {"bootstrap_servers": kafka_bootstrap, "topic": topic,
+                                       "transactions": tx}}], 100)
+    cfg.write_text(cfg.read_text().replace(str(tmp_path / "s.py"), str(script)))
+    r = Run(tmp_path, cfg, "--max-events", "10", "--linger", "10", "--quiet")
+    scraped = r.metrics_after_summary()
+    r.signal(signal.SIGTERM)  # ends the linger
+    assert r.wait(30) == 0, r.stderr[-3000:]
+    s = r.summary
+    assert s.produced == 9 and s.delivered("kafka-0") == 9, s.text
+    committed = int(re.search(r"transactions: committed (\d+), aborted 0", s.text)[1])
+    assert committed >= 1
+    assert scraped[("connector_transactions_total",
+                    (("outcome", "committed"), ("output", "kafka-0")))] == committed
+    assert scraped[("connector_transactions_total",
+                    (("outcome", "aborted"), ("output", "kafka-0")))] == 0
+    assert scraped[("connector_transaction_seconds_count", (("output", "kafka-0"),))] >= 1
+    got = sorted(json.loads(v)["id"] for v in read_committed(kafka_bootstrap, topic))
+    assert len(got) == 9 and {i.rsplit("-", 1)[1] for i in got} == {"0", "1", "2"}
