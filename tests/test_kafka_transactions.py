@@ -430,3 +430,30 @@ def test_the_position_commits_with_the_events_and_reads_back_committed(kafka_boo
     resource = ConfigResource(ConfigResource.Type.TOPIC, markers)
     found = admin.describe_configs([resource])[resource].result(timeout=30)
     assert found["cleanup.policy"].value == "compact"
+
+
+def test_workers_each_have_their_own_id_and_the_metrics_agree(kafka_bootstrap, kafka_topic,
+                                                              tmp_path):
+    """--workers 2: each worker derives its own transactional id (-w0, -w1), so neither
+    fences the other; the summary, /metrics and the read_committed view agree exactly."""
+    topic = kafka_topic("workers")
+    script = write_script(tmp_path / "s.py")
+    output = {"bootstrap_servers": kafka_bootstrap, "topic": topic,
+              "transactions": {"id": f"test-workers-{uuid.uuid4().hex[:8]}"}}
+    config = config_file(tmp_path / "c.yaml", script, output, per_second=1000, seconds=20)
+    run = Run(tmp_path, config, "--workers", "2", "--linger", "3")
+    try:
+        metrics = run.metrics_after_summary(120)
+        code = run.wait(60)
+    finally:
+        run.kill()
+    no_traceback(run.stderr)
+    s = run.summary
+    assert (code, s.produced, s.delivered(K), s.failed(K)) == (0, 20_000, 20_000, 0), s.text
+    committed, aborted = transactions(s)
+    assert committed >= 2 and aborted == 0, s.text
+    label = (("outcome", "committed"), ("output", K))
+    assert metrics[("connector_transactions_total", label)] == committed
+    assert metrics[("connector_events_delivered_total", (("output", K),))] == 20_000
+    ids = [json.loads(m.value())["id"] for m in read_view(kafka_bootstrap, [topic])]
+    assert len(ids) == len(set(ids)) == 20_000
