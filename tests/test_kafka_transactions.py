@@ -25,6 +25,7 @@ from tests.faults import (
     dead_letters,
     no_traceback,
     ns_of,
+    wait_for,
     write_config,
     write_script,
 )
@@ -455,5 +456,44 @@ def test_workers_each_have_their_own_id_and_the_metrics_agree(kafka_bootstrap, k
     label = (("outcome", "committed"), ("output", K))
     assert metrics[("connector_transactions_total", label)] == committed
     assert metrics[("connector_events_delivered_total", (("output", K),))] == 20_000
+    assert metrics[("connector_transaction_seconds_count", (("output", K),))] == committed
     ids = [json.loads(m.value())["id"] for m in read_view(kafka_bootstrap, [topic])]
     assert len(ids) == len(set(ids)) == 20_000
+
+
+SLOW_SCRIPT = """\
+import json
+n = 0
+
+def produce(params):
+    global n
+    n += 1
+    return [json.dumps({"call": n, "i": i}) for i in range(3)]
+"""
+
+
+def test_an_open_transaction_commits_while_the_run_waits_for_the_clock(kafka_bootstrap,
+                                                                      kafka_topic, tmp_path):
+    """One call every 5 s: its transaction commits while the run waits (commit_every 0.1),
+    not at the next call, which could be past the transaction timeout in a slow cron."""
+    topic = kafka_topic("slow")
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_SCRIPT)
+    output = {"bootstrap_servers": kafka_bootstrap, "topic": topic,
+              "transactions": {"id": f"test-slow-{uuid.uuid4().hex[:8]}"}}
+    config = config_file(tmp_path / "c.yaml", script, output, per_second=0.2)
+    run = Run(tmp_path, config, "--duration", "6")
+    try:
+        wait_for("the first call", lambda: run.check_alive()
+                 and run.metric("connector_events_produced_total") >= 3, 30, 0.05)
+        first = time.monotonic()
+        wait_for("its events, committed", lambda: len(read_view(kafka_bootstrap, [topic])) == 3,
+                 3, 0.1)
+        assert time.monotonic() - first < 3  # the next call is 5 s after the first
+        assert run.metric("connector_events_produced_total") == 3
+        code = run.wait(60)
+    finally:
+        run.kill()
+    s = run.summary
+    assert (code, s.produced, s.delivered(K)) == (0, 6, 6), s.text
+    assert transactions(s) == (2, 0), s.text
