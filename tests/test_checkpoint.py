@@ -54,17 +54,19 @@ def config(tmp_path: Path, outputs: list[dict], calls: int) -> Path:
     return path
 
 
-def expected_events(script: Path, seed: int, calls: int) -> dict[str, float]:
-    """What an uninterrupted run with --seed sends: id -> r, computed here by the script."""
-    random.seed(seed)
-    spec = importlib.util.spec_from_file_location(f"expected_{seed}", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.time.sleep = lambda _s: None  # the same draws, without the pacing
+def expected_events(script: Path, seed: int, calls: int, workers: int = 1) -> dict[str, float]:
+    """What an uninterrupted run with --seed sends: id -> r, computed here by the script.
+    Worker w loads its own copy seeded seed + w and takes every workers-th timestamp."""
     events = {}
-    for k in range(calls):
-        event = json.loads(module.produce({"timestamp": START + timedelta(milliseconds=k)}))
-        events[event["id"]] = event["r"]
+    for w in range(workers):
+        random.seed(seed + w)
+        spec = importlib.util.spec_from_file_location(f"expected_{seed}_{w}", script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.time.sleep = lambda _s: None  # the same draws, without the pacing
+        for k in range(w, calls, workers):
+            event = json.loads(module.produce({"timestamp": START + timedelta(milliseconds=k)}))
+            events[event["id"]] = event["r"]
     return events
 
 
@@ -102,23 +104,25 @@ def positions(path: Path) -> dict[str, int]:
 
 def run(tmp_path: Path, cfg: Path, checkpoint: Path, *extra: str) -> Run:
     return Run(tmp_path, cfg, "--checkpoint", str(checkpoint), "--checkpoint-every", str(EVERY),
-               "--seed", "7", "--quiet", *extra)
+               "--seed", "7", "--quiet", *extra, preexec_fn=os.setsid)
 
 
-def kill_at_random(tmp_path: Path, cfg: Path, checkpoint: Path, rng: random.Random) -> None:
-    """Start (or resume) the backfill, let it deliver a little, kill -9 it at a random moment."""
-    r = run(tmp_path, cfg, checkpoint)
+def kill_at_random(tmp_path: Path, cfg: Path, checkpoint: Path, rng: random.Random,
+                   *extra: str) -> None:
+    """Start (or resume) the backfill, let it deliver a little, then kill -9 it (and its
+    workers: a whole pod goes) at a random moment."""
+    r = run(tmp_path, cfg, checkpoint, *extra)
     try:
         r.wait_delivered(1, timeout=60)
         time.sleep(rng.uniform(0.1, 1.5))
         assert r.proc.poll() is None, "the backfill ended before the kill:\n" + r.stderr[-2000:]
     finally:
-        r.proc.send_signal(signal.SIGKILL)
+        os.killpg(r.proc.pid, signal.SIGKILL)
         r.proc.wait(10)
 
 
-def finish(tmp_path: Path, cfg: Path, checkpoint: Path) -> str:
-    r = run(tmp_path, cfg, checkpoint)
+def finish(tmp_path: Path, cfg: Path, checkpoint: Path, *extra: str) -> str:
+    r = run(tmp_path, cfg, checkpoint, *extra)
     code = r.wait(120)
     no_traceback(r.stderr)
     assert code == 0, r.stderr[-3000:]
@@ -159,25 +163,28 @@ def test_kill_and_resume_without_transactions_is_at_least_once(kafka_topic, kafk
     assert len(got) - len(set(got)) <= sum(resent)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_kill_and_resume_with_transactions_is_exactly_once(kafka_topic, kafka_bootstrap,
-                                                             tmp_path):
+                                                             tmp_path, workers):
     topic = kafka_topic("tx", partitions=3)
     markers = kafka_topic("markers", create=False)
     tx = {"id": f"{topic}-id", "commit_every": 0.1, "marker_topic": markers}
+    calls = CALLS
     cfg = config(tmp_path, [{"kafka": {"bootstrap_servers": kafka_bootstrap, "topic": topic,
-                                       "transactions": tx}}], CALLS)
-    checkpoint = tmp_path / "ck.json"
+                                       "transactions": tx}}], calls)
+    checkpoint, extra = tmp_path / "ck.json", ("--workers", str(workers))
     rng = random.Random()
     for _ in range(3):
-        kill_at_random(tmp_path, cfg, checkpoint, rng)
-    stderr = finish(tmp_path, cfg, checkpoint)
+        kill_at_random(tmp_path, cfg, checkpoint, rng, *extra)
+        print(f"\nkilled at committed positions {positions(checkpoint)} (the file's cache)")
+    stderr = finish(tmp_path, cfg, checkpoint, *extra)
     assert "transactions: committed " in stderr, stderr[-2000:]
     values = read_committed(kafka_bootstrap, topic)
     events = [json.loads(v) for v in values]
     got = [e["id"] for e in events]
     assert len(got) == len(set(got)), f"{len(got) - len(set(got))} duplicate(s)"
-    expected = expected_events(tmp_path / "s.py", 7, CALLS)
-    assert len(got) == CALLS, f"{len(got)} committed events, the schedule has {CALLS}"
+    assert len(got) == calls, f"{len(got)} committed events, the schedule has {calls}"
+    expected = expected_events(tmp_path / "s.py", 7, calls, workers)
     assert {e["id"]: e["r"] for e in events} == expected, "content differs from a --seed run"
 
 
