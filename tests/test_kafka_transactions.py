@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from connector.outputs.base import Acks
+from connector.outputs.base import Acks, OutputError
 from connector.outputs.kafka import Config, KafkaOutput
 from tests.faults import (
     PrivateKafka,
@@ -363,7 +363,7 @@ def test_transactions_config_is_checked(write):
             Config(**base, transactions=bad)
 
 
-def test_the_transactional_id_is_derived_per_replica_and_worker():
+def test_the_transactional_id_is_derived_per_replica_and_worker(monkeypatch):
     from connector.outputs.kafka import transactional_id
 
     config = Config(bootstrap_servers="b:1", topic="t", transactions={"id": "load"})
@@ -374,6 +374,13 @@ def test_the_transactional_id_is_derived_per_replica_and_worker():
     assert transactional_id(config, {"CONNECTOR_WORKER_INDEX": "1"}) == "load-w1"
     assert transactional_id(config, {"CONNECTOR_REPLICAS": "3", "CONNECTOR_REPLICA_INDEX": "0",
                                      "CONNECTOR_WORKER_INDEX": "3"}) == "load-r0-w3"
+    for bad in ({"CONNECTOR_WORKER_INDEX": "-1"}, {"CONNECTOR_WORKER_INDEX": "1e3"},
+                {"CONNECTOR_REPLICAS": "2", "CONNECTOR_REPLICA_INDEX": "\u0663\ud800"}):
+        with pytest.raises(ValueError, match=next(iter(bad.keys() - {"CONNECTOR_REPLICAS"}))):
+            transactional_id(config, bad)
+    monkeypatch.setenv("CONNECTOR_WORKER_INDEX", "x")
+    with pytest.raises(OutputError, match="CONNECTOR_WORKER_INDEX='x' is not a whole number"):
+        KafkaOutput(config, Acks(K, "kafka")).start()  # could not start: exit 1, no traceback
 
 
 def test_the_position_commits_with_the_events_and_reads_back_committed(kafka_bootstrap,

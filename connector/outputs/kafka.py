@@ -181,11 +181,20 @@ def transactional_id(config: Config, env: Any = None) -> str:
     worker (-w<k>, when the workers set CONNECTOR_WORKER_INDEX): two producers with one id
     fence each other."""
     env = os.environ if env is None else env
+
+    def number(name: str, default: int | None) -> int | None:
+        value = env.get(name) or None
+        if value is None:
+            return default
+        if not value.isdigit():
+            raise ValueError(f"{name}={value!r} is not a whole number (transactions.id)")
+        return int(value)
+
     tid = config.transactions.id
-    if int(env.get("CONNECTOR_REPLICAS") or 1) > 1:
-        tid += f"-r{int(env.get('CONNECTOR_REPLICA_INDEX') or 0)}"
-    if (worker := env.get("CONNECTOR_WORKER_INDEX")) not in (None, ""):
-        tid += f"-w{int(worker)}"
+    if number("CONNECTOR_REPLICAS", 1) > 1:
+        tid += f"-r{number('CONNECTOR_REPLICA_INDEX', 0)}"
+    if (worker := number("CONNECTOR_WORKER_INDEX", None)) is not None:
+        tid += f"-w{worker}"
     return tid
 
 
@@ -253,7 +262,13 @@ class KafkaOutput:
         # -- transactions (see _write_tx) --
         tx = config.transactions
         self.transactional = self.wants_calls = tx is not None
-        self.transactional_id = transactional_id(config) if tx is not None else None
+        self.transactional_id: str | None = None
+        self._id_error: str | None = None  # a bad CONNECTOR_* variable: start() says so
+        if tx is not None:
+            try:
+                self.transactional_id = transactional_id(config)
+            except ValueError as exc:
+                self._id_error = str(exc)
         self.positions = False  # set by the pipeline under --checkpoint: write marker records
         self.fatal: str | None = None  # fenced: the message (the output never works again)
         self._tx_open = False
@@ -271,6 +286,8 @@ class KafkaOutput:
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
+        if self._id_error is not None:
+            raise OutputError(self._id_error)
         servers = self.config.bootstrap_servers
         self.producer = Producer(
             self.config.properties(), logger=self.client_log, error_cb=self._on_error
