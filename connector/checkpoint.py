@@ -7,8 +7,10 @@ same window), and each worker's position: the schedule ticks whose events have a
 acknowledged (delivered or failed). Without transactions the file IS the position; with
 them the outputs' committed position wins and the file only caches it.
 
-The config is fingerprinted key by key as short hashes, never as values: interpolated
-secrets (a SASL password from the environment) must not land in a file.
+The config is fingerprinted key by key as short hashes, never as values, and credentials
+(Kafka client passwords, tokens and keys, OTLP request headers) are left out: they do not
+change the events, rotating one must not invalidate a checkpoint, and they must not land
+in a file even hashed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +29,11 @@ from typing import Any
 __all__ = ["Checkpoint", "CheckpointError", "fingerprint"]
 
 VERSION = 1
+# config paths of credentials: librdkafka's secret properties, and OTLP's request headers
+CREDENTIAL = re.compile(
+    r"\.producer\..*(password|secret|token|\.key$|key\.pem|jaas|oauthbearer)"
+    r"|\.otlp\.headers\."
+)
 
 log = logging.getLogger("connector")
 
@@ -56,7 +64,7 @@ def fingerprint(
     leaves: dict[str, str] = {}
     _leaves(config_data, "", leaves)
     return {
-        **{f"config:{k}": v for k, v in sorted(leaves.items())},
+        **{f"config:{k}": v for k, v in sorted(leaves.items()) if not CREDENTIAL.search(k)},
         "script": _digest(script.read_bytes()),
         "seed": seed,
         "workers": workers,

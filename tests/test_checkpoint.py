@@ -364,3 +364,24 @@ def test_transactional_max_events_cuts_at_a_call_boundary_and_counts_transaction
     assert scraped[("connector_transaction_seconds_count", (("output", "kafka-0"),))] >= 1
     got = sorted(json.loads(v)["id"] for v in read_committed(kafka_bootstrap, topic))
     assert len(got) == 9 and {i.rsplit("-", 1)[1] for i in got} == {"0", "1", "2"}
+
+
+def test_credentials_are_left_out_of_the_fingerprint(tmp_path):
+    """A rotated password does not invalidate a checkpoint, and neither the password nor a
+    hash of it is in the file (the output cannot connect: the run ends, exit 1, at once)."""
+    from tests.faults import free_port
+
+    cfg, checkpoint = file_config(tmp_path), tmp_path / "ck.json"
+    data = yaml.safe_load(cfg.read_text())
+    data["output"] = [{"kafka": {
+        "bootstrap_servers": f"127.0.0.1:{free_port()}", "topic": "t", "connect_timeout": 1,
+        "producer": {"sasl.username": "u", "sasl.password": "${CK_PASSWORD}"}}}]
+    cfg.write_text(yaml.safe_dump(data))
+    for password in ("first-secret-123", "rotated-secret-456"):
+        env = {**os.environ, "CK_PASSWORD": password}
+        result = run_cli("run", cfg, "--checkpoint", checkpoint, "--metrics-port", "0",
+                         "--quiet", env=env)
+        assert result.code == 1 and "could not start" in result.stderr, result.stderr
+        text = checkpoint.read_text()
+        assert password not in text and "sasl.password" not in text
+        assert "config:output[0].kafka.producer.sasl.username" in text
