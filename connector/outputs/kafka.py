@@ -3,7 +3,9 @@
 librdkafka does the batching, retries and (with idempotence) de-duplication;
 this output only maps events to messages and accounts for each acknowledgement.
 Callbacks are served by poll()/flush() on the pipeline's own thread, so they
-never race the counters and never raise into librdkafka.
+never race the counters and never raise into librdkafka. With `transactions`,
+events are produced in Kafka transactions of whole produce() calls and count as
+delivered when their transaction commits (see "transactions" below).
 """
 
 from __future__ import annotations
@@ -273,7 +275,6 @@ class KafkaOutput:
         self.fatal: str | None = None  # fenced: the message (the output never works again)
         self._tx_open = False
         self._tx_began = self._commit_at = 0.0
-        self._tx_events = 0  # events in the open transaction: delivered when it commits
         self._segments: list[list] = []  # [events, times, call starts, attempt, routes]
         self._tx_reason: tuple[str, str | None] | None = None  # a delivery failure in it
         self._discard = False  # reports of an aborted transaction's messages: ignored
@@ -653,6 +654,13 @@ class KafkaOutput:
                         f"cannot start transactions for transactional id "
                         f"{self.transactional_id!r} at {self.config.bootstrap_servers}: "
                         f"{_strip(err.str())}"
+                        + (
+                            ""
+                            if err.fatal() or not err.retriable()
+                            else f" within {self.config.connect_timeout:g}s (connect_timeout); "
+                            "a cluster with fewer brokers than its "
+                            "transaction.state.log.replication.factor never answers"
+                        )
                     )
                 )
         self.client_log.healthy += 1  # the coordinator answered
