@@ -39,7 +39,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def _positive(kind: type):
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
+        if not value > 0:  # nan too
             raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
         return value
 

@@ -295,8 +295,13 @@ def test_checkpoint_in_live_mode_is_a_usage_error(tmp_path):
     result = cli(cfg, checkpoint, "--mode", "live")
     assert result.code == 2 and "--checkpoint is for --mode backfill" in result.stderr
     assert not checkpoint.exists()
-    bad = cli(cfg, checkpoint, "--checkpoint-every", "0")
-    assert bad.code == 2 and "--checkpoint-every" in bad.stderr
+    for every in ("0", "-1", "nan", "soon"):
+        bad = cli(cfg, checkpoint, "--checkpoint-every", every)
+        assert bad.code == 2 and "--checkpoint-every" in bad.stderr, bad.stderr
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    bad = cli(cfg, folder)
+    assert bad.code == 2 and str(folder) in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.parametrize("content", [
@@ -309,12 +314,24 @@ def test_checkpoint_in_live_mode_is_a_usage_error(tmp_path):
     b"1" * 100_000,
 ])
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path, content):
-    cfg, checkpoint = file_config(tmp_path), tmp_path / "ck.json"
+    """Checkpoint.open, in process (our own logic); the CLI's exit 2 is checked once below."""
+    from connector.checkpoint import Checkpoint, CheckpointError
+
+    checkpoint = tmp_path / "ck.json"
     checkpoint.write_bytes(content)
+    mark = {"script": "x", "seed": None, "workers": 1, "replica": "0 of 1"}
+    with pytest.raises(CheckpointError, match=re.escape(str(checkpoint))):
+        Checkpoint.open(checkpoint, mark, START)
+    assert checkpoint.read_bytes() == content
+
+
+def test_the_cli_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
+    cfg, checkpoint = file_config(tmp_path), tmp_path / "ck.json"
+    checkpoint.write_bytes(b"\xff\xfe\x00garbage")
     result = cli(cfg, checkpoint)
     assert result.code == 2, result.stderr
+    assert "is not a checkpoint" in result.stderr or "cannot read" in result.stderr
     assert str(checkpoint) in result.stderr and "Traceback" not in result.stderr, result.stderr
-    assert checkpoint.read_bytes() == content
     assert not (tmp_path / "out.jsonl").exists()
 
 
