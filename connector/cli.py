@@ -295,6 +295,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     options = RunOptions(mode=mode, max_events=args.max_events, duration=args.duration)
     script = prepare(config, seed)  # also proves the script loads before workers start
     now = datetime.now(config.tz)
+    schedule(config, mode, now)  # window errors are config errors: before anything starts
     checkpoint = None
     if args.checkpoint is not None:
         try:
@@ -305,7 +306,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         now = checkpoint.anchor.astimezone(config.tz)  # a resume keeps the first window
         options.checkpoint_every = args.checkpoint_every
         options.resume = checkpoint.ticks(0)
-    schedule(config, mode, now)  # window errors are config errors: before anything starts
+        schedule(config, mode, now)  # the first run's window, checked again
     metrics = _start_metrics(config, args)
     run: Pipeline | Workers
     if args.workers > 1:
