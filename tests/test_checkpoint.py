@@ -298,15 +298,15 @@ def test_checkpoint_in_live_mode_is_a_usage_error(tmp_path):
     for every in ("0", "-1", "nan", "soon"):
         bad = cli(cfg, checkpoint, "--checkpoint-every", every)
         assert bad.code == 2 and "--checkpoint-every" in bad.stderr, bad.stderr
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    bad = cli(cfg, folder)
+    assert bad.code == 2 and str(folder) in bad.stderr and "Traceback" not in bad.stderr
     data = yaml.safe_load(cfg.read_text())
     del data["input"][0]["rate"]["end"]  # a config error: nothing is written
     cfg.write_text(yaml.safe_dump(data))
     bad = cli(cfg, checkpoint)
     assert bad.code == 2 and "input[0].rate.end" in bad.stderr and not checkpoint.exists()
-    folder = tmp_path / "a-folder"
-    folder.mkdir()
-    bad = cli(cfg, folder)
-    assert bad.code == 2 and str(folder) in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.parametrize("content", [
