@@ -309,6 +309,7 @@ class Workers:
             stats,
             outputs=outputs,
             alive=False,
+            exhausted=False,  # its last position may not cover what it had in hand
             stalled=0.0,
             problems=[*stats.problems, f"worker {w} died (exit code {exitcode})"],
         )
