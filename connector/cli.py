@@ -373,7 +373,8 @@ def print_summary(s: RunStats, out) -> None:
         if o.could_not_start is not None:
             lines.append(f"  output {o.name}: could not start: {o.could_not_start}")
             continue
-        lines.append(f"  output {o.name}: delivered {o.delivered}, failed {o.failed}")
+        filtered = f", filtered {o.filtered}" if o.routed else ""  # by its `when` rule
+        lines.append(f"  output {o.name}: delivered {o.delivered}, failed {o.failed}{filtered}")
         if o.broken is not None:
             lines.append(f"    broken: {o.broken}")
         lines += [f"    failed: {reason}: {n}" for reason, n in o.reasons.most_common()]

@@ -23,7 +23,7 @@ from connector.events.script import Script, ScriptLoadError, ScriptStop, load_sc
 from connector.fields import resolve_time
 from connector.inputs import INPUTS, merge, rate
 from connector.outputs import OUTPUTS, Acks, Output, OutputError
-from connector.outputs.base import NOT_SENT
+from connector.outputs.base import NOT_SENT, parse_event
 from connector.spans import TraceChecker
 from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
 
@@ -118,6 +118,11 @@ def _repeat_each(ticks: Iterator[datetime], count: int) -> Iterator[datetime]:
     return itertools.chain.from_iterable(itertools.repeat(ts, count) for ts in ticks)
 
 
+def _route(out: Output) -> tuple[tuple, Callable[[object], bool]] | None:
+    when = getattr(out.config, "when", None)
+    return None if when is None else (when.key, when.matcher())
+
+
 def prepare(config: Config, seed: int | None) -> Script:
     """Seed `random`, then load the script once (so the seed covers module-level draws)."""
     if seed is not None:
@@ -130,7 +135,7 @@ def prepare(config: Config, seed: int | None) -> Script:
 
 def build_output(entry: OutputEntry, name: str) -> Output:
     settings = entry.settings
-    acks = Acks(name, entry.plugin, settings.dead_letter)
+    acks = Acks(name, entry.plugin, settings.dead_letter, routed=settings.when is not None)
     return OUTPUTS[entry.plugin].build(settings, acks)
 
 
@@ -179,6 +184,9 @@ class Pipeline:
         self._could_not_start: list[str | None] = [None] * n
         self._broken: list[str | None] = [None] * n
         self._flush_by: list[float | None] = [None] * n  # monotonic, from the first stop
+        # per output: its `when` rule as (key, matcher), or None (every event, no parsing)
+        self._routes = [_route(out) for out in self.outputs]
+        self._routing = any(r is not None for r in self._routes)
 
     @property
     def stopping(self) -> bool:
@@ -468,36 +476,70 @@ class Pipeline:
         return False
 
     def _hand_off(self, batch: list[str], marks: list | None = None) -> None:
-        """Each output gets the batch once. One that raises has failed what it had not
-        accepted; the others still get the batch, and it is broken from then on."""
+        """Each output gets the batch once (or, with a `when` rule, the events it selects;
+        the rest count as filtered). One that raises has failed what it had not accepted;
+        the others still get the batch, and it is broken from then on."""
         if self.checker is not None:
             self._check_traces(self.checker.add, batch)
         n, k = len(batch), -1
         times = None if marks is None else _event_times(marks, n)
+        routed = self._select(batch, times) if self._routing else None
         self.waiting = True  # an output may hold us up (backpressure): that is no stall
         try:
             for k, out in enumerate(self.outputs):
-                out.acks.handed += n
+                events, at = batch, times
+                if routed is not None and routed[k] is not None:
+                    events, at = routed[k]
+                    out.acks.filtered += n - len(events)
+                    if not events:
+                        continue
+                out.acks.handed += len(events)
                 if self._broken[k] is None:
                     try:
-                        if times is not None and getattr(out, "wants_times", False):
-                            out.write_batch(batch, times)
+                        if at is not None and getattr(out, "wants_times", False):
+                            out.write_batch(events, at)
                         else:
-                            out.write_batch(batch)
+                            out.write_batch(events)
                         continue
                     except KeyboardInterrupt:
                         raise
                     except Exception as exc:
                         self._break(k, exc)
                         continue
-                out.acks.fail_all(BROKEN, batch)
+                out.acks.fail_all(BROKEN, events)
         except KeyboardInterrupt:  # a second signal: the outputs after k never see the batch
-            for out in self.outputs[k + 1 :]:
-                out.acks.handed += n
-                out.acks.fail_all(NOT_SENT, batch)
+            for j in range(k + 1, len(self.outputs)):
+                acks = self.outputs[j].acks
+                events = batch if routed is None or routed[j] is None else routed[j][0]
+                acks.filtered += n - len(events)
+                acks.handed += len(events)
+                acks.fail_all(NOT_SENT, events)
             raise
         finally:
             self.waiting = False
+
+    def _select(
+        self, batch: list[str], times: list[int] | None
+    ) -> list[tuple[list[str], list[int] | None] | None]:
+        """Per output, the (events, times) its `when` rule selects (None: no rule). Each
+        event is parsed once, whatever the number of rules; equal rules select once."""
+        docs = list(map(parse_event, batch))
+        done: dict[tuple, tuple[list[str], list[int] | None]] = {}
+        selected: list[tuple[list[str], list[int] | None] | None] = []
+        for route in self._routes:
+            if route is None:
+                selected.append(None)
+                continue
+            key, match = route
+            if key not in done:
+                keep = [i for i, doc in enumerate(docs) if match(doc)]
+                if len(keep) == len(batch):
+                    done[key] = (batch, times)
+                else:
+                    at = None if times is None else [times[i] for i in keep]
+                    done[key] = ([batch[i] for i in keep], at)
+            selected.append(done[key])
+        return selected
 
     def _break(self, k: int, exc: Exception) -> None:
         name = self.outputs[k].acks.name

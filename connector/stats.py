@@ -89,6 +89,8 @@ class OutputStats:
     could_not_start: str | None = None  # start()'s reason
     broken: str | None = None  # write_batch raised: later batches fail for it
     dead_letter_lost: int = 0  # failures whose dead-letter record could not be written
+    filtered: int = 0  # events its `when` rule kept from it (never handed over)
+    routed: bool = False  # it has a `when` rule
 
     @property
     def pending(self) -> int:
@@ -108,6 +110,8 @@ class OutputStats:
             Counter(dict(acks.reasons)),
             **state,
             dead_letter_lost=acks.dead_letter_lost,
+            filtered=acks.filtered,
+            routed=acks.routed,
         )
 
     def merge(self, other: OutputStats) -> OutputStats:
@@ -126,6 +130,8 @@ class OutputStats:
             self.could_not_start or other.could_not_start,
             self.broken or other.broken,
             self.dead_letter_lost + other.dead_letter_lost,
+            self.filtered + other.filtered,
+            self.routed or other.routed,
         )
 
 

@@ -249,7 +249,7 @@ def check_accounts(run: Run, events: list[str], dead: list[str]) -> tuple[int, i
     assert s.produced == len(events), err
     o = s.outputs["o"]
     assert o.could_not_start is None, err
-    assert o.delivered + o.failed == len(events), (o, err)
+    assert o.delivered + o.failed + o.filtered == len(events), (o, err)
     assert len(dead) == o.failed, (len(dead), o, err)
     # bounded: a reason names a field and a rule (the config's fields, not the events'
     # values); a few per template field, plus the output's own
