@@ -158,3 +158,20 @@ def jaeger():
     from tests.jaeger_service import jaeger_endpoints
 
     yield from _service("local-jaeger", jaeger_endpoints)
+
+
+@pytest.fixture
+def collector(kafka_topic, tmp_path):
+    """collector('name') -> a Collector (tests/collector_service.py), stopped after the test,
+    before kafka_topic deletes the topics and the consumer group its kafka receiver made."""
+    from tests.collector_service import Collector
+
+    made: list[Collector] = []
+
+    def _make(name: str = "collector") -> Collector:
+        made.append(Collector(tmp_path / name))
+        return made[-1]
+
+    yield _make
+    for c in made:
+        c.stop()
