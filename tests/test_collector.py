@@ -70,3 +70,62 @@ def test_traces_on_kafka_reach_jaeger_whole_through_the_kafka_receiver(
             assert tags(x).get("otel.status_code") == mine["status"]
             parents = [r["spanID"] for r in x["references"]]
             assert parents == ([mine["parent_span_id"]] if mine["parent_span_id"] else [])
+
+
+def _script(c, *args: str):
+    import subprocess
+    import sys
+
+    from tests.collector_service import SCRIPT
+
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=900, env=c.env)
+
+
+def test_local_collector_starts_reports_its_endpoints_and_stops(tmp_path):
+    from tests.collector_service import Collector
+
+    c = Collector(tmp_path / "state")
+    config = c.config(pipelines={"logs": {"receivers": ["otlp"], "exporters": ["debug"]}},
+                      exporters={"debug": {"verbosity": "basic"}})
+    try:
+        found = c.start(config)
+        assert found == {
+            "COLLECTOR_OTLP_GRPC": c.otlp_grpc,
+            "COLLECTOR_OTLP_HTTP": c.otlp_http,
+            "COLLECTOR_METRICS": f"http://127.0.0.1:{c.ports['metrics']}/metrics",
+        }
+        status = _script(c, "status")
+        assert status.returncode == 0 and status.stdout.splitlines()[-3:] == [
+            f"{k}={v}" for k, v in found.items()]
+        assert c.start(config) == found  # already running with this config: the same
+        other = tmp_path / "other.yaml"
+        other.write_text("receivers: {}\n")
+        again = _script(c, "start", str(other))
+        assert again.returncode == 1 and "another config" in again.stderr
+        assert c.counters(), "the Collector's own metrics are served"
+    finally:
+        c.stop()
+    assert _script(c, "status").returncode == 3
+    assert _script(c, "stop").returncode == 0  # stopping a stopped one is fine
+
+
+@pytest.mark.parametrize("text, says", [
+    ("- just\n- a list\n", "not a Collector config"),
+    ("receivers: {otlp: [\n", "cannot read"),
+    ("exporters: {nosuch: {}}\nservice: {pipelines: {logs: {receivers: [nop], "
+     "exporters: [nosuch]}}}\nreceivers: {nop: {}}\n", "exited during startup"),
+])
+def test_local_collector_refuses_a_bad_config_clearly(tmp_path, text, says):
+    from tests.collector_service import Collector
+
+    c = Collector(tmp_path / "state")
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    try:
+        r = _script(c, "start", str(path))
+        assert r.returncode == 1 and says in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        c.stop()
+    assert _script(c).returncode == 2 and "Usage" in _script(c).stderr
