@@ -23,10 +23,10 @@ from connector.config import Config, ConfigError, load_config
 from connector.inputs.rate import replica_share
 from connector.logs import LogSetup, flush_repeats, secrets, setup_logging
 from connector.metrics import MetricsServer
+from connector.otlp.check import TraceChecker
 from connector.outputs import OUTPUTS
 from connector.pipeline import Pipeline, RunOptions, build_output, prepare, schedule
 from connector.progress import Progress
-from connector.spans import TraceChecker
 from connector.stats import RunStats
 from connector.workers import Workers
 

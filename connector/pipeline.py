@@ -22,9 +22,9 @@ from connector.config import Config, ConfigError, OutputEntry
 from connector.events.script import Script, ScriptLoadError, ScriptStop, load_script
 from connector.fields import resolve_time
 from connector.inputs import INPUTS, merge, rate
+from connector.otlp.check import TraceChecker
 from connector.outputs import OUTPUTS, Acks, Output, OutputError
 from connector.outputs.base import NOT_SENT, parse_event
-from connector.spans import TraceChecker
 from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
 
 __all__ = ["Pipeline", "RunOptions", "prepare", "schedule"]
