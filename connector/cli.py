@@ -25,7 +25,14 @@ from connector.logs import LogSetup, flush_repeats, secrets, setup_logging
 from connector.metrics import MetricsServer
 from connector.otlp.check import TraceChecker
 from connector.outputs import OUTPUTS
-from connector.pipeline import Pipeline, RunOptions, build_output, prepare, schedule
+from connector.pipeline import (
+    Pipeline,
+    RunOptions,
+    build_output,
+    prepare,
+    schedule,
+    trace_events,
+)
 from connector.progress import Progress
 from connector.stats import RunStats
 from connector.workers import Workers
@@ -238,7 +245,7 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         n_calls += 1
         events = script.events({"timestamp": ts, "tags": config.input[i].settings.tags})
         if checker:  # whole calls: a trace cut short would look broken
-            checker.add(events)
+            checker.add(trace_events(config, events))
             shown += len(events)
             continue
         for event in events[: args.events - shown]:

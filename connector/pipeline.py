@@ -118,6 +118,28 @@ def _repeat_each(ticks: Iterator[datetime], count: int) -> Iterator[datetime]:
     return itertools.chain.from_iterable(itertools.repeat(ts, count) for ts in ticks)
 
 
+def traced_output(config: Config) -> int | None:
+    """The output whose spans the trace check reads (as Config.span_mapping() picks it):
+    the first one sending traces over OTLP. None: none does."""
+    for k, entry in enumerate(config.output):
+        settings = entry.settings
+        traces = getattr(settings, "signal", None) == "traces"
+        if traces and getattr(settings, "encoding", "otlp") != "raw":
+            return k
+    return None
+
+
+def trace_events(config: Config, events: list[str]) -> list[str]:
+    """The events the trace check reads: with a `when` on the traced output, only those it
+    selects (logs routed elsewhere are no spans)."""
+    k = traced_output(config)
+    when = None if k is None else config.output[k].settings.when
+    if when is None:
+        return events
+    match = when.matcher()
+    return [e for e in events if match(parse_event(e))]
+
+
 def _route(out: Output) -> tuple[tuple, Callable[[object], bool]] | None:
     when = getattr(out.config, "when", None)
     return None if when is None else (when.key, when.matcher())
@@ -187,6 +209,7 @@ class Pipeline:
         # per output: its `when` rule as (key, matcher), or None (every event, no parsing)
         self._routes = [_route(out) for out in self.outputs]
         self._routing = any(r is not None for r in self._routes)
+        self._traced = traced_output(self.config)  # its selection feeds the trace check
 
     @property
     def stopping(self) -> bool:
@@ -479,11 +502,13 @@ class Pipeline:
         """Each output gets the batch once (or, with a `when` rule, the events it selects;
         the rest count as filtered). One that raises has failed what it had not accepted;
         the others still get the batch, and it is broken from then on."""
-        if self.checker is not None:
-            self._check_traces(self.checker.add, batch)
         n, k = len(batch), -1
         times = None if marks is None else _event_times(marks, n)
         routed = self._select(batch, times) if self._routing else None
+        if self.checker is not None:
+            t = self._traced
+            spans = routed[t] if routed is not None and t is not None else None
+            self._check_traces(self.checker.add, batch if spans is None else spans[0])
         self.waiting = True  # an output may hold us up (backpressure): that is no stall
         try:
             for k, out in enumerate(self.outputs):
