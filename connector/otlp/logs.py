@@ -45,7 +45,9 @@ def severity_number(text: str) -> int:
 def _severity_text(text: str) -> bytes:
     """severity_number 2 (when known), severity_text 3."""
     number = severity_number(text)
-    return (b"\x10" + bytes((number,)) if number else b"") + field(b"\x1a", text.encode())
+    return (b"\x10" + bytes((number,)) if number else b"") + (
+        field(b"\x1a", text.encode()) if text else b""
+    )
 
 
 def _severity(value: Any, name: str) -> bytes:

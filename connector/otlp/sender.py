@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
 import orjson
 from pydantic import Field
@@ -25,7 +26,13 @@ from connector.fields import Strict
 from connector.otlp.mapping import MappingError, mapping_detail, mapping_reason, unexpected_reason
 from connector.otlp.signals import Codec
 from connector.otlp.wire import read
-from connector.outputs.base import NOT_SENT, Acks
+
+if TYPE_CHECKING:
+    from connector.outputs.base import Acks
+
+# connector.outputs.base's NOT_SENT: importing that package from here would be circular
+# (connector.outputs loads the otlp output, which loads this module)
+NOT_SENT = "not sent: stopping"
 
 __all__ = [
     "THROTTLED",
