@@ -205,3 +205,15 @@ def test_a_bad_rule_is_a_config_error_naming_the_key(tmp_path, when, error):
 def test_a_rule_meets_hostile_events_without_raising(event, matched):
     match = When(field="signal", equals="log").matcher()
     assert match(parse_event(event)) is matched
+
+
+def test_the_trace_check_reads_only_what_the_traces_output_selects():
+    """examples/correlated routes its log lines away from the traces output: they carry
+    trace and span ids but are no spans, and the check must not count them as such."""
+    from tests.conftest import EXAMPLES
+
+    result = run_cli("preview", EXAMPLES / "correlated" / "config.yaml", "--events", "300",
+                     "--check-traces", "--seed", "2")
+    assert result.code == 0, result.stderr
+    checked = re.search(r"traces: (\d+) checked, 0 broken", result.stdout + result.stderr)
+    assert checked and int(checked[1]) >= 20, result.stdout[-2000:] + result.stderr
