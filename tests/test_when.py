@@ -138,6 +138,10 @@ def test_metrics_agree_and_a_broken_rule_output_fails_only_what_it_selected(tmp_
         o = next(o for o in stats.outputs if o.name == name)
         assert o.routed == (when is not None) and o.pending == 0
     _check_sinks(tmp_path, calls)
+    from connector.progress import Progress
+
+    filtered = sum(o.filtered for o in stats.outputs)
+    assert f"filtered {filtered:,}" in Progress(lambda: stats, None, 1.0).line(stats)
 
 
 def test_an_output_that_cannot_write_fails_only_the_events_its_rule_selected(tmp_path):
