@@ -119,7 +119,7 @@ def test_unmappable_events_are_counted_failures(jaeger, write, tmp_path):
     result = run_cli("run", config)
     assert result.code == 1
     assert result.summary("otlp-0") | {} == {"timestamps": 2, "produced": 6, "script_errors": 0,
-                                               "delivered": 2, "failed": 4}
+                                               "delivered": 2, "failed": 4, "filtered": 0}
     # the summary counts by a bounded reason; the offending value is in the dead letter
     assert "cannot map to a span: field 'span_id' must be 16 hex characters: 2" in result.stderr
     dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
