@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 from google.protobuf.json_format import Parse
+from hypothesis import example, given
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -28,6 +30,8 @@ from connector.otlp.mapping import LogMapping, MappingError, MetricMapping, Span
 from connector.otlp.signals import codec
 from connector.otlp.traces import encode_span
 from tests.conftest import EXAMPLES
+from tests.hypothesis_profiles import budget
+from tests.test_fuzz_outputs import json_values
 
 T0 = "2026-02-20T10:00:00+00:00"
 T0_NS = 1_771_581_600_000_000_000
@@ -525,3 +529,97 @@ def test_empty_links_and_events_are_a_plain_span():
     plain = encode_span(span())
     assert encode_span(span(links=[], events=[])) == plain
     assert encode_span(span(links=None, events=None)) == plain
+
+
+# -- hostile events: every event maps or fails with a bounded reason --------------------------
+
+ODD_LOG = {
+    "timestamp": [T0, "2026-02-30T00:00:00Z", "1969-12-31T23:59:59Z", "", 1e300, -1, 1.5e9, 2**70,
+                  True, None, "2026-02-20"],
+    "severity": ["INFO", "warning", "", "x" * 300, 0, 24, 25, -1, 2**70, 1.5, True, None],
+    "trace_id": [TRACE, "0" * 32, "g" * 32, "a" * 31, "", None, 5],
+    "span_id": [SPAN, "0" * 16, "z" * 16, None],
+    "service": ["s", "", None, 1, ["s"], "é\x00"],
+}
+ODD_METRIC = {
+    "timestamp": ODD_LOG["timestamp"],
+    "service": ODD_LOG["service"],
+    "cpu": [1.5, 0, -1, 2**63, 2**63 - 1, -(2**63), 1e308, True, "1", None, [1], {"v": 1}],
+    "n": [3, 0.5, None, False],
+}
+
+
+@st.composite
+def odd_docs(draw, odd: dict):
+    doc = {"timestamp": T0}
+    for name, values in odd.items():
+        choice = draw(st.sampled_from(["keep", "odd", "any", "drop"]))
+        if choice == "odd":
+            doc[name] = draw(st.sampled_from(values))
+        elif choice == "any":
+            doc[name] = draw(json_values)
+    for name in ("attributes", "resource", "body", "extra"):
+        if draw(st.booleans()):
+            doc[name] = draw(json_values)
+    return doc
+
+
+def _bounded(reason: str, doc: dict) -> None:
+    for value in doc.values():
+        if isinstance(value, str) and len(value) >= 8 and value not in ("timestamp",):
+            assert value not in reason, (reason, value)
+    assert len(reason) <= 120
+
+
+@budget(150)
+@given(odd_docs(ODD_LOG))
+@example({"timestamp": T0, "severity": 2**70})
+@example({"timestamp": T0, "body": {"a": [None, {"": 1}]}, "attributes": {"": None}})
+def test_a_hostile_log_event_maps_or_fails_with_a_bounded_reason(doc):
+    doc = orjson.loads(json.dumps(doc)) if _orjson_reads(doc) else None
+    if doc is None:
+        return
+    c = codec("logs")
+    try:
+        item = c.encode(doc, c.mapping)
+    except MappingError as exc:
+        _bounded(exc.reason, doc)
+        return
+    [rl] = ExportLogsServiceRequest.FromString(c.request([item])).resource_logs
+    [record] = rl.scope_logs[0].log_records
+    assert record.time_unix_nano == record.observed_time_unix_nano
+    assert 0 <= record.severity_number <= 24
+
+
+@budget(150)
+@given(st.lists(odd_docs(ODD_METRIC), max_size=6))
+def test_hostile_metric_events_map_or_fail_alone(docs):
+    mapping = MetricMapping(metrics={"cpu": {"unit": "%"},
+                                     "n": {"type": "sum", "temporality": "delta"}})
+    events = [json.dumps(d) for d in docs] + ["not json", "[]"]
+    failed = []
+    out = list(otlp_encoder("otlp_proto", mapping, signal="metrics")(
+        events, lambda reason, event, detail=None: failed.append((reason, event))))
+    for reason, _ in failed:
+        assert reason.startswith(("cannot map to a metric: ", "not JSON: cannot map to a metric"))
+    sent = [e for _, _, members in out for e in members]
+    assert sorted(sent + [e for _, e in failed]) == sorted(events)
+    for key, payload, members in out:
+        request = ExportMetricsServiceRequest.FromString(payload)
+        assert {rm.resource.attributes[0].value.string_value for rm in request.resource_metrics} == {key}
+        points = sum(len(getattr(m, m.WhichOneof("data")).data_points)
+                     for rm in request.resource_metrics for m in rm.scope_metrics[0].metrics)
+        assert points >= len(members)
+        for rm in request.resource_metrics:
+            for m in rm.scope_metrics[0].metrics:
+                if m.name == "n":
+                    for p in m.sum.data_points:
+                        assert p.start_time_unix_nano <= p.time_unix_nano
+
+
+def _orjson_reads(doc) -> bool:
+    try:
+        orjson.loads(json.dumps(doc))
+        return True
+    except orjson.JSONDecodeError:  # an integer orjson does not read: fails as not JSON
+        return False
