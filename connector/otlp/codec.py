@@ -8,6 +8,7 @@ A message over the producer's limit is split into several whole requests, same k
 from __future__ import annotations
 
 import base64
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,7 +51,7 @@ def otlp_json(request: bytes, signal: str = "traces") -> bytes:
     """OTLP/JSON: protobuf's JSON mapping, except ids are hex and enums are numbers."""
     where, resources, scopes, items = _REQUESTS[signal]
     module, name = where.split(":")
-    message = getattr(__import__(module, fromlist=[name]), name)
+    message = getattr(importlib.import_module(module), name)
     doc = MessageToDict(message.FromString(request), use_integers_for_enums=True)
     if signal != "metrics":
         for rs in doc.get(resources, []):

@@ -8,6 +8,7 @@ payload's length is what the item adds to a request.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -70,7 +71,7 @@ class Codec:
 
     def response(self):
         module, name = self.signal.response.split(":")
-        return getattr(__import__(module, fromlist=[name]), name)
+        return getattr(importlib.import_module(module), name)
 
 
 def codec(signal: str, mapping: Any = None) -> Codec:

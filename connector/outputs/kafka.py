@@ -104,7 +104,9 @@ class Config(OutputConfig):
         """Each signal has its own mapping model; only the otlp encodings read it."""
         from connector.otlp.signals import MAPPINGS
 
-        signal = info.data.get("signal", "traces")
+        if "signal" not in info.data:  # an invalid signal: that error alone says it
+            return value
+        signal = info.data["signal"]
         if value is None and (signal == "traces" or info.data.get("encoding") == "raw"):
             return MAPPINGS[signal]() if signal != "metrics" else None
         model = MAPPINGS[signal]

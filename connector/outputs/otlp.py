@@ -83,7 +83,9 @@ class Config(OutputConfig):
     @classmethod
     def _signal_mapping(cls, value: Any, handler: Any, info: ValidationInfo) -> Any:
         """Each signal has its own mapping model (the signal is validated first)."""
-        model = MAPPINGS[info.data.get("signal", "traces")]
+        if "signal" not in info.data:  # an invalid signal: that error alone says it
+            return value
+        model = MAPPINGS[info.data["signal"]]
         if isinstance(value, model):
             return value
         return model.model_validate({} if value is None else value)
