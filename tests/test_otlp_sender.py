@@ -58,8 +58,9 @@ def http_endpoint():
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                status, headers = answers.next(self.path, body)
-                payload = ExportLogsServiceResponse().SerializeToString() if status == 200 else b"slow down"
+                status, headers, *given = answers.next(self.path, body)
+                payload = given[0] if given else (
+                    ExportLogsServiceResponse().SerializeToString() if status == 200 else b"slow down")
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -264,3 +265,32 @@ def test_the_senders_not_sent_reason_is_the_outputs():
     from connector.outputs import base
 
     assert sender.NOT_SENT == base.NOT_SENT
+
+
+def test_metrics_go_to_v1_metrics_and_rejected_points_fail_at_most_every_event(http_endpoint):
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+        ExportMetricsServiceResponse,
+    )
+
+    # the endpoint took the request but refused 7 data points: more than the 2 events (of
+    # 2 points each) it came from, so each event fails once, no more
+    refused = ExportMetricsServiceResponse()
+    refused.partial_success.rejected_data_points = 7
+    answers = Answers((200, {}, refused.SerializeToString()))
+    config = Config(endpoint=http_endpoint(answers), protocol="http/protobuf", signal="metrics",
+                    mapping={"metrics": {"a": {}, "b": {"type": "sum"}}}, connect_timeout=5)
+    acks = Acks("o", "otlp")
+    out = OtlpOutput(config, acks)
+    out.start()
+    events = [json.dumps({"timestamp": T0, "a": 1, "b": 2.5, "host": "h"}) for _ in range(2)]
+    acks.handed += 2
+    out.write_batch(events)
+    out.flush(5)
+    out.close()
+    assert (acks.delivered, acks.failed) == (0, 2)
+    assert acks.reasons == {"rejected by the endpoint (partial success)": 2}
+    [(_, path, body)] = answers.received
+    assert path == "/v1/metrics"
+    request = ExportMetricsServiceRequest.FromString(body)
+    assert [m.name for m in request.resource_metrics[0].scope_metrics[0].metrics] == ["a", "b"]
