@@ -67,10 +67,19 @@ class Collector:
             doc["exporters"]["jaeger_storage_exporter"] = {"trace_storage": "memstore"}
         return doc
 
-    def start(self, config: dict) -> dict[str, str]:
+    def start(self, config: dict | Path) -> dict[str, str]:
+        """Start with a config (a dict, or a file whose ports come from COLLECTOR_*_PORT:
+        set to this Collector's)."""
         self.state.mkdir(parents=True, exist_ok=True)
-        path = self.state.parent / f"{self.state.name}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        if isinstance(config, Path):
+            path = config
+            self.env |= {f"COLLECTOR_{k.upper()}_PORT": str(v) for k, v in {
+                "otlp_grpc": self.ports["grpc"], "otlp_http": self.ports["http"],
+                "metrics": self.ports["metrics"], "query": self.ports["query"],
+                "query_grpc": self.ports["query_grpc"]}.items()}
+        else:
+            path = self.state.parent / f"{self.state.name}.yaml"
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
         r = self._run("start", str(path))
         self.endpoints = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
         return self.endpoints

@@ -107,3 +107,28 @@ def test_the_correlated_example_lands_whole_in_jaeger_and_its_logs_join_their_sp
          SEVERITY[x["level"]], x["level"], x["message"], x["order_id"], "log") for x in logs)
     assert got == want
     assert {(k[0], k[1]) for k in got} == {(s["trace_id"], s["span_id"]) for s in spans}
+
+
+def test_the_examples_own_collector_takes_both_signals(kafka_topic, collector, write):
+    """examples/correlated/collector.yaml, as a user starts it, with the example as it is
+    (only its window shortened and its endpoints pointed at it)."""
+    c = collector()
+    found = c.start(CORRELATED / "collector.yaml")
+    assert found == {"COLLECTOR_OTLP_GRPC": c.otlp_grpc, "COLLECTOR_OTLP_HTTP": c.otlp_http,
+                     "COLLECTOR_METRICS": f"http://127.0.0.1:{c.ports['metrics']}/metrics",
+                     "COLLECTOR_QUERY": c.query}
+    config = yaml.safe_load((CORRELATED / "config.yaml").read_text())
+    config["event"]["script"]["path"] = str(CORRELATED / "correlated.py")
+    config["input"][0]["cron"]["end"] = "2026-02-20T10:01:00+00:00"  # 30 calls
+    env = os.environ | {"OTLP_ENDPOINT": c.otlp_grpc, "OTLP_LOGS_ENDPOINT": c.otlp_grpc}
+    result = run_cli("run", write("c.yaml", yaml.safe_dump(config)), "--quiet",
+                     "--metrics-port", "0", env=env)
+    assert result.code == 0, result.stderr
+    spans, logs = result.summary("traces"), result.summary("logs")
+    assert spans["delivered"] == logs["filtered"] and logs["delivered"] == spans["filtered"]
+    assert spans["delivered"] + logs["delivered"] == spans["produced"]
+    assert c.wait_counter("otelcol_receiver_accepted_spans", spans["delivered"]) \
+        == spans["delivered"]
+    assert c.wait_counter("otelcol_receiver_accepted_log_records", logs["delivered"]) \
+        == logs["delivered"]
+    assert "order sent to the warehouse" in c.log  # the debug exporter printed the records
