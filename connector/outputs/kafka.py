@@ -23,6 +23,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from connector.fields import Strict
 from connector.logs import add_secret, redact
 from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
+from connector.otlp.signals import MAPPINGS
 from connector.outputs.base import NOT_SENT, Acks, Connecting, OutputConfig, OutputError
 
 __all__ = ["DEFAULTS", "Config", "KafkaOutput", "build", "warnings"]
@@ -102,8 +103,6 @@ class Config(OutputConfig):
     @classmethod
     def _signal_mapping(cls, value: Any, handler: Any, info: ValidationInfo) -> Any:
         """Each signal has its own mapping model; only the otlp encodings read it."""
-        from connector.otlp.signals import MAPPINGS
-
         if "signal" not in info.data:  # an invalid signal: that error alone says it
             return value
         signal = info.data["signal"]
