@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from connector.otlp.mapping import DEFAULT_MAPPING, MappingError, SpanMapping, parse_nanos
-from connector.otlp.traces import duration_nanos
+from connector.otlp.mapping import (
+    DEFAULT_MAPPING,
+    MappingError,
+    SpanMapping,
+    duration_nanos,
+    parse_nanos,
+)
 
 __all__ = ["TraceChecker", "TraceReport"]
 

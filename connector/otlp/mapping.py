@@ -207,6 +207,16 @@ def parse_nanos(doc: dict, name: str) -> int:
     return nanos
 
 
+def duration_nanos(duration: int | float, name: str) -> int:
+    """duration_ms -> nanoseconds; MappingError where round() would overflow (1e303)."""
+    nanos = duration * 1_000_000
+    if not nanos <= MAX_NANOS:  # also inf, and nan
+        raise MappingError(f"field '{name}' is too large", duration)
+    if nanos < -MAX_NANOS:  # -inf; a small negative still rounds as the short path does
+        raise MappingError("the span ends before it starts")
+    return round(nanos)
+
+
 def parse_service(doc: dict, name: str, required: bool = True) -> str:
     """The resource's service.name; logs and metrics default to unknown_service, as the
     OpenTelemetry SDKs do."""

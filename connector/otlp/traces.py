@@ -23,6 +23,7 @@ from connector.otlp.mapping import (
     MAX_NANOS,
     MappingError,
     SpanMapping,
+    duration_nanos,
     extra_attributes,
     parse_id,
     parse_nanos,
@@ -250,16 +251,6 @@ def span_window(doc: dict, m: SpanMapping) -> tuple[int, int]:
     if end < start:
         raise MappingError("the span ends before it starts")
     return start, end
-
-
-def duration_nanos(duration: int | float, name: str) -> int:
-    """duration_ms -> nanoseconds; MappingError where round() would overflow (1e303)."""
-    nanos = duration * 1_000_000
-    if not nanos <= MAX_NANOS:  # also inf, and nan
-        raise MappingError(f"field '{name}' is too large", duration)
-    if nanos < -MAX_NANOS:  # -inf; a small negative still rounds as the short path does
-        raise MappingError("the span ends before it starts")
-    return round(nanos)
 
 
 def export_request(grouped: dict[tuple, list[bytes]]) -> bytes:
