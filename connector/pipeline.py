@@ -502,12 +502,12 @@ class Pipeline:
         """Each output gets the batch once (or, with a `when` rule, the events it selects;
         the rest count as filtered). One that raises has failed what it had not accepted;
         the others still get the batch, and it is broken from then on."""
-        n, k = len(batch), -1
+        n, k, n_out = len(batch), -1, len(self.outputs)
         times = None if marks is None else _event_times(marks, n)
         routed = self._select(batch, times) if self._routing else None
         if self.checker is not None:
             t = self._traced
-            spans = routed[t] if routed is not None and t is not None else None
+            spans = routed[t] if routed is not None and t is not None and t < n_out else None
             self._check_traces(self.checker.add, batch if spans is None else spans[0])
         self.waiting = True  # an output may hold us up (backpressure): that is no stall
         try:

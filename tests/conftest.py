@@ -35,7 +35,7 @@ class Result:
 
     def summary(self, output: str | None = None) -> dict[str, int]:
         """Numbers from the run summary on stderr: timestamps, produced, script_errors,
-        and for `output` its delivered / failed (/ filtered, 0 without a `when` rule)."""
+        and for `output` its delivered / failed (/ filtered, with a `when` rule)."""
         out: dict[str, int] = {}
         for line in self.stderr.splitlines():
             line = line.strip()
@@ -48,7 +48,8 @@ class Result:
             elif output and line.startswith(f"output {output}:"):
                 parts = line.split(":", 1)[1].replace(",", "").split()
                 out["delivered"], out["failed"] = int(parts[1]), int(parts[3])
-                out["filtered"] = int(parts[5]) if len(parts) > 5 else 0
+                if len(parts) > 5:  # an output with a `when` rule
+                    out["filtered"] = int(parts[5])
         return out
 
 
