@@ -114,6 +114,7 @@ def test_the_basic_example_goes_out_as_logs_with_its_mapping():
     ("trace", 1, "trace"),
     ("NOTICE", 0, "NOTICE"),  # unknown text: number 0, the text kept
     ("", 0, ""),
+    ("warn" * 1000, 0, "warn" * 1000),  # long: no level, and not kept in the level cache
     (17, 17, ""),
     (0, 0, ""),
     (24, 24, ""),
@@ -283,6 +284,15 @@ def test_delta_series_are_kept_apart_by_resource_name_and_attributes():
         ("db", "/a", 4): T0_NS,
         ("api", "/b", 5): T0_NS + 10 * S,
     }
+
+
+def test_narrow_metric_names_are_not_all_kept():
+    mapping = MetricMapping(name="metric", value="v")
+    c = codec("metrics", mapping)
+    events = [tick(0, metric=f"m{i}-" + "x" * 300, v=i) for i in range(50)]
+    metrics = by_name(metrics_request(events, mapping, c))
+    assert len(metrics) == 50
+    assert c.encode._headers == {}  # the encoder's header cache keeps no long names
 
 
 def test_narrow_events_name_their_metric():

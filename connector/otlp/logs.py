@@ -53,8 +53,8 @@ def _severity_text(text: str) -> bytes:
 def _severity(value: Any, name: str) -> bytes:
     if value is None:
         return b""
-    if isinstance(value, str):
-        return _severity_text(value)
+    if isinstance(value, str):  # level names repeat; a long text is no level: not cached
+        return _severity_text(value) if len(value) <= 32 else _severity_text.__wrapped__(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 24:
         return b"\x10" + bytes((value,)) if value else b""
     raise MappingError(f"field '{name}' must be a severity name or a number 0-24", value)

@@ -96,7 +96,8 @@ class MetricEncoder:
             if spec.type == "sum":
                 tail = b"\x10" + bytes((_DELTA if spec.temporality == "delta" else _CUMULATIVE,))
                 tail += b"\x18\x01" if spec.monotonic else b""
-            if len(self._headers) < 10_000:  # bounded: narrow events may name anything
+            # bounded: narrow events may name anything
+            if len(self._headers) < 10_000 and len(name) <= 256:
                 self._headers[name] = (head, tail)
             cached = (head, tail)
         return cached
