@@ -16,6 +16,18 @@ the measurements round by round (these machines are noisy):
   otlp   the connector into the local Jaeger over OTLP gRPC (tracing only)
   perf   kafka-producer-perf-test (same Kafka release, same broker, same record size)
 
+and the OTLP rows, one signal per example (basic: logs, multi-service: metrics, tracing:
+traces; see bench/otlp.py):
+
+  E      a bare loop mapping + encoding the same events with our encoder and exporting them
+         over OTLP/gRPC to the same receiver as the connector's otlp row
+  C      1 / (1/S + 1/E): the ceiling of one process doing both
+  otlp   the connector into that receiver (logs, metrics: a local Collector's otlp receiver
+         feeding `nop`; traces: the local Jaeger)
+  otlp collector, telemetrygen
+         traces into the same Collector: the connector, and OpenTelemetry's telemetrygen
+         (unthrottled, 8-span traces); spans the receiver accepted per second, and the loss
+
 and, once, live mode at a fixed rate (achieved rate, schedule lag p99).
 Every measurement runs in its own process; peak RSS is that process tree's.
 Results print as a table and land in bench/results/<time>.json.
@@ -38,11 +50,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import otlp_rows  # bench/otlp_rows.py: E, the bench's Collector, telemetrygen
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = {
     "basic": ROOT / "examples/basic/produce.py",
     "tracing": ROOT / "examples/tracing/tracing.py",
+    "multi-service": ROOT / "examples/multi-service/metrics.py",
 }
+SIGNAL = {"basic": "logs", "multi-service": "metrics", "tracing": "traces"}
 START = datetime(2026, 1, 1, tzinfo=UTC)
 # Every topic this run creates starts with this (inherited by the measurement processes),
 # so the run deletes exactly its own topics at the end; its files live in one temp folder.
@@ -64,7 +80,7 @@ def services() -> tuple[str, str]:
         .splitlines()[-1]
         .split("=", 1)[1]
     )
-    otlp = os.environ.get("OTLP_ENDPOINT")
+    otlp = os.environ.get("OTLP_ENDPOINT")  # a running Jaeger, as for the tests
     if not otlp:
         out = sh(str(ROOT / "scripts/local-jaeger"), "start").stdout
         otlp = re.search(r"^OTLP_ENDPOINT=(\S+)", out, re.M).group(1)
@@ -206,21 +222,50 @@ def perf_test(bootstrap: str, records: int, size: int) -> list[str]:
 # -- the suite ---------------------------------------------------------------------------
 
 
+def otlp_output(ex: str, endpoint: str) -> str:
+    signal, mapping = SIGNAL[ex], otlp_rows.MAPPINGS[SIGNAL[ex]]
+    extra = f", signal: {signal}, mapping: {json.dumps(mapping)}" if mapping else ""
+    return f"{{otlp: {{endpoint: '{endpoint}'{extra}}}}}"
+
+
 def run_suite(args: argparse.Namespace) -> dict:
-    kafka, otlp = services()
+    kafka, jaeger = services()
+    collector = otlp_rows.Collector(WORK)
+    collector.start()
+    try:
+        return _run_suite(args, kafka, jaeger, collector)
+    finally:
+        collector.stop()
+
+
+def _run_suite(args: argparse.Namespace, kafka: str, jaeger: str, collector) -> dict:
     py, connector = (
         sys.executable,
         [sys.executable, "-m", "connector", "run", "--quiet", "--metrics-port", "0"],
     )
-    ticks = {"basic": args.size, "tracing": max(args.size // 8, 1)}  # about the same spans
-    plan: list[tuple[str, str, list[str], bool]] = []  # (example, name, command, a connector?)
+    # about the same events: basic one a tick, tracing 8, multi-service 4
+    ticks = {"basic": args.size, "tracing": max(args.size // 8, 1),
+             "multi-service": max(args.size // 4, 1)}
+    # (example, name, command, a connector?, the Collector's counter of this signal to read)
+    plan: list[tuple[str, str, list[str], bool, str | None]] = []
     for ex, n in ticks.items():
+        signal = SIGNAL[ex]
+        receiver = jaeger if signal == "traces" else collector.grpc
+        signal_rows = [
+            (ex, "E", [py, __file__, "--inner", "encode", ex, str(n), receiver], False, None),
+            (ex, "otlp", [*connector, config(ex, n, otlp_output(ex, receiver))], True,
+             None if signal == "traces" else signal),
+        ]
+        if ex == "multi-service":
+            plan += [(ex, "S", [py, __file__, "--inner", "script", ex, str(n)], False, None),
+                     *signal_rows]
+            continue
         plan += [
-            (ex, "S", [py, __file__, "--inner", "script", ex, str(n)], False),
-            (ex, "K", [py, __file__, "--inner", "client", ex, str(n), kafka], False),
-            (ex, "null", [*connector, config(ex, n, "{null: {}}")], True),
-            (ex, "null rate", [*connector, rate_config(ex, n, ramp=False)], True),
-            (ex, "null ramp", [*connector, rate_config(ex, n, ramp=True)], True),
+            (ex, "S", [py, __file__, "--inner", "script", ex, str(n)], False, None),
+            (ex, "K", [py, __file__, "--inner", "client", ex, str(n), kafka], False, None),
+            (ex, "null", [*connector, config(ex, n, "{null: {}}")], True, None),
+            (ex, "null rate", [*connector, rate_config(ex, n, ramp=False)], True, None),
+            (ex, "null ramp", [*connector, rate_config(ex, n, ramp=True)], True, None),
             (
                 ex,
                 "kafka",
@@ -231,6 +276,7 @@ def run_suite(args: argparse.Namespace) -> dict:
                     ),
                 ],
                 True,
+                None,
             ),
             (
                 ex,
@@ -244,33 +290,50 @@ def run_suite(args: argparse.Namespace) -> dict:
                     ),
                 ],
                 True,
+                None,
             ),
+            *signal_rows,
         ]
         # transactional ticks: a transaction every 0.1 s (a fresh id each run: no fencing)
         tx = f"transactions: {{id: '{TOPICS}tx-{uuid.uuid4().hex[:8]}', commit_every: 0.1}}"
         out = f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}-tx, {tx}}}}}"
-        plan.append((ex, "kafka tx", [*connector, config(ex, n, out)], True))
-        if ex == "tracing":
-            plan.append(
-                (ex, "otlp", [*connector, config(ex, n, f"{{otlp: {{endpoint: '{otlp}'}}}}")], True)
-            )
+        plan.append((ex, "kafka tx", [*connector, config(ex, n, out)], True, None))
+        if ex == "tracing":  # beside a peer: the same Collector receiver for both
+            into = config(ex, n, otlp_output(ex, collector.grpc))
+            plan.append((ex, "otlp collector", [*connector, into], True, "traces"))
+            if args.telemetrygen:
+                plan.append((ex, "telemetrygen", otlp_rows.telemetrygen(collector.grpc, n), False,
+                             "traces"))
         size = 90 if ex == "basic" else 230  # the examples' typical event sizes in bytes
-        plan.append((ex, "perf", perf_test(kafka, n * (1 if ex == "basic" else 8), size), False))
+        plan.append(
+            (ex, "perf", perf_test(kafka, n * (1 if ex == "basic" else 8), size), False, None)
+        )
     if args.rows:  # a part of the suite: these measurements only (P needs S and K)
         plan = [step for step in plan if step[1] in args.rows.split(",")]
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    losses: dict[tuple[str, str], list[float]] = {}
     for r in range(args.rounds):  # alternate: every measurement once per round
-        for ex, name, cmd, from_summary in plan:
+        for ex, name, cmd, from_summary, counted in plan:
+            before = collector.accepted(counted) if counted else 0.0
+            started = time.perf_counter()
             text, rss = measure(cmd)
+            elapsed = time.perf_counter() - started
             if name == "perf":
                 rate = float(re.findall(r"([\d.]+) records/sec", text)[-1])
             elif from_summary:
                 rate = connector_rate(text)
+            elif name == "telemetrygen":  # what the receiver accepted, over the run's time
+                rate = (wait_accepted(collector, counted, before) - before) / elapsed
             else:
                 rate = float(re.search(r"RATE=([\d.]+)", text).group(1))
+            if counted:  # items sent against items the receiver accepted
+                sent = ticks[ex] * 8 if name == "telemetrygen" else produced(text, counted)
+                losses.setdefault((ex, name), []).append(
+                    sent - (wait_accepted(collector, counted, before, sent) - before)
+                )
             samples.setdefault((ex, name), []).append((rate, rss))
             print(
-                f"round {r + 1}: {ex:<8} {name:<18} {rate:>12,.0f}/s  rss {rss:,.0f} MB",
+                f"round {r + 1}: {ex:<13} {name:<18} {rate:>12,.0f}/s  rss {rss:,.0f} MB",
                 file=sys.stderr,
                 flush=True,
             )
@@ -283,9 +346,13 @@ def run_suite(args: argparse.Namespace) -> dict:
             "max": max(rates),
             "peak_rss_mb": max(m for _, m in values),
         }
+        if (ex, name) in losses:
+            results[ex][name]["lost"] = max(losses[(ex, name)])  # the worst round
     for rows in results.values():
         if "S" in rows and "K" in rows:
             rows["P"] = {"median": 1 / (1 / rows["S"]["median"] + 1 / rows["K"]["median"])}
+        if "S" in rows and "E" in rows:
+            rows["C"] = {"median": 1 / (1 / rows["S"]["median"] + 1 / rows["E"]["median"])}
     live = live_check(args.live_rate, args.live_seconds) if args.live_seconds else None
     ramp = live_ramp_check(args.live_rate, args.ramp_seconds) if args.ramp_seconds else None
     return {
@@ -297,6 +364,24 @@ def run_suite(args: argparse.Namespace) -> dict:
         "live": live,
         "live_ramp": ramp,
     }
+
+
+def produced(summary: str, signal: str) -> float:
+    """Items a connector run sent: its events, three data points a multi-service event."""
+    events = int(re.search(r"events produced: (\d+)", summary).group(1))
+    return events * (3 if signal == "metrics" else 1)
+
+
+def wait_accepted(collector, signal: str, before: float, want: float | None = None) -> float:
+    """The Collector's accepted count once it stops moving (or reaches `want`): an
+    export the receiver is still processing is not lost."""
+    last, still = collector.accepted(signal), 0
+    while still < 3 and (want is None or last - before < want):
+        time.sleep(0.2)
+        now = collector.accepted(signal)
+        still = still + 1 if now == last else 0
+        last = now
+    return last
 
 
 def live_run(inputs: str, script: Path, args: list[str], env: dict | None = None) -> dict:
@@ -401,18 +486,23 @@ def machine() -> str:
 def table(report: dict) -> str:
     lines = [f"{report['machine']}; {report['rounds']} round(s); median (min-max)", ""]
     lines.append(
-        f"| {'example':<8} | {'measurement':<18} | {'events/s':>26} | {'/ S':>5} | "
-        f"{'/ P':>5} | {'peak RSS':>8} |"
+        f"| {'example':<13} | {'measurement':<18} | {'events/s':>26} | {'/ S':>5} | "
+        f"{'/ P':>5} | {'/ C':>5} | {'lost':>5} | {'peak RSS':>8} |"
     )
-    lines.append(f"|{'-' * 10}|{'-' * 20}|{'-' * 28}|{'-' * 7}|{'-' * 7}|{'-' * 10}|")
+    lines.append(
+        f"|{'-' * 15}|{'-' * 20}|{'-' * 28}|{'-' * 7}|{'-' * 7}|{'-' * 7}|{'-' * 7}|{'-' * 10}|"
+    )
+    nan = {"median": float("nan")}
     for ex, rows in report["results"].items():
-        s, p = rows["S"]["median"], rows.get("P", {"median": float("nan")})["median"]
+        s, p, c = rows["S"]["median"], rows.get("P", nan)["median"], rows.get("C", nan)["median"]
         for name, row in rows.items():
             spread = f" ({row['min']:,.0f}-{row['max']:,.0f})" if "min" in row else ""
             rss = f"{row['peak_rss_mb']:,.0f} MB" if "peak_rss_mb" in row else ""
+            lost = f"{row['lost']:,.0f}" if "lost" in row else ""
             lines.append(
-                f"| {ex:<8} | {name:<18} | {row['median']:>10,.0f}{spread:>16} | "
-                f"{row['median'] / s:>5.2f} | {row['median'] / p:>5.2f} | {rss:>8} |"
+                f"| {ex:<13} | {name:<18} | {row['median']:>10,.0f}{spread:>16} | "
+                f"{row['median'] / s:>5.2f} | {row['median'] / p:>5.2f} | "
+                f"{row['median'] / c:>5.2f} | {lost:>5} | {rss:>8} |"
             )
     if report.get("live"):
         live = report["live"]
@@ -449,10 +539,19 @@ def main() -> None:
     parser.add_argument(
         "--rows", help="only these measurements, comma-separated (S is always needed)"
     )
+    parser.add_argument(
+        "--no-telemetrygen",
+        dest="telemetrygen",
+        action="store_false",
+        help="skip the telemetrygen row (it is built once with Go; the test suite skips it)",
+    )
     parser.add_argument("--inner", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
         kind, example, ticks, *rest = args.inner
+        if kind == "encode":
+            otlp_rows.inner_encode(SIGNAL[example], EXAMPLES[example], int(ticks), *rest, START)
+            return
         (inner_script if kind == "script" else inner_client)(example, int(ticks), *rest)
         return
     global WORK

@@ -24,10 +24,17 @@ from connector.config import Config, ConfigError, load_config
 from connector.inputs.rate import replica_share
 from connector.logs import LogSetup, flush_repeats, secrets, setup_logging
 from connector.metrics import MetricsServer
+from connector.otlp.check import TraceChecker
 from connector.outputs import OUTPUTS
-from connector.pipeline import Pipeline, RunOptions, build_output, prepare, schedule
+from connector.pipeline import (
+    Pipeline,
+    RunOptions,
+    build_output,
+    prepare,
+    schedule,
+    trace_events,
+)
 from connector.progress import Progress
-from connector.spans import TraceChecker
 from connector.stats import RunStats
 from connector.workers import Workers
 
@@ -253,7 +260,7 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         n_calls += 1
         events = script.events({"timestamp": ts, "tags": config.input[i].settings.tags})
         if checker:  # whole calls: a trace cut short would look broken
-            checker.add(events)
+            checker.add(trace_events(config, events))
             shown += len(events)
             continue
         for event in events[: args.events - shown]:
@@ -438,7 +445,8 @@ def print_summary(s: RunStats, out) -> None:
         if o.could_not_start is not None:
             lines.append(f"  output {o.name}: could not start: {o.could_not_start}")
             continue
-        lines.append(f"  output {o.name}: delivered {o.delivered}, failed {o.failed}")
+        filtered = f", filtered {o.filtered}" if o.routed else ""  # by its `when` rule
+        lines.append(f"  output {o.name}: delivered {o.delivered}, failed {o.failed}{filtered}")
         if o.transactions is not None:
             lines.append(
                 f"    transactions: committed {o.transactions['committed']}, "

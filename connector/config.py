@@ -23,8 +23,8 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 from connector.events.script import ScriptConfig
 from connector.fields import Strict
 from connector.inputs import INPUTS
+from connector.otlp.mapping import DEFAULT_MAPPING, SpanMapping
 from connector.outputs import OUTPUTS
-from connector.spans import DEFAULT_MAPPING, SpanMapping
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -137,11 +137,17 @@ class Config(Strict):
         return UTC if self.timezone in ("UTC", "Etc/UTC") else ZoneInfo(self.timezone)
 
     def span_mapping(self) -> SpanMapping:
-        """The span field names the outputs use (an otlp output's, or kafka's otlp encoding)."""
-        return next(
-            (e.settings.mapping for e in self.output if getattr(e.settings, "mapping", None)),
-            DEFAULT_MAPPING,
-        )
+        """The span field names the outputs use: those of the first output that sends spans
+        (an otlp output, or kafka with an otlp encoding, with signal traces). An output of
+        logs or metrics, or kafka's raw encoding, says nothing about spans."""
+        for entry in self.output:
+            settings = entry.settings
+            if getattr(settings, "signal", None) != "traces":
+                continue
+            if getattr(settings, "encoding", "otlp") == "raw":
+                continue
+            return settings.mapping
+        return DEFAULT_MAPPING
 
     def input_names(self) -> list[str]:
         return [e.name or f"{e.plugin}-{i}" for i, e in enumerate(self.input)]

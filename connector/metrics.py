@@ -51,6 +51,11 @@ METRICS = {
         ("output", "reason"),
         "Events that failed for good, by reason.",
     ),
+    "connector_events_filtered_total": (
+        "counter",
+        ("output",),
+        "Events an output's `when` rule kept from it (never produced for it).",
+    ),
     "connector_delivery_latency_seconds": (
         "histogram",
         ("output",),
@@ -123,6 +128,7 @@ class _Collector:
             families["connector_events_delivered_total"].add_metric([o.name], o.delivered)
             for reason, n in sorted(o.reasons.items()):
                 families["connector_events_failed_total"].add_metric([o.name, reason], n)
+            families["connector_events_filtered_total"].add_metric([o.name], o.filtered)
             families["connector_output_pending_events"].add_metric([o.name], o.pending)
             families["connector_delivery_latency_seconds"].add_metric(
                 [o.name], o.latency.buckets(), o.latency.sum

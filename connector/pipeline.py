@@ -22,9 +22,9 @@ from connector.config import Config, ConfigError, OutputEntry
 from connector.events.script import Script, ScriptLoadError, ScriptStop, load_script
 from connector.fields import resolve_time
 from connector.inputs import INPUTS, merge, rate
+from connector.otlp.check import TraceChecker
 from connector.outputs import OUTPUTS, Acks, Output, OutputError
-from connector.outputs.base import NOT_SENT, OutputFatal
-from connector.spans import TraceChecker
+from connector.outputs.base import NOT_SENT, OutputFatal, parse_event
 from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
 
 __all__ = ["Pipeline", "RunOptions", "prepare", "schedule"]
@@ -124,8 +124,53 @@ def _event_times(marks: list[tuple[int, datetime]], n: int) -> list[int]:
     return times
 
 
+_Selection = tuple[list[str], list[int] | None, list[int] | None]
+
+
+def _starts_of(keep: list[int], starts: list[int] | None) -> list[int] | None:
+    """The call starts among the kept events: where a kept event's call differs from the
+    previous kept event's."""
+    if starts is None:
+        return None
+    out, call, last = [], -1, None
+    for j, i in enumerate(keep):
+        while call + 1 < len(starts) and starts[call + 1] <= i:
+            call += 1
+        if call != last:
+            out.append(j)
+            last = call
+    return out
+
+
 def _repeat_each(ticks: Iterator[datetime], count: int) -> Iterator[datetime]:
     return itertools.chain.from_iterable(itertools.repeat(ts, count) for ts in ticks)
+
+
+def traced_output(config: Config) -> int | None:
+    """The output whose spans the trace check reads (as Config.span_mapping() picks it):
+    the first one sending traces over OTLP. None: none does."""
+    for k, entry in enumerate(config.output):
+        settings = entry.settings
+        traces = getattr(settings, "signal", None) == "traces"
+        if traces and getattr(settings, "encoding", "otlp") != "raw":
+            return k
+    return None
+
+
+def trace_events(config: Config, events: list[str]) -> list[str]:
+    """The events the trace check reads: with a `when` on the traced output, only those it
+    selects (logs routed elsewhere are no spans)."""
+    k = traced_output(config)
+    when = None if k is None else config.output[k].settings.when
+    if when is None:
+        return events
+    match = when.matcher()
+    return [e for e in events if match(parse_event(e))]
+
+
+def _route(out: Output) -> tuple[tuple, Callable[[object], bool]] | None:
+    when = getattr(out.config, "when", None)
+    return None if when is None else (when.key, when.matcher())
 
 
 def prepare(config: Config, seed: int | None) -> Script:
@@ -140,7 +185,7 @@ def prepare(config: Config, seed: int | None) -> Script:
 
 def build_output(entry: OutputEntry, name: str) -> Output:
     settings = entry.settings
-    acks = Acks(name, entry.plugin, settings.dead_letter)
+    acks = Acks(name, entry.plugin, settings.dead_letter, routed=settings.when is not None)
     return OUTPUTS[entry.plugin].build(settings, acks)
 
 
@@ -206,6 +251,10 @@ class Pipeline:
         self._could_not_start: list[str | None] = [None] * n
         self._broken: list[str | None] = [None] * n
         self._flush_by: list[float | None] = [None] * n  # monotonic, from the first stop
+        # per output: its `when` rule as (key, matcher), or None (every event, no parsing)
+        self._routes = [_route(out) for out in self.outputs]
+        self._routing = any(r is not None for r in self._routes)
+        self._traced = traced_output(self.config)  # its selection feeds the trace check
 
     @property
     def stopping(self) -> bool:
@@ -562,28 +611,38 @@ class Pipeline:
         return False
 
     def _hand_off(self, batch: list[str], marks: list | None = None) -> None:
-        """Each output gets the batch once. One that raises has failed what it had not
-        accepted; the others still get the batch, and it is broken from then on."""
-        if self.checker is not None:
-            self._check_traces(self.checker.add, batch)
-        n, k = len(batch), -1
+        """Each output gets the batch once (or, with a `when` rule, the events it selects;
+        the rest count as filtered). One that raises has failed what it had not accepted;
+        the others still get the batch, and it is broken from then on."""
+        n, k, n_out = len(batch), -1, len(self.outputs)
         times = None if marks is None or not self._wants_times else _event_times(marks, n)
         starts = None
         if self._wants_calls and marks is not None:
             starts = sorted({first for first, _ in marks if first < n})
+        routed = self._select(batch, times, starts) if self._routing else None
+        if self.checker is not None:
+            t = self._traced
+            spans = routed[t] if routed is not None and t is not None and t < n_out else None
+            self._check_traces(self.checker.add, batch if spans is None else spans[0])
         self.waiting = True  # an output may hold us up (backpressure): that is no stall
         try:
             for k, out in enumerate(self.outputs):
-                out.acks.handed += n
+                events, at, calls = batch, times, starts
+                if routed is not None and routed[k] is not None:
+                    events, at, calls = routed[k]
+                    out.acks.filtered += n - len(events)
+                    if not events:
+                        continue
+                out.acks.handed += len(events)
                 if self._broken[k] is None:
                     try:
-                        if starts is not None and getattr(out, "wants_calls", False):
+                        if calls is not None and getattr(out, "wants_calls", False):
                             wanted = getattr(out, "wants_times", False)
-                            out.write_batch(batch, times if wanted else None, calls=starts)
-                        elif times is not None and getattr(out, "wants_times", False):
-                            out.write_batch(batch, times)
+                            out.write_batch(events, at if wanted else None, calls=calls)
+                        elif at is not None and getattr(out, "wants_times", False):
+                            out.write_batch(events, at)
                         else:
-                            out.write_batch(batch)
+                            out.write_batch(events)
                         continue
                     except KeyboardInterrupt:
                         raise
@@ -593,11 +652,14 @@ class Pipeline:
                             continue
                         self._break(k, exc)
                         continue
-                out.acks.fail_all(BROKEN, batch)
+                out.acks.fail_all(BROKEN, events)
         except KeyboardInterrupt:  # a second signal: the outputs after k never see the batch
-            for out in self.outputs[k + 1 :]:
-                out.acks.handed += n
-                out.acks.fail_all(NOT_SENT, batch)
+            for j in range(k + 1, len(self.outputs)):
+                acks = self.outputs[j].acks
+                events = batch if routed is None or routed[j] is None else routed[j][0]
+                acks.filtered += n - len(events)
+                acks.handed += len(events)
+                acks.fail_all(NOT_SENT, events)
             raise
         finally:
             self.waiting = False
@@ -652,6 +714,30 @@ class Pipeline:
             log.error("output %s: %s; stopping", name, exc)
         self.stop_reason = self.stop_reason or f"output {name}: {exc}"
         self._stop.append(self.stop_reason)
+
+    def _select(
+        self, batch: list[str], times: list[int] | None, starts: list[int] | None
+    ) -> list[_Selection | None]:
+        """Per output, the (events, times, call starts) its `when` rule selects (None: no
+        rule). Each event is parsed once, whatever the number of rules; equal rules select
+        once."""
+        docs = list(map(parse_event, batch))
+        done: dict[tuple, _Selection] = {}
+        selected: list[_Selection | None] = []
+        for route in self._routes:
+            if route is None:
+                selected.append(None)
+                continue
+            key, match = route
+            if key not in done:
+                keep = [i for i, doc in enumerate(docs) if match(doc)]
+                if len(keep) == len(batch):
+                    done[key] = (batch, times, starts)
+                else:
+                    at = None if times is None else [times[i] for i in keep]
+                    done[key] = ([batch[i] for i in keep], at, _starts_of(keep, starts))
+            selected.append(done[key])
+        return selected
 
     def _break(self, k: int, exc: Exception) -> None:
         name = self.outputs[k].acks.name

@@ -72,6 +72,8 @@ class Progress:
             f"delivered {sum(o.delivered for o in s.outputs):,}",
             f"failed {sum(o.failed for o in s.outputs):,}",
         ]
+        if any(o.routed for o in s.outputs):  # some output has a `when` rule
+            parts.append(f"filtered {sum(o.filtered for o in s.outputs):,}")
         if s.mode == "live" and s.lag.count:
             parts.append(f"lag p99 <= {s.lag.quantile(0.99) * 1000:g} ms")
         if self.total:

@@ -92,6 +92,8 @@ class OutputStats:
     # transactional outputs only (else None): "committed"/"aborted" counts, commit durations
     transactions: Counter[str] | None = None
     transaction_seconds: Histogram | None = None
+    filtered: int = 0  # events its `when` rule kept from it (never handed over)
+    routed: bool = False  # it has a `when` rule
 
     @property
     def pending(self) -> int:
@@ -115,6 +117,8 @@ class OutputStats:
             dead_letter_lost=acks.dead_letter_lost,
             transactions=None if transactions is None else Counter(dict(transactions)),
             transaction_seconds=None if seconds is None else seconds.copy(),
+            filtered=acks.filtered,
+            routed=acks.routed,
         )
 
     def merge(self, other: OutputStats) -> OutputStats:
@@ -135,6 +139,8 @@ class OutputStats:
             self.dead_letter_lost + other.dead_letter_lost,
             _add(self.transactions, other.transactions),
             _add_histogram(self.transaction_seconds, other.transaction_seconds),
+            self.filtered + other.filtered,
+            self.routed or other.routed,
         )
 
 

@@ -181,7 +181,9 @@ class Workers:
     def _empty(self) -> RunStats:
         config = self.config
         outputs = [
-            OutputStats(name, e.plugin, Histogram(Acks.LATENCY_BUCKETS))
+            OutputStats(
+                name, e.plugin, Histogram(Acks.LATENCY_BUCKETS), routed=e.settings.when is not None
+            )
             for e, name in zip(config.output, config.output_names(), strict=True)
         ]
         return RunStats(

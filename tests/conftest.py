@@ -35,7 +35,7 @@ class Result:
 
     def summary(self, output: str | None = None) -> dict[str, int]:
         """Numbers from the run summary on stderr: timestamps, produced, script_errors,
-        and for `output` its delivered / failed."""
+        and for `output` its delivered / failed (/ filtered, with a `when` rule)."""
         out: dict[str, int] = {}
         for line in self.stderr.splitlines():
             line = line.strip()
@@ -48,6 +48,8 @@ class Result:
             elif output and line.startswith(f"output {output}:"):
                 parts = line.split(":", 1)[1].replace(",", "").split()
                 out["delivered"], out["failed"] = int(parts[1]), int(parts[3])
+                if len(parts) > 5:  # an output with a `when` rule
+                    out["filtered"] = int(parts[5])
         return out
 
 
@@ -157,3 +159,20 @@ def jaeger():
     from tests.jaeger_service import jaeger_endpoints
 
     yield from _service("local-jaeger", jaeger_endpoints)
+
+
+@pytest.fixture
+def collector(kafka_topic, tmp_path):
+    """collector('name') -> a Collector (tests/collector_service.py), stopped after the test,
+    before kafka_topic deletes the topics and the consumer group its kafka receiver made."""
+    from tests.collector_service import Collector
+
+    made: list[Collector] = []
+
+    def _make(name: str = "collector") -> Collector:
+        made.append(Collector(tmp_path / name))
+        return made[-1]
+
+    yield _make
+    for c in made:
+        c.stop()

@@ -371,6 +371,7 @@ class Summary:
                 if rest.startswith("delivered "):
                     parts = rest.replace(",", "").split()
                     current["delivered"], current["failed"] = int(parts[1]), int(parts[3])
+                    current["filtered"] = int(parts[5]) if len(parts) > 5 else 0
             elif line.startswith("failed: ") and current is not None:
                 reason, n = line[len("failed: "):].rsplit(": ", 1)
                 current["reasons"][reason] = int(n)
@@ -544,11 +545,11 @@ def no_traceback(stderr: str) -> None:
 
 
 def assert_accounts(summary: Summary, output: str, dead: list[dict] | None = None) -> None:
-    """Invariant 3 from the summary: delivered + failed == produced (and the dead letter
-    holds one line per failure, when one is given)."""
+    """Invariant 3 from the summary: delivered + failed + filtered == produced (and the dead
+    letter holds one line per failure, when one is given)."""
     o = summary.outputs[output]
     assert "delivered" in o, f"output {output}: {o['line']}"
-    assert o["delivered"] + o["failed"] == summary.produced, summary.text
+    assert o["delivered"] + o["failed"] + o["filtered"] == summary.produced, summary.text
     assert sum(o["reasons"].values()) == o["failed"], summary.text
     if dead is not None:
         mine = [r for r in dead if r.get("output") == output]

@@ -56,6 +56,7 @@ class OutputAccount:
     failed: int = 0
     reasons: Counter = field(default_factory=Counter)
     could_not_start: str | None = None
+    filtered: int = 0  # by a `when` rule
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Summary:
     error_kinds: Counter = field(default_factory=Counter)
     outputs: dict[str, OutputAccount] = field(default_factory=dict)
 
-    _OUTPUT = re.compile(r"^  output (\S+): delivered (\d+), failed (\d+)$")
+    _OUTPUT = re.compile(r"^  output (\S+): delivered (\d+), failed (\d+)(?:, filtered (\d+))?$")
     _NOSTART = re.compile(r"^  output (\S+): could not start: (.*)$")
     _REASON = re.compile(r"^    failed: (.*): (\d+)$")
 
@@ -92,6 +93,7 @@ class Summary:
                     s.error_kinds[name] = int(n)
             elif m := cls._OUTPUT.match(line):
                 current = s.outputs[m[1]] = OutputAccount(int(m[2]), int(m[3]))
+                current.filtered = int(m[4] or 0)
             elif m := cls._NOSTART.match(line):
                 current = s.outputs[m[1]] = OutputAccount(could_not_start=m[2])
             elif (m := cls._REASON.match(line)) and current is not None:

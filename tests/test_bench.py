@@ -19,7 +19,8 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
            "BENCH_TOPIC_PREFIX": prefix, "TMPDIR": str(scratch)}
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--size", "4000", "--rounds", "2",
-         "--live-rate", "200", "--live-seconds", "2", "--ramp-seconds", "3", "--out", str(tmp_path / "out")],
+         "--live-rate", "200", "--live-seconds", "2", "--ramp-seconds", "3", "--out", str(tmp_path / "out"),
+         "--no-telemetrygen"],
         capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     # it leaves nothing behind: no temp folders, no topics
@@ -29,15 +30,19 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
     [written] = (tmp_path / "out").glob("*.json")
     report = json.loads(written.read_text())
     rows = report["results"]
-    assert set(rows) == {"basic", "tracing"}
-    expected = {"S", "K", "P", "null", "null rate", "null ramp", "kafka", "kafka --workers 2", "kafka tx",
-                "perf"}
-    assert set(rows["basic"]) == expected and set(rows["tracing"]) == expected | {"otlp"}
+    assert set(rows) == {"basic", "tracing", "multi-service"}
+    expected = {"S", "K", "P", "null", "null rate", "null ramp", "kafka", "kafka --workers 2",
+                "kafka tx", "perf", "E", "C", "otlp"}
+    assert set(rows["basic"]) == expected
+    assert set(rows["tracing"]) == expected | {"otlp collector"}
+    assert set(rows["multi-service"]) == {"S", "E", "C", "otlp"}
+    for example, name in (("basic", "otlp"), ("multi-service", "otlp"), ("tracing", "otlp collector")):
+        assert rows[example][name]["lost"] == 0, (example, name)  # the receiver took it all
     for example in rows.values():
         for name, row in example.items():
             assert row["median"] > 0, name
-            if name != "P":
+            if name not in ("P", "C"):
                 assert row["min"] <= row["median"] <= row["max"] and row["peak_rss_mb"] > 0
     assert report["live"]["achieved_per_second"] > 0
     assert report["live_ramp"]["seconds"] == 3 and report["live_ramp"]["worst_second_error"] >= 0
-    assert "| basic    | null" in result.stdout and "/ P" in result.stdout
+    assert "| basic         | null " in result.stdout and "/ C" in result.stdout

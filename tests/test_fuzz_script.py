@@ -267,7 +267,7 @@ def check_run(run: Run, folder: Path, bs: list[tuple], calls: int, on_error: str
     assert s.produced == len(events), (s.produced, len(events), err)
     for name in ("f", "s", "n"):
         o = s.outputs[name]
-        assert o.delivered + o.failed == s.produced, (name, o, err)
+        assert o.delivered + o.failed + o.filtered == s.produced, (name, o, err)
     assert s.outputs["n"].failed == 0
     # the file and stdout hold exactly the events that can be one line, in order; the dead
     # letter exactly the others

@@ -12,8 +12,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from connector import __version__, spans
-from connector.spans import DEFAULT_MAPPING, MappingError, SpanMapping, TraceChecker, otlp_encoder
+from connector import __version__
+from connector.otlp import traces as spans
+from connector.otlp.check import TraceChecker
+from connector.otlp.codec import otlp_encoder
+from connector.otlp.mapping import DEFAULT_MAPPING, MappingError, SpanMapping
 
 ROOT = Path(__file__).resolve().parent.parent
 

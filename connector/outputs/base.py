@@ -16,10 +16,12 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from pydantic import Field
+import orjson
+from pydantic import Field, field_validator
 
 from connector.fields import ConfigPath, Strict
 from connector.stats import Histogram
@@ -33,13 +35,78 @@ __all__ = [
     "OutputError",
     "OutputFatal",
     "OutputPlugin",
+    "When",
+    "parse_event",
 ]
 
 NOT_SENT = "not sent: stopping"  # the reason for events a stopping output never handed on
 connecting_log = logging.getLogger("connector.connecting")  # the CLI's --quiet silences it
 
 
+_MISSING = object()
+
+
+def parse_event(event: str) -> Any:
+    """An event as JSON for a `when` rule; None when it is not JSON (it then matches no
+    rule). orjson first (fast); the standard parser takes what it refuses (huge integers)."""
+    try:
+        return orjson.loads(event)
+    except (ValueError, TypeError):
+        try:
+            return json.loads(event)
+        except (ValueError, TypeError, RecursionError):
+            return None
+
+
+class When(Strict):
+    """Route by a field: the output gets only the events whose `field` equals `equals`."""
+
+    field: str = Field(
+        min_length=1, description="JSON field of the event (dots for nested: a.b)"
+    )
+    equals: str | bool | int | float | None = Field(
+        description="the value it must hold (a JSON scalar; true is not 1, '1' is not 1)"
+    )
+
+    @field_validator("field")
+    @classmethod
+    def _parts(cls, value: str) -> str:
+        if "" in value.split(".") and "." in value:
+            raise ValueError(f"'{value}': an empty part between dots")
+        return value
+
+    @property
+    def key(self) -> tuple:
+        """Rules with equal keys select the same events (computed once per batch)."""
+        return (self.field, type(self.equals) is bool, self.equals)
+
+    def matcher(self) -> Callable[[Any], bool]:
+        """doc (a parsed event, None when not JSON) -> bool. The field is looked up as
+        written first, then as a dotted path; a missing field or non-object never matches."""
+        name, parts, want = self.field, tuple(self.field.split(".")), self.equals
+        want_bool = type(want) is bool
+
+        def match(doc: Any) -> bool:
+            if type(doc) is not dict:
+                return False
+            value = doc.get(name, _MISSING)
+            if value is _MISSING and len(parts) > 1:
+                value = doc
+                for part in parts:
+                    if type(value) is not dict:
+                        return False
+                    value = value.get(part, _MISSING)
+            if value is _MISSING or (type(value) is bool) != want_bool:
+                return False
+            return value == want  # an object or list never equals a scalar
+
+        return match
+
+
 class OutputConfig(Strict):
+    when: When | None = Field(
+        None, description="only events whose field equals a value go to this output"
+    )
     dead_letter: ConfigPath | None = Field(
         None, description="JSONL file that receives every event that failed for good"
     )
@@ -63,10 +130,14 @@ class Acks:
     LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
     TX_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
-    def __init__(self, name: str, plugin: str, dead_letter: Path | None = None):
+    def __init__(
+        self, name: str, plugin: str, dead_letter: Path | None = None, routed: bool = False
+    ):
         self.name = name
         self.plugin = plugin
+        self.routed = routed  # the output has a `when` rule
         self.handed = 0  # events given to write_batch
+        self.filtered = 0  # events its `when` rule kept from it: never handed over
         self.delivered = 0
         self.failed = 0
         self.reasons: Counter[str] = Counter()

@@ -23,10 +23,12 @@ from typing import Any, Literal
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from connector.fields import Strict
 from connector.logs import add_secret, redact
+from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
+from connector.otlp.signals import MAPPINGS
 from connector.outputs.base import (
     NOT_SENT,
     Acks,
@@ -35,7 +37,6 @@ from connector.outputs.base import (
     OutputError,
     OutputFatal,
 )
-from connector.spans import SpanMapping
 
 __all__ = [
     "DEFAULTS",
@@ -109,8 +110,11 @@ class Config(OutputConfig):
         description="each record's time: now (when sent), scheduled (the produce() call's "
         "timestamp) or {field: NAME} (from the event)",
     )
-    mapping: SpanMapping = Field(
-        default_factory=SpanMapping, description="event fields -> span fields (otlp encodings)"
+    signal: Literal["traces", "logs", "metrics"] = Field(
+        "traces", description="what the otlp encodings make of the events"
+    )
+    mapping: SpanMapping | LogMapping | MetricMapping | None = Field(
+        None, validate_default=True, description="event fields -> OTLP fields (otlp encodings)"
     )
     transactions: Transactions | None = Field(
         None, description="atomic ticks: a read_committed consumer sees whole produce() calls"
@@ -141,13 +145,34 @@ class Config(OutputConfig):
             )
         return value
 
+    @field_validator("mapping", mode="wrap")
+    @classmethod
+    def _signal_mapping(cls, value: Any, handler: Any, info: ValidationInfo) -> Any:
+        """Each signal has its own mapping model; only the otlp encodings read it."""
+        if "signal" not in info.data:  # an invalid signal: that error alone says it
+            return value
+        signal = info.data["signal"]
+        if value is None and (signal == "traces" or info.data.get("encoding") == "raw"):
+            return MAPPINGS[signal]() if signal != "metrics" else None
+        model = MAPPINGS[signal]
+        if isinstance(value, model):
+            return value
+        return model.model_validate({} if value is None else value)
+
     @model_validator(mode="after")
     def _otlp_encodings_route_by_trace(self) -> Config:
         if self.encoding != "raw" and (_PLACEHOLDER.search(self.topic) or self.key or self.headers):
+            what = (
+                "one message per trace, keyed by trace id"
+                if self.signal == "traces"
+                else "one message per batch and resource, keyed by service name"
+            )
             raise ValueError(
-                f"encoding {self.encoding} writes one message per trace, keyed by trace id: "
+                f"encoding {self.encoding} writes {what}: "
                 "topic cannot use {field} placeholders, and key and headers do not apply"
             )
+        if self.signal != "traces" and self.encoding == "raw":
+            raise ValueError(f"signal {self.signal} needs encoding otlp_proto or otlp_json")
         return self
 
     @model_validator(mode="after")
@@ -252,9 +277,11 @@ class KafkaOutput:
         self.valid_topics: set[str] = set()  # routed topic names already checked
         self.encoder = None
         if config.encoding != "raw":
-            from connector.spans import otlp_encoder  # only trace users pay for the OTLP import
+            from connector.otlp.codec import otlp_encoder  # only OTLP users pay for protobuf
 
-            self.encoder = otlp_encoder(config.encoding, config.mapping, _otlp_max_bytes(config))
+            self.encoder = otlp_encoder(
+                config.encoding, config.mapping, _otlp_max_bytes(config), config.signal
+            )
         for name, value in config.producer.items():
             if _SECRET_PROPERTY.search(name):
                 add_secret(str(value))
@@ -522,7 +549,8 @@ class KafkaOutput:
         return topic, key, headers, at
 
     def _write_otlp(self, events: list[str], times: list[int] | None = None) -> None:
-        # One message per trace, keyed by trace id (what OTLP Kafka receivers read).
+        # One message per trace keyed by trace id, or per batch and resource keyed by service
+        # name (what OTLP Kafka receivers read).
         done: list[str] = []  # events failed by mapping, or in a message the client took
         fail = self.acks.fail
 
@@ -533,9 +561,9 @@ class KafkaOutput:
         members = None  # the group in hand
         scheduled = dict(zip(events, times, strict=True)) if times is not None else None
         try:
-            for trace_id, payload, members in self.encoder(events, mapping_failed):
+            for key, payload, members in self.encoder(events, mapping_failed):
                 at = self._message_time(members, scheduled)
-                self._produce_when_room(self.config.topic, payload, trace_id, None, members, at)
+                self._produce_when_room(self.config.topic, payload, key, None, members, at)
                 done += members
                 members = None
         except BaseException as exc:

@@ -1,9 +1,9 @@
-"""`otlp`: events -> OTLP spans -> an OTLP endpoint (Jaeger, Tempo, a Collector).
+"""`otlp`: events -> OTLP spans, log records or metrics -> an OTLP endpoint (Jaeger,
+Tempo, a Collector).
 
-Mapping happens on the pipeline's thread; one sender thread exports batches
-(gRPC or HTTP/protobuf) with retries on retryable statuses, and acknowledges
-each span of a batch once: delivered when the export succeeded, failed with the
-status when the retries ran out. A bounded queue is the backpressure.
+Mapping happens on the pipeline's thread; the shared sender (otlp/sender.py) batches,
+queues and exports with retries. This module holds the config and the two protocols:
+one `export(body)` function each, for gRPC and HTTP/protobuf.
 """
 
 from __future__ import annotations
@@ -11,31 +11,27 @@ from __future__ import annotations
 import gzip
 import http.client
 import logging
-import queue
-import random
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import orjson
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from connector.fields import ConfigPath, Strict
 from connector.logs import add_secret, redact
-from connector.outputs.base import NOT_SENT, Acks, Connecting, OutputConfig, OutputError
-from connector.spans import (
-    MappingError,
-    SpanMapping,
-    encode_span,
-    export_request,
-    group_spans,
-    mapping_detail,
-    mapping_reason,
-    unexpected_reason,
+from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
+from connector.otlp.sender import (
+    BatchConfig,
+    ExportError,
+    RetryConfig,
+    Sender,
+    grpc_retry_delay,
+    retry_after,
 )
+from connector.otlp.signals import MAPPINGS, codec
+from connector.outputs.base import Acks, Connecting, OutputConfig, OutputError
 
 __all__ = ["Config", "OtlpOutput", "build"]
 
@@ -58,8 +54,6 @@ _GRPC_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
-UNDELIVERED = "undelivered at the flush deadline (flush_timeout)"
-TOO_LARGE = "span too large for one request (batch.max_bytes)"
 
 
 class TlsConfig(Strict):
@@ -67,22 +61,6 @@ class TlsConfig(Strict):
     ca_file: ConfigPath | None = None
     cert_file: ConfigPath | None = None
     key_file: ConfigPath | None = None
-
-
-class BatchConfig(Strict):
-    max_spans: int = Field(8192, gt=0)  # the OpenTelemetry Collector batch default
-    max_delay: float = Field(0.2, gt=0, description="seconds a span may wait for its batch")
-    # Under 4 MiB, the gRPC max receive size of Collectors and Jaeger: a larger request is
-    # refused whole (RESOURCE_EXHAUSTED), however many good spans it carries.
-    max_bytes: int = Field(
-        4_000_000, ge=1024, description="bytes per export request (uncompressed)"
-    )
-
-
-class RetryConfig(Strict):
-    attempts: int = Field(5, ge=1)
-    initial_backoff: float = Field(0.2, gt=0)
-    max_backoff: float = Field(5.0, gt=0)
 
 
 class Config(OutputConfig):
@@ -94,11 +72,23 @@ class Config(OutputConfig):
     timeout: float = Field(10.0, gt=0, description="seconds per export attempt")
     batch: BatchConfig = Field(default_factory=BatchConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
-    mapping: SpanMapping = Field(default_factory=SpanMapping)
+    signal: Literal["traces", "logs", "metrics"] = "traces"
+    mapping: SpanMapping | LogMapping | MetricMapping = Field(None, validate_default=True)
     queue_size: int = Field(4, gt=0, description="batches waiting for export")
     connect_timeout: float = Field(
         30.0, gt=0, description="seconds start() waits for the endpoint to answer"
     )
+
+    @field_validator("mapping", mode="wrap")
+    @classmethod
+    def _signal_mapping(cls, value: Any, handler: Any, info: ValidationInfo) -> Any:
+        """Each signal has its own mapping model (the signal is validated first)."""
+        if "signal" not in info.data:  # an invalid signal: that error alone says it
+            return value
+        model = MAPPINGS[info.data["signal"]]
+        if isinstance(value, model):
+            return value
+        return model.model_validate({} if value is None else value)
 
     @model_validator(mode="after")
     def _tls_files(self) -> Config:
@@ -121,43 +111,25 @@ class Config(OutputConfig):
         return self.endpoint.startswith("https://")
 
 
-@dataclass
-class _Batch:
-    # (span, event) pairs: one append per event, so an interrupt never splits them
-    items: list = field(default_factory=list)
-    handed: float = field(default_factory=time.monotonic)
-    size: int = 0  # the spans' bytes, to keep each request under batch.max_bytes
-    settled: bool = False
-
-    @property
-    def events(self) -> list[str]:
-        return [event for _, event in self.items]
-
-
-class ExportError(Exception):
-    """`reason` is bounded (gRPC code, HTTP status): it becomes a metric label."""
-
-    def __init__(self, reason: str, retryable: bool, detail: str = "", delay: float | None = None):
-        super().__init__(reason)
-        self.reason, self.retryable, self.detail, self.delay = reason, retryable, detail, delay
-
-
 class OtlpOutput:
     def __init__(self, config: Config, acks: Acks):
         self.config = config
         self.acks = acks
-        self.pending: _Batch = _Batch()
-        self.queue: queue.Queue[_Batch | None] = queue.Queue(config.queue_size)
-        self.lock = threading.Lock()  # settles a batch once: sender vs close()
-        self.inflight: _Batch | None = None
-        self.closed = False
-        self.answered: bool | None = None  # did the last export reach the endpoint?
+        self.codec = codec(config.signal, config.mapping)
         self.channel = None  # gRPC: start() waits for it to be ready
         self._reachable = (0.0, False)  # ready()'s cached socket check: (good until, answer)
-        self.thread = threading.Thread(target=self._send_loop, name="otlp-sender", daemon=True)
         for value in config.headers.values():
             add_secret(value.split(" ", 1)[-1])  # "Bearer <token>": the token is the secret
-        self._export = self._grpc_exporter() if config.protocol == "grpc" else self._http_exporter()
+        export = self._grpc_exporter() if config.protocol == "grpc" else self._http_exporter()
+        self.sender = Sender(
+            self.codec,
+            export,
+            acks,
+            config.batch,
+            config.retry,
+            config.queue_size,
+            config.endpoint,
+        )
 
     # -- pipeline side ---------------------------------------------------------
     def start(self) -> None:
@@ -191,105 +163,18 @@ class OtlpOutput:
                         "the collector is up, or raise connect_timeout"
                     )
                 )
-        self.thread.start()
+        self.sender.start()
 
     def write_batch(self, events: list[str]) -> None:
-        """Map events to spans into the pending batch. If this raises (a second signal),
-        the events not yet in a batch have been failed first; batched ones settle later.
-        Past the stop deadline a batch that finds no room fails as not sent."""
-        mapping, max_spans = self.config.mapping, self.config.batch.max_spans
-        # headroom for the request's resource and scope framing around the spans
-        max_bytes = self.config.batch.max_bytes
-        budget = max_bytes - max_bytes // 32
-        items = self.pending.items
-        if not items:
-            self.pending.handed = time.monotonic()
-        append, size = items.append, self.pending.size
-        i, taken = 0, False  # as in kafka.write_batch: exact under an interrupt
-        try:
-            for i, event in enumerate(events):  # noqa: B007 - read by the handler below
-                taken = False
-                try:
-                    item = (encode_span(orjson.loads(event), mapping), event)
-                except (orjson.JSONDecodeError, MappingError) as exc:
-                    self.acks.fail(mapping_reason(exc), event, detail=mapping_detail(exc))
-                    taken = True
-                    continue
-                except Exception as exc:  # a defect in the mapping fails one event alone
-                    self.acks.fail(unexpected_reason(exc), event, detail=str(exc)[:200])
-                    taken = True
-                    continue
-                n = len(item[0][2]) + 6  # the span, its tag and length
-                size += n
-                if size > budget:  # rare: the request would be too large with this span
-                    if n > max_bytes:  # over the limit alone: no request can carry it
-                        self.acks.fail(TOO_LARGE, event, detail=f"span of {n - 6} bytes")
-                        size -= n
-                        taken = True
-                        continue
-                    if items:
-                        self.pending.size = 0
-                        self._enqueue()
-                        items = self.pending.items
-                        append = items.append
-                    size = n
-                taken = True
-                append(item)
-                if len(items) >= max_spans:
-                    self.pending.size = 0
-                    self._enqueue()
-                    items = self.pending.items
-                    append = items.append
-                    size = 0
-            self.pending.size = size
-        except BaseException as exc:
-            self.pending.size = size if self.pending.items else 0
-            reason = (
-                NOT_SENT
-                if isinstance(exc, KeyboardInterrupt)
-                else (f"not sent: {type(exc).__name__}")
-            )
-            rest = events[i + 1 if taken else i :]
-            self.acks.fail_all(reason, rest, endpoint=self.config.endpoint)
-            raise
+        self.sender.write(events)
 
     def poll(self) -> None:
-        if (
-            self.pending.items
-            and time.monotonic() - self.pending.handed >= self.config.batch.max_delay
-        ):
-            self._enqueue()
-
-    def _enqueue(self, deadline: float | None = None) -> None:
-        """Hand the pending batch to the sender; blocks while it is behind (backpressure),
-        until `deadline` or the stop deadline: then the batch fails as undelivered."""
-        batch, self.pending = self.pending, _Batch()
-        try:
-            while True:
-                stopping = self.acks.stopping  # then no more waiting: room now, or never
-                try:
-                    self.queue.put(batch, block=not stopping, timeout=0.1)
-                    return
-                except queue.Full:
-                    pass
-                if stopping:
-                    reason = NOT_SENT
-                elif deadline is not None and time.monotonic() >= deadline:
-                    reason = UNDELIVERED
-                else:
-                    continue
-                with self.lock:
-                    self._settle(batch, reason)
-                return
-        except BaseException:  # interrupted while waiting: the batch is ours to fail
-            with self.lock:
-                self._settle(batch, NOT_SENT)
-            raise
+        self.sender.poll()
 
     def ready(self) -> bool:
         """Cheap: the last export's answer, else a socket check at most every 5 s."""
-        if self.answered is not None:
-            return self.answered
+        if self.sender.answered is not None:
+            return self.sender.answered
         now, (until, reachable) = time.monotonic(), self._reachable
         if now < until:
             return reachable
@@ -303,141 +188,24 @@ class OtlpOutput:
         return reachable
 
     def flush(self, timeout: float) -> int:
-        """Wait for the exports; the number of events still undelivered."""
-        deadline = time.monotonic() + timeout
-        if self.pending.items:
-            self._enqueue(deadline)
-        while time.monotonic() < deadline and (self.queue.unfinished_tasks or self.inflight):
-            time.sleep(0.01)
-        return self.acks.pending
+        return self.sender.flush(timeout)
 
     def close(self) -> None:
-        """Everything not yet exported is failed now; the sender stops after its attempt."""
-        with self.lock:  # from here on the sender fails whatever it takes off the queue
-            self.closed = True
-        leftovers = []
-        if self.pending.items:  # never handed to the sender (flush was interrupted)
-            batch, self.pending = self.pending, _Batch()
-            with self.lock:
-                self._settle(batch, NOT_SENT)
-        while True:
-            try:
-                batch = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            self.queue.task_done()
-            if batch is not None:
-                leftovers.append(batch)
-        with self.lock:
-            if self.inflight is not None:
-                leftovers.append(self.inflight)
-            for batch in leftovers:
-                self._settle(batch, UNDELIVERED)
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join(timeout=1.0)
+        self.sender.close()
 
-    # -- sender thread ---------------------------------------------------------
-    def _send_loop(self) -> None:
-        while True:
-            batch = self.queue.get()
-            try:
-                if batch is None:
-                    return
-                with self.lock:
-                    if self.closed:
-                        self._settle(batch, UNDELIVERED)
-                        continue
-                    self.inflight = batch
-                self._send(batch)
-            finally:
-                self.queue.task_done()
-
-    def _send(self, batch: _Batch) -> None:
-        """Export a batch (as several requests if it is over batch.max_bytes) and settle it."""
-        try:
-            parts = self._requests(batch)
-        except Exception as exc:
-            log.exception("otlp export to %s failed unexpectedly", self.config.endpoint)
-            parts = [(batch, None, f"export error: {type(exc).__name__}", str(exc))]
-        for part, body, reason, detail in parts:
-            rejected = 0
-            if body is not None:
-                try:
-                    reason, rejected, detail = self._export_with_retries(body)
-                except Exception as exc:  # never let the sender die with a batch in hand
-                    log.exception("otlp export to %s failed unexpectedly", self.config.endpoint)
-                    reason, detail = f"export error: {type(exc).__name__}", str(exc)
-            with self.lock:
-                if batch.settled:  # close() failed what was left, this part included
-                    break
-                self._settle(part, reason, rejected, detail)
-                if part is not batch:  # settled: what close() may still fail is the rest
-                    del batch.items[: len(part.items)]
-        with self.lock:
-            self.inflight = None
-            batch.settled = True
-
-    def _requests(self, batch: _Batch) -> list[tuple[_Batch, bytes | None, str | None, str]]:
-        """(part, request body, reason, detail): the batch as one request when it fits
-        batch.max_bytes (write_batch sees to that but for the resources' framing), else
-        halved in order; a lone span over the limit gets no body but a reason."""
-        body = export_request(group_spans([span for span, _ in batch.items]))
-        limit = self.config.batch.max_bytes
-        if len(body) <= limit:
-            return [(batch, body, None, "")]
-        if len(batch.items) == 1:
-            return [(batch, None, TOO_LARGE, f"request of {len(body)} bytes")]
-        half = len(batch.items) // 2
-        return [
-            *self._requests(_Batch(batch.items[:half], batch.handed)),
-            *self._requests(_Batch(batch.items[half:], batch.handed)),
-        ]
-
-    def _export_with_retries(self, body: bytes) -> tuple[str | None, int, str]:
-        """(failure reason or None, spans rejected although the rest was taken, detail)."""
-        retry = self.config.retry
-        backoff = retry.initial_backoff
-        for attempt in range(1, retry.attempts + 1):
-            try:
-                rejected = self._export(body)
-                self.answered = True
-                return None, rejected, ""
-            except ExportError as exc:
-                self.answered = exc.retryable is False  # a permanent answer is still an answer
-                if not exc.retryable or attempt == retry.attempts or self.closed:
-                    return f"{exc.reason} (after {attempt} attempt(s))", 0, exc.detail
-                log.warning(
-                    "otlp export to %s failed (%s); retry %d/%d",
-                    self.config.endpoint,
-                    f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason,
-                    attempt,
-                    retry.attempts - 1,
-                )
-                time.sleep(exc.delay if exc.delay is not None else backoff * random.uniform(0.5, 1))
-                backoff = min(backoff * 2, retry.max_backoff)
-        return "unreachable", 0, ""
-
-    def _settle(
-        self, batch: _Batch, reason: str | None, rejected: int = 0, detail: str = ""
-    ) -> None:
-        """Acknowledge every span of the batch once (caller holds the lock)."""
-        if batch.settled:
-            return
-        batch.settled = True
-        if reason is None:
-            accepted = len(batch.items) - rejected
-            self.acks.delivered += accepted
-            self.acks.latency.observe_many(time.monotonic() - batch.handed, accepted)
-            for _ in range(rejected):  # OTLP does not say which spans it refused
-                self.acks.fail(
-                    "rejected by the endpoint (partial success)",
-                    None,
-                    endpoint=self.config.endpoint,
-                )
-            return
-        for event in batch.events:
-            self.acks.fail(reason, event, detail, endpoint=self.config.endpoint)
+    def _partial(self, response) -> int:
+        """How many items an endpoint that took the request still rejected."""
+        if response is None or not response.HasField("partial_success"):
+            return 0
+        rejected = getattr(response.partial_success, self.codec.signal.rejected)
+        if rejected:
+            log.warning(
+                "otlp endpoint rejected %d %s(s): %s",
+                rejected,
+                self.codec.signal.noun,
+                response.partial_success.error_message,
+            )
+        return rejected
 
     # -- protocols -------------------------------------------------------------
     def _host_port(self) -> tuple[str, int]:
@@ -448,10 +216,8 @@ class OtlpOutput:
 
     def _grpc_exporter(self):
         import grpc
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceResponse,
-        )
 
+        response_type = self.codec.response()
         host, port = self._host_port()
         target, tls = f"{host}:{port}", self.config.tls
         compression = grpc.Compression.Gzip if self.config.compression == "gzip" else None
@@ -469,11 +235,11 @@ class OtlpOutput:
         else:
             channel = grpc.insecure_channel(target, options=_GRPC_OPTIONS, compression=compression)
         self.channel = channel
-        # The request is already serialized (spans.export_request): send the bytes as they are.
+        # The request is already serialized (otlp.wire): send the bytes as they are.
         call = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            self.codec.signal.method,
             request_serializer=None,
-            response_deserializer=ExportTraceServiceResponse.FromString,
+            response_deserializer=response_type.FromString,
         )
         metadata = [(k.lower(), v) for k, v in self.config.headers.items()]
         timeout = self.config.timeout
@@ -488,20 +254,22 @@ class OtlpOutput:
                 code, details = exc.code().name, exc.details() or ""
                 # "message larger than max (N vs. 4194304)": the same bytes fail every time
                 retryable = code in GRPC_RETRYABLE and "larger than max" not in details
-                raise ExportError(f"gRPC {code}", retryable, details) from None
-            return _partial(response)
+                delay = grpc_retry_delay(_trailer(exc, "grpc-status-details-bin"))
+                raise ExportError(f"gRPC {code}", retryable, details, delay) from None
+            return self._partial(response)
 
         return export
 
     def _http_exporter(self):
         url = self.config.endpoint
         parts = urlsplit(url if "://" in url else f"http://{url}")
-        path = parts.path if parts.path not in ("", "/") else "/v1/traces"
+        path = parts.path if parts.path not in ("", "/") else self.codec.signal.path
         host, port = self._host_port()
         headers = {"Content-Type": "application/x-protobuf", **self.config.headers}
         if self.config.compression == "gzip":
             headers["Content-Encoding"] = "gzip"
         local = threading.local()
+        response_type = self.codec.response()
 
         def connection() -> http.client.HTTPConnection:
             if getattr(local, "conn", None) is None:
@@ -529,7 +297,7 @@ class OtlpOutput:
                     socket.create_connection((host, port), timeout=1.0).close()
                     return
                 except OSError as exc:
-                    if self.closed or time.monotonic() >= deadline:
+                    if self.sender.closed or time.monotonic() >= deadline:
                         raise ExportError("HTTP connection failed", True, str(exc)) from None
                 time.sleep(0.1)
 
@@ -548,37 +316,31 @@ class OtlpOutput:
                 local.conn = None
                 raise ExportError("HTTP connection failed", True, str(exc)) from None
             if response.status >= 300:
-                delay = response.getheader("Retry-After")
                 raise ExportError(
                     f"HTTP {response.status}",
                     response.status in HTTP_RETRYABLE,
                     payload[:200].decode("utf-8", "replace").strip(),
-                    float(delay) if delay and delay.isdigit() else None,
+                    retry_after(response.getheader("Retry-After")),
                 )
             from google.protobuf.message import DecodeError
-            from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-                ExportTraceServiceResponse,
-            )
 
             try:
-                return _partial(ExportTraceServiceResponse.FromString(payload) if payload else None)
+                return self._partial(response_type.FromString(payload) if payload else None)
             except DecodeError:  # a 2xx from a proxy that is not OTLP: accepted, no details
                 return 0
 
         return export
 
 
-def _partial(response) -> int:
-    """How many spans an endpoint that took the request still rejected."""
-    if response is None or not response.HasField("partial_success"):
-        return 0
-    if response.partial_success.rejected_spans:
-        log.warning(
-            "otlp endpoint rejected %d span(s): %s",
-            response.partial_success.rejected_spans,
-            response.partial_success.error_message,
-        )
-    return response.partial_success.rejected_spans
+def _trailer(exc: Any, key: str) -> bytes | None:
+    """A binary trailer of a failed call (grpc-status-details-bin), if the server sent one."""
+    try:
+        for k, v in exc.trailing_metadata() or ():
+            if k == key:
+                return v
+    except Exception:  # a channel-level error has no call metadata
+        return None
+    return None
 
 
 def build(config: Config, acks: Acks) -> OtlpOutput:

@@ -1,0 +1,138 @@
+"""The OTLP rows of the bench: a Collector to send logs and metrics to, the bare loop E, and
+telemetrygen beside the connector.
+
+E maps and encodes the example's events (generated beforehand) with the connector's own
+encoder (connector.otlp.signals.codec) and exports them over OTLP/gRPC, 8,192 items a
+request (the otlp output's batch), to the same receiver as the connector's row, counting
+acknowledged events: the ceiling of our own encoding and the receiver together.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 8192
+NOUNS = {"traces": "spans", "logs": "log_records", "metrics": "metric_points"}
+# the mappings the bench's otlp rows use, for the connector and for E alike
+LOG_MAPPING = {"body": "message", "severity": "level"}
+METRIC_MAPPING = {"metrics": {
+    "cpu_percent": {"type": "gauge", "unit": "%"},
+    "memory_mb": {"type": "gauge", "unit": "MiBy"},
+    "request_count": {"type": "sum", "monotonic": True, "temporality": "delta"},
+}}
+MAPPINGS = {"traces": None, "logs": LOG_MAPPING, "metrics": METRIC_MAPPING}
+
+
+def _free_port(span: int) -> int:
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randrange(20_000, 30_000)
+        try:
+            for p in range(port, port + span):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+class Collector:
+    """scripts/local-collector with an otlp receiver feeding `nop` for every signal: what
+    is measured is the receiver, not an exporter. Its own counters say what it accepted."""
+
+    def __init__(self, work: Path):
+        import yaml
+
+        first = _free_port(3)
+        self.grpc, http, self.metrics_port = f"127.0.0.1:{first}", first + 1, first + 2
+        self.env = {**os.environ, "LOCAL_COLLECTOR_DIR": str(work / "collector")}
+        pipeline = {"receivers": ["otlp"], "exporters": ["nop"]}
+        self.config = work / "collector.yaml"
+        self.config.write_text(yaml.safe_dump({
+            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": self.grpc},
+                                                 "http": {"endpoint": f"127.0.0.1:{http}"}}}},
+            "exporters": {"nop": {}},
+            "service": {
+                "pipelines": {"traces": pipeline, "logs": pipeline, "metrics": pipeline},
+                "telemetry": {"logs": {"level": "warn"}, "metrics": {"level": "basic", "readers": [
+                    {"pull": {"exporter": {"prometheus": {"host": "127.0.0.1",
+                                                          "port": self.metrics_port}}}},
+                ]}},
+            },
+        }))
+
+    def _script(self, *args: str) -> str:
+        r = subprocess.run([sys.executable, str(ROOT / "scripts" / "local-collector"), *args],
+                           capture_output=True, text=True, env=self.env, timeout=900)
+        if r.returncode:
+            raise RuntimeError(f"local-collector {args[0]} failed:\n{r.stderr[-2000:]}")
+        return r.stdout
+
+    def start(self) -> None:
+        self._script("start", str(self.config))
+
+    def stop(self) -> None:
+        self._script("stop")
+
+    def accepted(self, signal: str) -> float:
+        """otelcol_receiver_accepted_<spans|log_records|metric_points> so far."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        name = f"otelcol_receiver_accepted_{NOUNS[signal]}_total"
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == name)
+
+
+def inner_encode(signal: str, script: Path, ticks: int, endpoint: str, start) -> None:
+    """E: map + encode + export the script's events (made beforehand); prints RATE=events/s."""
+    import grpc
+    import orjson
+
+    from connector.otlp.signals import MAPPINGS as MODELS
+    from connector.otlp.signals import codec
+
+    spec = importlib.util.spec_from_file_location("bench_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    events: list[str] = []
+    for k in range(ticks):  # the same timestamps as every other row
+        r = module.produce({"timestamp": start + timedelta(seconds=k), "tags": ()})
+        events += [r] if isinstance(r, str) else r
+    mapping = MAPPINGS[signal]
+    c = codec(signal, None if mapping is None else MODELS[signal].model_validate(mapping))
+    channel = grpc.insecure_channel(endpoint)
+    grpc.channel_ready_future(channel).result(timeout=30)
+    export = channel.unary_unary(c.signal.method)  # bytes in, bytes out
+    encode, request, model, loads = c.encode, c.request, c.mapping, orjson.loads
+    sent, started = 0, time.perf_counter()
+    for i in range(0, len(events), BATCH):
+        chunk = events[i : i + BATCH]
+        export(request([encode(loads(e), model) for e in chunk]), timeout=30)
+        sent += len(chunk)
+    print(f"RATE={sent / (time.perf_counter() - started)}")
+    channel.close()
+
+
+def telemetrygen(endpoint: str, traces: int, children: int = 7) -> list[str]:
+    """telemetrygen unthrottled (--rate 0): `traces` traces of 1 + `children` spans."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from telemetrygen import binary
+
+    return [str(binary()), "traces", "--otlp-endpoint", endpoint, "--otlp-insecure",
+            "--rate", "0", "--traces", str(traces), "--child-spans", str(children),
+            "--workers", "1"]

@@ -1,0 +1,13 @@
+"""OpenTelemetry (OTLP) for every output: traces, logs and metrics.
+
+mapping.py  which event field holds each OTLP field, per signal; the shared field checks
+wire.py     the protobuf wire format, written by hand (shared by all signals)
+traces.py   span JSON -> Span messages; logs.py: log JSON -> LogRecords;
+metrics.py  metric JSON -> data points, grouped per resource and metric name
+signals.py  each signal's encoder, request builder and endpoint (what the outputs use)
+codec.py    the Kafka encodings otlp_proto / otlp_json
+sender.py   batches, the queue, retries and throttling around one export function
+check.py    trace integrity checks (check_traces, preview --check-traces)
+
+Nothing is imported here: a Kafka job with the raw encoding never loads protobuf.
+"""

@@ -1,0 +1,143 @@
+"""Metric JSON -> OTLP NumberDataPoints, grouped into an ExportMetricsServiceRequest.
+
+Wide events carry one value per metric field (`cpu_percent`, `memory_mb`...: the mapping
+names them); narrow events carry `name` and `value` fields. Integers become as_int,
+floats as_double; any other value fails the event. The remaining fields are data-point
+attributes. Sums carry start_time_unix_nano: the run's start for cumulative (the first
+point this encoder saw), the previous point of the same series for delta.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from connector.otlp.mapping import (
+    GAUGE,
+    MappingError,
+    MetricMapping,
+    MetricSpec,
+    extra_attributes,
+    parse_nanos,
+    parse_object,
+    parse_service,
+)
+from connector.otlp.wire import SCOPE, attributes, double, field, fixed64, resource_message
+from connector.otlp.wire import resource_key as make_key
+
+__all__ = ["MetricEncoder"]
+
+_SFIXED64 = struct.Struct("<q").pack
+_INT64 = (-(2**63), 2**63)
+_DELTA, _CUMULATIVE = 1, 2  # AggregationTemporality
+MAX_SERIES = 100_000  # delta series whose last point is kept: bounded memory
+
+
+class MetricEncoder:
+    """Stateful (start times): one per output, fed events in the order they are handed."""
+
+    def __init__(self, mapping: MetricMapping):
+        self.mapping = mapping
+        self.start: int | None = None  # the run's start: the first point's time
+        self.last: dict[tuple, int] = {}  # delta series -> time of its previous point
+        self._headers: dict[str, tuple[bytes, bytes]] = {}
+
+    def spec(self, name: str) -> MetricSpec:
+        return self.mapping.metrics.get(name, GAUGE)
+
+    def __call__(self, doc: Any, _mapping: Any = None) -> tuple[tuple, tuple, bytes]:
+        """(resource key, ((metric name, NumberDataPoint bytes), ...), the points' bytes)
+        for one event, or MappingError."""
+        m = self.mapping
+        if not isinstance(doc, dict):
+            raise MappingError("event is not a JSON object")
+        time = parse_nanos(doc, m.timestamp)
+        service = parse_service(doc, m.service, required=False)
+        key = make_key(service, parse_object(doc, m.resource))
+        merged = extra_attributes(doc, m.known, parse_object(doc, m.attributes))
+        attrs = b"".join(field(b"\x3a", kv) for kv in attributes(merged)) if merged else b""
+        if m.narrow:
+            name = doc.get(m.name)
+            if not isinstance(name, str) or not name:
+                raise MappingError(f"field '{m.name}' is missing")
+            values = [(name, doc.get(m.value), m.value)]
+        else:
+            values = [(f, doc[f], f) for f in m.metrics if doc.get(f) is not None]
+            if not values:
+                raise MappingError("none of the mapped metric fields is set")
+        if self.start is None:
+            self.start = time
+        numbers = [(name, _value(value, source)) for name, value, source in values]
+        points = []
+        for name, number in numbers:  # checked first: a failed event leaves no state
+            spec = self.spec(name)
+            start = b""
+            if spec.type == "sum":
+                begin = self.start
+                if spec.temporality == "delta":
+                    series = (key, name, attrs)
+                    begin = self.last.pop(series, begin)
+                    if len(self.last) >= MAX_SERIES:
+                        del self.last[next(iter(self.last))]  # the least recently seen
+                    self.last[series] = time
+                start = b"\x11" + fixed64(min(begin, time))
+            points.append((name, start + b"\x19" + fixed64(time) + number + attrs))
+        return key, tuple(points), b"".join(p for _, p in points)
+
+    def header(self, name: str) -> tuple[bytes, bytes]:
+        """(Metric's name and unit, the Sum's temporality and monotonic), once per name."""
+        cached = self._headers.get(name)
+        if cached is None:
+            spec = self.spec(name)
+            head = field(b"\x0a", name.encode()) + (
+                field(b"\x1a", spec.unit.encode()) if spec.unit else b""
+            )
+            tail = b""
+            if spec.type == "sum":
+                tail = b"\x10" + bytes((_DELTA if spec.temporality == "delta" else _CUMULATIVE,))
+                tail += b"\x18\x01" if spec.monotonic else b""
+            # bounded: narrow events may name anything
+            if len(self._headers) < 10_000 and len(name) <= 256:
+                self._headers[name] = (head, tail)
+            cached = (head, tail)
+        return cached
+
+    def request(self, items: list[tuple[tuple, tuple, bytes]]) -> bytes:
+        """An ExportMetricsServiceRequest: one ResourceMetrics per resource, one Metric per
+        name. ResourceMetrics{resource 1, scope_metrics 2}; ScopeMetrics{scope 1,
+        metrics 2}; Metric{name 1, unit 3, gauge 5 | sum 7}; Gauge{data_points 1};
+        Sum{data_points 1, aggregation_temporality 2, is_monotonic 3}."""
+        grouped: dict[tuple, dict[str, list[bytes]]] = {}
+        for key, points, _ in items:
+            names = grouped.get(key)
+            if names is None:
+                names = grouped[key] = {}
+            for name, point in points:
+                names.setdefault(name, []).append(point)
+        out = []
+        for key, names in grouped.items():
+            metrics = []
+            for name, points in names.items():
+                head, tail = self.header(name)
+                data = b"".join(field(b"\x0a", p) for p in points)
+                tag = b"\x3a" if self.spec(name).type == "sum" else b"\x2a"
+                metrics.append(field(b"\x12", head + field(tag, data + tail)))
+            scoped = field(b"\x0a", SCOPE) + b"".join(metrics)
+            out.append(
+                field(b"\x0a", field(b"\x0a", resource_message(key)) + field(b"\x12", scoped))
+            )
+        return b"".join(out)
+
+
+def _value(value: Any, name: str) -> bytes:
+    """as_double 4 (a float) or as_int 6 (an integer); anything else fails the event."""
+    cls = value.__class__
+    if cls is float:
+        return b"\x21" + double(value)
+    if cls is int:
+        if not _INT64[0] <= value < _INT64[1]:
+            raise MappingError(f"field '{name}' is outside int64", value)
+        return b"\x31" + _SFIXED64(value)
+    if value is None:
+        raise MappingError(f"field '{name}' is missing")
+    raise MappingError(f"field '{name}' must be a number (not a bool or a string)", value)

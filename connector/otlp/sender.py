@@ -1,0 +1,423 @@
+"""The shared OTLP sender: batches, a bounded queue, one thread that exports with retries.
+
+Like the Collector's exporterhelper it wraps one `export(body)` function (gRPC or HTTP, any
+signal): mapping and batching happen on the pipeline's thread, a sender thread exports
+each batch, retrying retryable failures with backoff, or after the server's own delay
+(HTTP Retry-After, gRPC RetryInfo), and acknowledges every event of a batch once:
+delivered when the export succeeded, failed with the status when it did not.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+import orjson
+from pydantic import Field
+
+from connector.fields import Strict
+from connector.otlp.mapping import MappingError, mapping_detail, mapping_reason, unexpected_reason
+from connector.otlp.signals import Codec
+from connector.otlp.wire import read
+
+if TYPE_CHECKING:
+    from connector.outputs.base import Acks
+
+# connector.outputs.base's NOT_SENT: importing that package from here would be circular
+# (connector.outputs loads the otlp output, which loads this module)
+NOT_SENT = "not sent: stopping"
+
+__all__ = [
+    "THROTTLED",
+    "UNDELIVERED",
+    "BatchConfig",
+    "ExportError",
+    "RetryConfig",
+    "Sender",
+    "grpc_retry_delay",
+    "retry_after",
+]
+
+log = logging.getLogger("connector.otlp")
+
+UNDELIVERED = "undelivered at the flush deadline (flush_timeout)"
+THROTTLED = "throttled"  # the server's retry delay would pass the flush deadline
+
+
+class BatchConfig(Strict):
+    max_spans: int = Field(
+        8192, gt=0, description="items (spans, log records, metric events) per batch"
+    )  # the OpenTelemetry Collector batch default
+    max_delay: float = Field(0.2, gt=0, description="seconds an item may wait for its batch")
+    # Under 4 MiB, the gRPC max receive size of Collectors and Jaeger: a larger request is
+    # refused whole (RESOURCE_EXHAUSTED), however many good items it carries.
+    max_bytes: int = Field(
+        4_000_000, ge=1024, description="bytes per export request (uncompressed)"
+    )
+
+
+class RetryConfig(Strict):
+    attempts: int = Field(5, ge=1)
+    initial_backoff: float = Field(0.2, gt=0)
+    max_backoff: float = Field(5.0, gt=0)
+
+
+class ExportError(Exception):
+    """`reason` is bounded (gRPC code, HTTP status): it becomes a metric label. `delay`:
+    the server's own retry delay in seconds, when it gave one."""
+
+    def __init__(self, reason: str, retryable: bool, detail: str = "", delay: float | None = None):
+        super().__init__(reason)
+        self.reason, self.retryable, self.detail, self.delay = reason, retryable, detail, delay
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """HTTP Retry-After: delay-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_RETRY_INFO = b"type.googleapis.com/google.rpc.RetryInfo"
+
+
+def grpc_retry_delay(details: bytes | None) -> float | None:
+    """The retry_delay of a google.rpc.RetryInfo in grpc-status-details-bin (a serialized
+    google.rpc.Status{code 1, message 2, details 3: Any{type_url 1, value 2}};
+    RetryInfo{retry_delay 1: Duration{seconds 1, nanos 2}}), or None."""
+    if not details:
+        return None
+    try:
+        for number, value in read(details):
+            if number != 3 or not isinstance(value, bytes):
+                continue
+            any_fields = dict(read(value))
+            if any_fields.get(1) != _RETRY_INFO:
+                continue
+            for n, duration in read(any_fields.get(2, b"")):
+                if n == 1 and isinstance(duration, bytes):
+                    parts = dict(read(duration))
+                    seconds, nanos = parts.get(1, 0), parts.get(2, 0)
+                    if seconds >= 2**63 or nanos >= 2**31:  # negative: no delay to honour
+                        return 0.0
+                    return seconds + nanos / 1e9
+            return 0.0  # a RetryInfo without a delay
+    except ValueError:
+        return None
+    return None
+
+
+@dataclass
+class _Batch:
+    # (item, event) pairs: one append per event, so an interrupt never splits them
+    items: list = field(default_factory=list)
+    handed: float = field(default_factory=time.monotonic)
+    size: int = 0  # the items' bytes, to keep each request under batch.max_bytes
+    settled: bool = False
+
+    @property
+    def events(self) -> list[str]:
+        return [event for _, event in self.items]
+
+
+class Sender:
+    """write() maps and batches on the caller's thread; a thread exports batches through
+    `export(body) -> items rejected`, which raises ExportError."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        export: Callable[[bytes], int],
+        acks: Acks,
+        batch: BatchConfig,
+        retry: RetryConfig,
+        queue_size: int,
+        endpoint: str,
+    ):
+        self.codec, self.export, self.acks = codec, export, acks
+        self.batch, self.retry, self.endpoint = batch, retry, endpoint
+        self.too_large = f"{codec.signal.noun} too large for one request (batch.max_bytes)"
+        self.pending = _Batch()
+        self.queue: queue.Queue[_Batch | None] = queue.Queue(queue_size)
+        self.lock = threading.Lock()  # settles a batch once: sender vs close()
+        self.inflight: _Batch | None = None
+        self.closed = False
+        self.deadline: float | None = None  # the flush deadline, once flush() set one
+        self.wake = threading.Event()  # ends a retry wait early: flush() or close()
+        self.answered: bool | None = None  # did the last export reach the endpoint?
+        self.thread = threading.Thread(target=self._send_loop, name="otlp-sender", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    # -- the caller's thread -----------------------------------------------------
+    def write(self, events: list[str]) -> None:
+        """Map events into the pending batch. If this raises (a second signal), the events
+        not yet in a batch have been failed first; batched ones settle later. Past the
+        stop deadline a batch that finds no room fails as not sent."""
+        c = self.codec
+        encode, mapping, noun, fail = c.encode, c.mapping, c.signal.noun, self.acks.fail
+        max_items, max_bytes = self.batch.max_spans, self.batch.max_bytes
+        budget = max_bytes - max_bytes // 32  # headroom for the resource and scope framing
+        items = self.pending.items
+        if not items:
+            self.pending.handed = time.monotonic()
+        append, size = items.append, self.pending.size
+        i, taken = 0, False  # as in kafka.write_batch: exact under an interrupt
+        try:
+            for i, event in enumerate(events):  # noqa: B007 - read by the handler below
+                taken = False
+                try:
+                    item = (encode(orjson.loads(event), mapping), event)
+                except (orjson.JSONDecodeError, MappingError) as exc:
+                    fail(mapping_reason(exc, noun), event, detail=mapping_detail(exc))
+                    taken = True
+                    continue
+                except Exception as exc:  # a defect in the mapping fails one event alone
+                    fail(unexpected_reason(exc, noun), event, detail=str(exc)[:200])
+                    taken = True
+                    continue
+                n = len(item[0][2]) + 6  # the item, its tag and length
+                size += n
+                if size > budget:  # rare: the request would be too large with this item
+                    if n > max_bytes:  # over the limit alone: no request can carry it
+                        fail(self.too_large, event, detail=f"{noun} of {n - 6} bytes")
+                        size -= n
+                        taken = True
+                        continue
+                    if items:
+                        self.pending.size = 0
+                        self._enqueue()
+                        items = self.pending.items
+                        append = items.append
+                    size = n
+                taken = True
+                append(item)
+                if len(items) >= max_items:
+                    self.pending.size = 0
+                    self._enqueue()
+                    items = self.pending.items
+                    append = items.append
+                    size = 0
+            self.pending.size = size
+        except BaseException as exc:
+            self.pending.size = size if self.pending.items else 0
+            reason = NOT_SENT if isinstance(exc, KeyboardInterrupt) else (
+                f"not sent: {type(exc).__name__}"
+            )
+            rest = events[i + 1 if taken else i :]
+            self.acks.fail_all(reason, rest, endpoint=self.endpoint)
+            raise
+
+    def poll(self) -> None:
+        """The batch timer: a batch older than max_delay goes out."""
+        if self.pending.items and time.monotonic() - self.pending.handed >= self.batch.max_delay:
+            self._enqueue()
+
+    def _enqueue(self, deadline: float | None = None) -> None:
+        """Hand the pending batch to the sender; blocks while it is behind (backpressure),
+        until `deadline` or the stop deadline: then the batch fails as undelivered."""
+        batch, self.pending = self.pending, _Batch()
+        try:
+            while True:
+                stopping = self.acks.stopping  # then no more waiting: room now, or never
+                try:
+                    self.queue.put(batch, block=not stopping, timeout=0.1)
+                    return
+                except queue.Full:
+                    pass
+                if stopping:
+                    reason = NOT_SENT
+                elif deadline is not None and time.monotonic() >= deadline:
+                    reason = UNDELIVERED
+                else:
+                    continue
+                with self.lock:
+                    self._settle(batch, reason)
+                return
+        except BaseException:  # interrupted while waiting: the batch is ours to fail
+            with self.lock:
+                self._settle(batch, NOT_SENT)
+            raise
+
+    def flush(self, timeout: float) -> int:
+        """Wait for the exports; the number of events still undelivered."""
+        deadline = time.monotonic() + timeout
+        self.deadline = deadline
+        self.wake.set()  # a retry waiting on the server's delay checks it against this
+        if self.pending.items:
+            self._enqueue(deadline)
+        while time.monotonic() < deadline and (self.queue.unfinished_tasks or self.inflight):
+            time.sleep(0.01)
+        return self.acks.pending
+
+    def close(self) -> None:
+        """Everything not yet exported is failed now; the sender stops after its attempt
+        (a retry wait ends at once)."""
+        with self.lock:  # from here on the sender fails whatever it takes off the queue
+            self.closed = True
+        self.wake.set()
+        leftovers = []
+        if self.pending.items:  # never handed to the sender (flush was interrupted)
+            batch, self.pending = self.pending, _Batch()
+            with self.lock:
+                self._settle(batch, NOT_SENT)
+        while True:
+            try:
+                batch = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            self.queue.task_done()
+            if batch is not None:
+                leftovers.append(batch)
+        with self.lock:
+            if self.inflight is not None:
+                leftovers.append(self.inflight)
+            for batch in leftovers:
+                self._settle(batch, UNDELIVERED)
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join(timeout=1.0)
+
+    # -- the sender thread -------------------------------------------------------
+    def _send_loop(self) -> None:
+        while True:
+            batch = self.queue.get()
+            try:
+                if batch is None:
+                    return
+                with self.lock:
+                    if self.closed:
+                        self._settle(batch, UNDELIVERED)
+                        continue
+                    self.inflight = batch
+                self._send(batch)
+            finally:
+                self.queue.task_done()
+
+    def _send(self, batch: _Batch) -> None:
+        """Export a batch (as several requests if it is over batch.max_bytes) and settle it."""
+        try:
+            parts = self._requests(batch)
+        except Exception as exc:
+            log.exception("otlp export to %s failed unexpectedly", self.endpoint)
+            parts = [(batch, None, f"export error: {type(exc).__name__}", str(exc))]
+        for part, body, reason, detail in parts:
+            rejected = 0
+            if body is not None:
+                try:
+                    reason, rejected, detail = self._export_with_retries(body)
+                except Exception as exc:  # never let the sender die with a batch in hand
+                    log.exception("otlp export to %s failed unexpectedly", self.endpoint)
+                    reason, detail = f"export error: {type(exc).__name__}", str(exc)
+            with self.lock:
+                if batch.settled:  # close() failed what was left, this part included
+                    break
+                self._settle(part, reason, rejected, detail)
+                if part is not batch:  # settled: what close() may still fail is the rest
+                    del batch.items[: len(part.items)]
+        with self.lock:
+            self.inflight = None
+            batch.settled = True
+
+    def _requests(self, batch: _Batch) -> list[tuple[_Batch, bytes | None, str | None, str]]:
+        """(part, request body, reason, detail): the batch as one request when it fits
+        batch.max_bytes (write() sees to that but for the resources' framing), else
+        halved in order; a lone item over the limit gets no body but a reason."""
+        body = self.codec.request([item for item, _ in batch.items])
+        limit = self.batch.max_bytes
+        if len(body) <= limit:
+            return [(batch, body, None, "")]
+        if len(batch.items) == 1:
+            return [(batch, None, self.too_large, f"request of {len(body)} bytes")]
+        half = len(batch.items) // 2
+        return [
+            *self._requests(_Batch(batch.items[:half], batch.handed)),
+            *self._requests(_Batch(batch.items[half:], batch.handed)),
+        ]
+
+    def _export_with_retries(self, body: bytes) -> tuple[str | None, int, str]:
+        """(failure reason or None, items rejected although the rest was taken, detail)."""
+        retry = self.retry
+        backoff = retry.initial_backoff
+        for attempt in range(1, retry.attempts + 1):
+            try:
+                rejected = self.export(body)
+                self.answered = True
+                return None, rejected, ""
+            except ExportError as exc:
+                self.answered = exc.retryable is False  # a permanent answer is still an answer
+                failed = f"{exc.reason} (after {attempt} attempt(s))"
+                if not exc.retryable or attempt == retry.attempts or self.closed:
+                    return failed, 0, exc.detail
+                said = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+                if exc.delay is not None:  # the server said when: that, not our backoff
+                    wait = exc.delay
+                else:
+                    wait = backoff * random.uniform(0.5, 1)
+                    backoff = min(backoff * 2, retry.max_backoff)
+                log.warning(
+                    "otlp export to %s failed (%s); retry %d/%d in %.1f s",
+                    self.endpoint,
+                    said,
+                    attempt,
+                    retry.attempts - 1,
+                    wait,
+                )
+                late = self._wait(wait, throttled=exc.delay is not None)
+                if late is not None:
+                    return late, 0, f"{said}; asked to retry after {wait:g} s, past the deadline"
+                if self.closed:
+                    return failed, 0, exc.detail
+        return "unreachable", 0, ""
+
+    def _wait(self, seconds: float, throttled: bool) -> str | None:
+        """Sleep before a retry, ended early by close(). A server's delay that would pass
+        the flush deadline (known now, or set by flush() meanwhile) ends it with THROTTLED."""
+        until = time.monotonic() + seconds
+        while True:
+            deadline = self.deadline or self.acks.stop_deadline
+            if throttled and deadline is not None and until > deadline:
+                return THROTTLED
+            left = until - time.monotonic()
+            if left <= 0 or self.closed:
+                return None
+            self.wake.wait(left)
+            self.wake.clear()
+
+    def _settle(
+        self, batch: _Batch, reason: str | None, rejected: int = 0, detail: str = ""
+    ) -> None:
+        """Acknowledge every event of the batch once (caller holds the lock)."""
+        if batch.settled:
+            return
+        batch.settled = True
+        if reason is None:
+            # metrics count rejected data points, and an event may carry several
+            rejected = min(rejected, len(batch.items))
+            accepted = len(batch.items) - rejected
+            self.acks.delivered += accepted
+            self.acks.latency.observe_many(time.monotonic() - batch.handed, accepted)
+            for _ in range(rejected):  # OTLP does not say which items it refused
+                self.acks.fail(
+                    "rejected by the endpoint (partial success)", None, endpoint=self.endpoint
+                )
+            return
+        for event in batch.events:
+            self.acks.fail(reason, event, detail, endpoint=self.endpoint)

@@ -1,0 +1,101 @@
+"""The three OTLP signals, as the outputs see them: how to map one event, how to build one
+export request from mapped events, and where the request goes.
+
+An encoded item is (resource key, extra, payload bytes): `extra` is the trace id for
+spans, None for log records, the (metric name, data point) pairs for metrics; the
+payload's length is what the item adds to a request.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
+
+__all__ = ["MAPPINGS", "SIGNALS", "Codec", "Signal", "codec"]
+
+SignalName = Literal["traces", "logs", "metrics"]
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    noun: str  # in failure reasons: "cannot map to a span"
+    path: str  # OTLP/HTTP
+    method: str  # OTLP/gRPC
+    response: str  # module:class of the Export...ServiceResponse
+    rejected: str  # its partial_success field
+
+
+SIGNALS = {
+    "traces": Signal(
+        "traces",
+        "span",
+        "/v1/traces",
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        "opentelemetry.proto.collector.trace.v1.trace_service_pb2:ExportTraceServiceResponse",
+        "rejected_spans",
+    ),
+    "logs": Signal(
+        "logs",
+        "log record",
+        "/v1/logs",
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        "opentelemetry.proto.collector.logs.v1.logs_service_pb2:ExportLogsServiceResponse",
+        "rejected_log_records",
+    ),
+    "metrics": Signal(
+        "metrics",
+        "metric",
+        "/v1/metrics",
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        "opentelemetry.proto.collector.metrics.v1.metrics_service_pb2:ExportMetricsServiceResponse",
+        "rejected_data_points",
+    ),
+}
+MAPPINGS = {"traces": SpanMapping, "logs": LogMapping, "metrics": MetricMapping}
+
+
+@dataclass
+class Codec:
+    """One output's signal: `encode(doc, mapping)` -> an item (or MappingError),
+    `request(items)` -> the serialized Export...ServiceRequest."""
+
+    signal: Signal
+    mapping: Any
+    encode: Callable[[Any, Any], tuple]
+    request: Callable[[list[tuple]], bytes]
+
+    def response(self):
+        module, name = self.signal.response.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+def codec(signal: str, mapping: Any = None) -> Codec:
+    """The codec of a signal, with its mapping (default: the signal's default mapping)."""
+    if mapping is None:
+        mapping = MAPPINGS[signal]()
+    if signal == "traces":
+        from connector.otlp.traces import encode_span, export_request, group_spans
+
+        return Codec(
+            SIGNALS[signal], mapping, encode_span, lambda items: export_request(group_spans(items))
+        )
+    if signal == "logs":
+        from connector.otlp.logs import encode_log
+        from connector.otlp.wire import request
+
+        def logs_request(items: list[tuple]) -> bytes:
+            grouped: dict[tuple, list[bytes]] = {}
+            for key, _, record in items:
+                grouped.setdefault(key, []).append(record)
+            return request(grouped)
+
+        return Codec(SIGNALS[signal], mapping, encode_log, logs_request)
+    from connector.otlp.metrics import MetricEncoder
+
+    encoder = MetricEncoder(mapping)
+    return Codec(SIGNALS[signal], mapping, encoder, encoder.request)
