@@ -9,7 +9,7 @@ from pathlib import Path
 
 from connector.config import parse_config
 from connector.outputs import Acks
-from connector.pipeline import Pipeline, RunOptions, build_output, prepare
+from connector.pipeline import Pipeline, RunOptions, _starts_of, build_output, prepare
 from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -213,3 +213,14 @@ def test_event_times_follow_the_calls_marks():
     marks = [(0, t0), (2, t0 + timedelta(seconds=1)), (2, later), (3, t0 + timedelta(hours=1))]
     assert _event_times(marks, 3) == [ms, ms, ms + 2]
     assert _event_times([], 0) == []
+
+
+def test_a_when_rule_keeps_the_call_starts_of_the_events_it_selects():
+    # calls start at 0, 3, 5, 9 (of 10 events); a transactional output with a `when` rule
+    # must get whole calls of its own events, indexed in what it is handed
+    starts = [0, 3, 5, 9]
+    assert _starts_of([1, 2, 4, 9], starts) == [0, 2, 3]
+    assert _starts_of([0, 3, 4, 6, 7, 8], starts) == [0, 1, 3]
+    assert _starts_of([], starts) == []
+    assert _starts_of(list(range(10)), starts) == starts
+    assert _starts_of([5], None) is None
