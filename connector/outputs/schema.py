@@ -33,6 +33,7 @@ from connector.logs import add_secret, add_url_secrets, redact
 from connector.outputs.base import OutputError
 
 __all__ = [
+    "Bad",
     "Mismatch",
     "Registry",
     "SchemaFile",
@@ -196,14 +197,16 @@ def subject(config, part: str, loaded: Loaded) -> str:
 
 # -- JSON -> Avro ------------------------------------------------------------------------
 class Mismatch(Exception):
-    """An event the schema does not take: `reason` is bounded (schema names only)."""
+    """An event the schema does not take: `reason` is bounded (schema names only), `detail`
+    says what was wrong with which value (the dead letter's)."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(reason)
-        self.reason, self.detail = reason, detail
+        self.reason = reason
+        self.detail = detail if len(detail) <= 2000 else detail[:2000] + "..."
 
 
-class _Bad(Exception):
+class Bad(Exception):
     def __init__(self, path: str, why: str):
         super().__init__(why)
         self.path, self.why = path, why
@@ -230,7 +233,7 @@ def _instant(scale: int, path: str) -> Callable[[Any], Any]:
             else:
                 when = when if when.tzinfo else when.replace(tzinfo=UTC)
                 return (when - _EPOCH) // unit
-        raise _Bad(path, "expected an ISO-8601 time or an epoch number")
+        raise Bad(path, "expected an ISO-8601 time or an epoch number")
 
     return convert
 
@@ -244,7 +247,7 @@ def _date(path: str) -> Callable[[Any], Any]:
                 return (date.fromisoformat(value) - _EPOCH_DAY).days
             except ValueError:
                 pass
-        raise _Bad(path, "expected an ISO-8601 date or days since 1970-01-01")
+        raise Bad(path, "expected an ISO-8601 date or days since 1970-01-01")
 
     return convert
 
@@ -261,7 +264,7 @@ def _time_of_day(scale: int, path: str) -> Callable[[Any], Any]:
             else:
                 micros = ((t.hour * 60 + t.minute) * 60 + t.second) * 1_000_000 + t.microsecond
                 return micros * scale // 1_000_000
-        raise _Bad(path, "expected an ISO-8601 time of day or a number")
+        raise Bad(path, "expected an ISO-8601 time of day or a number")
 
     return convert
 
@@ -274,11 +277,11 @@ def _base64(path: str, size: int | None = None) -> Callable[[Any], Any]:
             try:
                 raw = base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
-                raise _Bad(path, "expected base64") from None
+                raise Bad(path, "expected base64") from None
             if size is not None and len(raw) != size:
-                raise _Bad(path, f"expected {size} bytes, base64 gives {len(raw)}")
+                raise Bad(path, f"expected {size} bytes, base64 gives {len(raw)}")
             return raw
-        raise _Bad(path, "expected a base64 string")
+        raise Bad(path, "expected a base64 string")
 
     return convert
 
@@ -295,7 +298,7 @@ def _decimal(path: str) -> Callable[[Any], Any]:
             else:
                 if number.is_finite():
                     return number
-        raise _Bad(path, "expected a decimal number or a numeric string")
+        raise Bad(path, "expected a decimal number or a numeric string")
 
     return convert
 
@@ -320,7 +323,7 @@ class _Compiler:
         if isinstance(schema, str):
             if schema in self.named:
                 return self.node(self.named[schema], path)
-            return None
+            return _base64(path) if schema == "bytes" else None
         if isinstance(schema, list):
             return self.union(schema, path)
         kind, logical = schema.get("type"), schema.get("logicalType")
@@ -398,7 +401,7 @@ class _Compiler:
                 for to in converting:
                     try:
                         return to(value)
-                    except _Bad:
+                    except Bad:
                         continue
             return value  # the writer judges it
 
@@ -440,11 +443,20 @@ class Serializer:
         self.header = struct.pack(">bI", MAGIC, schema_id)
         self.reason = f"does not match schema {subject_name}"
         if loaded.format == "avro":
-            from fastavro import schemaless_writer
+            from connector.outputs import avro
 
-            self.converter = _Compiler(loaded.parsed).node(loaded.parsed, "")
-            self._write = schemaless_writer
-            self.serialize = self._avro
+            parsed = loaded.parsed
+            record = isinstance(parsed, dict) and parsed.get("type") in ("record", "error")
+            self.fields = frozenset(f["name"] for f in parsed["fields"]) if record else None
+            try:
+                self.encode = avro.encoder(parsed)
+                self.serialize = self._avro
+            except avro.Unsupported:  # decimal, recursive types: fastavro writes them
+                from fastavro import schemaless_writer
+
+                self.converter = _Compiler(parsed).node(parsed, "")
+                self._write = schemaless_writer
+                self.serialize = self._fastavro
         else:
             from jsonschema.validators import validator_for
 
@@ -453,16 +465,41 @@ class Serializer:
             self.serialize = self._json
 
     def _avro(self, value: Any) -> bytes:
+        if self.fields is not None and type(value) is dict and not value.keys() <= self.fields:
+            raise self._unknown(value)
+        out = bytearray(self.header)
+        try:
+            self.encode(value, out)
+        except Bad as exc:
+            raise self._bad(exc, value) from None
+        return bytes(out)
+
+    def _bad(self, exc: Bad, value: Any) -> Mismatch:
+        found = value
+        for part in exc.path.split(".") if exc.path else ():
+            found = found.get(part) if isinstance(found, dict) else None
+        got = repr(found) if len(repr(found)) <= 200 else repr(found)[:200] + "..."
+        return Mismatch(self._field(exc.path), f"{exc.why}, got {got}")
+
+    def _unknown(self, value: dict) -> Mismatch:
+        # named in the detail only: the names are the event's own, not a bounded set
+        extra = ", ".join(sorted(map(repr, value.keys() - self.fields)))
+        return Mismatch(f"{self.reason}: unknown field", f"not in the schema: {extra}")
+
+    def _fastavro(self, value: Any) -> bytes:
         if self.converter is not None:
             try:
                 value = self.converter(value)
-            except _Bad as exc:
-                raise Mismatch(self._field(exc.path), f"{self.reason}: field '{exc.path}': "
-                               f"{exc.why}") from None
+            except Bad as exc:
+                raise self._bad(exc, value) from None
+        # fastavro drops fields the schema does not have (as AvroSerializer does): refuse
+        # them at the top level, where a misspelt field would silently vanish
+        if self.fields is not None and isinstance(value, dict) and not value.keys() <= self.fields:
+            raise self._unknown(value)
         out = io.BytesIO()
         out.write(self.header)
         try:
-            self._write(out, self.loaded.parsed, value, strict=True, strict_allow_default=True)
+            self._write(out, self.loaded.parsed, value)
         except Exception as exc:  # fastavro raises several types; the slow path names the field
             raise self._avro_mismatch(value, exc) from None
         return out.getvalue()
@@ -471,21 +508,17 @@ class Serializer:
         from fastavro.validation import ValidationError, validate
 
         try:
-            validate(value, self.loaded.parsed, raise_errors=True, strict=True)
+            validate(value, self.loaded.parsed, raise_errors=True)
         except ValidationError as err:
             found = err.errors[0] if err.errors else None
             path = found.field if found is not None else ""
             root = self.loaded.name
             if path and root and path.startswith(root):  # fastavro prefixes the record name
                 path = path[len(root) :].lstrip(".")
-            return Mismatch(self._field(path), f"{self.reason}: {err}")
+            return Mismatch(self._field(path), str(err))
         except Exception:
             pass
-        # the fields themselves fit, so the event has more (their names are the event's own)
-        why = "unknown field" if "more fields" in str(exc) else None
-        return Mismatch(
-            f"{self.reason}: {why}" if why else self.reason, f"{self.reason}: {exc}"
-        )
+        return Mismatch(self.reason, f"{type(exc).__name__}: {exc}")
 
     def _field(self, path: str) -> str:
         return f"{self.reason}: field '{path}'" if path else self.reason
@@ -508,9 +541,7 @@ class Serializer:
                     parts.append(missing)
             path = ".".join(parts)
             where = "/".join(map(str, error.absolute_path))
-            raise Mismatch(
-                self._field(path), f"{self.reason}: at '{where}': {error.message}"
-            )
+            raise Mismatch(self._field(path), f"at '{where}': {error.message}")
         return self.header + orjson.dumps(value)
 
     def text(self, wire: bytes) -> str:
