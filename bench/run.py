@@ -12,6 +12,8 @@ the measurements round by round (these machines are noisy):
   P      1 / (1/S + 1/K): one process doing both and nothing else
   null   the connector with the null output
   kafka  the connector into the local Kafka (acknowledged events only), 1 and 2 workers
+  kafka avro  the same, each event written as an Avro record (bench/basic.avsc, basic only)
+              registered in the local Schema Registry
   otlp   the connector into the local Jaeger over OTLP gRPC (tracing only)
   perf   kafka-producer-perf-test (same Kafka release, same broker, same record size)
 
@@ -53,8 +55,9 @@ def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
 
 
-def services() -> tuple[str, str]:
-    """Bootstrap and OTLP gRPC endpoint of the local Kafka and Jaeger (started if needed)."""
+def services() -> tuple[str, str, str]:
+    """Bootstrap, OTLP gRPC endpoint and registry URL of the local Kafka, Jaeger and
+    Schema Registry (started if needed)."""
     kafka = (
         os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         or sh(str(ROOT / "scripts/local-kafka"), "start")
@@ -62,9 +65,16 @@ def services() -> tuple[str, str]:
         .splitlines()[-1]
         .split("=", 1)[1]
     )
-    out = sh(str(ROOT / "scripts/local-jaeger"), "start").stdout
-    otlp = re.search(r"^OTLP_ENDPOINT=(\S+)", out, re.M).group(1)
-    return kafka, otlp
+    otlp = os.environ.get("OTLP_ENDPOINT") or re.search(
+        r"^OTLP_ENDPOINT=(\S+)", sh(str(ROOT / "scripts/local-jaeger"), "start").stdout, re.M
+    ).group(1)
+    registry = os.environ.get("SCHEMA_REGISTRY_URL") or (
+        sh(str(ROOT / "scripts/local-schema-registry"), "start")
+        .stdout.strip()
+        .splitlines()[-1]
+        .split("=", 1)[1]
+    )
+    return kafka, otlp, registry
 
 
 def measure(cmd: list[str]) -> tuple[str, float]:
@@ -203,7 +213,7 @@ def perf_test(bootstrap: str, records: int, size: int) -> list[str]:
 
 
 def run_suite(args: argparse.Namespace) -> dict:
-    kafka, otlp = services()
+    kafka, otlp, registry = services()
     py, connector = (
         sys.executable,
         [sys.executable, "-m", "connector", "run", "--quiet", "--metrics-port", "0"],
@@ -242,6 +252,13 @@ def run_suite(args: argparse.Namespace) -> dict:
                 True,
             ),
         ]
+        if ex == "basic":
+            avro = (
+                f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}-avro, "
+                f"schema_registry: {{url: '{registry}'}}, "
+                f"value_schema: {{format: avro, path: {ROOT / 'bench/basic.avsc'}}}}}}}"
+            )
+            plan.append((ex, "kafka avro", [*connector, config(ex, n, avro)], True))
         if ex == "tracing":
             plan.append(
                 (ex, "otlp", [*connector, config(ex, n, f"{{otlp: {{endpoint: '{otlp}'}}}}")], True)
@@ -386,6 +403,17 @@ def delete_topics(bootstrap: str) -> None:
         future.result(timeout=60)
 
 
+def delete_subjects(registry: str) -> None:
+    """And every subject its topics registered."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": registry})
+    for subject in client.get_subjects():
+        if subject.startswith(TOPICS):
+            client.delete_subject(subject)
+            client.delete_subject(subject, permanent=True)
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
@@ -452,11 +480,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
         WORK = Path(work)
         try:
-            kafka = services()[0]
+            kafka, _, registry = services()
             report = run_suite(args)
         finally:
             if kafka:
                 delete_topics(kafka)
+                delete_subjects(registry)
     args.out.mkdir(parents=True, exist_ok=True)
     name = args.out / f"{report['when'].replace(':', '')}.json"
     name.write_text(json.dumps(report, indent=2) + "\n")

@@ -11,12 +11,13 @@ from confluent_kafka.admin import AdminClient
 from tests.conftest import ROOT
 
 
-def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
+def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, schema_registry_url, tmp_path):
     prefix = f"bench-test-{uuid.uuid4().hex[:8]}-"
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-           "BENCH_TOPIC_PREFIX": prefix, "TMPDIR": str(scratch)}
+           "BENCH_TOPIC_PREFIX": prefix, "TMPDIR": str(scratch),
+           "SCHEMA_REGISTRY_URL": schema_registry_url}
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--size", "4000", "--rounds", "2",
          "--live-rate", "200", "--live-seconds", "2", "--ramp-seconds", "3", "--out", str(tmp_path / "out")],
@@ -31,7 +32,8 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
     rows = report["results"]
     assert set(rows) == {"basic", "tracing"}
     expected = {"S", "K", "P", "null", "null rate", "null ramp", "kafka", "kafka --workers 2", "perf"}
-    assert set(rows["basic"]) == expected and set(rows["tracing"]) == expected | {"otlp"}
+    assert set(rows["basic"]) == expected | {"kafka avro"}
+    assert set(rows["tracing"]) == expected | {"otlp"}
     for example in rows.values():
         for name, row in example.items():
             assert row["median"] > 0, name

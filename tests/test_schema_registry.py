@@ -251,7 +251,6 @@ def test_registry_password_never_logged(kafka_bootstrap, kafka_topic, schema_reg
     result = run_cli("run", config, "--metrics-port", "0", "--log-level", "debug",
                      env={**os.environ, "SR_USER": "alice", "SR_PASSWORD": secret})
     assert result.code == 1 and result.summary("kafka-0")["delivered"] == 19, result.stderr
-    assert "HTTP Request" in result.stderr or "schema" in result.stderr
     assert secret not in result.stderr and secret not in result.stdout
     # and an unreachable registry whose URL carries the password
     url = f"http://alice:{secret}@127.0.0.1:1"
@@ -435,3 +434,30 @@ def test_json_schema_mismatch_reason_is_bounded():
             ours.serialize(value)
         expect = "does not match schema pay-value" + (f": field '{where}'" if where else "")
         assert caught.value.reason == expect, (value, caught.value.detail)
+
+
+def test_decimal_schemas_take_fastavros_path_with_the_same_bytes(kafka_topic, schema_registry):
+    from decimal import Decimal
+
+    topic = kafka_topic("decimal", create=False)
+    client = SchemaRegistryClient({"url": schema_registry})
+    text = json.dumps({"type": "record", "name": "Price", "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}}]})
+    ours = sch.Serializer(sch.Loaded("avro", text, "price"), f"{topic}-value",
+                          client.register_schema(f"{topic}-value", Schema(text, "AVRO")))
+    assert ours.serialize.__name__ == "_fastavro"
+    theirs = AvroSerializer(client, text)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    for amount in ("12.34", "-0.01", "9999999.99"):
+        native = {"id": "x", "amount": Decimal(amount), "at": datetime(2024, 5, 1, tzinfo=UTC)}
+        as_json = {"id": "x", "amount": amount, "at": "2024-05-01T00:00:00Z"}
+        assert ours.serialize(as_json) == theirs(native, ctx)
+    for bad, where in (({"id": "x", "amount": "lots", "at": 0}, "amount"),
+                       ({"id": 1, "amount": "1.00", "at": 0}, "id"),
+                       ({"id": "x", "amount": "1.00", "at": 0, "more": 1}, None)):
+        with pytest.raises(sch.Mismatch) as caught:
+            ours.serialize(bad)
+        assert caught.value.reason == f"does not match schema {topic}-value" + (
+            f": field '{where}'" if where else ": unknown field")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import math
 import re
 import struct
@@ -593,6 +594,10 @@ def _property_names(schema: Any) -> set[str]:
 # -- the registry --------------------------------------------------------------------------
 def _client(registry: Registry, timeout: float | None = None):
     from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    # the HTTP client logs every request at INFO: a line per subject at each start
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     return SchemaRegistryClient(registry.client_config(timeout))
 
