@@ -27,6 +27,10 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, schema_registr
     assert list(scratch.iterdir()) == []
     topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=30).topics
     assert [t for t in topics if t.startswith(prefix)] == []
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    subjects = SchemaRegistryClient({"url": schema_registry_url}).get_subjects()
+    assert [s for s in subjects if s.startswith(prefix)] == []
     [written] = (tmp_path / "out").glob("*.json")
     report = json.loads(written.read_text())
     rows = report["results"]

@@ -461,3 +461,63 @@ def test_decimal_schemas_take_fastavros_path_with_the_same_bytes(kafka_topic, sc
             ours.serialize(bad)
         assert caught.value.reason == f"does not match schema {topic}-value" + (
             f": field '{where}'" if where else ": unknown field")
+
+
+def test_auto_register_false_uses_the_latest_registered_version(kafka_bootstrap, kafka_topic, schema_registry, write, tmp_path):
+    topic = kafka_topic("latest")
+    client = SchemaRegistryClient({"url": schema_registry})
+    # registered: the schema with one more optional field than the file
+    registered = {**AVRO_SCHEMA, "fields": [*AVRO_SCHEMA["fields"],
+                                            {"name": "note", "type": ["null", "string"], "default": None}]}
+    subject = f"{topic}-Thing"  # topic_record: TOPIC-RECORD NAME
+    schema_id = client.register_schema(subject, Schema(json.dumps(registered), "AVRO"))
+    config = bad_config(write, tmp_path, kafka_bootstrap, topic, schema_registry)
+    text = config.read_text().replace("value_schema:", "subject_name_strategy: topic_record\n      auto_register: false\n      value_schema:")
+    config.write_text(text)
+    result = run_cli("run", config, "--metrics-port", "0")
+    assert result.summary("kafka-0")["delivered"] == 19, result.stderr
+    assert [v.version for v in [client.get_latest_version(subject)]] == [1]  # nothing registered
+    decode = AvroDeserializer(client)
+    for msg in consume(kafka_bootstrap, [topic], expect=19):
+        check_frame(msg.value(), schema_id)
+        assert decode(msg.value(), None)["note"] is None  # the default the registered one adds
+
+    # a subject with nothing registered: exit 1 naming it, nothing sent
+    config.write_text(text.replace("topic_record", "topic"))
+    result = run_cli("run", config, "--metrics-port", "0")
+    assert result.code == 1
+    assert f"refused to find the latest version of subject {topic}-value" in result.stderr
+
+
+def test_subject_name_strategies():
+    loaded = sch.Loaded("avro", json.dumps({**AVRO_SCHEMA, "namespace": "a.b"}), "x")
+    for strategy, expect in (("topic", "orders-value"), ("record", "a.b.Thing"),
+                             ("topic_record", "orders-a.b.Thing")):
+        config = type("C", (), {"subject_name_strategy": strategy, "topic": "orders"})
+        assert sch.subject(config, "value", loaded) == expect
+    titled = sch.Loaded("json_schema", '{"title": "Pay", "type": "object"}', "y")
+    config = type("C", (), {"subject_name_strategy": "record", "topic": "t"})
+    assert sch.subject(config, "key", titled) == "Pay"
+
+
+@pytest.mark.parametrize("output, error", [
+    ("{kafka: {bootstrap_servers: x, topic: t, value_schema: {format: avro, path: s.avsc}}}", "need schema_registry"),
+    ("{kafka: {bootstrap_servers: x, topic: t, schema_registry: {url: 'http://r'}}}", "needs value_schema"),
+    ("{kafka: {bootstrap_servers: x, topic: t, schema_registry: {url: 'ftp://r'}, value_schema: {format: avro, path: s.avsc}}}", "not an http"),
+    ("{kafka: {bootstrap_servers: x, topic: 't.{f}', schema_registry: {url: 'http://r'}, value_schema: {format: avro, path: s.avsc}}}", "subject_name_strategy: record"),
+    ("{kafka: {bootstrap_servers: x, topic: t, schema_registry: {url: 'http://r'}, key_schema: {format: avro, path: s.avsc}}}", "key_schema needs key"),
+    ("{kafka: {bootstrap_servers: x, topic: t, schema_registry: {url: 'http://r', basic_auth: nocolon}, value_schema: {format: avro, path: s.avsc}}}", "USER:PASSWORD"),
+    ("{kafka: {bootstrap_servers: x, topic: t, schema_registry: {url: 'http://r'}, value_schema: {format: protobuf, path: s.avsc}}}", "value_schema.format"),
+    ("{kafka: {bootstrap_servers: x, topic: t, schema_registry: {url: 'http://r'}, value_schema: {format: avro, path: missing.avsc}}}", "cannot read schema file"),
+    ("{kafka: {bootstrap_servers: x, topic: t, encoding: otlp_json, schema_registry: {url: 'http://r'}, value_schema: {format: avro, path: s.avsc}}}", "writes OTLP"),
+])
+def test_schema_keys_are_checked_together(write, output, error):
+    write("s.avsc", json.dumps(AVRO_SCHEMA))
+    script = write("s.py", "def produce(params):\n    return '{}'\n")
+    config = write("c.yaml", f"""
+        input: [{{cron: {{expression: "* * * * *"}}}}]
+        event: {{script: {{path: {script}}}}}
+        output: [{output}]
+    """)
+    result = run_cli("validate", config)
+    assert result.code == 2 and error in result.stderr, result.stderr

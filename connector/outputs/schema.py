@@ -63,6 +63,7 @@ class Registry(Strict):
     @field_validator("url")
     @classmethod
     def _http(cls, value: str) -> str:
+        add_url_secrets(value)  # before any message can show it
         if not re.match(r"https?://[^/\s]", value):
             raise ValueError(f"{redact(value)!r} is not an http:// or https:// URL")
         return value.rstrip("/")
