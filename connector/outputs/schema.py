@@ -451,6 +451,10 @@ class Serializer:
             parsed = loaded.parsed
             record = isinstance(parsed, dict) and parsed.get("type") in ("record", "error")
             self.fields = frozenset(f["name"] for f in parsed["fields"]) if record else None
+            # every field required: an event with as many keys as fields has no others
+            required = record and not any("default" in f for f in parsed["fields"])
+            self.count = len(self.fields) if required else None
+            self.buffer = bytearray(self.header)  # reused: serialize runs on one thread
             try:
                 self.encode = avro.encoder(parsed)
                 self.serialize = self._avro
@@ -468,13 +472,15 @@ class Serializer:
             self.serialize = self._json
 
     def _avro(self, value: Any) -> bytes:
-        if self.fields is not None and type(value) is dict and not value.keys() <= self.fields:
-            raise self._unknown(value)
-        out = bytearray(self.header)
+        out = self.buffer
+        del out[5:]
         try:
             self.encode(value, out)
         except Bad as exc:
             raise self._bad(exc, value) from None
+        fields = self.fields
+        if fields is not None and len(value) != self.count and not value.keys() <= fields:
+            raise self._unknown(value)
         return bytes(out)
 
     def _bad(self, exc: Bad, value: Any) -> Mismatch:
