@@ -176,6 +176,7 @@ class KafkaOutput:
             config.timestamp.field if isinstance(config.timestamp, TimeField) else None
         )
         self.schemas = config.schema_registry is not None
+        self.registry = schema.preload(config) if self.schemas else None
         self.value_schema: schema.Serializer | None = None  # set by start()
         self.key_schema: schema.Serializer | None = None
         self.needs_fields = bool(
@@ -202,7 +203,7 @@ class KafkaOutput:
     def start(self) -> None:
         servers = self.config.bootstrap_servers
         if self.schemas:
-            self.value_schema, self.key_schema = schema.connect(self.config)
+            self.value_schema, self.key_schema = schema.connect(self.config, self.registry)
         self.producer = Producer(
             self.config.properties(), logger=self.client_log, error_cb=self._on_error
         )
