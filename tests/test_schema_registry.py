@@ -521,3 +521,48 @@ def test_schema_keys_are_checked_together(write, output, error):
     """)
     result = run_cli("validate", config)
     assert result.code == 2 and error in result.stderr, result.stderr
+
+
+HOSTILE_SCRIPT = r"""
+import json
+def produce(params):
+    n = params['timestamp'].second
+    good = {'id': f'e{n}', 'amount': 1.5, 'at': n}
+    return [
+        json.dumps(good),
+        'not json {',
+        '[1, 2]',
+        json.dumps({**good, 'id': 'x' * 2_000_000}),          # larger than message.max.bytes
+        json.dumps({**good, 'amount': 10 ** 400}),  # beyond what orjson reads: not JSON to it
+        json.dumps({**good, 'amount': 'NaN'}),
+        json.dumps({**good, 'at': 'früh\u2028'}),
+        json.dumps({**good, 'extra\u0000': 1}),
+    ]
+"""
+
+
+def test_hostile_events_fail_alone_with_bounded_reasons(kafka_bootstrap, kafka_topic, schema_registry, write, tmp_path):
+    topic = kafka_topic("hostile")
+    config = bad_config(write, tmp_path, kafka_bootstrap, topic, schema_registry)
+    write("bad.py", HOSTILE_SCRIPT)
+    config.write_text(config.read_text().replace("00:00:20Z", "00:00:03Z"))
+    result = run_cli("run", config, "--metrics-port", "0")
+    assert result.code == 1
+    summary = result.summary("kafka-0")
+    assert summary["produced"] == 24 and summary["delivered"] == 3, result.stderr
+    assert summary["delivered"] + summary["failed"] == summary["produced"]
+    reasons = {line.strip() for line in result.stderr.splitlines() if line.strip().startswith("failed:")}
+    subject = f"{topic}-value"
+    assert reasons == {
+        "failed: not JSON (needed for topic/key/header fields): 6",
+        "failed: event is not a JSON object: 3",
+        "failed: MSG_SIZE_TOO_LARGE: Broker: Message size too large: 3",
+        f"failed: does not match schema {subject}: field 'amount': 3",
+        f"failed: does not match schema {subject}: field 'at': 3",
+        f"failed: does not match schema {subject}: unknown field: 3",
+    }, reasons
+    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert len(dead) == 21
+    too_large = [d for d in dead if "too large" in d["error"].lower()]
+    assert len(too_large) == 3 and all(json.loads(d["value"])["id"] == "x" * 2_000_000 for d in too_large)
+    assert len(consume(kafka_bootstrap, [topic], expect=3)) == 3
