@@ -566,3 +566,23 @@ def test_hostile_events_fail_alone_with_bounded_reasons(kafka_bootstrap, kafka_t
     too_large = [d for d in dead if "too large" in d["error"].lower()]
     assert len(too_large) == 3 and all(json.loads(d["value"])["id"] == "x" * 2_000_000 for d in too_large)
     assert len(consume(kafka_bootstrap, [topic], expect=3)) == 3
+
+
+def test_a_bad_events_accounts_agree_with_metrics(kafka_bootstrap, kafka_topic, schema_registry, write, tmp_path):
+    from tests.kafka_service import free_port
+    from tests.test_metrics import get, scrape, start, wait_for
+
+    topic = kafka_topic("metrics")
+    config = bad_config(write, tmp_path, kafka_bootstrap, topic, schema_registry)
+    port = free_port()
+    proc = start(config, "--metrics-port", str(port), "--linger", "30")
+    try:
+        wait_for(lambda: get(port, "/healthz") == 503, timeout=60)  # the run has ended
+        after = scrape(port)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    reason = f"does not match schema {topic}-value: field 'amount'"
+    assert after[("connector_events_delivered_total", (("output", "kafka-0"),))] == 19
+    assert after[("connector_events_failed_total", (("output", "kafka-0"), ("reason", reason)))] == 1
+    assert "delivered 19, failed 1" in err
