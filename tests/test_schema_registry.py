@@ -304,8 +304,13 @@ def test_validate_names_a_schema_file_that_does_not_parse(write):
         ("b.avsc", '{"type": "record",', "avro", "not JSON"),
         ("c.json", '{"type": "objekt"}', "json_schema", "not a valid JSON Schema"),
         ("d.json", "", "json_schema", "empty schema file"),
+        ("e.avsc", "5", "avro", "not a valid Avro schema"),
+        ("f.avsc", b"\xff\xfe{", "avro", "cannot read schema file"),
     ]:
-        write(name, text)
+        if isinstance(text, bytes):  # not UTF-8
+            write(name, "").write_bytes(text)
+        else:
+            write(name, text)
         config = write("v.yaml", f"""
             input: [{{cron: {{expression: "* * * * *"}}}}]
             event: {{script: {{path: {script}}}}}
@@ -417,6 +422,14 @@ def test_avro_hostile_events():
     huge = {**record, "s": "x" * 5_000_000, "raw": base64.b64encode(os.urandom(1_000_000)).decode()}
     wire = ours.serialize(huge)
     assert len(wire) > 6_000_000 and wire[:5] == b"\x00\x00\x00\x00\x01"
+
+
+def test_a_json_schema_ref_is_never_fetched():
+    ours = sch.Serializer(sch.Loaded("json_schema", '{"$ref": "http://127.0.0.1:1/x.json"}', "j"), "r-value", 1)
+    with pytest.raises(sch.Mismatch) as caught:
+        ours.serialize({"a": 1})
+    assert caught.value.reason == "does not match schema r-value: the schema cannot be applied"
+    assert "127.0.0.1:1" in caught.value.detail
 
 
 def test_json_schema_mismatch_reason_is_bounded():

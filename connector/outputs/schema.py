@@ -132,8 +132,12 @@ class Loaded:
                 self.text, doc = '{"type":' + text + "}", {"type": doc}
             try:
                 self.parsed = fastavro.parse_schema(doc)
-            except (SchemaParseException, UnknownType, TypeError, ValueError, KeyError) as exc:
+            except (SchemaParseException, UnknownType) as exc:
                 raise ValueError(f"{source}: not a valid Avro schema: {exc}") from None
+            except Exception as exc:  # fastavro trips over shapes it does not expect
+                raise ValueError(
+                    f"{source}: not a valid Avro schema: {type(exc).__name__}: {exc}"
+                ) from None
             self.name = self.parsed.get("name") if isinstance(self.parsed, dict) else None
         else:
             from jsonschema.exceptions import SchemaError
@@ -146,6 +150,10 @@ class Loaded:
                 cls.check_schema(doc)
             except SchemaError as exc:
                 raise ValueError(f"{source}: not a valid JSON Schema: {exc.message}") from None
+            except Exception as exc:
+                raise ValueError(
+                    f"{source}: not a valid JSON Schema: {type(exc).__name__}: {exc}"
+                ) from None
             self.parsed = doc
             self.name = doc.get("title") if isinstance(doc, dict) else None
 
@@ -534,7 +542,11 @@ class Serializer:
         return f"{self.reason}: field '{path}'" if path else self.reason
 
     def _json(self, value: Any) -> bytes:
-        if not self.validator.is_valid(value):
+        try:
+            valid = self.validator.is_valid(value)
+        except Exception as exc:  # a $ref that cannot be resolved (never fetched)...
+            raise Mismatch(f"{self.reason}: the schema cannot be applied", str(exc)) from None
+        if not valid:
             from jsonschema.exceptions import best_match
 
             error = best_match(self.validator.iter_errors(value))
