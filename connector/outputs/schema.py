@@ -705,7 +705,7 @@ def problems(config, timeout: float = 5.0) -> tuple[list[str], list[str]]:
         loaded = load(spec)
         name = subject(config, part, loaded)
         request = Schema(loaded.text, loaded.schema_type).to_dict()
-        try:
+        try:  # the REST call itself: test_compatibility() keeps only the yes/no, not why
             answer = client._rest_client.post(
                 f"compatibility/subjects/{_quote(name)}/versions/latest?verbose=true",
                 body=request,
