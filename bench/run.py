@@ -13,6 +13,8 @@ the measurements round by round (these machines are noisy):
   null   the connector with the null output
   kafka  the connector into the local Kafka (acknowledged events only), 1 and 2 workers
   kafka tx  the same in transactions (commit_every 0.1 s; committed events only)
+  kafka avro  the same, each event written as an Avro record (bench/basic.avsc, basic only)
+              registered in the local Schema Registry
   otlp   the connector into the local Jaeger over OTLP gRPC (tracing only)
   perf   kafka-producer-perf-test (same Kafka release, same broker, same record size)
 
@@ -70,9 +72,10 @@ def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
 
 
-def services() -> tuple[str, str]:
-    """Bootstrap and OTLP gRPC endpoint of the local Kafka and Jaeger (started if needed;
-    $KAFKA_BOOTSTRAP_SERVERS and $OTLP_ENDPOINT name running ones)."""
+def services() -> tuple[str, str, str]:
+    """Bootstrap, OTLP gRPC endpoint and registry URL of the local Kafka, Jaeger and
+    Schema Registry (started if needed; $KAFKA_BOOTSTRAP_SERVERS, $OTLP_ENDPOINT and
+    $SCHEMA_REGISTRY_URL name running ones)."""
     kafka = (
         os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         or sh(str(ROOT / "scripts/local-kafka"), "start")
@@ -80,11 +83,16 @@ def services() -> tuple[str, str]:
         .splitlines()[-1]
         .split("=", 1)[1]
     )
-    otlp = os.environ.get("OTLP_ENDPOINT")  # a running Jaeger, as for the tests
-    if not otlp:
-        out = sh(str(ROOT / "scripts/local-jaeger"), "start").stdout
-        otlp = re.search(r"^OTLP_ENDPOINT=(\S+)", out, re.M).group(1)
-    return kafka, otlp
+    otlp = os.environ.get("OTLP_ENDPOINT") or re.search(
+        r"^OTLP_ENDPOINT=(\S+)", sh(str(ROOT / "scripts/local-jaeger"), "start").stdout, re.M
+    ).group(1)
+    registry = os.environ.get("SCHEMA_REGISTRY_URL") or (
+        sh(str(ROOT / "scripts/local-schema-registry"), "start")
+        .stdout.strip()
+        .splitlines()[-1]
+        .split("=", 1)[1]
+    )
+    return kafka, otlp, registry
 
 
 def measure(cmd: list[str]) -> tuple[str, float]:
@@ -229,16 +237,18 @@ def otlp_output(ex: str, endpoint: str) -> str:
 
 
 def run_suite(args: argparse.Namespace) -> dict:
-    kafka, jaeger = services()
+    kafka, jaeger, registry = services()
     collector = otlp_rows.Collector(WORK)
     collector.start()
     try:
-        return _run_suite(args, kafka, jaeger, collector)
+        return _run_suite(args, kafka, jaeger, registry, collector)
     finally:
         collector.stop()
 
 
-def _run_suite(args: argparse.Namespace, kafka: str, jaeger: str, collector) -> dict:
+def _run_suite(
+    args: argparse.Namespace, kafka: str, jaeger: str, registry: str, collector
+) -> dict:
     py, connector = (
         sys.executable,
         [sys.executable, "-m", "connector", "run", "--quiet", "--metrics-port", "0"],
@@ -298,6 +308,13 @@ def _run_suite(args: argparse.Namespace, kafka: str, jaeger: str, collector) -> 
         tx = f"transactions: {{id: '{TOPICS}tx-{uuid.uuid4().hex[:8]}', commit_every: 0.1}}"
         out = f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}-tx, {tx}}}}}"
         plan.append((ex, "kafka tx", [*connector, config(ex, n, out)], True, None))
+        if ex == "basic":
+            avro = (
+                f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}-avro, "
+                f"schema_registry: {{url: '{registry}'}}, "
+                f"value_schema: {{format: avro, path: {ROOT / 'bench/basic.avsc'}}}}}}}"
+            )
+            plan.append((ex, "kafka avro", [*connector, config(ex, n, avro)], True, None))
         if ex == "tracing":  # beside a peer: the same Collector receiver for both
             into = config(ex, n, otlp_output(ex, collector.grpc))
             plan.append((ex, "otlp collector", [*connector, into], True, "traces"))
@@ -479,6 +496,17 @@ def delete_topics(bootstrap: str) -> None:
         future.result(timeout=60)
 
 
+def delete_subjects(registry: str) -> None:
+    """And every subject its topics registered."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": registry})
+    for subject in client.get_subjects():
+        if subject.startswith(TOPICS):
+            client.delete_subject(subject)
+            client.delete_subject(subject, permanent=True)
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
@@ -559,11 +587,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
         WORK = Path(work)
         try:
-            kafka = services()[0]
+            kafka, _, registry = services()
             report = run_suite(args)
         finally:
             if kafka:
                 delete_topics(kafka)
+                delete_subjects(registry)
     args.out.mkdir(parents=True, exist_ok=True)
     name = args.out / f"{report['when'].replace(':', '')}.json"
     name.write_text(json.dumps(report, indent=2) + "\n")

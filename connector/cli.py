@@ -237,7 +237,17 @@ def cmd_validate(config: Config, args: argparse.Namespace) -> int:
         check = getattr(OUTPUTS[entry.plugin], "warnings", None)
         for warning in check(entry.settings, first, last) if check and first else ():
             print(f"  warning: output[{n}].{entry.plugin}.{warning}", file=sys.stderr)
-    return EXIT_OK
+    # Schemas against what the registry holds: an incompatible one is a config error.
+    incompatible = 0
+    for n, entry in enumerate(config.output):
+        check = getattr(OUTPUTS[entry.plugin], "schema_problems", None)
+        found, notes = check(entry.settings) if check else ((), ())
+        for note in notes:
+            print(f"  note: output[{n}].{entry.plugin}: {note}", file=sys.stderr)
+        for problem in found:
+            print(f"  error: output[{n}].{entry.plugin}.{problem}", file=sys.stderr)
+        incompatible += len(found)
+    return EXIT_USAGE if incompatible else EXIT_OK
 
 
 def cmd_preview(config: Config, args: argparse.Namespace) -> int:
@@ -253,7 +263,13 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
     else:
         calls = schedule(config, "preview", datetime.now(config.tz))
     checker = TraceChecker(config.span_mapping()) if args.check_traces else None
-    shown = n_calls = 0
+    schema_checks = [  # outputs writing schema'd records: would each event fit?
+        (f"output[{n}].{entry.plugin}", check)
+        for n, entry in enumerate(config.output)
+        if (make := getattr(OUTPUTS[entry.plugin], "schema_check", None))
+        and (check := make(entry.settings))
+    ]
+    shown = n_calls = would_fail = 0
     for ts, i in calls:
         if shown >= args.events or n_calls >= 100_000:  # a script may return [] for long
             break
@@ -266,10 +282,16 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         for event in events[: args.events - shown]:
             print(event)
             shown += 1
+            misses = [(where, miss) for where, check in schema_checks if (miss := check(event))]
+            would_fail += bool(misses)
+            for where, (reason, detail) in misses:
+                why = f"{reason}: {detail}" if detail else reason
+                print(f"  would fail: {where}: {why}", file=sys.stderr)
     errors = sum(script.errors.values())
+    fails = f", {would_fail} would not match a schema" if schema_checks else ""
     print(
-        f"preview: {shown} event(s) from {n_calls} produce() call(s), {errors} script error(s); "
-        "nothing was sent",
+        f"preview: {shown} event(s) from {n_calls} produce() call(s), {errors} script error(s)"
+        f"{fails}; nothing was sent",
         file=sys.stderr,
     )
     if checker:
@@ -279,7 +301,7 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         print(checker.summary())
         if any(r.broken for r in reports):
             return EXIT_FAILED
-    return EXIT_OK if not errors else EXIT_FAILED
+    return EXIT_OK if not errors and not would_fail else EXIT_FAILED
 
 
 def cmd_run(config: Config, args: argparse.Namespace) -> int:

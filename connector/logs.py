@@ -8,7 +8,15 @@ import sys
 import time
 from dataclasses import dataclass
 
-__all__ = ["CONNECTING", "LogSetup", "add_secret", "flush_repeats", "secrets", "setup_logging"]
+__all__ = [
+    "CONNECTING",
+    "LogSetup",
+    "add_secret",
+    "add_url_secrets",
+    "flush_repeats",
+    "secrets",
+    "setup_logging",
+]
 
 CONNECTING = "connector.connecting"  # "connecting to ..." while outputs start; --quiet hides it
 
@@ -19,6 +27,19 @@ def add_secret(value: str) -> None:
     """Never let this value reach a log line (a password, a token)."""
     if value and len(value) >= 3:
         _SECRETS.add(value)
+
+
+def add_url_secrets(url: str) -> None:
+    """The password of a URL's user info (`https://user:password@host`): never logged."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if password:
+        add_secret(password)
+        add_secret(unquote(password))
 
 
 def secrets() -> list[str]:

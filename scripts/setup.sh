@@ -1,8 +1,8 @@
 # Sourced by scripts/test and scripts/demo: check the prerequisites first, then install the
 # project into its own virtual environment (.venv) exactly as uv.lock says.
 #
-#   require python java maven go prometheus   # each names what is missing and how to get it
-#   sync_venv [--extra test]                  # uv sync --frozen into .venv; puts it on PATH
+#   require python java maven go cargo prometheus   # each names what is missing and how to get it
+#   sync_venv [--extra test]                        # uv sync --frozen into .venv; puts it on PATH
 
 UV_VERSION=0.13.9  # keep equal to scripts/uv-requirements.txt
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/connector"
@@ -41,6 +41,12 @@ _check_java() {
 
 _check_maven() {
   command -v mvn >/dev/null || _need "Maven (fetches the Kafka jars once)" "apt-get install maven"
+}
+
+_check_cargo() {
+  command -v cargo >/dev/null ||
+    _need "Rust's cargo (installs the local Schema Registry, rivven-schema, once)" \
+      "https://rustup.rs, or apt-get install cargo"
 }
 
 _check_go() {

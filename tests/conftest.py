@@ -155,6 +155,22 @@ def kafka_topic(kafka_bootstrap):
 
 
 @pytest.fixture(scope="session")
+def schema_registry_url():
+    from tests.schema_registry_service import schema_registry_url
+
+    yield from _service("local-schema-registry", schema_registry_url)
+
+
+@pytest.fixture
+def schema_registry(schema_registry_url, kafka_topic):
+    """The registry's URL; subjects named after this test's topics are deleted after it."""
+    from tests.schema_registry_service import delete_subjects
+
+    yield schema_registry_url
+    delete_subjects(schema_registry_url, kafka_topic.prefix)
+
+
+@pytest.fixture(scope="session")
 def jaeger():
     from tests.jaeger_service import jaeger_endpoints
 

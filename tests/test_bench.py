@@ -11,12 +11,13 @@ from confluent_kafka.admin import AdminClient
 from tests.conftest import ROOT
 
 
-def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
+def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, schema_registry_url, tmp_path):
     prefix = f"bench-test-{uuid.uuid4().hex[:8]}-"
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-           "BENCH_TOPIC_PREFIX": prefix, "TMPDIR": str(scratch)}
+           "BENCH_TOPIC_PREFIX": prefix, "TMPDIR": str(scratch),
+           "SCHEMA_REGISTRY_URL": schema_registry_url}
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--size", "4000", "--rounds", "2",
          "--live-rate", "200", "--live-seconds", "2", "--ramp-seconds", "3", "--out", str(tmp_path / "out"),
@@ -27,13 +28,17 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, tmp_path):
     assert list(scratch.iterdir()) == []
     topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=30).topics
     assert [t for t in topics if t.startswith(prefix)] == []
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    subjects = SchemaRegistryClient({"url": schema_registry_url}).get_subjects()
+    assert [s for s in subjects if s.startswith(prefix)] == []
     [written] = (tmp_path / "out").glob("*.json")
     report = json.loads(written.read_text())
     rows = report["results"]
     assert set(rows) == {"basic", "tracing", "multi-service"}
     expected = {"S", "K", "P", "null", "null rate", "null ramp", "kafka", "kafka --workers 2",
                 "kafka tx", "perf", "E", "C", "otlp"}
-    assert set(rows["basic"]) == expected
+    assert set(rows["basic"]) == expected | {"kafka avro"}
     assert set(rows["tracing"]) == expected | {"otlp collector"}
     assert set(rows["multi-service"]) == {"S", "E", "C", "otlp"}
     for example, name in (("basic", "otlp"), ("multi-service", "otlp"), ("tracing", "otlp collector")):

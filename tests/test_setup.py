@@ -70,6 +70,7 @@ def test_missing_prerequisites_are_named_before_anything_is_installed(tmp_path):
     assert "Java 17 or newer (found Java 11)" in err
     assert "Maven" in err and "apt-get install maven" in err
     assert "Go 1.24 or newer" in err
+    assert "cargo" in err and "rustup.rs" in err
     assert "prometheus" in err
     assert not cache.exists(), "nothing was installed before the check"
 
@@ -88,7 +89,7 @@ def test_an_old_go_is_refused(tmp_path):
 
 
 def test_a_machine_with_everything_passes_the_check():
-    done = subprocess.run(["bash", "-c", "source scripts/setup.sh; require python java maven go"],
+    done = subprocess.run(["bash", "-c", "source scripts/setup.sh; require python java maven go cargo"],
                           cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
 
@@ -109,6 +110,6 @@ def test_a_cold_jaeger_build_says_it_is_alive(capsys, monkeypatch):
 
 def test_readme_names_every_prerequisite_and_the_caches():
     readme = (ROOT / "README.md").read_text()
-    for needed in ("python3-venv", "Java 17", "Maven", "Go 1.24", "prometheus", "apt-get",
+    for needed in ("python3-venv", "Java 17", "Maven", "Go 1.24", "cargo", "prometheus", "apt-get",
                    "1.6 GB", "scripts/lock", "uv.lock"):
         assert needed in readme, needed

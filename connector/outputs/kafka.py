@@ -29,6 +29,7 @@ from connector.fields import Strict
 from connector.logs import add_secret, redact
 from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
 from connector.otlp.signals import MAPPINGS
+from connector.outputs import schema
 from connector.outputs.base import (
     NOT_SENT,
     Acks,
@@ -44,6 +45,8 @@ __all__ = [
     "KafkaOutput",
     "Transactions",
     "build",
+    "schema_check",
+    "schema_problems",
     "transactional_id",
     "warnings",
 ]
@@ -60,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
     # Bound the local queue (librdkafka's default is 1 GiB): a full queue is backpressure.
     "queue.buffering.max.messages": 100_000,
     "queue.buffering.max.kbytes": 65_536,
+    # a key lands where Java clients (Kafka Streams, Flink, ksqlDB) put it: co-partitioning
+    "partitioner": "murmur2_random",
 }
 _SECRET_PROPERTY = re.compile(r"password|secret|token|\.key$|key\.pem|jaas|oauthbearer\.config")
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
@@ -119,6 +124,11 @@ class Config(OutputConfig):
     transactions: Transactions | None = Field(
         None, description="atomic ticks: a read_committed consumer sees whole produce() calls"
     )
+    schema_registry: schema.Registry | None = None
+    value_schema: schema.SchemaFile | None = None
+    key_schema: schema.SchemaFile | None = Field(None, description="serializes the key field")
+    subject_name_strategy: schema.SubjectStrategy = "topic"
+    auto_register: bool = Field(True, description="false: the latest registered version")
 
     @field_validator("producer")
     @classmethod
@@ -196,6 +206,11 @@ class Config(OutputConfig):
             )
         return self
 
+    @model_validator(mode="after")
+    def _schemas(self) -> Config:
+        schema.check(self)
+        return self
+
     def properties(self) -> dict[str, Any]:
         extra = {}
         if self.transactions is not None:
@@ -271,8 +286,16 @@ class KafkaOutput:
         self.time_field = (
             config.timestamp.field if isinstance(config.timestamp, TimeField) else None
         )
+        self.schemas = config.schema_registry is not None
+        self.registry = schema.preload(config) if self.schemas else None
+        self.value_schema: schema.Serializer | None = None  # set by start()
+        self.key_schema: schema.Serializer | None = None
         self.needs_fields = bool(
-            self.topic or config.key or any(t for t, _ in self.headers.values()) or self.time_field
+            self.topic
+            or config.key
+            or any(t for t, _ in self.headers.values())
+            or self.time_field
+            or self.schemas
         )
         self.valid_topics: set[str] = set()  # routed topic names already checked
         self.encoder = None
@@ -317,6 +340,8 @@ class KafkaOutput:
         if self._id_error is not None:
             raise OutputError(self._id_error)
         servers = self.config.bootstrap_servers
+        if self.schemas:
+            self.value_schema, self.key_schema = schema.connect(self.config, self.registry)
         self.producer = Producer(
             self.config.properties(), logger=self.client_log, error_cb=self._on_error
         )
@@ -484,7 +509,7 @@ class KafkaOutput:
                 for i, event in enumerate(events):
                     taken = False
                     try:
-                        topic, key, headers, at = self._route(event)
+                        topic, key, headers, at, value = self._route(event)
                     except _RouteError as exc:
                         self.acks.fail(exc.reason, event, exc.detail, topic=self.config.topic)
                         taken = True
@@ -495,7 +520,7 @@ class KafkaOutput:
                     try:
                         produce(
                             topic,
-                            event,
+                            value,
                             key,
                             on_delivery=on_delivery,
                             headers=headers,
@@ -503,7 +528,9 @@ class KafkaOutput:
                         )
                     except BufferError:
                         taken = False
-                        self._produce_when_room(topic, event, key, headers, at=at)
+                        # a schema'd record: a failure's dead letter holds the event itself
+                        members = None if value is event else [event]
+                        self._produce_when_room(topic, value, key, headers, members, at=at)
                         taken = True
                     except Exception as exc:
                         taken = False
@@ -524,7 +551,7 @@ class KafkaOutput:
         self.producer.poll(0)
         self.client_log.check()
 
-    def _route(self, event: str) -> tuple[str, str | None, list | None, int]:
+    def _route(self, event: str) -> tuple[str, str | bytes | None, list | None, int, Any]:
         try:
             doc = orjson.loads(event)
         except orjson.JSONDecodeError as exc:
@@ -546,7 +573,15 @@ class KafkaOutput:
             if len(self.valid_topics) > 10_000:  # bounded
                 self.valid_topics.clear()
             self.valid_topics.add(topic)
-        return topic, key, headers, at
+        if not self.schemas:
+            return topic, key, headers, at, event
+        try:
+            if self.key_schema is not None:
+                key = self.key_schema.serialize(_field(doc, self.config.key))
+            value = self.value_schema.serialize(doc) if self.value_schema else event
+        except schema.Mismatch as exc:
+            raise _RouteError(exc.reason, exc.detail) from None
+        return topic, key, headers, at, value
 
     def _write_otlp(self, events: list[str], times: list[int] | None = None) -> None:
         # One message per trace keyed by trace id, or per batch and resource keyed by service
@@ -640,7 +675,10 @@ class KafkaOutput:
                 self.acks.latency.observe(latency)
         else:
             reason, detail = _delivery_reason(err)
-            self.acks.fail(reason, msg.value(), detail, topic=msg.topic(), key=_decode(msg.key()))
+            value = msg.value()
+            if self.value_schema is not None:  # the event as JSON again, not the Avro bytes
+                value = self.value_schema.text(value)
+            self.acks.fail(reason, value, detail, topic=msg.topic(), key=_decode(msg.key()))
 
     def _group_callback(self, events: list[str]):
         """One Kafka message carrying several events (OTLP encodings): ack them together."""
@@ -845,15 +883,19 @@ class KafkaOutput:
         for i, event in enumerate(events):
             if i < skip:
                 continue
+            value = event
             if routes is not None:
-                topic, key, headers, at = routes[i]
+                topic, key, headers, at, value = routes[i]
             if times is not None:
                 at = times[i]
             try:
                 try:
-                    produce(topic, event, key, on_delivery=callback, headers=headers, timestamp=at)
+                    produce(topic, value, key, on_delivery=callback, headers=headers, timestamp=at)
                 except BufferError:
-                    self._produce_when_room(topic, event, key, headers, at=at, callback=callback)
+                    members = None if value is event else [event]  # a schema'd record
+                    self._produce_when_room(
+                        topic, value, key, headers, members, at=at, callback=callback
+                    )
             except _Stop:
                 raise
             except Exception as exc:
@@ -1351,6 +1393,44 @@ def warnings(config: Config, first: datetime, last: datetime | None) -> list[str
             f"(message.timestamp.before.max.ms): topic {topic} refuses them"
         )
     return out
+
+
+def schema_problems(config: Config) -> tuple[list[str], list[str]]:
+    """For `validate`: incompatibilities with the registered schemas, and notes."""
+    return schema.problems(config)
+
+
+def schema_check(config: Config):
+    """For `preview`: a function event -> (reason, detail) when the schema'd record could not
+    be written, None when it could; None when the output writes no schema'd records."""
+    if config.schema_registry is None:
+        return None
+    value, key = (
+        schema.Serializer(schema.load(spec), schema.subject(config, part, schema.load(spec)), 0)
+        if spec
+        else None
+        for part, spec in (("value", config.value_schema), ("key", config.key_schema))
+    )
+
+    def check(event: str) -> tuple[str, str | None] | None:
+        try:
+            doc = orjson.loads(event)
+        except orjson.JSONDecodeError as exc:
+            return _json_reason(exc), None
+        if not isinstance(doc, dict):
+            return "event is not a JSON object", None
+        try:
+            if key is not None:
+                key.serialize(_field(doc, config.key))
+            if value is not None:
+                value.serialize(doc)
+        except LookupError as exc:
+            return str(exc.args[0]), None
+        except schema.Mismatch as exc:
+            return exc.reason, exc.detail
+        return None
+
+    return check
 
 
 def build(config: Config, acks: Acks) -> KafkaOutput:
