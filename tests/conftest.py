@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -192,3 +193,26 @@ def collector(kafka_topic, tmp_path):
     yield _make
     for c in made:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """A broker of the module's own (own ports and state) for tests that kill, pause or
+    restart it: a service you pointed the tests at is never touched."""
+    from tests.faults import PrivateKafka
+
+    state = tmp_path_factory.mktemp("kafka")
+    kafka = PrivateKafka(state / "broker")
+    try:
+        kafka.start()
+        yield kafka
+    finally:  # stopped (or killed) even when a test failed
+        kafka.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def kafka(broker):
+    """The module's own broker, running (the test before may have left it killed)."""
+    broker.ensure_running()
+    return broker

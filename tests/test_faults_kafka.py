@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import time
 import uuid
@@ -35,24 +34,6 @@ pytestmark = pytest.mark.timeout(150)
 
 K = "kafka-0"
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    state = tmp_path_factory.mktemp("kafka")
-    kafka = PrivateKafka(state / "broker")
-    try:
-        kafka.start()
-        yield kafka
-    finally:  # stopped (or killed) even when a test failed
-        kafka.close()
-        shutil.rmtree(state, ignore_errors=True)
-
-
-@pytest.fixture
-def kafka(broker):
-    broker.ensure_running()  # the test before may have left it killed
-    return broker
 
 
 def kafka_out(kafka: PrivateKafka, topic: str, **extra) -> dict:

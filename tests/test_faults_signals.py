@@ -6,7 +6,6 @@ is always printed and no batch is ever handed over twice."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import time
 import uuid
@@ -37,24 +36,6 @@ pytestmark = pytest.mark.timeout(120)
 K = "kafka-0"
 MARGIN = 10.0  # seconds past flush_timeout a stopping run may take (process exit included)
 AT_ONCE = 5.0  # seconds after a second SIGTERM by which the process has exited
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    state = tmp_path_factory.mktemp("kafka")
-    kafka = PrivateKafka(state / "broker")
-    try:
-        kafka.start()
-        yield kafka
-    finally:
-        kafka.close()
-        shutil.rmtree(state, ignore_errors=True)
-
-
-@pytest.fixture
-def kafka(broker):
-    broker.ensure_running()
-    return broker
 
 
 def backfill(tmp_path, kafka: PrivateKafka, topic: str, **extra) -> Run:

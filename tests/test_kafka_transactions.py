@@ -5,7 +5,6 @@ stops its run, and the accounts stay exact (delivered + failed == produced)."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
 import uuid
@@ -18,7 +17,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from connector.outputs.base import Acks, OutputError
 from connector.outputs.kafka import Config, KafkaOutput
 from tests.faults import (
-    PrivateKafka,
     Run,
     Summary,
     assert_accounts,
@@ -310,18 +308,6 @@ def test_a_second_connector_with_the_same_id_fences_the_first(kafka_bootstrap, k
     assert s.produced < 500 * 30, s.text  # it stopped
     committed = read_view(kafka_bootstrap, [topic])
     assert len(committed) == s.delivered(K) + second.summary.delivered(K)
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    state = tmp_path_factory.mktemp("kafka")
-    kafka = PrivateKafka(state / "broker")
-    try:
-        kafka.start()
-        yield kafka
-    finally:
-        kafka.close()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_a_broker_killed_inside_an_open_transaction_loses_and_duplicates_nothing(broker,
