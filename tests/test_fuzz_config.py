@@ -44,7 +44,10 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 MIB = 200.0  # and with at most this much memory
 
 EXAMPLE_FILES = sorted(
-    p for p in (ROOT / "examples").glob("*/*.yaml") if p.parent.name != "helm"
+    p
+    for p in (ROOT / "examples").glob("*/*.yaml")
+    # the chart's values, and a Collector's own config beside an example: not connector configs
+    if p.parent.name != "helm" and p.name != "collector.yaml"
 )
 
 
