@@ -48,6 +48,9 @@ METRICS = {
     "connector_schedule_behind_seconds",
     "connector_input_target_rate",
     "connector_output_pending_events",
+    "connector_events_filtered_total",
+    "connector_transactions_total",
+    "connector_transaction_seconds",
     "connector_info",
 }
 SECRET_KEY = re.compile(r"(password|passwd|secret|token|authorization|api[_.-]?key)$", re.I)
@@ -815,6 +818,9 @@ def test_dashboard_uses_only_the_connectors_metrics():
         "connector_schedule_lag_seconds_bucket",
         "connector_output_pending_events",
         "connector_script_errors_total",
+        "rate(connector_events_filtered_total",
+        "rate(connector_transactions_total",
+        "connector_transaction_seconds_bucket",
     ]:
         assert needle in joined, f"no panel shows {needle}"
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])

@@ -14,6 +14,7 @@ import random
 import re
 import signal
 import time
+import types
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def expected_events(script: Path, seed: int, calls: int, workers: int = 1) -> di
         spec = importlib.util.spec_from_file_location(f"expected_{seed}_{w}", script)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        module.time.sleep = lambda _s: None  # the same draws, without the pacing
+        # the same draws, without the pacing (its own `time`: never patch the real module)
+        module.time = types.SimpleNamespace(sleep=lambda _s: None)
         for k in range(w, calls, workers):
             event = json.loads(module.produce({"timestamp": START + timedelta(milliseconds=k)}))
             events[event["id"]] = event["r"]

@@ -6,6 +6,7 @@ then decoded with confluent-kafka's own deserializers against the same registry.
 import base64
 import json
 import os
+import re
 import socket
 import time
 from collections import defaultdict
@@ -599,3 +600,28 @@ def test_a_bad_events_accounts_agree_with_metrics(kafka_bootstrap, kafka_topic, 
     assert after[("connector_events_delivered_total", (("output", "kafka-0"),))] == 19
     assert after[("connector_events_failed_total", (("output", "kafka-0"), ("reason", reason)))] == 1
     assert "delivered 19, failed 1" in err
+
+
+def test_schemad_records_in_transactions(kafka_bootstrap, kafka_topic, schema_registry, write, tmp_path):
+    # the transactional path sends the serialized record, never the event's JSON
+    topic = kafka_topic("tx")
+    config = bad_config(write, tmp_path, kafka_bootstrap, topic, schema_registry)
+    text = config.read_text()
+    indent = re.search(r"^( *)dead_letter:", text, re.M).group(1)
+    config.write_text(text.replace(
+        f"{indent}dead_letter:", f"{indent}transactions: {{id: tx-{topic}}}\n{indent}dead_letter:"))
+    result = run_cli("run", config, "--metrics-port", "0")
+    assert result.code == 1, result.stderr
+    assert result.summary("kafka-0") == {"timestamps": 20, "produced": 20, "script_errors": 0,
+                                         "delivered": 19, "failed": 1}
+    assert "transactions: committed" in result.stderr
+    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert len(dead) == 1 and json.loads(dead[0]["value"])["id"] == "e7"
+    value_id = SchemaRegistryClient({"url": schema_registry}).get_latest_version(
+        f"{topic}-value").schema_id
+    messages = consume(kafka_bootstrap, [topic], expect=19)  # read_committed: librdkafka's default
+    decode = AvroDeserializer(SchemaRegistryClient({"url": schema_registry}))
+    for m in messages:
+        check_frame(m.value(), value_id)
+    ids = sorted(decode(m.value(), None)["id"] for m in messages)
+    assert ids == sorted(f"e{n}" for n in range(20) if n != 7)
