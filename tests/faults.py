@@ -28,6 +28,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.kafka_service import free_port, free_port_pair
+
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "scripts" / "local-kafka"
 JAEGER_SCRIPT = ROOT / "scripts" / "local-jaeger"
@@ -41,25 +43,6 @@ UNDELIVERED = "undelivered at the flush deadline (flush_timeout)"
 
 
 # -- ports and waiting ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_pair() -> int:
-    """A port p with p and p+1 free (a broker's listener and its controller's)."""
-    for _ in range(100):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float, every: float = 0.1):

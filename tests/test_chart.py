@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.kafka_service import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "connector"
@@ -410,12 +411,6 @@ def test_metrics_port_value_moves_every_reference():
     assert args[args.index("--metrics-port") + 1] == "9500"
     assert rendered.pod["metadata"]["annotations"]["prometheus.io/port"] == "9500"
     assert rendered.one("Service")["spec"]["ports"][0]["port"] == 80
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str) -> tuple[int, str]:

@@ -3,7 +3,6 @@
 import os
 import pty
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connector.metrics import METRICS
 from tests.conftest import EXAMPLES, ROOT
+from tests.kafka_service import free_port
 
 BASIC = EXAMPLES / "basic" / "produce.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(config: Path, *args: str, **kw) -> subprocess.Popen:
