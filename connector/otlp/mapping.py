@@ -31,7 +31,16 @@ MAX_NANOS = 2**64 - 1
 _ZEROS = {8: bytes(8), 16: bytes(16)}
 
 
-class SpanMapping(Strict):
+class _FieldNames(Strict):
+    """A mapping whose every value is an event field name."""
+
+    @cached_property
+    def known(self) -> frozenset[str]:
+        """The mapped field names: every other field becomes an attribute."""
+        return frozenset(self.model_dump().values())
+
+
+class SpanMapping(_FieldNames):
     """Which event field holds each span field."""
 
     trace_id: str = "trace_id"
@@ -50,16 +59,11 @@ class SpanMapping(Strict):
     links: str = "links"
     events: str = "events"
 
-    @cached_property
-    def known(self) -> frozenset[str]:
-        """The mapped field names: every other field becomes a span attribute."""
-        return frozenset(self.model_dump().values())
-
 
 DEFAULT_MAPPING = SpanMapping()
 
 
-class LogMapping(Strict):
+class LogMapping(_FieldNames):
     """Which event field holds each log record field."""
 
     timestamp: str = "timestamp"
@@ -70,10 +74,6 @@ class LogMapping(Strict):
     span_id: str = "span_id"
     attributes: str = "attributes"
     resource: str = "resource"
-
-    @cached_property
-    def known(self) -> frozenset[str]:
-        return frozenset(self.model_dump().values())
 
 
 class MetricSpec(Strict):
