@@ -17,6 +17,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from connector.testing import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 8192
 NOUNS = {"traces": "spans", "logs": "log_records", "metrics": "metric_points"}
@@ -30,22 +32,6 @@ METRIC_MAPPING = {"metrics": {
 MAPPINGS = {"traces": None, "logs": LOG_MAPPING, "metrics": METRIC_MAPPING}
 
 
-def _free_port(span: int) -> int:
-    import random
-    import socket
-
-    for _ in range(200):
-        port = random.randrange(20_000, 30_000)
-        try:
-            for p in range(port, port + span):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port")
-
-
 class Collector:
     """scripts/local-collector with an otlp receiver feeding `nop` for every signal: what
     is measured is the receiver, not an exporter. Its own counters say what it accepted."""
@@ -53,7 +39,7 @@ class Collector:
     def __init__(self, work: Path):
         import yaml
 
-        first = _free_port(3)
+        first = free_port(3)
         self.grpc, http, self.metrics_port = f"127.0.0.1:{first}", first + 1, first + 2
         self.env = {**os.environ, "LOCAL_COLLECTOR_DIR": str(work / "collector")}
         pipeline = {"receivers": ["otlp"], "exporters": ["nop"]}

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+from connector.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKS = ("rss", "lag", "rate", "accounts")
@@ -61,12 +62,6 @@ def bootstrap_servers() -> str:
     out = subprocess.run([str(ROOT / "scripts/local-kafka"), "start"], capture_output=True,
                          text=True, check=True).stdout
     return out.strip().splitlines()[-1].split("=", 1)[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:

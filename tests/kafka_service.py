@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from connector.testing import free_port
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "local-kafka"
 HOW_TO = "start one with `scripts/local-kafka start` or set KAFKA_BOOTSTRAP_SERVERS=host:port"
 PREFIX = "KAFKA_BOOTSTRAP_SERVERS="
@@ -134,26 +136,6 @@ def delete(bootstrap: str, topic_names: set[str], group_ids: set[str] = frozense
 
 
 # -- a broker of a test's own, to stop or kill (never the shared one) ------------------------
-
-
-def free_port(span: int = 1) -> int:
-    """A port p with p..p+span-1 free, below the ephemeral range: a client reconnecting to
-    a stopped server on an ephemeral port can connect to itself and hold the port, and the
-    server then cannot bind it again."""
-    import random
-    import socket
-
-    low, _ = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    for _ in range(200):
-        port = random.randrange(10_000, low - span)
-        try:
-            for p in range(port, port + span):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port")
 
 
 def free_port_pair() -> int:
