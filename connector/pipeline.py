@@ -11,13 +11,14 @@ import gc
 import itertools
 import logging
 import random
-import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from connector.clock import SYSTEM, Clock
+from connector.clock import now as clock_now
 from connector.config import Config, ConfigError, OutputEntry
 from connector.events.script import Script, ScriptLoadError, ScriptStop, load_script
 from connector.fields import resolve_time
@@ -219,6 +220,7 @@ class Pipeline:
     replayed: int = 0  # produce() calls replayed (not sent) to resume after a checkpoint
     position: dict | None = None  # the last settled position
     exhausted: bool = False  # the schedule ran to its end (not cut by a limit or a stop)
+    clock: Clock = SYSTEM  # every wait and every `now` of the run (a FakeClock in tests)
     _stop: list[str] = field(default_factory=list)
     _cut: list[bool] = field(default_factory=list)  # live --duration cut the schedule
     _seen: tuple[int, float] = (0, 0.0)  # (calls, when) at the last stall check
@@ -265,7 +267,7 @@ class Pipeline:
         From the first request, each output has flush_timeout in all to finish: waiting
         for room in its queue and the final flush together."""
         if not self._stop:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             for k, out in enumerate(self.outputs):
                 self._flush_by[k] = now + out.config.flush_timeout
                 out.acks.stop_deadline = self._flush_by[k]
@@ -275,7 +277,7 @@ class Pipeline:
     def _stalled_for(self) -> float:
         """Seconds without a produce() call, waits for the clock or an output not counted:
         a hung script shows here (read by /healthz, never by the hot loop)."""
-        calls, now = sum(self.calls) + self.replayed, time.monotonic()
+        calls, now = sum(self.calls) + self.replayed, self.clock.monotonic()
         if calls != self._seen[0] or self.waiting or not self._seen[1]:
             self._seen = (calls, now)
             return 0.0
@@ -346,7 +348,7 @@ class Pipeline:
 
     def _target_rates(self) -> list[float | None]:
         """Per rate input, this process's share of its scheduled rate now."""
-        now, share = datetime.now(self.config.tz), self.options.workers
+        now, share = clock_now(self.clock, self.config.tz), self.options.workers
         return [
             None
             if e.plugin != "rate" or origin is None
@@ -360,12 +362,12 @@ class Pipeline:
         due = self._due[0]
         if self.options.mode != "live" or self._sleeping or not due or not self.alive:
             return 0.0
-        return max(0.0, time.time() - due)
+        return max(0.0, self.clock.time() - due)
 
     def run(self, now: datetime) -> int:
         """Start the outputs, then run the schedule from `now` (live mode: from the moment
         every output is ready) to its end or a limit; flush; return the exit code."""
-        self.started = time.monotonic()
+        self.started = self.clock.monotonic()
         try:
             try:
                 if not self._start_outputs():
@@ -401,12 +403,12 @@ class Pipeline:
                     "checkpoints: %d taken, %.3f s of %.3f s spent on them",
                     self._settled[0],
                     self._settled[1],
-                    time.monotonic() - self.started,
+                    self.clock.monotonic() - self.started,
                 )
             return self.snapshot().exit_code()
         finally:
             self.alive = False
-            self.finished = time.monotonic()
+            self.finished = self.clock.monotonic()
 
     def _interrupt(self, what: str) -> None:
         self.interrupted = True
@@ -443,7 +445,7 @@ class Pipeline:
             finally:
                 self.waiting = False
         else:
-            anchor = datetime.now(self.config.tz)
+            anchor = clock_now(self.clock, self.config.tz)
         self.starting = False
         if anchor is None or self._stop:
             return None
@@ -462,7 +464,7 @@ class Pipeline:
             stream = itertools.islice(stream, w, None, n)
         if self.options.duration:
             end = anchor.timestamp() + self.options.duration
-            self.deadline = time.monotonic() + (end - time.time())
+            self.deadline = self.clock.monotonic() + (end - self.clock.time())
             if live:  # exact: no timestamp at or past the end, whatever the lag
                 stream = itertools.takewhile(lambda tick: self._before(tick, end), stream)
         return stream
@@ -500,7 +502,7 @@ class Pipeline:
         if self.replayed:
             log.info("resumed after %d settled produce() call(s), replayed unsent", ticks)
         self._ticks0 = self._handed_ticks = ticks
-        self._next_checkpoint = time.monotonic() + self.options.checkpoint_every
+        self._next_checkpoint = self.clock.monotonic() + self.options.checkpoint_every
         return stream
 
     def _before(self, tick: tuple[datetime, int], end: float) -> bool:
@@ -512,7 +514,7 @@ class Pipeline:
     def _linger_to_deadline(self) -> None:
         """Live, with --duration: the run lasts until the deadline, not its last timestamp."""
         if self._cut and not self._stop and self.stop_reason is None:
-            due = time.time() + self.deadline - time.monotonic()
+            due = self.clock.time() + self.deadline - self.clock.monotonic()
             if self._wait_until(due):
                 self.stop_reason = f"--duration {self.options.duration:g}s reached"
 
@@ -530,6 +532,7 @@ class Pipeline:
             [] if self._wants_times or self._wants_calls else None
         )
         every = self.options.checkpoint_every
+        wall, monotonic = self.clock.time, self.clock.monotonic
         i = 0
         try:
             for ts, i in stream:
@@ -537,7 +540,7 @@ class Pipeline:
                     break
                 if live:
                     due = ts.timestamp()
-                    if due > time.time():
+                    if due > wall():
                         if batch:  # nothing waits in a batch while the clock runs
                             full, batch = batch, []  # handed over once, whatever happens
                             append, batch_size = batch.append, self._next_batch_size()
@@ -546,7 +549,7 @@ class Pipeline:
                         if not self._wait_until(due):
                             break
                     last_due[0] = due
-                    lag = time.time() - due
+                    lag = wall() - due
                     self.lag.observe(lag if lag > 0 else 0.0)
                 calls[i] += 1
                 if marks is not None:
@@ -572,7 +575,7 @@ class Pipeline:
                     append, batch_size = batch.append, self._next_batch_size()
                     self._hand_off(full, marks)
                     marks = None if marks is None else []
-                    if every is not None and time.monotonic() >= self._next_checkpoint:
+                    if every is not None and monotonic() >= self._next_checkpoint:
                         self._settle()
                     if batch_size <= 0 or (not live and self._past_deadline()):
                         break
@@ -605,7 +608,7 @@ class Pipeline:
             self._cut_call = True  # the last call is not all handed: not in the position
 
     def _past_deadline(self) -> bool:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if self.deadline is not None and self.clock.monotonic() >= self.deadline:
             self.stop_reason = self.stop_reason or f"--duration {self.options.duration:g}s reached"
             return True
         return False
@@ -681,7 +684,7 @@ class Pipeline:
     def _settle(self) -> None:
         """A checkpoint: wait until every event handed so far is acknowledged, then report
         the position. Nothing is handed meanwhile: this wait is what a checkpoint costs."""
-        began = time.monotonic()
+        began = self.clock.monotonic()
         self.waiting = True  # waiting for outputs: no stall
         try:
             for k, out in enumerate(self.outputs):
@@ -696,7 +699,7 @@ class Pipeline:
             self.waiting = False
         if all(out.acks.pending <= 0 for out in self.outputs):
             self._report(self._handed_ticks)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self._settled[0] += 1
         self._settled[1] += now - began
         self._next_checkpoint = now + self.options.checkpoint_every
@@ -765,14 +768,14 @@ class Pipeline:
                         if not _fatal(exc):
                             raise
                         self._fatal_error(k, exc)
-                left = due - time.time()
+                left = due - self.clock.time()
                 if self._stop:
                     return False
                 if left <= 0:  # due: it runs, even a little past the deadline (live mode
                     return True  # cuts its schedule at the --duration end exactly)
                 if self._past_deadline():
                     return False
-                time.sleep(min(left, 0.1))
+                self.clock.sleep(min(left, 0.1))
         finally:
             self.waiting = self._sleeping = False
 
@@ -815,7 +818,7 @@ class Pipeline:
         by = self._flush_by[k]
         if by is None:
             return self.outputs[k].config.flush_timeout
-        return max(0.0, by - time.monotonic())
+        return max(0.0, by - self.clock.monotonic())
 
     def _shutdown_bug(self, name: str, step: str, exc: Exception) -> None:
         self.problems.append(f"output {name}: {step} failed: {type(exc).__name__}: {exc}")

@@ -10,7 +10,7 @@ import random
 import socket
 from pathlib import Path
 
-__all__ = ["free_port"]
+__all__ = ["FakeClock", "free_port"]
 
 
 def free_port(span: int = 1) -> int:
@@ -31,3 +31,30 @@ def free_port(span: int = 1) -> int:
             continue
         return port
     raise RuntimeError("no free port")
+
+
+class FakeClock:
+    """A clock that moves only when slept on: `Pipeline(..., clock=FakeClock(t0))` runs an
+    hour of a live schedule in milliseconds, each tick exactly on time."""
+
+    def __init__(self, start: float = 1_767_225_600.0):  # 2026-01-01T00:00:00Z
+        self._wall = float(start)
+        self._mono = 0.0
+        self.slept = 0.0  # seconds slept in all
+
+    def time(self) -> float:
+        return self._wall
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def sleep(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self._wall += seconds
+        self._mono += seconds
+        self.slept += seconds
+
+    def advance(self, seconds: float) -> None:
+        """Time passes without the run sleeping (a slow script, a stalled output)."""
+        self._wall += seconds
+        self._mono += seconds
