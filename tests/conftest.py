@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import tests.hypothesis_profiles  # noqa: F401  (HYPOTHESIS_PROFILE: default | long | discover)
+import tests.harness.hypothesis_profiles  # noqa: F401  (HYPOTHESIS_PROFILE: default | long | discover)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -93,7 +93,7 @@ SESSION_PREFIX = f"pytest-{uuid.uuid4().hex[:6]}-"
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
-    from tests import kafka_service as ks
+    from tests.harness import kafka as ks
 
     service = _service("local-kafka", ks.kafka_bootstrap)
     bootstrap = next(service)
@@ -127,7 +127,7 @@ class KafkaTopics:
     made: set[str] = field(default_factory=set)
 
     def __call__(self, name: str = "t", partitions: int = 3, create: bool = True) -> str:
-        from tests.kafka_service import create_topic
+        from tests.harness.kafka import create_topic
 
         topic = f"{self.prefix}{name}-{uuid.uuid4().hex[:6]}"
         if create:
@@ -139,7 +139,7 @@ class KafkaTopics:
         return f"{self.prefix}group-{uuid.uuid4().hex[:6]}"
 
     def cleanup(self) -> None:
-        from tests.kafka_service import delete, groups, topics
+        from tests.harness.kafka import delete, groups, topics
 
         delete(
             self.bootstrap,
@@ -157,7 +157,7 @@ def kafka_topic(kafka_bootstrap):
 
 @pytest.fixture(scope="session")
 def schema_registry_url():
-    from tests.schema_registry_service import schema_registry_url
+    from tests.harness.schema_registry import schema_registry_url
 
     yield from _service("local-schema-registry", schema_registry_url)
 
@@ -165,7 +165,7 @@ def schema_registry_url():
 @pytest.fixture
 def schema_registry(schema_registry_url, kafka_topic):
     """The registry's URL; subjects named after this test's topics are deleted after it."""
-    from tests.schema_registry_service import delete_subjects
+    from tests.harness.schema_registry import delete_subjects
 
     yield schema_registry_url
     delete_subjects(schema_registry_url, kafka_topic.prefix)
@@ -173,7 +173,7 @@ def schema_registry(schema_registry_url, kafka_topic):
 
 @pytest.fixture(scope="session")
 def jaeger():
-    from tests.jaeger_service import jaeger_endpoints
+    from tests.harness.jaeger import jaeger_endpoints
 
     yield from _service("local-jaeger", jaeger_endpoints)
 
@@ -182,7 +182,7 @@ def jaeger():
 def collector(kafka_topic, tmp_path):
     """collector('name') -> a Collector (tests/collector_service.py), stopped after the test,
     before kafka_topic deletes the topics and the consumer group its kafka receiver made."""
-    from tests.collector_service import Collector
+    from tests.harness.collector import Collector
 
     made: list[Collector] = []
 
@@ -199,7 +199,7 @@ def collector(kafka_topic, tmp_path):
 def broker(tmp_path_factory):
     """A broker of the module's own (own ports and state) for tests that kill, pause or
     restart it: a service you pointed the tests at is never touched."""
-    from tests.faults import PrivateKafka
+    from tests.harness.faults import PrivateKafka
 
     state = tmp_path_factory.mktemp("kafka")
     kafka = PrivateKafka(state / "broker")

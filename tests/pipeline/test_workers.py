@@ -1,0 +1,170 @@
+"""--workers N: a deterministic split of one schedule, one summary, one /metrics."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from tests.conftest import Result, run_cli
+from tests.observability.test_metrics import free_port, scrape_or_none, wait_for
+
+SCRIPT = "import os\ndef produce(p):\n    return [f\"{p['timestamp'].isoformat()} {os.getpid()}\"] * 2\n"
+
+
+def test_every_timestamp_once_across_workers(write, tmp_path):
+    write("s.py", SCRIPT)
+    config = write("c.yaml", """
+        mode: backfill
+        input:
+          - cron: {expression: "* * * * * *", start: "2026-01-01T00:00:00Z", end: "2026-01-01T01:00:00Z"}
+          - rate: {per_second: 0.5, count: 2, start: "2026-01-01T00:00:00Z", end: "2026-01-01T01:00:00Z"}
+        event: {script: {path: s.py}}
+        output: [{file: {path: out.txt}}]
+        """)
+    result = run_cli("run", config, "--workers", "3")
+    assert result.code == 0, result.stderr
+    lines = (tmp_path / "out.txt").read_text().splitlines()
+    stamps = Counter(line.split()[0] for line in lines)
+    assert len(stamps) == 3600
+    assert Counter(stamps.values()) == {2: 3600 - 1800, 6: 1800}  # cron 2 events; +2 calls x 2 on even seconds
+    assert len({line.split()[1] for line in lines}) == 3  # three processes
+    assert result.summary("file-0") == {"timestamps": 3600 + 1800, "produced": len(lines),
+                                        "script_errors": 0, "delivered": len(lines), "failed": 0}
+
+
+def test_the_same_seed_gives_the_same_events(write, tmp_path):
+    write("s.py", "import random\ndef produce(p):\n    return f\"{p['timestamp'].isoformat()} {random.random()}\"\n")
+    config = write("c.yaml", """
+        mode: backfill
+        input: [{rate: {per_second: 10, start: "2026-01-01T00:00:00Z", end: "2026-01-01T00:01:00Z"}}]
+        event: {script: {path: s.py}}
+        output: [{file: {path: out.txt, mode: overwrite}}]
+        """)
+    runs = []
+    for _ in range(2):
+        assert run_cli("run", config, "--workers", "2", "--seed", "9").code == 0
+        runs.append(sorted((tmp_path / "out.txt").read_text().splitlines()))
+    assert runs[0] == runs[1] and len(runs[0]) == 600
+    assert len({line.split()[1] for line in runs[0]}) == 600  # workers do not repeat each other
+
+
+def test_max_events_is_exact_across_workers(write):
+    write("s.py", SCRIPT)
+    config = write("c.yaml", """
+        mode: backfill
+        input: [{rate: {per_second: 100, start: "2026-01-01T00:00:00Z", end: "2026-01-01T01:00:00Z"}}]
+        event: {script: {path: s.py}}
+        """)
+    result = run_cli("run", config, "--workers", "3", "--max-events", "11")
+    assert result.code == 0
+    assert len(result.lines) == 11 and result.summary("stdout-0")["delivered"] == 11
+
+
+def test_metrics_and_sigterm_with_workers(write, tmp_path):
+    port = free_port()
+    write("s.py", SCRIPT)
+    config = write("c.yaml", """
+        input: [{rate: {per_second: 100}}]
+        event: {script: {path: s.py}}
+        output: [{file: {path: out.txt}}]
+        """)
+    proc = subprocess.Popen([sys.executable, "-m", "connector", "run", str(config), "--workers", "2",
+                             "--metrics-port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        key = ("connector_events_delivered_total", (("output", "file-0"),))
+        wait_for(lambda: (scrape_or_none(port) or {}).get(key, 0) > 100, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    written = len((tmp_path / "out.txt").read_text().splitlines())
+    assert f"delivered {written}, failed 0" in err and "SIGTERM received" in err
+    assert len({line.split()[1] for line in (tmp_path / "out.txt").read_text().splitlines()}) == 2
+
+
+def test_a_worker_that_dies_is_counted(write):
+    write("s.py", "import os\ndef produce(p):\n    if p['timestamp'].second == 30:\n        os._exit(3)\n    return 'x'\n")
+    config = write("c.yaml", """
+        mode: backfill
+        input: [{rate: {per_second: 1, start: "2026-01-01T00:00:00Z", end: "2026-01-01T00:02:00Z"}}]
+        event: {script: {path: s.py}}
+        output: [{null: {}}]
+        """)
+    started = time.monotonic()
+    result = run_cli("run", config, "--workers", "2", timeout=60)
+    assert time.monotonic() - started < 30
+    assert result.code == 1
+    assert "worker 0 died (exit code 3)" in result.stderr
+    assert os.environ.get("CI") is None or True
+
+
+def test_healthz_reports_a_hung_script_under_workers(write):
+    import requests
+
+    from tests.observability.test_metrics import get
+
+    port = free_port()
+    write("s.py", "import time\nn = 0\ndef produce(p):\n    global n\n    n += 1\n    if n == 20:\n        time.sleep(3600)\n    return 'x'\n")
+    config = write("c.yaml", """
+        metrics: {stall_after: 2}
+        input: [{rate: {per_second: 20}}]
+        event: {script: {path: s.py}}
+        output: [{null: {}}]
+        """)
+    proc = subprocess.Popen([sys.executable, "-m", "connector", "run", str(config), "--workers", "2",
+                             "--metrics-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        wait_for(lambda: get(port, "/readyz") == 200)
+        assert get(port, "/healthz") == 200  # ten calls a second per worker, waits between: alive
+        wait_for(lambda: get(port, "/healthz") == 503, timeout=20)
+        body = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+        assert body["status"] == "stalled" and "no produce() call" in body["reason"]
+        proc.send_signal(signal.SIGTERM)  # the hung call goes on...
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)  # ...until a second signal ends it
+        _, err = proc.communicate(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # workers too, whatever happened
+    assert proc.returncode == 1 and "interrupted" in err and "Traceback" not in err
+    produced = Result(1, "", err).summary("null-0")
+    assert produced["produced"] == produced["delivered"] >= 36
+
+
+def test_workers_log_like_the_parent(write, kafka_topic):
+    """Time and level on every line, the same rate limit, and secrets redacted: the
+    Kafka output registers its producer password as a secret in each worker."""
+    import re
+
+    secret = "w0rker-s3cr3t-value"
+    write("s.py", "import logging\nlog = logging.getLogger('connector.script.mine')\n"
+                  f"def produce(p):\n    log.warning('the password is %s', {secret!r})\n    return 'x'\n")
+    config = write("c.yaml", f"""
+        mode: backfill
+        input: [{{rate: {{per_second: 100, start: "2026-01-01T00:00:00Z", end: "2026-01-01T00:00:10Z"}}}}]
+        event: {{script: {{path: s.py}}}}
+        output:
+          - kafka:
+              bootstrap_servers: '{kafka_topic.bootstrap}'
+              topic: {kafka_topic("logs")}
+              producer: {{sasl.password: {secret}}}
+        """)
+    for fmt in ("text", "json"):
+        result = run_cli("run", config, "--workers", "2", "--metrics-port", "0", "--log-format", fmt)
+        assert result.code == 0, result.stderr
+        assert secret not in result.stderr
+        lines = [x for x in result.stderr.splitlines() if "the password is" in x]
+        # once per worker, then the repeats counted (1000 calls: 500 a worker)
+        assert len(lines) == 4, lines
+        assert sum("repeated 499 more time(s)" in x for x in lines) == 2, lines
+        for line in lines:
+            if fmt == "text":
+                assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ WARNING connector\.script\.mine: "
+                                r"the password is \*\*\*", line), line
+            else:
+                assert '"level": "warning"' in line and '"time": ' in line and "***" in line
