@@ -72,16 +72,12 @@ class Collector:
 
     def accepted(self, signal: str) -> float:
         """otelcol_receiver_accepted_<spans|log_records|metric_points> so far."""
-        import urllib.request
+        import readback  # bench/readback.py
 
-        from prometheus_client.parser import text_string_to_metric_families
-
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
-            text = r.read().decode()
-        name = f"otelcol_receiver_accepted_{NOUNS[signal]}_total"
-        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                   if s.name == name)
+        samples = readback.scrape(self.metrics_port)
+        if samples is None:
+            raise RuntimeError(f"the Collector's metrics on {self.metrics_port} do not answer")
+        return readback.metric(samples, f"otelcol_receiver_accepted_{NOUNS[signal]}_total")
 
 
 def inner_encode(signal: str, script: Path, ticks: int, endpoint: str, start) -> None:

@@ -53,6 +53,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import otlp_rows  # bench/otlp_rows.py: E, the bench's Collector, telemetrygen
+import readback  # bench/readback.py: /metrics, topics and summaries read back
+
+from connector.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = {
@@ -110,9 +113,8 @@ def measure(cmd: list[str]) -> tuple[str, float]:
 
 def connector_rate(err: str) -> float:
     """Acknowledged events per second from the run summary (delivered over the run's time)."""
-    elapsed = float(re.search(r"after ([\d.]+)s", err).group(1))
-    delivered = sum(int(n) for n in re.findall(r"delivered (\d+)", err))
-    return delivered / elapsed
+    s = readback.summary(err)
+    return sum(delivered for delivered, _ in s["outputs"].values()) / s["seconds"]
 
 
 def config(example: str, ticks: int, output: str, step: str = "1s") -> str:
@@ -385,7 +387,7 @@ def _run_suite(
 
 def produced(summary: str, signal: str) -> float:
     """Items a connector run sent: its events, three data points a multi-service event."""
-    events = int(re.search(r"events produced: (\d+)", summary).group(1))
+    events = readback.summary(summary)["produced"]
     return events * (3 if signal == "metrics" else 1)
 
 
@@ -403,14 +405,9 @@ def wait_accepted(collector, signal: str, before: float, want: float | None = No
 
 def live_run(inputs: str, script: Path, args: list[str], env: dict | None = None) -> dict:
     """One live run with the null output: its /metrics at the end, and its summary."""
-    import socket
-
     import requests
-    from prometheus_client.parser import text_string_to_metric_families
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     path = Path(tempfile.mkdtemp(prefix="bench-live-", dir=WORK)) / "config.yaml"
     path.write_text(
         f"input: [{inputs}]\nevent: {{script: {{path: {script}}}}}\noutput: [{{null: {{}}}}]\n"
@@ -429,18 +426,13 @@ def live_run(inputs: str, script: Path, args: list[str], env: dict | None = None
         with contextlib.suppress(requests.RequestException):
             if requests.get(f"{base}/healthz", timeout=10).status_code == 503:
                 break
-    text = requests.get(f"{base}/metrics", timeout=10).text
+    samples = readback.scrape(port)
     _, err = proc.communicate(timeout=60)
-    buckets, count = [], 0.0
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "connector_schedule_lag_seconds_bucket":
-                buckets.append((float(s.labels["le"]), s.value))
-            elif s.name == "connector_schedule_lag_seconds_count":
-                count = s.value
+    buckets = readback.buckets(samples, "connector_schedule_lag_seconds")
+    count = readback.metric(samples, "connector_schedule_lag_seconds_count")
     return {
-        "lag_p99": next(le for le, n in sorted(buckets) if n >= 0.99 * count),
-        "produced": int(re.search(r"events produced: (\d+)", err).group(1)),
+        "lag_p99": next(le for le, n in sorted(buckets.items()) if n >= 0.99 * count),
+        "produced": readback.summary(err)["produced"],
     }
 
 

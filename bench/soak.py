@@ -27,16 +27,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+import readback  # bench/readback.py
 
 from connector.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKS = ("rss", "lag", "rate", "accounts")
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 # An event like the basic example's log line (~170 bytes), with `n`, the call number, so
 # the topic can be checked for each event exactly once.
@@ -73,23 +73,12 @@ def rss_mb(pid: int) -> float:
 
 def scrape(port: int) -> dict | None:
     """Timestamps emitted, events delivered and the lag histogram's cumulative buckets."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        with NO_PROXY.open(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
+    samples = readback.scrape(port)
+    if samples is None:
         return None
-    out: dict = {"timestamps": 0.0, "delivered": 0.0, "lag": {}}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "connector_timestamps_total":
-                out["timestamps"] += s.value
-            elif s.name == "connector_events_delivered_total":
-                out["delivered"] += s.value
-            elif s.name == "connector_schedule_lag_seconds_bucket":
-                out["lag"][float(s.labels["le"])] = s.value
-    return out
+    return {"timestamps": readback.metric(samples, "connector_timestamps_total"),
+            "delivered": readback.metric(samples, "connector_events_delivered_total"),
+            "lag": readback.buckets(samples, "connector_schedule_lag_seconds")}
 
 
 def quantile(buckets: dict[float, float], q: float) -> float | None:
@@ -110,43 +99,17 @@ def window(after: dict, before: dict) -> dict[float, float]:
 def read_back(bootstrap: str, topic: str) -> tuple[int, int]:
     """(records, distinct `n` values) of the topic, read to each partition's end."""
     import orjson
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
-                         "enable.auto.commit": False, "enable.auto.offset.store": False})
-    try:
-        parts = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        ends = {}
-        for p in parts:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        count, seen = 0, set()
-        deadline = time.monotonic() + 600
-        while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(10_000, timeout=0.5):
-                if msg.error():
-                    raise RuntimeError(str(msg.error()))
-                count += 1
-                seen.add(orjson.loads(msg.value())["n"])
-                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                    ends.pop(msg.partition(), None)
-        return count, len(seen)
-    finally:
-        consumer.close()
+    values = readback.read_topic(bootstrap, topic)
+    return len(values), len({orjson.loads(v)["n"] for v in values})
 
 
 def summary_numbers(stderr: str) -> dict:
     """produced, and the kafka output's delivered / failed, from the run summary."""
-    out: dict = {}
-    for line in stderr[stderr.rfind("summary: "):].splitlines():
-        line = line.strip()
-        if line.startswith("events produced:"):
-            out["produced"] = int(line.split()[2])
-        elif line.startswith("output kafka-0: delivered"):
-            parts = line.split(":", 1)[1].replace(",", "").split()
-            out["delivered"], out["failed"] = int(parts[1]), int(parts[3])
+    s = readback.summary(stderr)
+    out: dict = {"produced": s["produced"]} if s["produced"] is not None else {}
+    if "kafka-0" in s["outputs"]:
+        out["delivered"], out["failed"] = s["outputs"]["kafka-0"]
     return out
 
 

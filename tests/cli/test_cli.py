@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from tests.conftest import EXAMPLES, Result, run_cli
+from tests.harness.cli import EXAMPLES, Result, run_cli
 
 COUNTER = "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return [f'{n}-a', f'{n}-b']\n"
 
@@ -302,7 +302,7 @@ def test_connecting_lines_and_quiet(write):
 def test_relative_times_count_from_when_every_output_is_ready(write, tmp_path, kafka_topic):
     """200/s with end: +3s is exactly 600 timestamps, however long the outputs take to
     connect, in one process and across workers; --duration counts from the same anchor."""
-    from tests.outputs.kafka.test_kafka import consume
+    from tests.harness.kafka import read_topic
 
     write("s.py", "def produce(p):\n    return p['timestamp'].isoformat()\n")
     for workers in ("1", "2"):
@@ -320,8 +320,7 @@ def test_relative_times_count_from_when_every_output_is_ready(write, tmp_path, k
         assert len(stamps) == len(set(stamps)) == 600, (workers, len(stamps))
         assert result.summary("kafka-0") == {"timestamps": 600, "produced": 600,
                                              "script_errors": 0, "delivered": 600, "failed": 0}
-        assert sorted(m.value().decode() for m in consume(
-            kafka_topic.bootstrap, [topic], expect=600)) == sorted(stamps)
+        assert sorted(m.value().decode() for m in read_topic(kafka_topic.bootstrap, [topic])) == sorted(stamps)
     config = write("c.yaml", f"""
         input: [{{rate: {{per_second: 200}}}}]
         event: {{script: {{path: s.py}}}}

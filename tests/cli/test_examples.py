@@ -4,7 +4,7 @@ import json
 from collections import Counter, defaultdict
 from datetime import datetime
 
-from tests.conftest import EXAMPLES, run_cli
+from tests.harness.cli import EXAMPLES, run_cli
 
 
 def backfill(name: str, *args: str):

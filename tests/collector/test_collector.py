@@ -7,22 +7,11 @@ from collections import defaultdict
 
 import pytest
 
-from tests.conftest import EXAMPLES, run_cli
+from tests.harness.cli import EXAMPLES, run_cli
+from tests.harness.collector import kafka_receiver
 from tests.harness.jaeger import get_trace, tags
 
 TRACING = EXAMPLES / "tracing" / "tracing.py"
-
-
-def kafka_receiver(bootstrap: str, group: str, **signals: dict) -> dict:
-    """The kafka receiver reading from the start of the topics, in a group of the test's own."""
-    return {"kafka": {"brokers": [bootstrap], "group_id": group, "initial_offset": "earliest",
-                      **signals}}
-
-
-def accounts(result, output: str) -> dict:
-    s = result.summary(output)
-    assert s["delivered"] + s["failed"] + s.get("filtered", 0) == s["produced"], result.stderr
-    return s
 
 
 @pytest.mark.parametrize("encoding", ["otlp_proto", "otlp_json"])
@@ -40,7 +29,7 @@ def test_traces_on_kafka_reach_jaeger_whole_through_the_kafka_receiver(
         """)
     result = run_cli("run", config, "--seed", "3", "--quiet", "--metrics-port", "0")
     assert result.code == 0, result.stderr
-    s = accounts(result, "kafka-0")
+    s = result.accounts("kafka-0")
     assert s["delivered"] == s["produced"] == 60 * 8 and s["failed"] == 0
 
     c = collector()

@@ -8,17 +8,11 @@ import os
 from collections import Counter
 
 import yaml
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from tests.collector.test_signals import (
-    SEVERITY,
-    ExportLogsServiceRequest,
-    _read_back,
-    attrs,
-    nanos,
-    py,
-)
-from tests.conftest import EXAMPLES, run_cli
+from tests.harness.cli import EXAMPLES, run_cli
 from tests.harness.jaeger import get_trace, tags
+from tests.harness.otlp import SEVERITY, attrs, nanos, py, read_requests
 
 CORRELATED = EXAMPLES / "correlated"
 
@@ -90,7 +84,7 @@ def test_the_correlated_example_lands_whole_in_jaeger_and_its_logs_join_their_sp
     assert linked == sum(1 for s in spans if "links" in s) > 100
 
     # every log line read back, joined to its span by trace and span id
-    requests = _read_back(kafka_bootstrap, out_topic, ExportLogsServiceRequest, len(logs),
+    requests = read_requests(kafka_bootstrap, out_topic, ExportLogsServiceRequest, len(logs),
                           lambda r: sum(len(sl.log_records) for rl in r.resource_logs
                                         for sl in rl.scope_logs))
     got = Counter()

@@ -97,7 +97,7 @@ def test_bad_config_reports_every_problem(write, text, expected):
 
 
 def test_validate_cli_prints_problems_and_exits_2(write):
-    from tests.conftest import run_cli
+    from tests.harness.cli import run_cli
 
     write("s.py", SCRIPT)
     path = write("c.yaml", BAD[0][0])

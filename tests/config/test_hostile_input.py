@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from connector.config import MAX_VALUES, ConfigError, load_config
-from tests.conftest import ROOT, Result, run_cli
+from tests.harness.cli import ROOT, Result, run_cli
 from tests.harness.fuzz import run_subprocess
 
 SCRIPT = "def produce(params):\n    return 'x'\n"

@@ -8,7 +8,7 @@ import uuid
 
 from confluent_kafka.admin import AdminClient
 
-from tests.conftest import ROOT
+from tests.harness.cli import ROOT
 
 
 def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, schema_registry_url, tmp_path):

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness.kafka import free_port
+from connector.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "connector"

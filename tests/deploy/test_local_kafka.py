@@ -8,12 +8,12 @@ import os
 import re
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.harness.kafka import SCRIPT, free_port_pair, start_local_kafka
+from connector.testing import free_port
+from tests.harness.kafka import SCRIPT, read_topic, start_local_kafka
 
 PREFIX = "KAFKA_BOOTSTRAP_SERVERS="
 
@@ -63,8 +63,8 @@ def produce(bootstrap: str, topic: str, value: bytes) -> None:
     assert errors == [None]
 
 
-def consume_until(
-    bootstrap: str, topic: str, value: bytes, group: str | None = None, timeout: float = 30
+def consume_in_group(
+    bootstrap: str, topic: str, value: bytes, group: str, timeout: float = 30
 ) -> None:
     """Subscribe as consumer group `group` (a real group: the broker keeps it until deleted,
     so on the shared broker pass one from kafka_topic.group())."""
@@ -73,7 +73,7 @@ def consume_until(
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": group or uuid.uuid4().hex,
+            "group.id": group,
             "auto.offset.reset": "earliest",
         }
     )
@@ -98,11 +98,11 @@ def test_produce_consume_three_partitions(bootstrap, kafka_bootstrap, kafka_topi
     produce(bootstrap, topic, b"hello")
     meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
     assert len(meta.topics[topic].partitions) == 3
-    consume_until(bootstrap, topic, b"hello", kafka_topic.group())
+    consume_in_group(bootstrap, topic, b"hello", kafka_topic.group())
 
 
 def test_restart_keeps_data_and_stop_leaves_no_process(tmp_path):
-    port = free_port_pair()
+    port = free_port(2)  # the broker's and the controller's
     env = {
         "LOCAL_KAFKA_DIR": str(tmp_path),
         "LOCAL_KAFKA_PORT": str(port),
@@ -122,6 +122,6 @@ def test_restart_keeps_data_and_stop_leaves_no_process(tmp_path):
 
         assert run("start", **env).returncode == 0
         assert (tmp_path / "data" / "meta.properties").read_text() == meta  # not reformatted
-        consume_until(bootstrap, "survives-restart", b"before-stop")
+        assert [m.value() for m in read_topic(bootstrap, "survives-restart")] == [b"before-stop"]
     finally:
         run("stop", **env)

@@ -7,8 +7,8 @@ import sys
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from tests.conftest import ROOT
-from tests.harness.kafka import free_port
+from connector.testing import free_port
+from tests.harness.cli import ROOT
 
 SCRIPT = ROOT / "scripts" / "local-schema-registry"
 

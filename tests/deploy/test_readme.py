@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import ROOT, run_cli
+from tests.harness.cli import ROOT, run_cli
 
 README = (ROOT / "README.md").read_text()
 

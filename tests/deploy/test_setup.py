@@ -13,7 +13,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from tests.deploy.test_dockerfile import uv, uv_export
+from tests.harness.lock import uv, uv_export
 
 ROOT = Path(__file__).resolve().parents[2]
 

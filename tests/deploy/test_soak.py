@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, SESSION_PREFIX
+from tests.harness.cli import ROOT
+from tests.harness.fixtures import SESSION_PREFIX
 
 
 @pytest.mark.timeout(240)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.harness.accounts import dead_letters
+from tests.harness.cli import run_cli
 
 CONFIG = """
 input:
@@ -151,18 +152,7 @@ def run_to_file(write, body, seconds=10, on_error="skip", *args):
     assert result.code in (0, 1, 2)
     out, dead = config.parent / "out.txt", config.parent / "dead.jsonl"
     lines = out.read_bytes().split(b"\n")[:-1] if out.exists() else []
-    dead_lines = dead.read_text().splitlines() if dead.exists() else []
-    return result, lines, dead_lines
-
-
-def assert_accounts(result, lines, dead, output="file-0"):
-    """delivered + failed == produced; the file holds the delivered, the dead letter the
-    failed."""
-    s = result.summary(output)
-    assert s["delivered"] + s["failed"] == s["produced"], result.stderr
-    assert len(lines) == s["delivered"], (len(lines), result.stderr)
-    assert len(dead) == s["failed"], (len(dead), result.stderr)
-    return s
+    return result, lines, dead_letters(dead)
 
 
 @pytest.mark.parametrize(
@@ -190,7 +180,7 @@ def test_base_exceptions_from_produce_are_script_errors(write, raise_, kind, tex
         """
     result, lines, dead = run_to_file(write, body)
     assert result.code == 1  # a script error happened: no clean exit
-    s = assert_accounts(result, lines, dead)
+    s = result.accounts("file-0", held=lines, dead=dead)
     assert s == {"timestamps": 10, "produced": 9, "script_errors": 1, "delivered": 9, "failed": 0}
     assert f"{kind}: 1" in result.stderr  # counted by class in the summary
     logged = [ln for ln in result.stderr.splitlines() if "ERROR connector.script" in ln]
@@ -212,7 +202,7 @@ def test_sys_exit_with_on_error_stop_ends_the_run_with_the_summary(write):
     assert result.code == 1
     assert "summary:" in result.stderr and "on_error: stop" in result.stderr
     assert [ln.decode() for ln in lines] == ["0", "1", "2"]
-    assert assert_accounts(result, lines, dead)["script_errors"] == 1
+    assert result.accounts("file-0", held=lines, dead=dead)["script_errors"] == 1
 
 
 def test_preview_counts_sys_exit_as_a_script_error(write):
@@ -254,7 +244,7 @@ def test_hostile_return_values_are_bad_return_types(write, value):
         """
     result, lines, dead = run_to_file(write, body)
     assert result.code == 1
-    s = assert_accounts(result, lines, dead)
+    s = result.accounts("file-0", held=lines, dead=dead)
     assert s["produced"] == 0 and s["script_errors"] == 10, result.stderr
     assert "bad_return_type: 10" in result.stderr
 
@@ -266,7 +256,7 @@ def test_a_list_holding_one_non_str_drops_that_whole_call(write):
             return ['a', 'b', 7] if n == 3 else ['a', 'b']
         """
     result, lines, dead = run_to_file(write, body)
-    s = assert_accounts(result, lines, dead)
+    s = result.accounts("file-0", held=lines, dead=dead)
     assert s["produced"] == 18 and s["script_errors"] == 1  # 9 calls of 2, one call dropped
 
 
@@ -280,6 +270,6 @@ def test_large_lists_and_strange_strings_are_events(write):
         """
     result, lines, dead = run_to_file(write, body, 4)
     assert result.code == 0, result.stderr
-    s = assert_accounts(result, lines, dead)
+    s = result.accounts("file-0", held=lines, dead=dead)
     assert s["produced"] == 100_000 + 3 * 3 and s["failed"] == 0
     assert lines[:2] == [b"0", b"1"] and lines[100_000:100_003] == [b"", b"nul\x00here", b""]

@@ -11,16 +11,9 @@ import subprocess
 
 import pytest
 
-from tests.harness.faults import (
-    Run,
-    assert_accounts,
-    dead_letters,
-    field_of,
-    no_traceback,
-    ns_of,
-    write_config,
-    write_script,
-)
+from tests.harness.accounts import check_accounts, dead_letters
+from tests.harness.cli import Run, no_traceback
+from tests.harness.faults import field_of, ns_of, write_config, write_script
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +28,7 @@ def small_tmpfs(path, size: str):
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}); "
-                    "tests/test_file_output.py's file-size-limit test covers a full disk")
+                    "tests/outputs/test_file.py's file-size-limit test covers a full disk")
     try:
         yield path
     finally:
@@ -47,7 +40,7 @@ def check_full_disk_run(run: Run, events_file, dead_file, reason: str) -> None:
     no_traceback(run.stderr)
     s = run.summary
     dead = dead_letters(dead_file)
-    assert_accounts(s, F, dead)
+    check_accounts(s, F, dead=dead)
     assert s.failed(F) > 0 and s.delivered(F) > 0, s.text
     assert code == 1, s.text
     assert len(s.reasons(F)) == 1 and reason in next(iter(s.reasons(F))), s.text

@@ -11,26 +11,18 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 
 import pytest
 
 from connector.outputs import kafka
 from connector.outputs.base import NOT_SENT, Acks
-from tests.conftest import run_cli
-from tests.harness.kafka import OwnBroker
-from tests.outputs.kafka.test_kafka import consume
+from tests.harness.accounts import check_accounts, dead_letters, summary_of
+from tests.harness.cli import run_cli
+from tests.harness.kafka import read_topic
 
 POSSIBLY_WRITTEN = "timed out (possibly written)"
-
-
-@pytest.fixture(scope="module")
-def own_broker(tmp_path_factory):
-    """A broker of this module's own: the tests may kill it (each starts it again first)."""
-    broker = OwnBroker(tmp_path_factory.mktemp("broker"))
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 def output(bootstrap: str, topic: str, dead_letter, **producer) -> kafka.KafkaOutput:
@@ -41,24 +33,21 @@ def output(bootstrap: str, topic: str, dead_letter, **producer) -> kafka.KafkaOu
     return kafka.build(config, Acks("kafka-0", "kafka", dead_letter))
 
 
-def dead_letters(path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def topic_name(name: str) -> str:
+    """A topic of the test's own on the private broker (other tests use it too)."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
-def check_accounts(acks: Acks, events: list[str], dead: list[dict], topic_values: list[bytes]):
-    """delivered + failed == handed; each failure dead-lettered once; the topic holds every
+def check_output(acks: Acks, events: list[str], dead: list[dict], held: list) -> None:
+    """An in-process output's accounts: every event handed settled; delivered + failed ==
+    handed; each failure dead-lettered once, with its value; the topic holds every
     delivered event once, plus at most the ones that timed out after being sent."""
-    assert acks.pending == 0 and acks.delivered + acks.failed == acks.handed == len(events)
-    assert len(dead) == acks.failed == sum(acks.reasons.values())
+    assert acks.pending == 0 and acks.handed == len(events)
     assert all(d["error"] and d["value"] is not None for d in dead)
-    failed = Counter(d["value"] for d in dead)
-    assert max(failed.values(), default=1) == 1, "an event was dead-lettered twice"
-    delivered = set(events) - set(failed)
-    assert len(delivered) == acks.delivered
-    got = Counter(v.decode() for v in topic_values)
-    assert max(got.values(), default=1) == 1, "duplicates in the topic"
     possibly = {d["value"] for d in dead if d["error"].startswith(POSSIBLY_WRITTEN)}
-    assert delivered <= set(got) <= delivered | possibly
+    check_accounts(summary_of(acks, produced=len(events)), acks.name, held=held,
+                   id_of=lambda m: m.value().decode(), sent=events, possibly=possibly,
+                   dead=dead, dead_id_of=lambda d: d["value"])
 
 
 # -- hostile events ---------------------------------------------------------------------------
@@ -93,7 +82,7 @@ def test_a_poisoned_event_fails_alone(kafka_bootstrap, kafka_topic, write, tmp_p
     assert "Traceback" not in result.stderr
     assert result.summary("kafka-0") == {
         "timestamps": 2000, "produced": 2000, "script_errors": 0, "delivered": 1999, "failed": 1}
-    values = [m.value() for m in consume(kafka_bootstrap, [topic], expect=1999)]
+    values = [m.value() for m in read_topic(kafka_bootstrap, topic)]
     assert len(values) == 1999 and len(set(values)) == 1999
     assert {json.loads(v)["n"] for v in values} == set(range(1, 2001)) - {500}
     [dead] = dead_letters(tmp_path / "dead.jsonl")
@@ -132,8 +121,7 @@ def test_an_invalid_routed_topic_has_one_bounded_reason(kafka_bootstrap, kafka_t
     dead = dead_letters(tmp_path / "dead.jsonl")
     assert len(dead) == 50
     assert {d["error"] for d in dead} == {f"{kafka.INVALID_TOPIC}: '{prefix}bad name!'"}
-    values = [json.loads(m.value())["n"] for m in consume(kafka_bootstrap, [f"{prefix}ok"],
-                                                          expect=50)]
+    values = [json.loads(m.value())["n"] for m in read_topic(kafka_bootstrap, f"{prefix}ok")]
     assert sorted(values) == list(range(1, 101, 2))
 
 
@@ -151,42 +139,42 @@ def test_an_invalid_plain_topic_is_a_config_error(write):
 # -- a fresh broker, and outages: the logging rule ---------------------------------------------
 
 
-def test_a_fresh_broker_gives_no_warning(tmp_path, write):
+def test_a_fresh_broker_gives_no_warning(private_kafka, write):
     """On a broker started a moment ago (its coordinator still loading: librdkafka's GETPID
     `Coordinator load in progress` warnings, printed twice before), the run logs no WARNING:
     the condition clears within 10 s, so it is logged once, at DEBUG."""
-    with OwnBroker(tmp_path / "fresh") as broker:
-        write("s.py", "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
-        config = write("c.yaml", f"""
-            metrics: {{port: 0}}
-            input: [{{rate: {{per_second: 200}}}}]
-            event: {{script: {{path: s.py}}}}
-            output: [{{kafka: {{bootstrap_servers: {broker.bootstrap}, topic: fresh}}}}]
-            """)
-        result = run_cli("run", config, "--duration", "5", "--log-level", "debug")
-        assert result.code == 0, result.stderr
-        lines = result.stderr.splitlines()
-        assert [line for line in lines if " WARNING " in line or " ERROR " in line] == []
-        client = [line.split(": ", 1)[1] for line in lines if "connector.kafka.client" in line]
-        assert max(Counter(client).values(), default=1) == 1, client  # each event once
-        summary = result.summary("kafka-0")
-        assert summary["delivered"] == summary["produced"] > 0
-        values = [int(m.value()) for m in consume(broker.bootstrap, ["fresh"],
-                                                  expect=summary["produced"])]
-        assert sorted(values) == list(range(1, summary["produced"] + 1))
+    broker = private_kafka
+    broker.wipe()
+    broker.start()  # formatted and started a moment ago
+    write("s.py", "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
+    config = write("c.yaml", f"""
+        metrics: {{port: 0}}
+        input: [{{rate: {{per_second: 200}}}}]
+        event: {{script: {{path: s.py}}}}
+        output: [{{kafka: {{bootstrap_servers: {broker.bootstrap}, topic: fresh}}}}]
+        """)
+    result = run_cli("run", config, "--duration", "5", "--log-level", "debug")
+    assert result.code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if " WARNING " in line or " ERROR " in line] == []
+    client = [line.split(": ", 1)[1] for line in lines if "connector.kafka.client" in line]
+    assert max(Counter(client).values(), default=1) == 1, client  # each event once
+    summary = result.summary("kafka-0")
+    assert summary["delivered"] == summary["produced"] > 0
+    values = [int(m.value()) for m in read_topic(broker.bootstrap, "fresh")]
+    assert sorted(values) == list(range(1, summary["produced"] + 1))
 
 
-def test_a_long_outage_warns_once_then_says_recovered(own_broker, write):
+def test_a_long_outage_warns_once_then_says_recovered(private_kafka, write):
     """Down 13 s: one WARNING per condition with its count, then `recovered after N s` at
     INFO; nothing lost, nothing twice."""
-    broker = own_broker
-    broker.start()
+    broker, topic = private_kafka, topic_name("long-outage")
     write("s.py", "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
     config = write("c.yaml", f"""
         metrics: {{port: 0}}
         input: [{{rate: {{per_second: 100}}}}]
         event: {{script: {{path: s.py}}}}
-        output: [{{kafka: {{bootstrap_servers: {broker.bootstrap}, topic: long-outage}}}}]
+        output: [{{kafka: {{bootstrap_servers: {broker.bootstrap}, topic: {topic}}}}}]
         """)
     proc = subprocess.Popen(
         [sys.executable, "-m", "connector", "run", str(config), "--duration", "26"],
@@ -210,7 +198,7 @@ def test_a_long_outage_warns_once_then_says_recovered(own_broker, write):
     assert "brokers are down" not in err
     produced = int(err.split("events produced: ")[1].split()[0])
     assert f"delivered {produced}, failed 0" in err
-    values = [int(m.value()) for m in consume(broker.bootstrap, ["long-outage"], expect=produced)]
+    values = [int(m.value()) for m in read_topic(broker.bootstrap, topic)]
     assert sorted(values) == list(range(1, produced + 1))
 
 
@@ -222,11 +210,10 @@ def _fill(out: kafka.KafkaOutput, events: list[str]) -> None:
     out.write_batch(events)
 
 
-def test_a_message_timeout_is_counted_possibly_written_and_dead_lettered(own_broker, tmp_path):
-    broker = own_broker
-    broker.start()
+def test_a_message_timeout_is_counted_possibly_written_and_dead_lettered(private_kafka, tmp_path):
+    broker, topic = private_kafka, topic_name("timeouts")
     dead_path = tmp_path / "dead.jsonl"
-    out = output(broker.bootstrap, "timeouts", dead_path, **{"message.timeout.ms": 3000})
+    out = output(broker.bootstrap, topic, dead_path, **{"message.timeout.ms": 3000})
     out.start()
     _fill(out, [f"before-{i}" for i in range(100)])
     assert out.flush(10) == 0
@@ -239,17 +226,16 @@ def test_a_message_timeout_is_counted_possibly_written_and_dead_lettered(own_bro
     assert out.acks.reasons == {POSSIBLY_WRITTEN: 100}
     dead = dead_letters(dead_path)
     broker.start()
-    check_accounts(out.acks, [f"before-{i}" for i in range(100)] + events, dead,
-                   [m.value() for m in consume(broker.bootstrap, ["timeouts"], expect=200)])
+    check_output(out.acks, [f"before-{i}" for i in range(100)] + events, dead,
+                 read_topic(broker.bootstrap, topic))
 
 
-def test_the_stop_deadline_ends_waiting_for_room(own_broker, tmp_path):
+def test_the_stop_deadline_ends_waiting_for_room(private_kafka, tmp_path):
     """Broker killed, local queue full: once the stop deadline passes, write_batch fails the
     rest of its batch as not sent and returns (it used to wait for the 300 s timeout)."""
-    broker = own_broker
-    broker.start()
+    broker, topic = private_kafka, topic_name("stop-deadline")
     dead_path = tmp_path / "dead.jsonl"
-    out = output(broker.bootstrap, "stop-deadline", dead_path,
+    out = output(broker.bootstrap, topic, dead_path,
                  **{"queue.buffering.max.messages": 2000})
     out.start()
     sent = [str(i) for i in range(1000)]
@@ -268,17 +254,15 @@ def test_the_stop_deadline_ends_waiting_for_room(own_broker, tmp_path):
     assert "never acknowledged by the output" not in out.acks.reasons
     dead = dead_letters(dead_path)
     broker.start()
-    check_accounts(out.acks, sent + rest, dead,
-                   [m.value() for m in consume(broker.bootstrap, ["stop-deadline"])])
+    check_output(out.acks, sent + rest, dead, read_topic(broker.bootstrap, topic))
 
 
-def test_a_second_signal_fails_exactly_what_the_client_had_not_taken(own_broker, tmp_path):
+def test_a_second_signal_fails_exactly_what_the_client_had_not_taken(private_kafka, tmp_path):
     """KeyboardInterrupt while waiting for room: the events not taken fail as not sent, the
     taken ones settle through their callbacks at close(); nothing counted twice or lost."""
-    broker = own_broker
-    broker.start()
+    broker, topic = private_kafka, topic_name("interrupt")
     dead_path = tmp_path / "dead.jsonl"
-    out = output(broker.bootstrap, "interrupt", dead_path,
+    out = output(broker.bootstrap, topic, dead_path,
                  **{"queue.buffering.max.messages": 2000})
     out.start()
     broker.kill()
@@ -301,16 +285,14 @@ def test_a_second_signal_fails_exactly_what_the_client_had_not_taken(own_broker,
     assert "never acknowledged by the output" not in out.acks.reasons
     dead = dead_letters(dead_path)
     broker.start()
-    check_accounts(out.acks, events, dead,
-                   [m.value() for m in consume(broker.bootstrap, ["interrupt"], idle=3)])
+    check_output(out.acks, events, dead, read_topic(broker.bootstrap, topic))
 
 
-def test_flush_counts_events_not_messages_for_otlp_encodings(own_broker, tmp_path):
+def test_flush_counts_events_not_messages_for_otlp_encodings(private_kafka, tmp_path):
     """otlp_proto packs a trace's 8 spans in one message: flush() says 80 events are left,
     not 10 messages."""
-    broker = own_broker
-    broker.start()
-    config = kafka.Config(bootstrap_servers=broker.bootstrap, topic="otlp-flush",
+    broker = private_kafka
+    config = kafka.Config(bootstrap_servers=broker.bootstrap, topic=topic_name("otlp-flush"),
                           encoding="otlp_proto", dead_letter=tmp_path / "dead.jsonl")
     out = kafka.build(config, Acks("kafka-0", "kafka", tmp_path / "dead.jsonl"))
     out.start()
@@ -331,12 +313,11 @@ def test_flush_counts_events_not_messages_for_otlp_encodings(own_broker, tmp_pat
     broker.start()
 
 
-def test_ready_is_cheap_even_with_the_broker_gone(own_broker, tmp_path):
+def test_ready_is_cheap_even_with_the_broker_gone(private_kafka, tmp_path):
     """The workers' report thread asks every 0.5 s: the answer is kept for 5 s, not a
     metadata request (up to 1 s each with the broker gone) per call."""
-    broker = own_broker
-    broker.start()
-    out = output(broker.bootstrap, "ready", None)
+    broker = private_kafka
+    out = output(broker.bootstrap, topic_name("ready"), None)
     out.start()
     assert out.ready()
     broker.kill()

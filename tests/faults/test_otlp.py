@@ -11,14 +11,9 @@ from datetime import datetime
 
 import pytest
 
-from tests.harness.faults import (
-    PrivateJaeger,
-    Run,
-    assert_accounts,
-    dead_letters,
-    no_traceback,
-    write_config,
-)
+from tests.harness.accounts import check_accounts, dead_letters
+from tests.harness.cli import Run, no_traceback
+from tests.harness.faults import write_config
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -48,16 +43,6 @@ def produce(params):
 """
 
 
-@pytest.fixture(scope="module")
-def jaeger(tmp_path_factory):
-    j = PrivateJaeger(tmp_path_factory.mktemp("jaeger"))
-    try:
-        j.start()
-        yield j
-    finally:
-        j.close()
-
-
 def trace_config(tmp_path, endpoint: str, per_second: float, **extra) -> tuple[str, object]:
     run_id = uuid.uuid4().hex[:16]
     script = tmp_path / "traces.py"
@@ -66,16 +51,16 @@ def trace_config(tmp_path, endpoint: str, per_second: float, **extra) -> tuple[s
     return run_id, write_config(tmp_path / "c.yaml", script, [out], per_second)
 
 
-def test_jaeger_killed_mid_run_loses_nothing_it_does_not_count(jaeger, tmp_path):
+def test_jaeger_killed_mid_run_loses_nothing_it_does_not_count(private_jaeger, tmp_path):
     """Down OUTAGE s: every span is in Jaeger or counted failed and dead-lettered, never
     both; the accounts are exact; and once Jaeger answers again, exports resume at once
     (within RESUME s, not after gRPC's grown reconnect backoff) and no span fails after."""
-    run_id, config = trace_config(tmp_path, jaeger.otlp_grpc, 25)
+    run_id, config = trace_config(tmp_path, private_jaeger.otlp_grpc, 25)
     run = Run(tmp_path, config, "--duration", str(2 + OUTAGE + 8))
     run.wait_delivered(200)
-    jaeger.kill()
+    private_jaeger.kill()
     time.sleep(OUTAGE)
-    jaeger.start()
+    private_jaeger.start()
     back = time.time()
     failed_before = run.metric("connector_events_failed_total")
     before = run.metric("connector_events_delivered_total")
@@ -90,7 +75,7 @@ def test_jaeger_killed_mid_run_loses_nothing_it_does_not_count(jaeger, tmp_path)
     s = run.summary
     print("\n" + s.text)
     dead = dead_letters(tmp_path / "dead.jsonl")
-    assert_accounts(s, OUT, dead)
+    check_accounts(s, OUT, dead=dead)
     assert code == (0 if s.failed(OUT) == 0 else 1), s.text
     assert s.produced % SPANS == 0 and s.produced >= (2 + OUTAGE) * 25 * SPANS, s.text
     assert resumed <= RESUME, f"exports resumed only {resumed:.1f}s after Jaeger returned"
@@ -105,7 +90,7 @@ def test_jaeger_killed_mid_run_loses_nothing_it_does_not_count(jaeger, tmp_path)
     in_jaeger = 0
     for n in range(1, s.produced // SPANS + 1):
         trace_id = run_id + f"{n:016x}"
-        stored = {(trace_id, sp["spanID"]) for sp in jaeger.trace(trace_id)}
+        stored = {(trace_id, sp["spanID"]) for sp in private_jaeger.trace(trace_id)}
         expected = {(trace_id, f"{n * 8 + k:016x}") for k in range(SPANS)}
         lost = expected - stored - failed_ids
         assert not lost, f"trace {n}: {len(lost)} span(s) neither in Jaeger nor dead-lettered"

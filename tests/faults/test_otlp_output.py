@@ -14,9 +14,10 @@ from collections import defaultdict
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.harness.jaeger import OwnJaeger, TcpProxy, wait_for_trace
-from tests.otlp.test_output import TRACING
+from tests.harness.cli import EXAMPLES, run_cli
+from tests.harness.jaeger import TcpProxy, wait_for_trace
+
+TRACING = EXAMPLES / "tracing" / "tracing.py"
 
 
 def live_tracing_config(write, endpoint: str, per_second: int = 20, **otlp) -> str:
@@ -72,8 +73,9 @@ def test_exports_resume_at_once_when_the_endpoint_returns(jaeger, write, tmp_pat
         assert {s["spanID"] for s in got} == span_ids, trace_id
 
 
-def test_endpoint_down_at_start_waits_then_fails_cleanly(tmp_path, write):
-    own = OwnJaeger(tmp_path / "jaeger")  # never started: its port refuses
+def test_endpoint_down_at_start_waits_then_fails_cleanly(private_jaeger, write):
+    own = private_jaeger
+    own.stop()  # its port refuses
     config = live_tracing_config(write, own.otlp_grpc, connect_timeout=6)
     started = time.monotonic()
     result = run_cli("run", config, timeout=60)
@@ -88,8 +90,9 @@ def test_endpoint_down_at_start_waits_then_fails_cleanly(tmp_path, write):
     assert result.summary()["produced"] == 0
 
 
-def test_endpoint_down_at_start_over_http_names_the_cause(tmp_path, write):
-    own = OwnJaeger(tmp_path / "jaeger")
+def test_endpoint_down_at_start_over_http_names_the_cause(private_jaeger, write):
+    own = private_jaeger
+    own.stop()
     config = live_tracing_config(write, own.otlp_http, connect_timeout=2,
                                  protocol="http/protobuf")
     result = run_cli("run", config, timeout=60)
@@ -98,9 +101,10 @@ def test_endpoint_down_at_start_over_http_names_the_cause(tmp_path, write):
             in result.stderr)
 
 
-def test_a_run_waits_for_an_endpoint_that_comes_up(tmp_path, write):
+def test_a_run_waits_for_an_endpoint_that_comes_up(private_jaeger, tmp_path, write):
     """Jaeger (our own) starts 6 s after the run: the run waits, says so, then delivers."""
-    own = OwnJaeger(tmp_path / "jaeger")
+    own = private_jaeger
+    own.stop()
     config = live_tracing_config(write, own.otlp_grpc, per_second=5, connect_timeout=60)
     starter = threading.Timer(6, own.start)
     starter.start()
@@ -118,7 +122,6 @@ def test_a_run_waits_for_an_endpoint_that_comes_up(tmp_path, write):
             assert {s["spanID"] for s in got} == span_ids
     finally:
         starter.join()
-        own.stop()
 
 
 def spans(count: int, first: int = 1) -> list[str]:

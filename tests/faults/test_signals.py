@@ -12,24 +12,20 @@ import uuid
 
 import pytest
 
+from tests.harness.accounts import check_accounts, dead_letters
+from tests.harness.cli import Run, no_traceback, wait_for
 from tests.harness.faults import (
     NOT_SENT,
     POSSIBLY_WRITTEN,
     UNDELIVERED,
-    PrivateKafka,
-    Run,
-    Summary,
-    assert_accounts,
     by_reason,
-    dead_letters,
     field_of,
-    no_traceback,
     ns_of,
-    read_topic,
-    wait_for,
     write_config,
     write_script,
 )
+from tests.harness.kafka import PrivateKafka, read_topic
+from tests.harness.summary import Summary
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,7 +58,7 @@ def check_stopped_run(run: Run, kafka: PrivateKafka, topic: str, tmp_path) -> Su
     print("\n" + s.text)
     assert "SIGTERM received" in s.stop, s.text
     dead = dead_letters(tmp_path / "dead.jsonl")
-    assert_accounts(s, K, dead)
+    check_accounts(s, K, dead=dead)
     assert run.proc.returncode == (0 if s.failed(K) == 0 else 1), s.text
     dead_ns = field_of(dead)
     assert None not in dead_ns, "dead-letter records without their event (values lost)"
@@ -83,40 +79,40 @@ def check_stopped_run(run: Run, kafka: PrivateKafka, topic: str, tmp_path) -> Su
     return s
 
 
-def test_sigterm_under_full_load_with_a_healthy_broker(kafka, tmp_path):
+def test_sigterm_under_full_load_with_a_healthy_broker(private_kafka, tmp_path):
     topic = f"sig-{uuid.uuid4().hex[:8]}"
-    run = backfill(tmp_path, kafka, topic)
+    run = backfill(tmp_path, private_kafka, topic)
     run.wait_delivered(200_000)
     run.signal(signal.SIGTERM)
     run.wait(60)
-    s = check_stopped_run(run, kafka, topic, tmp_path)
+    s = check_stopped_run(run, private_kafka, topic, tmp_path)
     assert s.produced < 3_000_000, "the run ended before the signal: no load to stop"
     assert s.failed(K) == 0 and run.proc.returncode == 0, s.text
-    assert len(read_topic(kafka.bootstrap, topic)) == s.delivered(K) == s.produced
+    assert len(read_topic(private_kafka.bootstrap, topic)) == s.delivered(K) == s.produced
 
 
-def test_sigterm_with_a_dead_broker_ends_within_flush_timeout(kafka, tmp_path):
+def test_sigterm_with_a_dead_broker_ends_within_flush_timeout(private_kafka, tmp_path):
     topic = f"sig-{uuid.uuid4().hex[:8]}"
-    run = backfill(tmp_path, kafka, topic, flush_timeout=5)
+    run = backfill(tmp_path, private_kafka, topic, flush_timeout=5)
     run.wait_delivered(200_000)
-    kafka.kill()
+    private_kafka.kill()
     wait_for_full_queue(run)
     signalled = time.monotonic()
     run.signal(signal.SIGTERM)
     run.wait(5 + MARGIN + 10)  # fail fast, not after librdkafka's 300 s message timeout
     took = run.ended - signalled
     print(f"\nexited {took:.1f}s after SIGTERM (flush_timeout 5)")
-    s = check_stopped_run(run, kafka, topic, tmp_path)
+    s = check_stopped_run(run, private_kafka, topic, tmp_path)
     assert took <= 5 + MARGIN, f"exited {took:.1f}s after SIGTERM (flush_timeout 5)\n{s.text}"
     assert s.failed(K) > 0 and run.proc.returncode == 1, s.text
     assert s.reasons(K)[NOT_SENT] > 0, f"no event failed as '{NOT_SENT}'\n{s.text}"
 
 
-def test_second_sigterm_while_waiting_for_room_ends_at_once(kafka, tmp_path):
+def test_second_sigterm_while_waiting_for_room_ends_at_once(private_kafka, tmp_path):
     topic = f"sig-{uuid.uuid4().hex[:8]}"
-    run = backfill(tmp_path, kafka, topic, flush_timeout=60)
+    run = backfill(tmp_path, private_kafka, topic, flush_timeout=60)
     run.wait_delivered(200_000)
-    kafka.kill()
+    private_kafka.kill()
     wait_for_full_queue(run)
     run.signal(signal.SIGTERM)
     time.sleep(1)
@@ -125,22 +121,22 @@ def test_second_sigterm_while_waiting_for_room_ends_at_once(kafka, tmp_path):
     run.wait(AT_ONCE + 10)
     took = run.ended - second
     print(f"\nexited {took:.1f}s after the second SIGTERM")
-    s = check_stopped_run(run, kafka, topic, tmp_path)
+    s = check_stopped_run(run, private_kafka, topic, tmp_path)
     assert took <= AT_ONCE, f"exited {took:.1f}s after the second SIGTERM\n{s.text}"
     assert s.failed(K) > 0 and run.proc.returncode == 1, s.text
     assert s.reasons(K)[NOT_SENT] > 0, s.text
 
 
-def test_second_sigterm_during_the_flush_ends_at_once(kafka, tmp_path):
+def test_second_sigterm_during_the_flush_ends_at_once(private_kafka, tmp_path):
     """A live run (the queue never fills) with the broker dead: the first SIGTERM starts a
     60 s flush, the second ends it."""
     topic = f"sig-{uuid.uuid4().hex[:8]}"
     script = write_script(tmp_path / "s.py")
-    out = {"kafka": {"bootstrap_servers": kafka.bootstrap, "topic": topic,
+    out = {"kafka": {"bootstrap_servers": private_kafka.bootstrap, "topic": topic,
                      "dead_letter": "dead.jsonl", "flush_timeout": 60}}
     run = Run(tmp_path, write_config(tmp_path / "c.yaml", script, [out], 2000))
     run.wait_delivered(4000)
-    kafka.kill()
+    private_kafka.kill()
     time.sleep(2)
     run.signal(signal.SIGTERM)
     time.sleep(2)  # flushing now, waiting for a broker that is gone
@@ -150,6 +146,6 @@ def test_second_sigterm_during_the_flush_ends_at_once(kafka, tmp_path):
     run.wait(AT_ONCE + 10)
     took = run.ended - second
     print(f"\nexited {took:.1f}s after the second SIGTERM")
-    s = check_stopped_run(run, kafka, topic, tmp_path)
+    s = check_stopped_run(run, private_kafka, topic, tmp_path)
     assert took <= AT_ONCE, f"exited {took:.1f}s after the second SIGTERM\n{s.text}"
     assert s.failed(K) > 0 and run.proc.returncode == 1, s.text

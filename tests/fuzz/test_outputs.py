@@ -10,12 +10,10 @@ back, the traces in Jaeger) is exactly what the summary calls delivered.
 from __future__ import annotations
 
 import json
-import pickle
 import re
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import orjson
 import pytest
@@ -27,7 +25,18 @@ from connector.otlp.check import TraceChecker
 from connector.otlp.codec import otlp_encoder
 from connector.otlp.mapping import DEFAULT_MAPPING, MappingError, SpanMapping
 from connector.otlp.traces import _encode_checked, encode_span, export_request, group_spans
-from tests.harness.fuzz import Run, event_text, odd_text, run_subprocess
+from tests.harness.accounts import dead_values
+from tests.harness.fuzz import (
+    VALID_SPAN,
+    Run,
+    check_run,
+    event_text,
+    json_values,
+    odd_text,
+    read_topics,
+    run_subprocess,
+    write_run,
+)
 from tests.harness.hypothesis_profiles import budget
 
 # -- span JSON ------------------------------------------------------------------------------
@@ -38,20 +47,6 @@ def _nonzero(size: int) -> st.SearchStrategy[str]:
 
 
 trace_ids, span_ids = _nonzero(16), _nonzero(8)
-
-json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(-(2**63), 2**64),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from([1e303, -1e303, 1e19, 2**64, 2**63, -1, 0, 0.5, -0.0, 1e-300]),
-    st.text(max_size=12), odd_text.filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF
-                                                          for c in s)),
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                 max_size=3),
-    max_leaves=6,
-)
 
 ODD_FIELD_VALUES = {
     "trace_id": ["0" * 32, "F" * 32, "g" * 32, "\u0660" * 32, " " + "a" * 31, "a" * 31, "a" * 33, ""],
@@ -209,48 +204,6 @@ def test_the_trace_check_never_crashes(events, mapping):
 
 # -- through the CLI ------------------------------------------------------------------------
 
-SCRIPT = "import pickle\nEVENTS = pickle.loads({blob!r})\n\n\ndef produce(params):\n" \
-         "    return EVENTS\n"
-
-
-def write_run(folder: Path, events: list[str], output: str) -> Path:
-    (folder / "produce.py").write_text(SCRIPT.format(blob=pickle.dumps(events)))
-    config = folder / "c.yaml"
-    config.write_text(
-        "mode: backfill\nmetrics: {port: 0}\n"
-        "input:\n  - cron:\n      expression: '* * * * * *'\n"
-        "      start: '2026-02-20T10:00:00+00:00'\n      end: '2026-02-20T10:00:01+00:00'\n"
-        f"event:\n  script:\n    path: produce.py\noutput:\n  - name: o\n    {output}\n"
-    )
-    return config
-
-
-def dead_values(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [json.loads(line)["value"] for line in path.read_text().split("\n") if line]
-
-
-def check_accounts(run: Run, events: list[str], dead: list[str]) -> tuple[int, int, Counter]:
-    """The invariants every run keeps; (delivered, failed, reasons) of output `o`."""
-    err = run.err[-5000:]
-    assert not run.killed, err
-    assert run.code in (0, 1), (run.code, err)
-    assert not run.traceback, err
-    s = run.summary()
-    assert s.printed, err
-    assert s.produced == len(events), err
-    o = s.outputs["o"]
-    assert o.could_not_start is None, err
-    assert o.delivered + o.failed + o.filtered == len(events), (o, err)
-    assert len(dead) == o.failed, (len(dead), o, err)
-    # bounded: a reason names a field and a rule (the config's fields, not the events'
-    # values); a few per template field, plus the output's own
-    assert len(o.reasons) <= 16, o.reasons
-    assert run.code == (0 if o.failed == 0 and s.script_errors == 0 else 1), (run.code, o, err)
-    return o.delivered, o.failed, o.reasons
-
-
 # -- kafka routing ----------------------------------------------------------------------------
 
 POOL = ["alpha", "beta"]  # topic suffixes made up front: events routed there must arrive
@@ -315,39 +268,6 @@ def must_fail(event: str) -> bool:
     return not isinstance(doc, dict) or any(doc.get(f) is None for f in ("t", "k", "h"))
 
 
-def read_topics(bootstrap: str, prefix: str) -> list:
-    """Every record of every topic named with prefix: (topic, key, headers, value)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from tests.harness.kafka import admin
-
-    meta = admin(bootstrap).list_topics(timeout=30).topics
-    names = [t for t in meta if t.startswith(prefix)]
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}reader",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        parts, total = [], 0
-        for name in names:
-            for p in meta[name].partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=30)
-                if high > low:
-                    parts.append(TopicPartition(name, p, low))
-                    total += high - low
-        records = []
-        if parts:
-            consumer.assign(parts)
-            deadline = time.monotonic() + 30
-            while len(records) < total and time.monotonic() < deadline:
-                msg = consumer.poll(0.5)
-                if msg is None or msg.error():
-                    continue
-                records.append((msg.topic(), msg.key(), dict(msg.headers() or []), msg.value()))
-        assert len(records) == total, (len(records), total)
-        return records
-    finally:
-        consumer.close()
-
-
 @budget(5)
 @given(routed_events())
 @example([json.dumps({"n": 0, "t": "alpha", "k": "x", "h": "y"}),
@@ -377,7 +297,7 @@ def test_kafka_routing_fails_alone_and_the_topic_holds_the_rest(kafka_topic, tmp
         )
         run = run_subprocess(["run", str(config), "--quiet"], cwd=folder, timeout=120)
         dead = dead_values(folder / "dead.jsonl")
-        delivered, _, reasons = check_accounts(run, events, dead)
+        delivered, _, reasons = check_run(run, events, dead)
         records = read_topics(bootstrap, prefix)
         assert len(records) == delivered, (len(records), delivered, run.err[-3000:])
         got = Counter(value.decode() for *_, value in records)
@@ -414,7 +334,7 @@ def test_kafka_raw_events_fail_alone(kafka_topic, tmp_path_factory, events):
     )
     run = run_subprocess(["run", str(config), "--quiet"], cwd=folder, timeout=120)
     dead = dead_values(folder / "dead.jsonl")
-    delivered, _, reasons = check_accounts(run, events, dead)
+    delivered, _, reasons = check_run(run, events, dead)
     records = read_topics(bootstrap, topic)
     assert len(records) == delivered
     got = [value.decode() for *_, value in records]  # one partition: in order
@@ -450,7 +370,7 @@ def test_a_trace_over_the_kafka_message_limit_is_delivered(kafka_topic, tmp_path
         "encoding: otlp_proto, dead_letter: dead.jsonl, flush_timeout: 20}",
     )
     run = run_subprocess(["run", str(config), "--quiet"], cwd=tmp_path, timeout=120)
-    delivered, failed, _ = check_accounts(run, events, dead_values(tmp_path / "dead.jsonl"))
+    delivered, failed, _ = check_run(run, events, dead_values(tmp_path / "dead.jsonl"))
     assert (delivered, failed) == (2000, 0), run.err[-2000:]
     spans = 0
     for _, key, _, value in read_topics(kafka_topic.bootstrap, topic):
@@ -461,11 +381,6 @@ def test_a_trace_over_the_kafka_message_limit_is_delivered(kafka_topic, tmp_path
 
 
 # -- otlp into Jaeger ---------------------------------------------------------------------------
-
-
-VALID_SPAN = {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331",
-              "service": "s", "operation": "o", "start_time": "2026-02-20T10:00:00Z",
-              "duration_ms": 5, "status": "OK"}
 
 
 @budget(3)
@@ -503,7 +418,7 @@ def test_otlp_sends_what_maps_and_fails_the_rest_alone(jaeger, tmp_path_factory,
     )
     run = run_subprocess(["run", str(config), "--quiet"], cwd=folder, timeout=120)
     dead = dead_values(folder / "dead.jsonl")
-    delivered, _, _ = check_accounts(run, events, dead)
+    delivered, _, _ = check_run(run, events, dead)
     assert delivered == sum(mappable.values()), (delivered, mappable, run.err[-3000:])
     assert Counter(dead) + Counter(e for e in events if e not in dead) == Counter(events)
     # Jaeger holds every delivered span of every trace
@@ -530,7 +445,7 @@ def test_one_oversized_span_fails_alone(jaeger, tmp_path):
                        "dead_letter: dead.jsonl, flush_timeout: 20}")
     run = run_subprocess(["run", str(config), "--quiet"], cwd=tmp_path, timeout=120)
     dead = dead_values(tmp_path / "dead.jsonl")
-    delivered, failed, _ = check_accounts(run, events, dead)
+    delivered, failed, _ = check_run(run, events, dead)
     assert (delivered, failed) == (5, 1), run.err[-2000:]
     assert dead == [events[2]]
     assert len(wait_for_trace(jaeger["query"], trace, min_spans=5)) == 5
@@ -548,7 +463,7 @@ def test_a_batch_over_the_grpc_message_limit_is_delivered(jaeger, tmp_path):
     config = write_run(tmp_path, events, f"otlp: {{endpoint: '{jaeger['otlp_grpc']}', "
                        "dead_letter: dead.jsonl, flush_timeout: 20}")
     run = run_subprocess(["run", str(config), "--quiet"], cwd=tmp_path, timeout=120)
-    delivered, failed, _ = check_accounts(run, events, dead_values(tmp_path / "dead.jsonl"))
+    delivered, failed, _ = check_run(run, events, dead_values(tmp_path / "dead.jsonl"))
     assert (delivered, failed) == (5000, 0), run.err[-2000:]
     assert len(wait_for_trace(jaeger["query"], trace, min_spans=5000, timeout=30)) == 5000
 
@@ -559,7 +474,7 @@ def test_otlp_reasons_are_a_small_set(jaeger, tmp_path):
     config = write_run(tmp_path, events, f"otlp: {{endpoint: '{jaeger['otlp_grpc']}', "
                        "dead_letter: dead.jsonl, flush_timeout: 5}")
     run = run_subprocess(["run", str(config), "--quiet"], cwd=tmp_path, timeout=60)
-    _, failed, reasons = check_accounts(run, events, dead_values(tmp_path / "dead.jsonl"))
+    _, failed, reasons = check_run(run, events, dead_values(tmp_path / "dead.jsonl"))
     assert failed == 300
     assert all(not re.search(r"[0-9a-f]{6,}", r) for r in reasons), reasons
 

@@ -17,7 +17,6 @@ Whatever it is, the run keeps the invariants of issue 11:
 
 from __future__ import annotations
 
-import json
 import pickle
 import textwrap
 from collections import Counter
@@ -27,6 +26,7 @@ import orjson
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from tests.harness.accounts import dead_values
 from tests.harness.fuzz import (
     ROOT,
     SPANISH,
@@ -234,12 +234,6 @@ def write_run(folder: Path, bs: list[tuple], calls: int, on_error: str, fmt: str
     config.write_text(CONFIG.format(calls=calls, on_error=on_error, fmt=fmt,
                                     check_traces=str(check_traces).lower()))
     return config
-
-
-def dead_values(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [json.loads(line)["value"] for line in path.read_text().split("\n") if line]
 
 
 def check_run(run: Run, folder: Path, bs: list[tuple], calls: int, on_error: str,

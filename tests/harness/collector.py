@@ -12,15 +12,20 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
 
-from tests.harness.kafka import free_port
+from connector.testing import free_port
+from tests.harness.metrics import Samples, metric, scrape
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "local-collector"
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never proxy 127.0.0.1
+
+
+def kafka_receiver(bootstrap: str, group: str, **signals: dict) -> dict:
+    """The kafka receiver reading from the start of the topics, in a group of the test's own."""
+    return {"kafka": {"brokers": [bootstrap], "group_id": group, "initial_offset": "earliest",
+                      **signals}}
 
 
 class Collector:
@@ -101,25 +106,14 @@ class Collector:
     def log(self) -> str:
         return (self.state / "collector.log").read_text(errors="replace")
 
-    def counters(self) -> dict[tuple[str, tuple], float]:
+    def counters(self) -> Samples:
         """The Collector's own metrics {(name, sorted labels): value}; {} when not served."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        try:
-            with _OPENER.open(self.endpoints["COLLECTOR_METRICS"], timeout=5) as r:
-                text = r.read().decode()
-        except OSError:
-            return {}
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples
-        }
+        return scrape(self.endpoints["COLLECTOR_METRICS"]) or {}
 
     def counter(self, name: str, **labels: str) -> float:
         """The sum of a counter's samples with these labels (0 when not counted yet)."""
         name = name if name.endswith("_total") else f"{name}_total"
-        return sum(v for (n, ls), v in self.counters().items()
-                   if n == name and all(dict(ls).get(k) == want for k, want in labels.items()))
+        return metric(self.counters(), name, **labels)
 
     def wait_counter(self, name: str, want: float, timeout: float = 60, **labels: str) -> float:
         """Poll until the counter reaches `want`, then wait a moment more to see it stay."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
+import pickle
 import signal
 import subprocess
 import sys
@@ -22,10 +22,14 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from hypothesis import strategies as st
+
+from tests.harness.accounts import check_accounts
+from tests.harness.kafka import read_topic, topics
+from tests.harness.summary import Summary
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,57 +52,6 @@ class Run:
 
     def summary(self) -> Summary:
         return Summary.parse(self.err)
-
-
-@dataclass
-class OutputAccount:
-    delivered: int = 0
-    failed: int = 0
-    reasons: Counter = field(default_factory=Counter)
-    could_not_start: str | None = None
-    filtered: int = 0  # by a `when` rule
-
-
-@dataclass
-class Summary:
-    printed: bool = False
-    timestamps: int = -1
-    produced: int = -1
-    script_errors: int = -1
-    error_kinds: Counter = field(default_factory=Counter)
-    outputs: dict[str, OutputAccount] = field(default_factory=dict)
-
-    _OUTPUT = re.compile(r"^  output (\S+): delivered (\d+), failed (\d+)(?:, filtered (\d+))?$")
-    _NOSTART = re.compile(r"^  output (\S+): could not start: (.*)$")
-    _REASON = re.compile(r"^    failed: (.*): (\d+)$")
-
-    @classmethod
-    def parse(cls, stderr: str) -> Summary:
-        s, current = cls(), None
-        lines = stderr.split("\n")
-        start = next((i for i, line in enumerate(lines) if line.startswith("summary: ")), None)
-        if start is None:
-            return s
-        s.printed = True
-        for line in lines[start + 1 :]:
-            if line.startswith("  timestamps: "):
-                s.timestamps = int(line.split()[1])
-            elif line.startswith("  events produced: "):
-                s.produced = int(line.split()[2])
-            elif line.startswith("  script errors: "):
-                head, *kinds = line.strip().split(", ")
-                s.script_errors = int(head.split()[2])
-                for kind in kinds:
-                    name, n = kind.rsplit(": ", 1)
-                    s.error_kinds[name] = int(n)
-            elif m := cls._OUTPUT.match(line):
-                current = s.outputs[m[1]] = OutputAccount(int(m[2]), int(m[3]))
-                current.filtered = int(m[4] or 0)
-            elif m := cls._NOSTART.match(line):
-                current = s.outputs[m[1]] = OutputAccount(could_not_start=m[2])
-            elif (m := cls._REASON.match(line)) and current is not None:
-                current.reasons[m[1]] += int(m[2])
-        return s
 
 
 def _rss_mib() -> float:
@@ -249,6 +202,49 @@ def run_subprocess(argv: list[str], cwd: Path, timeout: float = 60,
                    killed, cpu)
 
 
+def check_run(run: Run, events: list[str], dead: list) -> tuple[int, int, Counter]:
+    """The invariants every run of write_run's config keeps (exit 0 or 1 and true, no
+    traceback, the summary printed, the accounts of output `o` exact, its reasons bounded);
+    `dead` is its dead letter (records or values). (delivered, failed, reasons) of `o`."""
+    err = run.err[-5000:]
+    assert not run.killed, err
+    assert run.code in (0, 1), (run.code, err)
+    assert not run.traceback, err
+    s = run.summary()
+    assert s.printed, err
+    assert s.produced == len(events), err
+    o = check_accounts(s, "o", dead=dead)
+    # bounded: a reason names a field and a rule (the config's fields, not the events'
+    # values); a few per template field, plus the output's own
+    assert len(o.reasons) <= 16, o.reasons
+    assert run.code == (0 if o.failed == 0 and s.script_errors == 0 else 1), (run.code, o, err)
+    return o.delivered, o.failed, o.reasons
+
+
+EVENTS_SCRIPT = "import pickle\nEVENTS = pickle.loads({blob!r})\n\n\ndef produce(params):\n" \
+                "    return EVENTS\n"
+
+
+def write_run(folder: Path, events: list[str], output: str) -> Path:
+    """A backfill of one call that returns `events`, into one output `o` (its YAML)."""
+    (folder / "produce.py").write_text(EVENTS_SCRIPT.format(blob=pickle.dumps(events)))
+    config = folder / "c.yaml"
+    config.write_text(
+        "mode: backfill\nmetrics: {port: 0}\n"
+        "input:\n  - cron:\n      expression: '* * * * * *'\n"
+        "      start: '2026-02-20T10:00:00+00:00'\n      end: '2026-02-20T10:00:01+00:00'\n"
+        f"event:\n  script:\n    path: produce.py\noutput:\n  - name: o\n    {output}\n"
+    )
+    return config
+
+
+def read_topics(bootstrap: str, prefix: str) -> list[tuple]:
+    """Every record of every topic named with prefix: (topic, key, headers, value)."""
+    names = [t for t in topics(bootstrap) if t.startswith(prefix)]
+    return [(m.topic(), m.key(), dict(m.headers() or []), m.value())
+            for m in read_topic(bootstrap, names)]
+
+
 # -- hostile values -------------------------------------------------------------------------
 
 # Characters that have broken text handling before: line breaks of every kind, NUL and
@@ -318,3 +314,23 @@ event_text = st.one_of(
                      '"\\ud800"', "x" * 300]),
     st.sampled_from(SPANISH),
 )
+
+# Any JSON value (no surrogates: JSON text is UTF-8).
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(-(2**63), 2**64),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([1e303, -1e303, 1e19, 2**64, 2**63, -1, 0, 0.5, -0.0, 1e-300]),
+    st.text(max_size=12), odd_text.filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF
+                                                          for c in s)),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3),
+    max_leaves=6,
+)
+
+# A span event the OTLP mapping takes as it is.
+VALID_SPAN = {"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331",
+              "service": "s", "operation": "o", "start_time": "2026-02-20T10:00:00Z",
+              "duration_ms": 5, "status": "OK"}

@@ -1,22 +1,26 @@
 """A real Jaeger (OTLP receiver + query API) for tests: plain helpers, no pytest fixtures.
 
-Uses $JAEGER_QUERY / $OTLP_ENDPOINT (/ $OTLP_HTTP_ENDPOINT) when set, otherwise
-`scripts/local-jaeger start` (builds Jaeger once with Go, then starts in seconds).
+The shared one: $JAEGER_QUERY / $OTLP_ENDPOINT (/ $OTLP_HTTP_ENDPOINT) when set, otherwise
+`scripts/local-jaeger start` (builds Jaeger once with Go, then starts in seconds). A private
+one (`PrivateJaeger`) to kill and restart, and a TCP forwarder to take an endpoint away.
 """
 
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
+from connector.testing import free_port
+from tests.harness.cli import wait_for
+from tests.harness.metrics import NO_PROXY
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "local-jaeger"
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never proxy 127.0.0.1
 
 
 def jaeger_endpoints() -> dict:
@@ -52,7 +56,7 @@ def jaeger_endpoints() -> dict:
 def _get(url: str) -> dict | None:
     """GET JSON, None on 404."""
     try:
-        with _OPENER.open(url, timeout=10) as r:
+        with NO_PROXY.open(url, timeout=10) as r:
             return json.load(r)
     except urllib.error.HTTPError as e:
         if e.code == 404:
@@ -108,9 +112,6 @@ class TcpProxy:
     is gone), `up()` listens again on the same port. The endpoint and its storage stay."""
 
     def __init__(self, target: str):
-
-        from tests.harness.kafka import free_port
-
         host, port = target.split("://")[-1].rsplit(":", 1)
         self.target = (host, int(port))
         self.port = free_port()  # not ephemeral: see free_port
@@ -119,7 +120,6 @@ class TcpProxy:
         self._conns: list = []
 
     def up(self) -> None:
-        import socket
         import threading
 
         listener = socket.socket()
@@ -130,8 +130,6 @@ class TcpProxy:
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def down(self) -> None:
-        import socket
-
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(OSError):  # wakes the accept() (close() alone does not)
@@ -144,7 +142,6 @@ class TcpProxy:
         self._conns.clear()
 
     def _accept(self, listener) -> None:
-        import socket
         import threading
 
         while True:
@@ -174,33 +171,122 @@ class TcpProxy:
                     s.close()
 
 
-class OwnJaeger:
-    """scripts/local-jaeger on free ports and its own state folder (to stop; in-memory
-    storage: a stop loses its traces)."""
+
+
+# -- a Jaeger of a test's own, to kill (never the shared one) --------------------------------
+
+PRIVATE_CONFIG = """\
+# a test's own Jaeger: badger on disk, so a kill -9 and restart keeps stored traces
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces: {receivers: [otlp], exporters: [jaeger_storage_exporter]}
+  telemetry:
+    metrics: {level: none}
+    logs: {level: warn}
+extensions:
+  jaeger_storage:
+    backends:
+      store:
+        badger:
+          directories: {keys: "{state}/keys", values: "{state}/values"}
+          ephemeral: false
+  jaeger_query:
+    storage: {traces: store}
+    enable_tracing: false
+    http: {endpoint: "127.0.0.1:{query}"}
+    grpc: {endpoint: "127.0.0.1:{query_grpc}"}
+receivers:
+  otlp:
+    protocols:
+      grpc: {endpoint: "127.0.0.1:{grpc}"}
+      http: {endpoint: "127.0.0.1:{http}"}
+exporters:
+  jaeger_storage_exporter: {trace_storage: store}
+"""
+
+
+def jaeger_binary(state: Path) -> Path:
+    """The binary scripts/local-jaeger builds and caches; built now (on private ports) if
+    this machine has never built it."""
+    import runpy
+
+    binary = runpy.run_path(str(SCRIPT), run_name="local_jaeger")["BINARY"]
+    if not binary.exists():
+        env = os.environ | {"LOCAL_JAEGER_DIR": str(state / "build")} | {
+            f"LOCAL_JAEGER_{k.upper()}_PORT": str(free_port())
+            for k in ("otlp_grpc", "otlp_http", "query", "query_grpc")
+        }
+        for command in ("start", "stop"):
+            subprocess.run([sys.executable, str(SCRIPT), command], env=env,
+                           capture_output=True, timeout=3600, check=True)
+    return binary
+
+
+class PrivateJaeger:
+    """Jaeger on free ports with its own badger folder: start, kill -9, restart, stop.
+    Created stopped: until start(), its ports refuse (an endpoint that is down)."""
 
     def __init__(self, state: Path):
-
         self.state = Path(state)
-        from tests.harness.kafka import free_port
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.ports = {k: free_port() for k in ("grpc", "http", "query", "query_grpc")}
+        self.otlp_grpc = f"127.0.0.1:{self.ports['grpc']}"
+        self.otlp_http = f"http://127.0.0.1:{self.ports['http']}"
+        self.query = f"http://127.0.0.1:{self.ports['query']}"
+        self.binary = jaeger_binary(self.state)
+        self.config = self.state / "jaeger.yaml"
+        text = PRIVATE_CONFIG.replace("{state}", str(self.state))
+        for name, port in self.ports.items():
+            text = text.replace("{" + name + "}", str(port))
+        self.config.write_text(text)
+        self.proc: subprocess.Popen | None = None
 
-        first = free_port(4)  # not ephemeral: see free_port
-        ports = {name: first + i for i, name in enumerate(("OTLP_GRPC", "OTLP_HTTP", "QUERY",
-                                                           "QUERY_GRPC"))}
-        self.env = os.environ | {"LOCAL_JAEGER_DIR": str(self.state)} | {
-            f"LOCAL_JAEGER_{k}_PORT": str(v) for k, v in ports.items()
-        }
-        self.otlp_grpc = f"127.0.0.1:{ports['OTLP_GRPC']}"
-        self.otlp_http = f"http://127.0.0.1:{ports['OTLP_HTTP']}"
-        self.query = f"http://127.0.0.1:{ports['QUERY']}"
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
-    def _run(self, command: str) -> None:
-        r = subprocess.run([sys.executable, str(SCRIPT), command], capture_output=True,
-                           text=True, timeout=600, env=self.env)
-        if r.returncode:
-            raise RuntimeError(f"scripts/local-jaeger {command} exited {r.returncode}: {r.stderr}")
+    def start(self, timeout: float = 60) -> None:
+        with open(self.state / "jaeger.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self.binary), "--config", str(self.config)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for("the private Jaeger to answer", self.ready, timeout, 0.1)
 
-    def start(self) -> None:
-        self._run("start")
+    def ensure_running(self) -> None:
+        if not self.running:
+            self.start()
+
+    def ready(self) -> bool:
+        assert self.running, (
+            "the private Jaeger exited: " + (self.state / "jaeger.log").read_text()[-2000:]
+        )
+        try:
+            with NO_PROXY.open(f"{self.query}/api/services", timeout=2) as r:
+                if r.status != 200:
+                    return False
+            with socket.create_connection(("127.0.0.1", self.ports["grpc"]), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.running:
+            self.proc.kill()
+            self.proc.wait(10)
 
     def stop(self) -> None:
-        self._run("stop")
+        """SIGTERM (a kill -9 after 20 s); its ports refuse again."""
+        if self.running:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def trace(self, trace_id: str) -> list[dict]:
+        """The spans it holds for one trace; [] when none."""
+        return get_trace(self.query, trace_id)

@@ -1,19 +1,22 @@
-"""Where tests find Kafka: $KAFKA_BOOTSTRAP_SERVERS, testcontainers, or scripts/local-kafka.
+"""Kafka for tests: where the shared broker is ($KAFKA_BOOTSTRAP_SERVERS, testcontainers or
+scripts/local-kafka), its topics and consumer groups, the one topic reader, and a private
+broker to kill, pause or restart (never the shared one). Plain helpers, no fixtures."""
 
-Plain helpers, no pytest fixtures. The local broker keeps its data dir and port across
-stop_local_kafka()/start_local_kafka(), so data produced before a stop is readable after.
-"""
+from __future__ import annotations
 
 import atexit
 import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from connector.testing import free_port
+from tests.harness.cli import wait_for
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "local-kafka"
 HOW_TO = "start one with `scripts/local-kafka start` or set KAFKA_BOOTSTRAP_SERVERS=host:port"
@@ -46,17 +49,13 @@ def _container() -> str | None:
     return _container_bootstrap
 
 
-def _local_kafka(command: str) -> subprocess.CompletedProcess:
-    try:
-        # first start may download jars with Maven: allow minutes
-        return subprocess.run([str(SCRIPT), command], capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise RuntimeError(f"scripts/local-kafka {command} failed: {e}; {HOW_TO}") from e
-
-
 def start_local_kafka() -> str:
     """Start (or reuse) the scripts/local-kafka broker and return its bootstrap address."""
-    r = _local_kafka("start")
+    try:
+        # first start may download jars with Maven: allow minutes
+        r = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise RuntimeError(f"scripts/local-kafka start failed: {e}; {HOW_TO}") from e
     lines = r.stdout.strip().splitlines()
     if r.returncode != 0 or not lines or not lines[-1].startswith(PREFIX):
         raise RuntimeError(
@@ -64,13 +63,6 @@ def start_local_kafka() -> str:
             f"{r.stderr.strip()}\n{HOW_TO}"
         )
     return lines[-1].removeprefix(PREFIX)
-
-
-def stop_local_kafka() -> None:
-    """Stop the scripts/local-kafka broker (data and port are kept for the next start)."""
-    r = _local_kafka("stop")
-    if r.returncode != 0:
-        raise RuntimeError(f"scripts/local-kafka stop exited {r.returncode}:\n{r.stderr.strip()}")
 
 
 def kafka_bootstrap() -> str:
@@ -135,57 +127,158 @@ def delete(bootstrap: str, topic_names: set[str], group_ids: set[str] = frozense
                 raise
 
 
-# -- a broker of a test's own, to stop or kill (never the shared one) ------------------------
+# -- what a topic holds --------------------------------------------------------------------
 
 
-def free_port_pair() -> int:
-    """A port p with p and p+1 free (broker and controller listeners)."""
-    return free_port(2)
+def read_topic(bootstrap: str, topic: str | list[str], *, read_committed: bool = False,
+               timeout: float = 60) -> list:
+    """Every record the topics hold now (confluent_kafka Messages, in each partition's
+    order), each partition read to its end: the high watermark, or with read_committed (as
+    an exactly-once job reads) the last stable offset, aborted records skipped. Exact: no
+    idle guessing. Partitions are assigned, not subscribed: no consumer group is made.
+    A topic that does not exist holds nothing."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    names = [topic] if isinstance(topic, str) else list(topic)
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": "unused (assign only, nothing committed)",
+        "enable.auto.commit": False, "enable.auto.offset.store": False,
+        "enable.partition.eof": True, "fetch.max.bytes": 50 * 1024 * 1024,
+        "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+    })
+    try:
+        metadata = consumer.list_topics(timeout=30).topics
+        left = {(t, p) for t in names if t in metadata for p in metadata[t].partitions}
+        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in left])
+        messages: list = []
+        deadline = time.monotonic() + timeout
+        while left:
+            assert time.monotonic() < deadline, f"the ends of {sorted(left)} never came"
+            for msg in consumer.consume(10_000, timeout=0.5):
+                if msg.error() is None:
+                    messages.append(msg)
+                elif msg.error().code() == KafkaError._PARTITION_EOF:
+                    left.discard((msg.topic(), msg.partition()))
+                else:
+                    raise AssertionError(f"reading {sorted(names)}: {msg.error()}")
+        return messages
+    finally:
+        consumer.close()
 
 
-class OwnBroker:
-    """scripts/local-kafka on its own port and state folder: start, stop, kill -9."""
+# -- a broker of a test's own, to kill (never the shared one) --------------------------------
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie or a reused-and-gone pid is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+class PrivateKafka:
+    """scripts/local-kafka on its own ports (broker, controller) and state folder: start,
+    stop, kill -9, pause, wipe. Data and port are kept across a stop or kill."""
 
     def __init__(self, state: Path, port: int | None = None):
-        self.state, self.port = Path(state), port or free_port_pair()
+        self.state = Path(state)
+        self.port = port or free_port(2)
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.env = os.environ | {
             "LOCAL_KAFKA_DIR": str(self.state),
             "LOCAL_KAFKA_PORT": str(self.port),
             "LOCAL_KAFKA_HEAP": "-Xms256m -Xmx512m",
         }
+        self._starting: subprocess.Popen | None = None
 
-    def _run(self, command: str) -> subprocess.CompletedProcess:
+    def _script(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess:
         r = subprocess.run(
-            [str(SCRIPT), command], capture_output=True, text=True, timeout=600, env=self.env
+            [sys.executable, str(SCRIPT), command],
+            capture_output=True, text=True, timeout=timeout, env=self.env,
         )
         if command != "status" and r.returncode != 0:
-            raise RuntimeError(f"scripts/local-kafka {command} exited {r.returncode}: {r.stderr}")
+            raise RuntimeError(f"local-kafka {command} exited {r.returncode}: {r.stderr[-2000:]}")
         return r
 
+    @property
+    def pid(self) -> int | None:
+        try:
+            pid = int((self.state / "kafka.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
     def start(self) -> str:
-        self._run("start")
+        """Start (or restart after a kill) and wait until it acknowledges a produce."""
+        self.start_in_background()
+        self.wait_started()
         return self.bootstrap
 
+    def start_in_background(self) -> None:
+        """Begin a (re)start without waiting: the test goes on while the broker boots."""
+        self._starting = subprocess.Popen(
+            [sys.executable, str(SCRIPT), "start"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
+        )
+
+    def wait_started(self, timeout: float = 180) -> None:
+        proc, self._starting = self._starting, None
+        if proc is None:
+            return
+        _out, err = proc.communicate(timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"local-kafka start exited {proc.returncode}: {err[-2000:]}")
+
+    def ensure_running(self) -> None:
+        """Running and not paused, whatever the test before left."""
+        self.wait_started()
+        if self.pid is None:
+            self.start()
+        else:
+            self.resume()
+
     def stop(self) -> None:
-        self._run("stop")
+        """A controlled shutdown (a paused broker is woken first)."""
+        self.wait_started()
+        if self.pid is not None:
+            self.resume()
+            self._script("stop", timeout=90)
 
     def kill(self) -> None:
-        """SIGKILL: no controlled shutdown, connections just die."""
-        import signal
-
-        pid = int((self.state / "kafka.pid").read_text())
+        """kill -9: no controlled shutdown, every connection just dies."""
+        pid = self._pid()
+        os.kill(pid, signal.SIGCONT)  # a paused broker dies as well
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}/cmdline").exists() and Path(f"/proc/{pid}/cmdline").read_bytes():
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
+        wait_for("the killed broker to go", lambda: not _alive(pid), 15, 0.05)
 
-    def __enter__(self) -> "OwnBroker":
-        self.start()
-        return self
+    def wipe(self) -> None:
+        """Stopped, its data gone: the next start formats a fresh broker."""
+        self.stop()
+        shutil.rmtree(self.state, ignore_errors=True)
 
-    def __exit__(self, *exc) -> None:
-        with contextlib.suppress(RuntimeError):
-            self.stop()
+    def pause(self) -> None:
+        os.kill(self._pid(), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self._pid(), signal.SIGCONT)
+
+    def _pid(self) -> int:
+        pid = self.pid
+        assert pid, "the private broker is not running"
+        return pid
+
+    def close(self) -> None:
+        """The fixture's finalizer: whatever state it is in, it ends stopped."""
+        with contextlib.suppress(Exception):
+            self.wait_started(60)
+        pid = self.pid
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGCONT)
+            try:
+                self._script("stop", timeout=90)
+            except Exception:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)

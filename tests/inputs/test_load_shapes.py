@@ -9,7 +9,9 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from connector.inputs import rate
-from tests.observability.test_metrics import free_port, scrape, wait_for
+from connector.testing import free_port
+from tests.harness.cli import run_cli, wait_for
+from tests.harness.metrics import scrape
 
 STAMP = "def produce(p):\n    return p['timestamp'].isoformat()\n"
 
@@ -34,7 +36,7 @@ def test_a_live_ramp_produces_exactly_its_schedule_second_by_second(write, tmp_p
     )
     try:
         # mid-ramp: 2.5 s in, the target is 625/s
-        wait_for(lambda: datetime.now(UTC) >= start + timedelta(seconds=2.5), timeout=30)
+        wait_for("2.5 s of the run", lambda: datetime.now(UTC) >= start + timedelta(seconds=2.5), 30)
         metrics = scrape(port)
         target = metrics[("connector_input_target_rate", (("input", "ramp"),))]
         assert 500 < target < 750, target
@@ -53,8 +55,6 @@ def test_a_live_ramp_produces_exactly_its_schedule_second_by_second(write, tmp_p
 
 
 def test_a_sharded_input_needs_an_absolute_start(write):
-    from tests.conftest import run_cli
-
     write("s.py", STAMP)
     config = write("c.yaml", """
         input: [{rate: {stages: [{duration: 1, target: 5}], shard: true, start: now}}]

@@ -4,7 +4,7 @@ import json
 import logging
 
 from connector.logs import add_secret, setup_logging
-from tests.conftest import run_cli
+from tests.harness.cli import run_cli
 
 
 def test_json_logs_are_one_object_per_line(write):

@@ -6,50 +6,21 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
+import uuid
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from connector.metrics import METRICS
-from tests.conftest import EXAMPLES, ROOT
-from tests.harness.kafka import free_port
+from connector.testing import free_port
+from tests.harness.cli import EXAMPLES, ROOT, start_run, wait_for
+from tests.harness.kafka import read_topic
+from tests.harness.metrics import http_status, scrape
 
 BASIC = EXAMPLES / "basic" / "produce.py"
 
 
-def start(config: Path, *args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "connector", "run", str(config), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-
-
-def scrape(port: int) -> dict[tuple, float]:
-    """{(sample name, sorted labels): value} from a real HTTP scrape."""
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def get(port: int, path: str) -> int:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}{path}", timeout=5).status_code
-    except requests.ConnectionError:
-        return 0
-
-
-def wait_for(predicate, timeout: float = 30.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
-
-
 def test_counters_equal_the_summary_and_what_kafka_holds(kafka_bootstrap, kafka_topic, write):
-    from tests.outputs.kafka.test_kafka import consume
-
     port, topic = free_port(), kafka_topic("metrics")
     write("s.py", "def produce(p):\n    if p['timestamp'].microsecond % 7 == 0:\n        raise KeyError('k')\n    return ['a', 'b']\n")
     config = write("c.yaml", f"""
@@ -58,12 +29,12 @@ def test_counters_equal_the_summary_and_what_kafka_holds(kafka_bootstrap, kafka_
         event: {{script: {{path: s.py}}}}
         output: [{{name: to-kafka, kafka: {{bootstrap_servers: '{kafka_bootstrap}', topic: {topic}}}}}]
         """)
-    proc = start(config, "--duration", "4", "--metrics-port", str(port), "--linger", "20")
+    proc = start_run(config, "--duration", "4", "--metrics-port", str(port), "--linger", "20")
     try:
-        during = wait_for(lambda: (m := scrape_or_none(port)) and m.get(
+        during = wait_for("a delivery counted", lambda: (m := scrape(port)) and m.get(
             ("connector_events_delivered_total", (("output", "to-kafka"),))) and m)
         assert during[("connector_info", (("config_name", "metrics-test"), ("version", "0.1.0")))] == 1
-        wait_for(lambda: get(port, "/healthz") == 503, timeout=30)  # the run has ended
+        wait_for("/healthz to answer 503", lambda: http_status(port, "/healthz") == 503, 30)  # the run has ended
         after = scrape(port)
     finally:
         proc.terminate()
@@ -80,36 +51,28 @@ def test_counters_equal_the_summary_and_what_kafka_holds(kafka_bootstrap, kafka_
     assert after[("connector_delivery_latency_seconds_count", (("output", "to-kafka"),))] == delivered
     assert after[("connector_schedule_lag_seconds_count", ())] == ticks
     assert 0 < after[("connector_schedule_lag_seconds_sum", ())] < ticks * 0.01  # real, and small
-    assert len(consume(kafka_bootstrap, [topic], expect=int(delivered))) == delivered
+    assert len(read_topic(kafka_bootstrap, [topic])) == delivered
 
 
-def scrape_or_none(port: int):
-    try:
-        return scrape(port)
-    except requests.ConnectionError:
-        return None
-
-
-def test_readyz_follows_the_broker(write, tmp_path):
+def test_readyz_follows_the_broker(private_kafka, write):
     """On a broker of the test's own: down at start, /readyz names the output; up, ready."""
-    from tests.harness.kafka import OwnBroker
-
-    broker = OwnBroker(tmp_path / "broker")
+    broker = private_kafka
+    broker.stop()
     port = free_port()
     config = write("c.yaml", f"""
         input: [{{rate: {{per_second: 20}}}}]
         event: {{script: {{path: {BASIC}}}}}
-        output: [{{kafka: {{bootstrap_servers: '{broker.bootstrap}', topic: ready, connect_timeout: 120}}}}]
+        output: [{{kafka: {{bootstrap_servers: '{broker.bootstrap}', topic: ready-{uuid.uuid4().hex[:8]}, connect_timeout: 120}}}}]
         """)
-    proc = start(config, "--duration", "10", "--metrics-port", str(port))
+    proc = start_run(config, "--duration", "10", "--metrics-port", str(port))
     try:
-        wait_for(lambda: get(port, "/healthz") == 200)
-        assert get(port, "/readyz") == 503
+        wait_for("/healthz to answer 200", lambda: http_status(port, "/healthz") == 200)
+        assert http_status(port, "/readyz") == 503
         body = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()
         assert body["ready"] is False and "kafka-0" in body["reason"]
-        with broker:
-            wait_for(lambda: get(port, "/readyz") == 200, timeout=90)
-            _, err = proc.communicate(timeout=60)
+        broker.start()
+        wait_for("/readyz to answer 200", lambda: http_status(port, "/readyz") == 200, 90)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -124,13 +87,13 @@ def test_healthz_flips_when_the_pipeline_dies(write):
         event: {script: {path: s.py, on_error: stop}}
         output: [{null: {}}]
         """)
-    proc = start(config, "--metrics-port", str(port), "--linger", "10")
+    proc = start_run(config, "--metrics-port", str(port), "--linger", "10")
     try:
-        wait_for(lambda: get(port, "/healthz") == 200)
-        wait_for(lambda: get(port, "/healthz") == 503, timeout=15)
+        wait_for("/healthz to answer 200", lambda: http_status(port, "/healthz") == 200)
+        wait_for("/healthz to answer 503", lambda: http_status(port, "/healthz") == 503, 15)
         body = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         assert "RuntimeError: dead" in body["reason"]
-        assert get(port, "/readyz") == 503
+        assert http_status(port, "/readyz") == 503
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
@@ -149,7 +112,7 @@ def prometheus(tmp_path):
         [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
          f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: get(port, "/-/ready") == 200)
+        wait_for("/-/ready to answer 200", lambda: http_status(port, "/-/ready") == 200)
         yield port, target
     finally:
         proc.terminate()
@@ -163,7 +126,7 @@ def test_a_real_prometheus_sees_the_configured_rate(prometheus, write):
         event: {{script: {{path: {BASIC}}}}}
         output: [{{file: {{path: out.txt}}}}]
         """)
-    proc = start(config, "--duration", "30", "--metrics-port", str(target))
+    proc = start_run(config, "--duration", "30", "--metrics-port", str(target))
 
     def measured():
         r = requests.get(f"http://127.0.0.1:{prom}/api/v1/query", timeout=5,
@@ -173,7 +136,7 @@ def test_a_real_prometheus_sees_the_configured_rate(prometheus, write):
 
     try:
         time.sleep(15)
-        value = wait_for(measured, timeout=10)
+        value = wait_for("a rate in Prometheus", measured, 10)
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
@@ -239,12 +202,12 @@ def test_healthz_reports_a_hung_script(write):
         event: {script: {path: s.py}}
         output: [{null: {}}]
         """)
-    proc = start(config, "--metrics-port", str(port))
+    proc = start_run(config, "--metrics-port", str(port))
     try:
-        wait_for(lambda: get(port, "/healthz") == 200)
+        wait_for("/healthz to answer 200", lambda: http_status(port, "/healthz") == 200)
         time.sleep(1.5)  # ten calls a second, each followed by a wait for the clock: alive
-        assert get(port, "/healthz") == 200
-        wait_for(lambda: get(port, "/healthz") == 503, timeout=15)
+        assert http_status(port, "/healthz") == 200
+        wait_for("/healthz to answer 503", lambda: http_status(port, "/healthz") == 503, 15)
         body = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         assert body["status"] == "stalled" and "no produce() call" in body["reason"]
     finally:

@@ -16,8 +16,7 @@ from connector.otlp.check import TraceChecker
 from connector.otlp.codec import otlp_encoder
 from connector.otlp.mapping import DEFAULT_MAPPING, MappingError
 from connector.otlp.traces import _encode_checked, encode_span
-from tests.fuzz.test_outputs import VALID_SPAN, check_accounts, read_topics, write_run
-from tests.harness.fuzz import run_subprocess
+from tests.harness.fuzz import VALID_SPAN, check_run, read_topics, run_subprocess, write_run
 
 SPAN = {**VALID_SPAN, "trace_id": "0af7651916cd43dd8448eb211c80319c"}
 
@@ -128,7 +127,7 @@ def test_a_kafka_trace_over_message_max_bytes_arrives_split(kafka_topic, tmp_pat
     )
     run = run_subprocess(["run", str(config), "--quiet"], cwd=tmp_path, timeout=120)
     dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
-    delivered, failed, reasons = check_accounts(run, events, [d["value"] for d in dead])
+    delivered, failed, reasons = check_run(run, events, dead)
     assert (delivered, failed) == (600, 1), run.err[-2000:]
     assert reasons == {"span too large for one message (message.max.bytes)": 1}
     assert dead[0]["value"] == events[7]
@@ -147,7 +146,7 @@ def _otlp_run(tmp_path, jaeger, events, batch: str):
     run = run_subprocess(["run", str(config), "--quiet"], cwd=tmp_path, timeout=120)
     dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()] \
         if (tmp_path / "dead.jsonl").exists() else []
-    delivered, failed, reasons = check_accounts(run, events, [d["value"] for d in dead])
+    delivered, failed, reasons = check_run(run, events, dead)
     return run, delivered, failed, reasons, dead
 
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.conftest import EXAMPLES, run_cli
+from tests.harness.cli import EXAMPLES, run_cli
 from tests.harness.jaeger import tags, wait_for_trace
 
 TRACING = EXAMPLES / "tracing" / "tracing.py"
@@ -130,7 +130,7 @@ def test_unmappable_events_are_counted_failures(jaeger, write, tmp_path):
 
 
 def test_kafka_otlp_proto_encoding(kafka_bootstrap, kafka_topic, write, tmp_path):
-    from tests.outputs.kafka.test_kafka import consume
+    from tests.harness.kafka import read_topic
 
     topic = kafka_topic("otlp")
     config = tracing_config(
@@ -139,7 +139,7 @@ def test_kafka_otlp_proto_encoding(kafka_bootstrap, kafka_topic, write, tmp_path
     result = run_cli("run", config)
     assert result.code == 0, result.stderr
     assert result.summary("kafka-0")["delivered"] == 240
-    messages = consume(kafka_bootstrap, [topic], expect=30)
+    messages = read_topic(kafka_bootstrap, [topic])
     assert len(messages) == 30  # one message per trace
     for m in messages:
         request = ExportTraceServiceRequest.FromString(m.value())

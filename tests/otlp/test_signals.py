@@ -29,8 +29,8 @@ from connector.otlp.codec import otlp_encoder
 from connector.otlp.mapping import LogMapping, MappingError, MetricMapping, SpanMapping
 from connector.otlp.signals import codec
 from connector.otlp.traces import encode_span
-from tests.conftest import EXAMPLES
-from tests.fuzz.test_outputs import json_values
+from tests.harness.cli import EXAMPLES
+from tests.harness.fuzz import json_values
 from tests.harness.hypothesis_profiles import budget
 
 T0 = "2026-02-20T10:00:00+00:00"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Result, run_cli
+from tests.harness.accounts import dead_letters
+from tests.harness.cli import ROOT, Result, run_cli
 
 LIMIT = 64 * 1024  # bytes: `ulimit -f 64`
 
@@ -38,19 +39,11 @@ def file_lines(path: Path) -> list[bytes]:
     return data.splitlines()
 
 
-def dead_letters(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def check(result: Result, output: str, lines: list, dead: list) -> dict[str, int]:
     """The invariants: exit 0/1/2 and truthful, no traceback, accounts exact."""
     assert result.code in (0, 1, 2)
     assert "Traceback" not in result.stderr, result.stderr
-    s = result.summary(output)
-    assert s["delivered"] + s["failed"] == s["produced"], result.stderr
-    assert len(lines) == s["delivered"], (len(lines), result.stderr)
-    assert len(dead) == s["failed"], (len(dead), result.stderr)
-    return s
+    return result.accounts(output, held=lines, dead=dead)
 
 
 def test_an_unencodable_event_fails_alone_in_file_and_stdout(write):

@@ -15,7 +15,7 @@ from connector.config import parse_config
 from connector.metrics import registry_for
 from connector.outputs.base import When, parse_event
 from connector.pipeline import Pipeline, RunOptions, build_output, prepare
-from tests.conftest import run_cli
+from tests.harness.cli import run_cli
 
 # One produce() call returns one of each: events of every kind a rule may meet. `n` is the
 # call number, so each event is known by (n, position).
@@ -217,7 +217,7 @@ def test_a_rule_meets_hostile_events_without_raising(event, matched):
 def test_the_trace_check_reads_only_what_the_traces_output_selects():
     """examples/correlated routes its log lines away from the traces output: they carry
     trace and span ids but are no spans, and the check must not count them as such."""
-    from tests.conftest import EXAMPLES
+    from tests.harness.cli import EXAMPLES
 
     result = run_cli("preview", EXAMPLES / "correlated" / "config.yaml", "--events", "300",
                      "--check-traces", "--seed", "2")

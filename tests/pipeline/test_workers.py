@@ -8,8 +8,9 @@ import sys
 import time
 from collections import Counter
 
-from tests.conftest import Result, run_cli
-from tests.observability.test_metrics import free_port, scrape_or_none, wait_for
+from connector.testing import free_port
+from tests.harness.cli import Result, run_cli, wait_for
+from tests.harness.metrics import http_status, scrape
 
 SCRIPT = "import os\ndef produce(p):\n    return [f\"{p['timestamp'].isoformat()} {os.getpid()}\"] * 2\n"
 
@@ -75,7 +76,7 @@ def test_metrics_and_sigterm_with_workers(write, tmp_path):
                              "--metrics-port", str(port)], stderr=subprocess.PIPE, text=True)
     try:
         key = ("connector_events_delivered_total", (("output", "file-0"),))
-        wait_for(lambda: (scrape_or_none(port) or {}).get(key, 0) > 100, timeout=30)
+        wait_for("over 100 counted", lambda: (scrape(port) or {}).get(key, 0) > 100, 30)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -105,8 +106,6 @@ def test_a_worker_that_dies_is_counted(write):
 def test_healthz_reports_a_hung_script_under_workers(write):
     import requests
 
-    from tests.observability.test_metrics import get
-
     port = free_port()
     write("s.py", "import time\nn = 0\ndef produce(p):\n    global n\n    n += 1\n    if n == 20:\n        time.sleep(3600)\n    return 'x'\n")
     config = write("c.yaml", """
@@ -119,9 +118,9 @@ def test_healthz_reports_a_hung_script_under_workers(write):
                              "--metrics-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
-        wait_for(lambda: get(port, "/readyz") == 200)
-        assert get(port, "/healthz") == 200  # ten calls a second per worker, waits between: alive
-        wait_for(lambda: get(port, "/healthz") == 503, timeout=20)
+        wait_for("/readyz to answer 200", lambda: http_status(port, "/readyz") == 200)
+        assert http_status(port, "/healthz") == 200  # ten calls a second per worker, waits between: alive
+        wait_for("/healthz to answer 503", lambda: http_status(port, "/healthz") == 503, 20)
         body = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         assert body["status"] == "stalled" and "no produce() call" in body["reason"]
         proc.send_signal(signal.SIGTERM)  # the hung call goes on...

@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_cli
-from tests.harness.faults import Run, no_traceback, read_topic
+from connector.testing import free_port
+from tests.harness.cli import Run, no_traceback, run_cli
+from tests.harness.faults import ids_of
+from tests.harness.kafka import read_topic
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -70,33 +72,6 @@ def expected_events(script: Path, seed: int, calls: int, workers: int = 1) -> di
             event = json.loads(module.produce({"timestamp": START + timedelta(milliseconds=k)}))
             events[event["id"]] = event["r"]
     return events
-
-
-def read_committed(bootstrap: str, topic: str, timeout: float = 60) -> list[bytes]:
-    """Every committed record (isolation.level=read_committed, as an exactly-once job reads):
-    read until each partition reports its end (the last stable offset)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False,
-        "isolation.level": "read_committed", "enable.partition.eof": True,
-    })
-    try:
-        parts = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        values, open_parts = [], set(parts)
-        deadline = time.monotonic() + timeout
-        while open_parts:
-            assert time.monotonic() < deadline, f"reading {topic}: {open_parts} not at their end"
-            for msg in consumer.consume(10_000, timeout=0.5):
-                if msg.error() is not None:
-                    assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                    open_parts.discard(msg.partition())
-                else:
-                    values.append(msg.value())
-        return values
-    finally:
-        consumer.close()
 
 
 def positions(path: Path) -> dict[str, int]:
@@ -148,12 +123,12 @@ def test_kill_and_resume_without_transactions_is_at_least_once(kafka_topic, kafk
     for _ in range(3):
         kill_at_random(tmp_path, cfg, checkpoint, rng)
         at = positions(checkpoint).get("0", 0)
-        arrived = [order[datetime.fromisoformat(i)] for i in ids(read_topic(kafka_bootstrap,
+        arrived = [order[datetime.fromisoformat(i)] for i in ids_of(read_topic(kafka_bootstrap,
                                                                             topic))]
         resent.append(sum(1 for k in arrived if k >= at))
     stderr = finish(tmp_path, cfg, checkpoint)
     assert "replayed: " in stderr, stderr[-2000:]
-    got = ids(read_topic(kafka_bootstrap, topic))
+    got = ids_of(read_topic(kafka_bootstrap, topic))
     expected = expected_events(tmp_path / "s.py", 7, CALLS)
     assert set(got) == set(expected), f"{len(set(expected) - set(got))} event(s) missing"
     # what the README bounds: per crash, what was acknowledged after the last checkpoint,
@@ -181,17 +156,13 @@ def test_kill_and_resume_with_transactions_is_exactly_once(kafka_topic, kafka_bo
         print(f"\nkilled at committed positions {positions(checkpoint)} (the file's cache)")
     stderr = finish(tmp_path, cfg, checkpoint, *extra)
     assert "transactions: committed " in stderr, stderr[-2000:]
-    values = read_committed(kafka_bootstrap, topic)
-    events = [json.loads(v) for v in values]
+    events = [json.loads(m.value())
+              for m in read_topic(kafka_bootstrap, topic, read_committed=True)]
     got = [e["id"] for e in events]
     assert len(got) == len(set(got)), f"{len(got) - len(set(got))} duplicate(s)"
     assert len(got) == calls, f"{len(got)} committed events, the schedule has {calls}"
     expected = expected_events(tmp_path / "s.py", 7, calls, workers)
     assert {e["id"]: e["r"] for e in events} == expected, "content differs from a --seed run"
-
-
-def ids(values: list[bytes]) -> list[str]:
-    return [json.loads(v)["id"] for v in values]
 
 
 # -- the same content as an uninterrupted run, and the refusals (file output: no broker) ----
@@ -386,15 +357,13 @@ def test_transactional_max_events_cuts_at_a_call_boundary_and_counts_transaction
     assert scraped[("connector_transactions_total",
                     (("outcome", "aborted"), ("output", "kafka-0")))] == 0
     assert scraped[("connector_transaction_seconds_count", (("output", "kafka-0"),))] >= 1
-    got = sorted(json.loads(v)["id"] for v in read_committed(kafka_bootstrap, topic))
+    got = sorted(ids_of(read_topic(kafka_bootstrap, topic, read_committed=True)))
     assert len(got) == 9 and {i.rsplit("-", 1)[1] for i in got} == {"0", "1", "2"}
 
 
 def test_credentials_are_left_out_of_the_fingerprint(tmp_path):
     """A rotated password does not invalidate a checkpoint, and neither the password nor a
     hash of it is in the file (the output cannot connect: the run ends, exit 1, at once)."""
-    from tests.harness.faults import free_port
-
     cfg, checkpoint = file_config(tmp_path), tmp_path / "ck.json"
     data = yaml.safe_load(cfg.read_text())
     data["output"] = [{"kafka": {

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.conftest import run_cli
-from tests.outputs.kafka.test_kafka import consume
+from tests.harness.cli import run_cli
+from tests.harness.kafka import read_topic
 
 TWO = """
 def produce(params):
@@ -42,7 +42,7 @@ def test_scheduled_record_times_are_the_calls_timestamps(kafka_bootstrap, kafka_
     assert result.code == 0, result.stderr
     produced = result.summary()["produced"]
     assert produced == 2 * (2190 + 2 * 100)
-    messages = consume(kafka_bootstrap, [topic], expect=produced)
+    messages = read_topic(kafka_bootstrap, [topic])
     assert len(messages) == produced
     for msg in messages:
         kind, at = msg.timestamp()
@@ -75,7 +75,7 @@ def produce(params):
     assert "field 'at' is missing: 60" in result.stderr
     assert "field 'at' is not an ISO-8601 time or epoch milliseconds: 60" in result.stderr
     assert len(dead.read_text().splitlines()) == 120
-    messages = consume(kafka_bootstrap, [topic], expect=120)
+    messages = read_topic(kafka_bootstrap, [topic])
     assert len(messages) == 120
     for msg in messages:
         at = json.loads(msg.value())["at"]
@@ -158,7 +158,7 @@ def produce(params):
     """)
     result = run_cli("run", config, "--metrics-port", "0", "--quiet", "--seed", "7")
     assert result.code == 0, result.stderr
-    messages = consume(kafka_bootstrap, [topic], expect=120)
+    messages = read_topic(kafka_bootstrap, [topic])
     assert len(messages) == 120  # one per trace
     for msg in messages:
         request = ExportTraceServiceRequest.FromString(msg.value())

@@ -4,42 +4,14 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from tests.conftest import EXAMPLES, run_cli
-
-
-def consume(bootstrap: str, topics: list[str], expect: int | None = None, idle: float = 5.0):
-    """Every message of the topics, read from the beginning until `idle` s pass with none.
-    Partitions are assigned, not subscribed: no consumer group is left on the broker."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "unused (assign only, nothing committed)",
-        "enable.auto.commit": False, "enable.auto.offset.store": False,
-    })
-    metadata = consumer.list_topics(timeout=30)
-    consumer.assign([
-        TopicPartition(topic, p, OFFSET_BEGINNING)
-        for topic in topics if topic in metadata.topics
-        for p in metadata.topics[topic].partitions
-    ])
-    messages, last = [], time.monotonic()
-    try:
-        while time.monotonic() - last < idle and (expect is None or len(messages) < expect):
-            batch = consumer.consume(1000, timeout=0.5)
-            for msg in batch:
-                assert msg.error() is None, msg.error()
-                messages.append(msg)
-            if batch:
-                last = time.monotonic()
-        if expect is not None:  # anything beyond the expected count is a duplicate: look
-            messages += [m for m in consumer.consume(1000, timeout=2.0) if m.error() is None]
-    finally:
-        consumer.close()
-    return messages
+from tests.harness.cli import EXAMPLES, run_cli
+from tests.harness.kafka import read_topic
 
 
 def kafka_config(example: str, bootstrap: str, topic: str, **extra) -> str:
@@ -62,7 +34,7 @@ def test_each_example_lands_exactly_once(kafka_bootstrap, kafka_topic, write, ex
     assert result.code == 0, result.stderr
     summary = result.summary("kafka-0")
     assert summary["delivered"] == summary["produced"] > 0 and summary["failed"] == 0
-    messages = consume(kafka_bootstrap, [topic], expect=summary["delivered"])
+    messages = read_topic(kafka_bootstrap, [topic])
     values = [m.value() for m in messages]
     assert len(values) == summary["delivered"]
     if example != "basic":  # basic's events repeat only when timestamps do; they don't
@@ -110,7 +82,7 @@ def test_topic_routing_and_headers(kafka_bootstrap, kafka_topic, write):
         """)
     result = run_cli("run", config)
     assert result.code == 0, result.stderr
-    messages = consume(kafka_bootstrap, [f"{prefix}.alpha", f"{prefix}.beta"], expect=20)
+    messages = read_topic(kafka_bootstrap, [f"{prefix}.alpha", f"{prefix}.beta"])
     assert len(messages) == 20
     for m in messages:
         event = json.loads(m.value())
@@ -153,11 +125,11 @@ def test_unroutable_and_refused_events_are_dead_lettered(
         "MSG_SIZE_TOO_LARGE: Broker: Message size too large: "
         "Unable to produce message: Broker: Message size too large"}
     assert all({"output", "topic", "value", "error"} <= d.keys() for d in dead)
-    assert len(consume(kafka_bootstrap, [f"{topic}-ok"], expect=2)) == 2
+    assert len(read_topic(kafka_bootstrap, [f"{topic}-ok"])) == 2
 
 
 def test_wrong_bootstrap_says_what_it_waits_for_then_fails_clearly(write):
-    from tests.harness.kafka import free_port
+    from connector.testing import free_port
 
     port = free_port()  # nobody listens on it
     write("s.py", "def produce(p):\n    return 'x'\n")
@@ -241,33 +213,31 @@ def test_unknown_librdkafka_property_is_a_config_error(write):
     assert 'output[0].kafka.producer: No such configuration property: "linger.msec"' in result.stderr
 
 
-def test_broker_restart_mid_run_loses_and_duplicates_nothing(write, tmp_path):
-    from tests.harness.kafka import OwnBroker
-
-    with OwnBroker(tmp_path / "broker") as broker:  # stopped and started: never the shared one
-        topic = "restart"
-        write("s.py", "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
-        config = write("c.yaml", f"""
-            input: [{{rate: {{per_second: 200}}}}]
-            event: {{script: {{path: s.py}}}}
-            output: [{{kafka: {{bootstrap_servers: {broker.bootstrap}, topic: {topic}}}}}]
-            """)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "connector", "run", str(config), "--duration", "16"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            time.sleep(4)
-            broker.stop()
-            time.sleep(4)
-            broker.start()
-            _, err = proc.communicate(timeout=120)
-        finally:
-            proc.kill()
-        assert proc.returncode == 0, err
-        produced = int(err.split("events produced: ")[1].split()[0])
-        assert "delivered " + str(produced) + ", failed 0" in err
-        values = [int(m.value()) for m in consume(broker.bootstrap, [topic], expect=produced)]
-        assert len(values) == produced and sorted(values) == list(range(1, produced + 1))
+def test_broker_restart_mid_run_loses_and_duplicates_nothing(private_kafka, write, tmp_path):
+    broker = private_kafka  # stopped and started: never the shared one
+    topic = f"restart-{uuid.uuid4().hex[:8]}"
+    write("s.py", "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
+    config = write("c.yaml", f"""
+        input: [{{rate: {{per_second: 200}}}}]
+        event: {{script: {{path: s.py}}}}
+        output: [{{kafka: {{bootstrap_servers: {broker.bootstrap}, topic: {topic}}}}}]
+        """)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "run", str(config), "--duration", "16"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+        broker.stop()
+        time.sleep(4)
+        broker.start()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    produced = int(err.split("events produced: ")[1].split()[0])
+    assert "delivered " + str(produced) + ", failed 0" in err
+    values = [int(m.value()) for m in read_topic(broker.bootstrap, [topic])]
+    assert len(values) == produced and sorted(values) == list(range(1, produced + 1))
 
 
 @pytest.fixture(autouse=True)

@@ -13,9 +13,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from tests.conftest import EXAMPLES, run_cli
-from tests.fuzz.test_outputs import check_accounts, read_topics, write_run
-from tests.harness.fuzz import run_subprocess
+from tests.harness.cli import EXAMPLES, run_cli
+from tests.harness.fuzz import check_run, read_topics, run_subprocess, write_run
 
 T0 = "2026-02-20T10:00:00+00:00"
 
@@ -83,7 +82,7 @@ def test_hostile_log_events_fail_alone_and_the_topic_holds_the_rest(kafka_topic,
                        "encoding: otlp_proto, signal: logs, dead_letter: dead.jsonl}")
     run = run_subprocess(["run", str(config), "--quiet"], cwd=tmp_path, timeout=120)
     dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
-    delivered, failed, reasons = check_accounts(run, events, [d["value"] for d in dead])
+    delivered, failed, reasons = check_run(run, events, dead)
     assert (delivered, failed) == (len(good), len(bad))
     assert sorted(d["value"] for d in dead) == sorted(bad)
     assert all(r.startswith(("cannot map to a log record: ", "not JSON: ")) for r in reasons)

@@ -21,8 +21,10 @@ from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSe
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from connector.outputs import schema as sch
-from tests.conftest import EXAMPLES, run_cli
-from tests.outputs.kafka.test_kafka import consume
+from connector.testing import free_port
+from tests.harness.cli import EXAMPLES, run_cli, start_run, wait_for
+from tests.harness.kafka import read_topic
+from tests.harness.metrics import http_status, scrape
 
 
 def murmur2(data: bytes) -> int:
@@ -106,7 +108,7 @@ def test_avro_example_round_trips_with_typed_keys(kafka_bootstrap, kafka_topic, 
     value_id = client.get_latest_version(f"{topic}-value").schema_id
     key_id = client.get_latest_version(f"{topic}-key").schema_id
     values, keys = AvroDeserializer(client), AvroDeserializer(client)
-    messages = consume(kafka_bootstrap, [topic], expect=300)
+    messages = read_topic(kafka_bootstrap, [topic])
     assert len(messages) == 300
     by_order = {e["order_id"]: e for e in sent}
     partitions = defaultdict(set)
@@ -139,7 +141,7 @@ def test_json_schema_example_round_trips(kafka_bootstrap, kafka_topic, schema_re
     registered = client.get_latest_version(f"{topic}-value")
     schema_str = (EXAMPLES / "kafka-json-schema" / "schemas" / "payment.json").read_text()
     decode = JSONDeserializer(schema_str, schema_registry_client=client)
-    messages = consume(kafka_bootstrap, [topic], expect=150)
+    messages = read_topic(kafka_bootstrap, [topic])
     by_id = {e["payment_id"]: e for e in sent}
     for msg in messages:
         check_frame(msg.value(), registered.schema_id)
@@ -167,7 +169,7 @@ def test_raw_keys_land_where_java_puts_them(kafka_bootstrap, kafka_topic, write)
         """)
         result = run_cli("run", config, "--quiet", "--metrics-port", "0")
         assert result.code == 0, result.stderr
-    messages = consume(kafka_bootstrap, [topic], expect=120)
+    messages = read_topic(kafka_bootstrap, [topic])
     assert len(messages) == 120
     assert len({m.partition() for m in messages}) > 1
     for msg in messages:
@@ -214,7 +216,7 @@ def test_a_bad_event_fails_alone_and_is_dead_lettered(kafka_bootstrap, kafka_top
     dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert len(dead) == 1 and json.loads(dead[0]["value"])["id"] == "e7"
     assert "lots" in dead[0]["error"] and "amount" in dead[0]["error"]
-    messages = consume(kafka_bootstrap, [topic], expect=19)
+    messages = read_topic(kafka_bootstrap, [topic])
     decode = AvroDeserializer(SchemaRegistryClient({"url": schema_registry}))
     ids = sorted(decode(m.value(), None)["id"] for m in messages)
     assert ids == sorted(f"e{n}" for n in range(20) if n != 7)
@@ -492,7 +494,7 @@ def test_auto_register_false_uses_the_latest_registered_version(kafka_bootstrap,
     assert result.summary("kafka-0")["delivered"] == 19, result.stderr
     assert [v.version for v in [client.get_latest_version(subject)]] == [1]  # nothing registered
     decode = AvroDeserializer(client)
-    for msg in consume(kafka_bootstrap, [topic], expect=19):
+    for msg in read_topic(kafka_bootstrap, [topic]):
         check_frame(msg.value(), schema_id)
         assert decode(msg.value(), None)["note"] is None  # the default the registered one adds
 
@@ -579,19 +581,16 @@ def test_hostile_events_fail_alone_with_bounded_reasons(kafka_bootstrap, kafka_t
     assert len(dead) == 21
     too_large = [d for d in dead if "too large" in d["error"].lower()]
     assert len(too_large) == 3 and all(json.loads(d["value"])["id"] == "x" * 2_000_000 for d in too_large)
-    assert len(consume(kafka_bootstrap, [topic], expect=3)) == 3
+    assert len(read_topic(kafka_bootstrap, [topic])) == 3
 
 
 def test_a_bad_events_accounts_agree_with_metrics(kafka_bootstrap, kafka_topic, schema_registry, write, tmp_path):
-    from tests.harness.kafka import free_port
-    from tests.observability.test_metrics import get, scrape, start, wait_for
-
     topic = kafka_topic("metrics")
     config = bad_config(write, tmp_path, kafka_bootstrap, topic, schema_registry)
     port = free_port()
-    proc = start(config, "--metrics-port", str(port), "--linger", "30")
+    proc = start_run(config, "--metrics-port", str(port), "--linger", "30")
     try:
-        wait_for(lambda: get(port, "/healthz") == 503, timeout=60)  # the run has ended
+        wait_for("/healthz to answer 503", lambda: http_status(port, "/healthz") == 503, 60)  # the run has ended
         after = scrape(port)
     finally:
         proc.terminate()
@@ -619,7 +618,7 @@ def test_schemad_records_in_transactions(kafka_bootstrap, kafka_topic, schema_re
     assert len(dead) == 1 and json.loads(dead[0]["value"])["id"] == "e7"
     value_id = SchemaRegistryClient({"url": schema_registry}).get_latest_version(
         f"{topic}-value").schema_id
-    messages = consume(kafka_bootstrap, [topic], expect=19)  # read_committed: librdkafka's default
+    messages = read_topic(kafka_bootstrap, topic, read_committed=True)
     decode = AvroDeserializer(SchemaRegistryClient({"url": schema_registry}))
     for m in messages:
         check_frame(m.value(), value_id)

@@ -12,63 +12,25 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from connector.outputs.base import Acks, OutputError
 from connector.outputs.kafka import Config, KafkaOutput
-from tests.harness.faults import (
-    Run,
-    Summary,
-    assert_accounts,
-    dead_letters,
-    no_traceback,
-    ns_of,
-    wait_for,
-    write_config,
-    write_script,
-)
-from tests.harness.kafka import create_topic
+from tests.harness.accounts import check_accounts, dead_letters
+from tests.harness.cli import Run, no_traceback, wait_for
+from tests.harness.faults import ns_of, write_config, write_script
+from tests.harness.kafka import create_topic, read_topic
+from tests.harness.summary import Summary
 
 pytestmark = pytest.mark.timeout(180)
 K = "kafka-0"
 
 
-def read_view(bootstrap: str, topics: list[str], committed: bool = True) -> list:
-    """Every record of the topics that a consumer with this isolation level can read now:
-    each partition read to its end (the last stable offset under read_committed).
-    Partitions are assigned, not subscribed: no consumer group is made."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "unused (assign only)",
-        "enable.auto.commit": False, "enable.partition.eof": True,
-        "isolation.level": "read_committed" if committed else "read_uncommitted",
-    })
-    try:
-        metadata = consumer.list_topics(timeout=30)
-        left = {(t, p) for t in topics for p in metadata.topics[t].partitions}
-        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in left])
-        messages, deadline = [], time.monotonic() + 60
-        while left:
-            assert time.monotonic() < deadline, f"the ends of {sorted(left)} never came"
-            for msg in consumer.consume(10_000, timeout=0.5):
-                if msg.error() is not None:
-                    assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                    left.discard((msg.topic(), msg.partition()))
-                else:
-                    messages.append(msg)
-        return messages
-    finally:
-        consumer.close()
-
-
 def transactions(summary: Summary, output: str = K) -> tuple[int, int]:
     """(committed, aborted) from the summary's `transactions:` line under the output."""
-    lines = summary.text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip().startswith(f"output {output}:"))
-    for line in lines[start + 1:]:
-        if line.strip().startswith("transactions:"):
-            words = line.replace(",", "").split()
-            return int(words[words.index("committed") + 1]), int(words[words.index("aborted") + 1])
-    raise AssertionError(f"no transactions line for {output}:\n{summary.text}")
+    found = summary.outputs[output].transactions
+    assert found is not None, f"no transactions line for {output}:\n{summary.text}"
+    return found
 
 
 def config_file(path: Path, script: Path, output: dict, **top) -> Path:
@@ -118,10 +80,10 @@ def test_a_read_committed_consumer_never_sees_part_of_a_call(kafka_bootstrap, ka
             run.signal(signal.SIGSTOP)
             try:
                 time.sleep(0.3)  # what the client had taken reaches the broker
-                seen = traces_of(read_view(kafka_bootstrap, [front, back]))
+                seen = traces_of(read_topic(kafka_bootstrap, [front, back], read_committed=True))
                 partial = {t: n for t, n in seen.items() if n != 9}
                 assert not partial, f"partial traces in the read_committed view: {partial}"
-                everything = traces_of(read_view(kafka_bootstrap, [front, back], False))
+                everything = traces_of(read_topic(kafka_bootstrap, [front, back]))
                 hidden = sum(everything.values()) - sum(seen.values())
             finally:
                 run.signal(signal.SIGCONT)
@@ -138,7 +100,7 @@ def test_a_read_committed_consumer_never_sees_part_of_a_call(kafka_bootstrap, ka
     assert s.delivered(K) == s.produced == 9 * 300 * 5, s.text
     committed, aborted = transactions(s)
     assert committed >= 3 and aborted == 0, s.text  # 0.5 s each, less the frozen time
-    messages = read_view(kafka_bootstrap, [front, back])
+    messages = read_topic(kafka_bootstrap, [front, back], read_committed=True)
     spans = [json.loads(m.value()) for m in messages]
     assert len(spans) == s.produced
     assert len({(span["trace"], span["span"]) for span in spans}) == len(spans)  # once each
@@ -193,7 +155,7 @@ def test_a_bad_event_fails_its_whole_call_and_nothing_of_it_is_committed(
     s = run.summary
     dead = dead_letters(tmp_path / "dead.jsonl")
     assert s.produced == 3 * calls, s.text
-    assert_accounts(s, K, dead)
+    check_accounts(s, K, dead=dead)
     bad = {n for n in range(1, calls + 1) if bad_call(n)}
     assert s.failed(K) == 3 * len(bad) and code == 1, s.text
     failed_calls = Counter(json.loads(r["value"])["call"] for r in dead)
@@ -201,7 +163,7 @@ def test_a_bad_event_fails_its_whole_call_and_nothing_of_it_is_committed(
     reasons = s.reasons(K)
     assert reasons["another event of its produce() call failed (transactions)"] == 2 * len(bad)
     assert any(r.startswith("MSG_SIZE_TOO_LARGE") for r in reasons), reasons
-    committed = [json.loads(m.value()) for m in read_view(kafka_bootstrap, [topic])]
+    committed = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, [topic], read_committed=True)]
     assert len(committed) == s.delivered(K)
     assert sorted((e["call"], e["i"]) for e in committed) == [
         (n, i) for n in range(1, calls + 1) if n not in bad for i in range(3)
@@ -210,7 +172,7 @@ def test_a_bad_event_fails_its_whole_call_and_nothing_of_it_is_committed(
     # was aborted (its events show uncommitted) and its good calls sent again
     _, aborted = transactions(s)
     assert aborted >= 1, s.text
-    everything = [json.loads(m.value()) for m in read_view(kafka_bootstrap, [topic], False)]
+    everything = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, [topic])]
     assert any(e["call"] % 11 == 5 and e["i"] == 0 for e in everything)
     assert not any(e["call"] % 11 == 5 and e["i"] == 0 for e in committed)
 
@@ -258,8 +220,8 @@ def test_an_abortable_error_sends_the_transaction_again_once(kafka_bootstrap, ka
     finally:
         out.close()
         acks.settle()
-    committed = ns_of(m.value() for m in read_view(kafka_bootstrap, [topic]))
-    everything = ns_of(m.value() for m in read_view(kafka_bootstrap, [topic], False))
+    committed = ns_of(m.value() for m in read_topic(kafka_bootstrap, [topic], read_committed=True))
+    everything = ns_of(m.value() for m in read_topic(kafka_bootstrap, [topic]))
     dead = dead_letters(tmp_path / "dead.jsonl")
     expected = Counter(committed=1, aborted=1) if failures == 1 else Counter(aborted=2)
     assert acks.transactions == expected
@@ -303,34 +265,34 @@ def test_a_second_connector_with_the_same_id_fences_the_first(kafka_bootstrap, k
     assert code == 1, first.stderr[-3000:]
     assert f"transactional id '{tid}' was fenced" in first.stderr
     s = first.summary
-    assert_accounts(s, K, dead_letters(tmp_path / "first" / "dead.jsonl"))
+    check_accounts(s, K, dead=dead_letters(tmp_path / "first" / "dead.jsonl"))
     assert s.reasons(K).keys() <= {"transaction fenced (another producer uses its transactional id)"}
     assert s.produced < 500 * 30, s.text  # it stopped
-    committed = read_view(kafka_bootstrap, [topic])
+    committed = read_topic(kafka_bootstrap, [topic], read_committed=True)
     assert len(committed) == s.delivered(K) + second.summary.delivered(K)
 
 
-def test_a_broker_killed_inside_an_open_transaction_loses_and_duplicates_nothing(broker,
+def test_a_broker_killed_inside_an_open_transaction_loses_and_duplicates_nothing(private_kafka,
                                                                                  tmp_path):
     script = write_script(tmp_path / "s.py", slow_every=500, slow=0.025)
     topic = f"tx-{uuid.uuid4().hex[:8]}"
-    output = {"bootstrap_servers": broker.bootstrap, "topic": topic, "dead_letter": "dead.jsonl",
+    output = {"bootstrap_servers": private_kafka.bootstrap, "topic": topic, "dead_letter": "dead.jsonl",
               "transactions": {"id": f"test-restart-{uuid.uuid4().hex[:8]}"}}
     config = config_file(tmp_path / "c.yaml", script, output, per_second=1000, seconds=60)
     run = Run(tmp_path, config)
     try:
         run.wait_delivered(10_000)  # a transaction is always open in a running backfill
-        broker.kill()
-        broker.start()
+        private_kafka.kill()
+        private_kafka.start()
         code = run.wait(150)
     finally:
         run.kill()
     no_traceback(run.stderr)
     s = run.summary
     print("\n" + s.text)
-    assert_accounts(s, K, dead_letters(tmp_path / "dead.jsonl"))
+    check_accounts(s, K, dead=dead_letters(tmp_path / "dead.jsonl"))
     assert (s.produced, s.delivered(K), s.failed(K), code) == (60_000, 60_000, 0, 0), s.text
-    ns = ns_of(m.value() for m in read_view(broker.bootstrap, [topic]))
+    ns = ns_of(m.value() for m in read_topic(private_kafka.bootstrap, [topic], read_committed=True))
     assert sorted(ns) == list(range(1, 60_001))  # each exactly once in the committed view
 
 
@@ -414,10 +376,10 @@ def test_the_position_commits_with_the_events_and_reads_back_committed(kafka_boo
         old.close()
         old.acks.settle()
     assert (old.acks.delivered, old.acks.failed) == (10, 10)
-    assert sorted(ns_of(m.value() for m in read_view(kafka_bootstrap, [topic]))) == list(
+    assert sorted(ns_of(m.value() for m in read_topic(kafka_bootstrap, [topic], read_committed=True))) == list(
         range(20)
     )
-    marks = read_view(kafka_bootstrap, [markers])
+    marks = read_topic(kafka_bootstrap, [markers], read_committed=True)
     assert {m.key() for m in marks} == {config.properties()["transactional.id"].encode()}
     assert [json.loads(m.value())["position"]["ticks"] for m in marks] == [10, 20]
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
@@ -450,7 +412,7 @@ def test_workers_each_have_their_own_id_and_the_metrics_agree(kafka_bootstrap, k
     assert metrics[("connector_transactions_total", label)] == committed
     assert metrics[("connector_events_delivered_total", (("output", K),))] == 20_000
     assert metrics[("connector_transaction_seconds_count", (("output", K),))] == committed
-    ids = [json.loads(m.value())["id"] for m in read_view(kafka_bootstrap, [topic])]
+    ids = [json.loads(m.value())["id"] for m in read_topic(kafka_bootstrap, [topic], read_committed=True)]
     assert len(ids) == len(set(ids)) == 20_000
 
 
@@ -480,7 +442,7 @@ def test_an_open_transaction_commits_while_the_run_waits_for_the_clock(kafka_boo
         wait_for("the first call", lambda: run.check_alive()
                  and run.metric("connector_events_produced_total") >= 3, 30, 0.05)
         first = time.monotonic()
-        wait_for("its events, committed", lambda: len(read_view(kafka_bootstrap, [topic])) == 3,
+        wait_for("its events, committed", lambda: len(read_topic(kafka_bootstrap, [topic], read_committed=True)) == 3,
                  3, 0.1)
         assert time.monotonic() - first < 3  # the next call is 5 s after the first
         assert run.metric("connector_events_produced_total") == 3
