@@ -1,21 +1,35 @@
-"""Fault injection into Kafka: a private broker killed (kill -9), restarted and paused
-(SIGSTOP) under the connector, and the connector itself killed. Each test reads back what
-arrived (the topic's records, the dead letter, the summary) and checks the invariants:
-exact accounts, nothing lost, nothing duplicated, no traceback, an exit code that tells
-the truth."""
+"""Kafka faults, against a private broker (scripts/local-kafka on ports and a state folder
+of its own, never a broker you pointed the tests at): killed (kill -9), restarted, paused
+(SIGSTOP) and freshly started under the connector, the connector itself killed, and the
+kafka output itself driven into a dead broker (the stop deadline, a second signal, flush
+and ready() with the broker gone).
+
+Each test reads back what arrived (the topic's records, the dead letter, the summary) and
+checks the invariants: exact accounts (delivered + failed == produced, every failure
+dead-lettered exactly once, the topic holding what was delivered, plus at most what timed
+out after being sent), nothing lost, nothing duplicated, no traceback, an exit code that
+tells the truth. A message timeout is met twice, by two causes: the broker paused past it
+under the CLI, and killed under the output in-process (where every failure's reason is
+exact).
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import signal
+import subprocess
+import sys
 import time
 import uuid
+from collections import Counter
 
 import pytest
 
-from tests.harness.accounts import check_accounts, dead_letters
-from tests.harness.cli import Run, no_traceback
+from connector.outputs import kafka
+from connector.outputs.base import NOT_SENT, Acks
+from tests.harness.accounts import check_accounts, dead_letters, summary_of
+from tests.harness.cli import Run, no_traceback, run_cli
 from tests.harness.faults import (
     POSSIBLY_WRITTEN,
     by_reason,
@@ -38,14 +52,38 @@ def kafka_out(kafka: PrivateKafka, topic: str, **extra) -> dict:
                       "dead_letter": "dead.jsonl", **extra}}
 
 
-def topic_name() -> str:
-    return f"faults-{uuid.uuid4().hex[:8]}"
+def topic_name(name: str) -> str:
+    """A topic of the test's own on the private broker (other tests use it too)."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def output(bootstrap: str, topic: str, dead_letter, **producer) -> kafka.KafkaOutput:
+    config = kafka.Config(
+        bootstrap_servers=bootstrap, topic=topic, producer=producer, connect_timeout=30,
+        flush_timeout=5, dead_letter=dead_letter,
+    )
+    return kafka.build(config, Acks("kafka-0", "kafka", dead_letter))
+
+
+def check_output(acks: Acks, events: list[str], dead: list[dict], held: list) -> None:
+    """An in-process output's accounts: every event handed settled; delivered + failed ==
+    handed; each failure dead-lettered once, with its value; the topic holds every
+    delivered event once, plus at most the ones that timed out after being sent."""
+    assert acks.pending == 0 and acks.handed == len(events)
+    assert all(d["error"] and d["value"] is not None for d in dead)
+    possibly = {d["value"] for d in dead if d["error"].startswith(POSSIBLY_WRITTEN)}
+    check_accounts(summary_of(acks, produced=len(events)), acks.name, held=held,
+                   id_of=lambda m: m.value().decode(), sent=events, possibly=possibly,
+                   dead=dead, dead_id_of=lambda d: d["value"])
+
+
+# -- the broker killed, paused, restarted under a run -----------------------------------------
 
 
 def test_broker_killed_during_a_backfill_loses_and_duplicates_nothing(private_kafka, tmp_path):
     # 150,000 events over ~8 s (a short sleep every 500 calls), so the kill lands mid-run
     script = write_script(tmp_path / "s.py", slow_every=500, slow=0.025)
-    topic = topic_name()
+    topic = topic_name("faults")
     config = write_config(tmp_path / "c.yaml", script, [kafka_out(private_kafka, topic)], 1000, 150)
     run = Run(tmp_path, config)
     run.wait_delivered(20_000)
@@ -68,7 +106,7 @@ def test_broker_killed_in_a_live_run_with_a_file_beside_it(private_kafka, tmp_pa
     """Two outputs, one broker killed: the file keeps getting every event, Kafka delivers
     every event exactly once after the restart, and /metrics agrees with the summary."""
     script = write_script(tmp_path / "s.py")
-    topic = topic_name()
+    topic = topic_name("faults")
     outputs = [kafka_out(private_kafka, topic),
                {"file": {"path": "events.jsonl", "dead_letter": "dead.jsonl"}}]
     config = write_config(tmp_path / "c.yaml", script, outputs, 2000)
@@ -105,7 +143,7 @@ def test_broker_paused_past_the_message_timeout(private_kafka, tmp_path):
     written and dead-lettered; the topic holds every delivered event, and beyond them only
     possibly-written ones, each once."""
     script = write_script(tmp_path / "s.py")
-    topic = topic_name()
+    topic = topic_name("faults")
     out = kafka_out(private_kafka, topic, producer={"message.timeout.ms": 3000})
     config = write_config(tmp_path / "c.yaml", script, [out], 1000)
     run = Run(tmp_path, config, "--duration", "16")
@@ -141,7 +179,7 @@ def test_broker_paused_past_the_message_timeout(private_kafka, tmp_path):
 
 def test_workers_with_the_broker_killed_mid_run(private_kafka, tmp_path):
     script = write_script(tmp_path / "s.py")
-    topic = topic_name()
+    topic = topic_name("faults")
     config = write_config(tmp_path / "c.yaml", script, [kafka_out(private_kafka, topic)], 2000)
     run = Run(tmp_path, config, "--workers", "2", "--duration", "16")
     run.wait_delivered(4000)
@@ -174,7 +212,7 @@ def test_sigkill_of_the_connector_loses_at_most_the_local_queue(private_kafka, t
     memory, the local queue and the batch in hand, never more; nothing is duplicated."""
     counter = tmp_path / "produced.count"
     script = write_script(tmp_path / "s.py", counter=counter)
-    topic = topic_name()
+    topic = topic_name("faults")
     config = write_config(tmp_path / "c.yaml", script, [kafka_out(private_kafka, topic)], 1000, 3000)
     run = Run(tmp_path, config)
     run.wait_delivered(100_000)
@@ -190,3 +228,197 @@ def test_sigkill_of_the_connector_loses_at_most_the_local_queue(private_kafka, t
     assert len(ns) == len(set(ns)), "duplicates in the topic"
     assert set(ns) <= set(range(1, produced + 1))
     assert 0 <= lost <= QUEUE_BOUND + BATCH
+
+
+# -- a fresh broker, and outages: the logging rule ---------------------------------------------
+
+
+def test_a_fresh_broker_gives_no_warning(private_kafka, write):
+    """On a broker started a moment ago (its coordinator still loading: librdkafka's GETPID
+    `Coordinator load in progress` warnings, printed twice before), the run logs no WARNING:
+    the condition clears within 10 s, so it is logged once, at DEBUG."""
+    broker = private_kafka
+    broker.wipe()
+    broker.start()  # formatted and started a moment ago
+    write("s.py", "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
+    config = write("c.yaml", f"""
+        metrics: {{port: 0}}
+        input: [{{rate: {{per_second: 200}}}}]
+        event: {{script: {{path: s.py}}}}
+        output: [{{kafka: {{bootstrap_servers: {broker.bootstrap}, topic: fresh}}}}]
+        """)
+    result = run_cli("run", config, "--duration", "5", "--log-level", "debug")
+    assert result.code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if " WARNING " in line or " ERROR " in line] == []
+    client = [line.split(": ", 1)[1] for line in lines if "connector.kafka.client" in line]
+    assert max(Counter(client).values(), default=1) == 1, client  # each event once
+    summary = result.summary("kafka-0")
+    assert summary["delivered"] == summary["produced"] > 0
+    values = [int(m.value()) for m in read_topic(broker.bootstrap, "fresh")]
+    assert sorted(values) == list(range(1, summary["produced"] + 1))
+
+
+def test_a_long_outage_warns_once_then_says_recovered(private_kafka, write):
+    """Down 13 s: one WARNING per condition with its count, then `recovered after N s` at
+    INFO; nothing lost, nothing twice."""
+    broker, topic = private_kafka, topic_name("long-outage")
+    write("s.py", "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
+    config = write("c.yaml", f"""
+        metrics: {{port: 0}}
+        input: [{{rate: {{per_second: 100}}}}]
+        event: {{script: {{path: s.py}}}}
+        output: [{{kafka: {{bootstrap_servers: {broker.bootstrap}, topic: {topic}}}}}]
+        """)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "run", str(config), "--duration", "26"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+        broker.kill()
+        time.sleep(13)
+        broker.start()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    client = [line for line in err.splitlines() if "connector.kafka.client" in line]
+    warnings = [line for line in client if " WARNING " in line]
+    recovered = [line for line in client if " INFO " in line and "recovered after" in line]
+    assert warnings and len(recovered) == len(warnings), client
+    assert all("time(s) in" in w for w in warnings)
+    messages = [w.split("kafka-0: ", 1)[1].split(" (")[0] for w in warnings]
+    assert len(set(messages)) == len(messages), "a condition was warned twice"
+    assert "brokers are down" not in err
+    produced = int(err.split("events produced: ")[1].split()[0])
+    assert f"delivered {produced}, failed 0" in err
+    values = [int(m.value()) for m in read_topic(broker.bootstrap, topic)]
+    assert sorted(values) == list(range(1, produced + 1))
+
+
+# -- a dead broker: timeouts, the stop deadline, a second signal ------------------------------
+
+
+def _fill(out: kafka.KafkaOutput, events: list[str]) -> None:
+    out.acks.handed += len(events)
+    out.write_batch(events)
+
+
+def test_a_message_timeout_is_counted_possibly_written_and_dead_lettered(private_kafka, tmp_path):
+    broker, topic = private_kafka, topic_name("timeouts")
+    dead_path = tmp_path / "dead.jsonl"
+    out = output(broker.bootstrap, topic, dead_path, **{"message.timeout.ms": 3000})
+    out.start()
+    _fill(out, [f"before-{i}" for i in range(100)])
+    assert out.flush(10) == 0
+    broker.kill()
+    events = [f"after-{i}" for i in range(100)]
+    _fill(out, events)
+    assert out.flush(10) == 0  # all settled: failed by the timeout
+    out.close()
+    out.acks.settle()
+    assert out.acks.reasons == {POSSIBLY_WRITTEN: 100}
+    dead = dead_letters(dead_path)
+    broker.start()
+    check_output(out.acks, [f"before-{i}" for i in range(100)] + events, dead,
+                 read_topic(broker.bootstrap, topic))
+
+
+def test_the_stop_deadline_ends_waiting_for_room(private_kafka, tmp_path):
+    """Broker killed, local queue full: once the stop deadline passes, write_batch fails the
+    rest of its batch as not sent and returns (it used to wait for the 300 s timeout)."""
+    broker, topic = private_kafka, topic_name("stop-deadline")
+    dead_path = tmp_path / "dead.jsonl"
+    out = output(broker.bootstrap, topic, dead_path,
+                 **{"queue.buffering.max.messages": 2000})
+    out.start()
+    sent = [str(i) for i in range(1000)]
+    _fill(out, sent)
+    assert out.flush(10) == 0
+    broker.kill()
+    rest = [str(i) for i in range(1000, 11_000)]
+    out.acks.stop_deadline = time.monotonic() + 3
+    started = time.monotonic()
+    _fill(out, rest)  # the queue takes 2000, then waits for room until the deadline
+    assert time.monotonic() - started < 3 + 2
+    left = out.flush(max(0.0, out.acks.stop_deadline - time.monotonic()))
+    out.close()
+    out.acks.settle()
+    assert left > 0 and out.acks.reasons[NOT_SENT] == 10_000 - 2000
+    assert "never acknowledged by the output" not in out.acks.reasons
+    dead = dead_letters(dead_path)
+    broker.start()
+    check_output(out.acks, sent + rest, dead, read_topic(broker.bootstrap, topic))
+
+
+def test_a_second_signal_fails_exactly_what_the_client_had_not_taken(private_kafka, tmp_path):
+    """KeyboardInterrupt while waiting for room: the events not taken fail as not sent, the
+    taken ones settle through their callbacks at close(); nothing counted twice or lost."""
+    broker, topic = private_kafka, topic_name("interrupt")
+    dead_path = tmp_path / "dead.jsonl"
+    out = output(broker.bootstrap, topic, dead_path,
+                 **{"queue.buffering.max.messages": 2000})
+    out.start()
+    broker.kill()
+    events = [str(i) for i in range(10_000)]
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _fill(out, events)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert out.acks.reasons[NOT_SENT] == 10_000 - 2000  # the queue held 2000
+    out.close()
+    out.acks.settle()
+    assert "never acknowledged by the output" not in out.acks.reasons
+    dead = dead_letters(dead_path)
+    broker.start()
+    check_output(out.acks, events, dead, read_topic(broker.bootstrap, topic))
+
+
+def test_flush_counts_events_not_messages_for_otlp_encodings(private_kafka, tmp_path):
+    """otlp_proto packs a trace's 8 spans in one message: flush() says 80 events are left,
+    not 10 messages."""
+    broker = private_kafka
+    config = kafka.Config(bootstrap_servers=broker.bootstrap, topic=topic_name("otlp-flush"),
+                          encoding="otlp_proto", dead_letter=tmp_path / "dead.jsonl")
+    out = kafka.build(config, Acks("kafka-0", "kafka", tmp_path / "dead.jsonl"))
+    out.start()
+    broker.kill()
+    events = []
+    for t in range(10):
+        trace = f"{t + 1:032x}"
+        for s in range(8):
+            events.append(json.dumps({
+                "trace_id": trace, "span_id": f"{t * 8 + s + 1:016x}", "service": "svc",
+                "operation": "op", "start_time": "2026-01-01T00:00:00Z", "duration_ms": 1}))
+    _fill(out, events)
+    left = out.flush(0.5)
+    assert left == 80, out.acks.reasons
+    out.close()
+    out.acks.settle()
+    assert out.acks.failed == 80 and len(dead_letters(tmp_path / "dead.jsonl")) == 80
+    broker.start()
+
+
+def test_ready_is_cheap_even_with_the_broker_gone(private_kafka, tmp_path):
+    """The workers' report thread asks every 0.5 s: the answer is kept for 5 s, not a
+    metadata request (up to 1 s each with the broker gone) per call."""
+    broker = private_kafka
+    out = output(broker.bootstrap, topic_name("ready"), None)
+    out.start()
+    assert out.ready()
+    broker.kill()
+    time.sleep(5.5)
+    started = time.monotonic()
+    answers = [out.ready() for _ in range(20)]
+    assert time.monotonic() - started < 2
+    assert answers == [False] * 20
+    out.close()
+    broker.start()

@@ -1,4 +1,5 @@
-"""The kafka output against a real Apache Kafka broker (see tests/kafka_service.py)."""
+"""The kafka output against a real Apache Kafka broker (see tests/harness/kafka.py), and
+hostile events, each failing alone."""
 
 import json
 import subprocess
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from connector.outputs import kafka
+from tests.harness.accounts import dead_letters
 from tests.harness.cli import EXAMPLES, run_cli
 from tests.harness.kafka import read_topic
 
@@ -238,6 +241,92 @@ def test_broker_restart_mid_run_loses_and_duplicates_nothing(private_kafka, writ
     assert "delivered " + str(produced) + ", failed 0" in err
     values = [int(m.value()) for m in read_topic(broker.bootstrap, [topic])]
     assert len(values) == produced and sorted(values) == list(range(1, produced + 1))
+
+
+# -- hostile events: each fails alone ------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, "n"])
+def test_a_poisoned_event_fails_alone(kafka_bootstrap, kafka_topic, write, tmp_path, key):
+    """A lone surrogate at event 500 of 2000: that one fails, dead-lettered; the topic holds
+    exactly the other 1999, each once (it used to kill the run and write duplicates)."""
+    topic = kafka_topic("poison")
+    write("s.py", """
+        import json
+        n = 0
+        def produce(p):
+            global n
+            n += 1
+            return '{"a": "\\udcff"}' if n == 500 else json.dumps({"n": n})
+        """)
+    extra = f", key: {key}" if key else ""
+    config = write("c.yaml", f"""
+        mode: backfill
+        metrics: {{port: 0}}
+        input: [{{rate: {{per_second: 100, start: "2026-01-01T00:00:00Z",
+                           end: "2026-01-01T00:00:20Z"}}}}]
+        event: {{script: {{path: s.py}}}}
+        output:
+          - kafka: {{bootstrap_servers: '{kafka_bootstrap}', topic: {topic},
+                     dead_letter: dead.jsonl{extra}}}
+        """)
+    result = run_cli("run", config)
+    assert result.code == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.summary("kafka-0") == {
+        "timestamps": 2000, "produced": 2000, "script_errors": 0, "delivered": 1999, "failed": 1}
+    values = [m.value() for m in read_topic(kafka_bootstrap, topic)]
+    assert len(values) == 1999 and len(set(values)) == 1999
+    assert {json.loads(v)["n"] for v in values} == set(range(1, 2001)) - {500}
+    [dead] = dead_letters(tmp_path / "dead.jsonl")
+    assert dead["value"] == '{"a": "\udcff"}'
+    assert dead["error"].startswith(kafka.UTF8)
+
+
+def test_an_invalid_routed_topic_has_one_bounded_reason(kafka_bootstrap, kafka_topic, write,
+                                                        tmp_path):
+    """A `{field}` topic that renders to an invalid name: the same reason for the first event
+    and every later one (it was TOPIC_EXCEPTION, then _UNKNOWN_TOPIC)."""
+    prefix = kafka_topic.prefix
+    write("s.py", """
+        import json
+        n = 0
+        def produce(p):
+            global n
+            n += 1
+            return json.dumps({"to": "ok" if n % 2 else "bad name!", "n": n})
+        """)
+    config = write("c.yaml", f"""
+        mode: backfill
+        metrics: {{port: 0}}
+        input: [{{rate: {{per_second: 10, start: "2026-01-01T00:00:00Z",
+                           end: "2026-01-01T00:00:10Z"}}}}]
+        event: {{script: {{path: s.py}}}}
+        output:
+          - kafka: {{bootstrap_servers: '{kafka_bootstrap}', topic: '{prefix}{{to}}',
+                     dead_letter: dead.jsonl}}
+        """)
+    result = run_cli("run", config)
+    assert result.code == 1, result.stderr
+    assert result.summary("kafka-0") | {} == {
+        "timestamps": 100, "produced": 100, "script_errors": 0, "delivered": 50, "failed": 50}
+    assert f"{kafka.INVALID_TOPIC}: 50" in result.stderr
+    dead = dead_letters(tmp_path / "dead.jsonl")
+    assert len(dead) == 50
+    assert {d["error"] for d in dead} == {f"{kafka.INVALID_TOPIC}: '{prefix}bad name!'"}
+    values = [json.loads(m.value())["n"] for m in read_topic(kafka_bootstrap, f"{prefix}ok")]
+    assert sorted(values) == list(range(1, 101, 2))
+
+
+def test_an_invalid_plain_topic_is_a_config_error(write):
+    config = write("c.yaml", """
+        input: [{rate: {per_second: 1}}]
+        event: {script: {path: s.py}}
+        output: [{kafka: {bootstrap_servers: x, topic: "no spaces allowed"}}]
+        """)
+    write("s.py", "def produce(p):\n    return 'x'\n")
+    result = run_cli("validate", config)
+    assert result.code == 2 and "not a valid Kafka topic name" in result.stderr
 
 
 @pytest.fixture(autouse=True)
