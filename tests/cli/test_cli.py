@@ -8,7 +8,9 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from tests.harness.cli import EXAMPLES, Result, run_cli
+import pytest
+
+from tests.harness.cli import EXAMPLES, Result, run_cli, wait_for, wait_pipe_full
 
 COUNTER = "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return [f'{n}-a', f'{n}-b']\n"
 
@@ -93,6 +95,7 @@ def test_json_formatter_counts_non_json_as_failed(write, tmp_path):
     assert all(d["error"].startswith("not JSON") for d in dead)
 
 
+@pytest.mark.wallclock
 def test_live_mode_calls_produce_when_due_with_the_scheduled_timestamp(write):
     write("s.py", "import time\ndef produce(p):\n    return f\"{p['timestamp'].isoformat()} {time.time()}\"\n")
     config = write("c.yaml", """
@@ -109,6 +112,7 @@ def test_live_mode_calls_produce_when_due_with_the_scheduled_timestamp(write):
     assert "--duration 2.5s reached" in result.stderr
 
 
+@pytest.mark.wallclock
 def test_sigterm_stops_cleanly_and_prints_the_summary(write, tmp_path):
     write("s.py", COUNTER)
     config = write("c.yaml", """
@@ -118,7 +122,8 @@ def test_sigterm_stops_cleanly_and_prints_the_summary(write, tmp_path):
         """)
     proc = subprocess.Popen([sys.executable, "-m", "connector", "run", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    out = tmp_path / "out.txt"
+    wait_for("21 events written", lambda: out.exists() and out.read_text().count("\n") > 20)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
@@ -147,6 +152,7 @@ def test_timestamps_use_the_configured_timezone(write):
     assert os.environ.get("TZ") in (None, "", "UTC") or True  # the host's zone plays no part
 
 
+@pytest.mark.wallclock
 def test_max_events_holds_in_live_mode(write):
     write("s.py", COUNTER)
     config = write("c.yaml", """
@@ -159,6 +165,7 @@ def test_max_events_holds_in_live_mode(write):
     assert result.summary("stdout-0")["delivered"] == 3 and "--max-events 3 reached" in result.stderr
 
 
+@pytest.mark.wallclock
 def test_bad_numbers_and_environment_are_usage_errors(write):
     write("s.py", COUNTER)
     config = write("c.yaml", """
@@ -299,6 +306,7 @@ def test_connecting_lines_and_quiet(write):
         assert loud.code == quiet.code == 1
 
 
+@pytest.mark.wallclock
 def test_relative_times_count_from_when_every_output_is_ready(write, tmp_path, kafka_topic):
     """200/s with end: +3s is exactly 600 timestamps, however long the outputs take to
     connect, in one process and across workers; --duration counts from the same anchor."""
@@ -351,11 +359,7 @@ def test_a_second_signal_ends_a_blocked_write_and_nothing_is_handed_twice(write,
     proc = subprocess.Popen([sys.executable, "-m", "connector", "run", str(config), "--metrics-port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while not (tmp_path / "out.txt").exists() or (tmp_path / "out.txt").stat().st_size == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        time.sleep(1)  # the pipe is full by now: the first output holds the pipeline up
+        wait_pipe_full(reader)  # the first output holds the pipeline up
         proc.send_signal(signal.SIGTERM)
         time.sleep(1)
         proc.send_signal(signal.SIGTERM)

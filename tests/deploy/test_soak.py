@@ -15,6 +15,7 @@ from tests.harness.cli import ROOT
 from tests.harness.fixtures import SESSION_PREFIX
 
 
+@pytest.mark.wallclock
 @pytest.mark.timeout(240)
 def test_soak_90s_keeps_exact_accounts_and_flat_memory(kafka_bootstrap, tmp_path):
     report_file = tmp_path / "soak.json"

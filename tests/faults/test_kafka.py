@@ -102,6 +102,7 @@ def test_broker_killed_during_a_backfill_loses_and_duplicates_nothing(private_ka
     assert set(ns) == set(range(1, 150_001))
 
 
+@pytest.mark.wallclock
 def test_broker_killed_in_a_live_run_with_a_file_beside_it(private_kafka, tmp_path):
     """Two outputs, one broker killed: the file keeps getting every event, Kafka delivers
     every event exactly once after the restart, and /metrics agrees with the summary."""
@@ -138,6 +139,7 @@ def test_broker_killed_in_a_live_run_with_a_file_beside_it(private_kafka, tmp_pa
     assert set(ns) == set(range(1, s.produced + 1))
 
 
+@pytest.mark.wallclock
 def test_broker_paused_past_the_message_timeout(private_kafka, tmp_path):
     """SIGSTOP longer than message.timeout.ms: what timed out is counted failed as possibly
     written and dead-lettered; the topic holds every delivered event, and beyond them only
@@ -177,6 +179,7 @@ def test_broker_paused_past_the_message_timeout(private_kafka, tmp_path):
         "nor possibly written"
 
 
+@pytest.mark.wallclock
 def test_workers_with_the_broker_killed_mid_run(private_kafka, tmp_path):
     script = write_script(tmp_path / "s.py")
     topic = topic_name("faults")
@@ -233,6 +236,7 @@ def test_sigkill_of_the_connector_loses_at_most_the_local_queue(private_kafka, t
 # -- a fresh broker, and outages: the logging rule ---------------------------------------------
 
 
+@pytest.mark.wallclock
 def test_a_fresh_broker_gives_no_warning(private_kafka, write):
     """On a broker started a moment ago (its coordinator still loading: librdkafka's GETPID
     `Coordinator load in progress` warnings, printed twice before), the run logs no WARNING:
@@ -259,6 +263,7 @@ def test_a_fresh_broker_gives_no_warning(private_kafka, write):
     assert sorted(values) == list(range(1, summary["produced"] + 1))
 
 
+@pytest.mark.wallclock
 def test_a_long_outage_warns_once_then_says_recovered(private_kafka, write):
     """Down 13 s: one WARNING per condition with its count, then `recovered after N s` at
     INFO; nothing lost, nothing twice."""
@@ -407,6 +412,7 @@ def test_flush_counts_events_not_messages_for_otlp_encodings(private_kafka, tmp_
     broker.start()
 
 
+@pytest.mark.wallclock
 def test_ready_is_cheap_even_with_the_broker_gone(private_kafka, tmp_path):
     """The workers' report thread asks every 0.5 s: the answer is kept for 5 s, not a
     metadata request (up to 1 s each with the broker gone) per call."""

@@ -85,6 +85,7 @@ def sent_traces(path) -> dict[str, set[str]]:
     return traces
 
 
+@pytest.mark.wallclock
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_exports_resume_at_once_when_the_endpoint_returns(jaeger, write, tmp_path, protocol):
     """The endpoint away for 4 s mid-run, then back: nothing fails, and every trace is
@@ -118,6 +119,7 @@ def test_exports_resume_at_once_when_the_endpoint_returns(jaeger, write, tmp_pat
         assert {s["spanID"] for s in got} == span_ids, trace_id
 
 
+@pytest.mark.wallclock
 def test_endpoint_down_at_start_waits_then_fails_cleanly(private_jaeger, write):
     own = private_jaeger
     own.stop()  # its port refuses
@@ -135,6 +137,7 @@ def test_endpoint_down_at_start_waits_then_fails_cleanly(private_jaeger, write):
     assert result.summary()["produced"] == 0
 
 
+@pytest.mark.wallclock
 def test_endpoint_down_at_start_over_http_names_the_cause(private_jaeger, write):
     own = private_jaeger
     own.stop()
@@ -146,6 +149,7 @@ def test_endpoint_down_at_start_over_http_names_the_cause(private_jaeger, write)
             in result.stderr)
 
 
+@pytest.mark.wallclock
 def test_a_run_waits_for_an_endpoint_that_comes_up(private_jaeger, tmp_path, write):
     """Jaeger (our own) starts 6 s after the run: the run waits, says so, then delivers."""
     own = private_jaeger
@@ -251,6 +255,7 @@ def test_otlp_second_signal_fails_what_it_had_not_taken(jaeger, tmp_path):
 # -- a private Jaeger killed mid-run ------------------------------------------------------------
 
 
+@pytest.mark.wallclock
 def test_jaeger_killed_mid_run_loses_nothing_it_does_not_count(private_jaeger, tmp_path):
     """Down OUTAGE s: every span is in Jaeger or counted failed and dead-lettered, never
     both; the accounts are exact; and once Jaeger answers again, exports resume at once

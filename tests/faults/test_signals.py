@@ -27,7 +27,7 @@ from tests.harness.faults import (
 from tests.harness.kafka import PrivateKafka, read_topic
 from tests.harness.summary import Summary
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.wallclock]  # flush_timeout is real time
 
 K = "kafka-0"
 MARGIN = 10.0  # seconds past flush_timeout a stopping run may take (process exit included)

@@ -3,9 +3,12 @@ kill or scrape while it runs), and waiting for a moment the test controls."""
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +33,28 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 30, every:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(every)
+
+
+def pipe_held(fd: int) -> int:
+    """Bytes waiting in a pipe (read end `fd`): what its writer wrote and nobody read."""
+    held = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, held)
+    return held[0]
+
+
+def wait_pipe_full(fd: int, timeout: float = 60) -> None:
+    """Until the pipe (read end `fd`, never read) is nearly full and its writer stalled:
+    the moment a test wants the writer blocked, read from the pipe rather than guessed."""
+    capacity = fcntl.fcntl(fd, 1032)  # F_GETPIPE_SZ
+
+    def stalled() -> bool:
+        now = pipe_held(fd)
+        if now < capacity - 16384:
+            return False
+        time.sleep(0.3)  # and it stays: the writer waits for room
+        return pipe_held(fd) == now
+
+    wait_for(f"the pipe to fill ({capacity} bytes)", stalled, timeout, 0.1)
 
 
 def no_traceback(stderr: str) -> None:

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -178,6 +179,12 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 class PrivateKafka:
     """scripts/local-kafka on its own ports (broker, controller) and state folder: start,
     stop, kill -9, pause, wipe. Data and port are kept across a stop or kill."""
@@ -252,6 +259,9 @@ class PrivateKafka:
         os.kill(pid, signal.SIGCONT)  # a paused broker dies as well
         os.kill(pid, signal.SIGKILL)
         wait_for("the killed broker to go", lambda: not _alive(pid), 15, 0.05)
+        # its threads may hold the ports a moment longer (scripts/local-kafka start waits too)
+        wait_for("the killed broker's ports to close", lambda: not any(
+            _listening(p) for p in (self.port, self.port + 1)), 30, 0.05)
 
     def wipe(self) -> None:
         """Stopped, its data gone: the next start formats a fresh broker."""

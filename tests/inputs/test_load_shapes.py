@@ -8,6 +8,8 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from connector.inputs import rate
 from connector.testing import free_port
 from tests.harness.cli import run_cli, wait_for
@@ -16,6 +18,7 @@ from tests.harness.metrics import scrape
 STAMP = "def produce(p):\n    return p['timestamp'].isoformat()\n"
 
 
+@pytest.mark.wallclock
 def test_a_live_ramp_produces_exactly_its_schedule_second_by_second(write, tmp_path):
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)  # after start-up
     stages = [{"duration": 4, "target": 1000}, {"duration": 2, "target": 1000}]

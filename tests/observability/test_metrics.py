@@ -20,6 +20,7 @@ from tests.harness.metrics import http_status, scrape
 BASIC = EXAMPLES / "basic" / "produce.py"
 
 
+@pytest.mark.wallclock
 def test_counters_equal_the_summary_and_what_kafka_holds(kafka_bootstrap, kafka_topic, write):
     port, topic = free_port(), kafka_topic("metrics")
     write("s.py", "def produce(p):\n    if p['timestamp'].microsecond % 7 == 0:\n        raise KeyError('k')\n    return ['a', 'b']\n")
@@ -54,6 +55,7 @@ def test_counters_equal_the_summary_and_what_kafka_holds(kafka_bootstrap, kafka_
     assert len(read_topic(kafka_bootstrap, [topic])) == delivered
 
 
+@pytest.mark.wallclock
 def test_readyz_follows_the_broker(private_kafka, write):
     """On a broker of the test's own: down at start, /readyz names the output; up, ready."""
     broker = private_kafka
@@ -79,6 +81,7 @@ def test_readyz_follows_the_broker(private_kafka, write):
     assert "delivered 200, failed 0" in err  # --duration counts from when it was ready
 
 
+@pytest.mark.wallclock
 def test_healthz_flips_when_the_pipeline_dies(write):
     port = free_port()
     write("s.py", "import time\nT0 = time.time()\ndef produce(p):\n    if time.time() - T0 > 2:\n        raise RuntimeError('dead')\n    return 'x'\n")
@@ -119,6 +122,7 @@ def prometheus(tmp_path):
         proc.wait(timeout=30)
 
 
+@pytest.mark.wallclock
 def test_a_real_prometheus_sees_the_configured_rate(prometheus, write):
     prom, target = prometheus
     config = write("c.yaml", f"""
@@ -143,6 +147,7 @@ def test_a_real_prometheus_sees_the_configured_rate(prometheus, write):
     assert 180 <= value <= 220, value
 
 
+@pytest.mark.wallclock
 def test_progress_line_on_a_terminal_and_logs_when_piped(write):
     config = write("c.yaml", f"""
         mode: backfill
@@ -193,9 +198,12 @@ def test_dashboard_and_readme_use_only_exported_metrics():
     assert documented == set(METRICS)
 
 
-def test_healthz_reports_a_hung_script(write):
-    port = free_port()
-    write("s.py", "import time\nn = 0\ndef produce(p):\n    global n\n    n += 1\n    if n == 20:\n        time.sleep(3600)\n    return 'x'\n")
+@pytest.mark.wallclock
+def test_healthz_reports_a_hung_script(write, tmp_path):
+    """The script hangs when the test says so (a file appears), not at a moment the
+    machine's speed picks."""
+    port, hang = free_port(), tmp_path / "hang"
+    write("s.py", f"import os, time\ndef produce(p):\n    if os.path.exists({str(hang)!r}):\n        time.sleep(3600)\n    return 'x'\n")
     config = write("c.yaml", """
         metrics: {stall_after: 2}
         input: [{rate: {per_second: 10}}]
@@ -207,6 +215,7 @@ def test_healthz_reports_a_hung_script(write):
         wait_for("/healthz to answer 200", lambda: http_status(port, "/healthz") == 200)
         time.sleep(1.5)  # ten calls a second, each followed by a wait for the clock: alive
         assert http_status(port, "/healthz") == 200
+        hang.touch()
         wait_for("/healthz to answer 503", lambda: http_status(port, "/healthz") == 503, 15)
         body = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         assert body["status"] == "stalled" and "no produce() call" in body["reason"]

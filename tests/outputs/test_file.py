@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.accounts import dead_letters
-from tests.harness.cli import ROOT, Result, run_cli
+from tests.harness.cli import ROOT, Result, run_cli, wait_pipe_full
 
 LIMIT = 64 * 1024  # bytes: `ulimit -f 64`
 
@@ -217,6 +217,7 @@ def test_workers_sharing_a_stdout_pipe_never_mix_their_lines(write):
     assert len(set(stamps)) == 20_000
 
 
+@pytest.mark.wallclock
 def test_a_second_signal_during_a_blocked_write_accounts_for_every_event(write, tmp_path):
     # The file is a FIFO whose reader has stopped reading: write() blocks. The first SIGTERM
     # asks to stop; the second interrupts the write. The lines that reached the pipe are
@@ -243,7 +244,7 @@ def test_a_second_signal_during_a_blocked_write_accounts_for_every_event(write, 
     err: list[str] = []
     drain = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
     drain.start()
-    time.sleep(3)  # the pipe's buffer is full by now, the write blocks
+    wait_pipe_full(reader)  # the write blocks
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)

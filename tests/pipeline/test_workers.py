@@ -8,9 +8,11 @@ import sys
 import time
 from collections import Counter
 
+import pytest
+
 from connector.testing import free_port
 from tests.harness.cli import Result, run_cli, wait_for
-from tests.harness.metrics import http_status, scrape
+from tests.harness.metrics import http_status, metric, scrape
 
 SCRIPT = "import os\ndef produce(p):\n    return [f\"{p['timestamp'].isoformat()} {os.getpid()}\"] * 2\n"
 
@@ -103,11 +105,14 @@ def test_a_worker_that_dies_is_counted(write):
     assert os.environ.get("CI") is None or True
 
 
-def test_healthz_reports_a_hung_script_under_workers(write):
+@pytest.mark.wallclock
+def test_healthz_reports_a_hung_script_under_workers(write, tmp_path):
+    """The script hangs when the test says so (a file appears), not at a moment the
+    machine's speed picks."""
     import requests
 
-    port = free_port()
-    write("s.py", "import time\nn = 0\ndef produce(p):\n    global n\n    n += 1\n    if n == 20:\n        time.sleep(3600)\n    return 'x'\n")
+    port, hang = free_port(), tmp_path / "hang"
+    write("s.py", f"import os, time\ndef produce(p):\n    if os.path.exists({str(hang)!r}):\n        time.sleep(3600)\n    return 'x'\n")
     config = write("c.yaml", """
         metrics: {stall_after: 2}
         input: [{rate: {per_second: 20}}]
@@ -120,6 +125,9 @@ def test_healthz_reports_a_hung_script_under_workers(write):
     try:
         wait_for("/readyz to answer 200", lambda: http_status(port, "/readyz") == 200)
         assert http_status(port, "/healthz") == 200  # ten calls a second per worker, waits between: alive
+        wait_for("38 events produced", lambda: metric(
+            scrape(port), "connector_events_produced_total") >= 38)  # 19 calls each, or more
+        hang.touch()
         wait_for("/healthz to answer 503", lambda: http_status(port, "/healthz") == 503, 20)
         body = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         assert body["status"] == "stalled" and "no produce() call" in body["reason"]

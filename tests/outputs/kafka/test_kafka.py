@@ -216,6 +216,7 @@ def test_unknown_librdkafka_property_is_a_config_error(write):
     assert 'output[0].kafka.producer: No such configuration property: "linger.msec"' in result.stderr
 
 
+@pytest.mark.wallclock
 def test_broker_restart_mid_run_loses_and_duplicates_nothing(private_kafka, write, tmp_path):
     broker = private_kafka  # stopped and started: never the shared one
     topic = f"restart-{uuid.uuid4().hex[:8]}"

@@ -54,6 +54,7 @@ def traces_of(messages) -> Counter:
     return Counter(json.loads(m.value())["trace"] for m in messages)
 
 
+@pytest.mark.wallclock
 def test_a_read_committed_consumer_never_sees_part_of_a_call(kafka_bootstrap, kafka_topic,
                                                              tmp_path):
     """A live run routes each 9-span trace over two topics. While it runs, it is frozen
@@ -136,6 +137,11 @@ def bad_call(n: int) -> bool:
     return n % 7 == 3 or n % 11 == 5 or n % 13 == 6 or n % 17 == 8
 
 
+def first_bad(n: int) -> int:
+    """The index of the event that fails bad call n (in HOSTILE_SCRIPT's order)."""
+    return 2 if n % 7 == 3 else 1 if n % 11 == 5 else 2 if n % 13 == 6 else 0
+
+
 def test_a_bad_event_fails_its_whole_call_and_nothing_of_it_is_committed(
     kafka_bootstrap, kafka_topic, tmp_path
 ):
@@ -169,11 +175,16 @@ def test_a_bad_event_fails_its_whole_call_and_nothing_of_it_is_committed(
         (n, i) for n in range(1, calls + 1) if n not in bad for i in range(3)
     ]
     # a too-large event refused after its call's first event was taken: that transaction
-    # was aborted (its events show uncommitted) and its good calls sent again
+    # was aborted and its good calls sent again. Whether the taken event had gone out
+    # before the abort (and so shows read_uncommitted) is up to timing: either is right.
+    # What is never right: any of the call committed, or its events from the bad one on
+    # reaching the topic at all.
     _, aborted = transactions(s)
     assert aborted >= 1, s.text
     everything = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, [topic])]
-    assert any(e["call"] % 11 == 5 and e["i"] == 0 for e in everything)
+    shown = Counter((e["call"], e["i"]) for e in everything)
+    assert not Counter((e["call"], e["i"]) for e in committed) - shown
+    assert all(e["i"] < first_bad(e["call"]) for e in everything if e["call"] in bad)
     assert not any(e["call"] % 11 == 5 and e["i"] == 0 for e in committed)
 
 
@@ -239,6 +250,7 @@ def test_an_abortable_error_sends_the_transaction_again_once(kafka_bootstrap, ka
         assert acks.transaction_seconds.count == 0
 
 
+@pytest.mark.wallclock
 def test_a_second_connector_with_the_same_id_fences_the_first(kafka_bootstrap, kafka_topic,
                                                               tmp_path):
     topic = kafka_topic("fenced")
@@ -427,6 +439,7 @@ def produce(params):
 """
 
 
+@pytest.mark.wallclock
 def test_an_open_transaction_commits_while_the_run_waits_for_the_clock(kafka_bootstrap,
                                                                       kafka_topic, tmp_path):
     """One call every 5 s: its transaction commits while the run waits (commit_every 0.1),
