@@ -125,3 +125,24 @@ def test_restart_keeps_data_and_stop_leaves_no_process(tmp_path):
         assert [m.value() for m in read_topic(bootstrap, "survives-restart")] == [b"before-stop"]
     finally:
         run("stop", **env)
+
+
+def test_start_after_its_broker_died_waits_for_the_ports_and_says_so(tmp_path):
+    """A pid file left by a broker that died without stop (kill -9): start waits a bounded
+    time for the ports that broker held before it calls them taken, and says so."""
+    import socket
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "kafka.pid").write_text(str(dead.pid))
+    port = free_port(2)
+    env = {"LOCAL_KAFKA_DIR": str(tmp_path), "LOCAL_KAFKA_PORT": str(port),
+           "LOCAL_KAFKA_PORT_WAIT": "1"}
+    with socket.socket() as held:  # as the dead broker's last threads would
+        held.bind(("127.0.0.1", port))
+        held.listen()
+        r = run("start", **env)
+    assert r.returncode == 1
+    assert (f"port(s) [{port}] still held after the broker (pid {dead.pid}) died without stop; "
+            "waiting up to 1s for them") in r.stderr
+    assert f"port {port} is already in use by another process" in r.stderr
