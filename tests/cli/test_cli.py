@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.harness.cli import EXAMPLES, Result, run_cli, wait_for, wait_pipe_full
+from connector.testing import free_port
+from tests.harness.cli import EXAMPLES, Result, run_cli, run_clis, wait_for, wait_pipe_full
 
 COUNTER = "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return [f'{n}-a', f'{n}-b']\n"
 
@@ -259,14 +260,6 @@ def test_sys_exit_in_produce_is_a_script_error_with_a_summary(write, tmp_path):
             assert "SystemExit: 2" in result.stderr
 
 
-def _unused_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_an_output_that_cannot_start_is_one_line_and_exit_1(write, tmp_path):
     write("s.py", COUNTER)
     config = write("c.yaml", f"""
@@ -274,11 +267,10 @@ def test_an_output_that_cannot_start_is_one_line_and_exit_1(write, tmp_path):
         event: {{script: {{path: s.py}}}}
         output:
           - file: {{path: out.txt}}
-          - kafka: {{bootstrap_servers: '127.0.0.1:{_unused_port()}', topic: t, connect_timeout: 3}}
+          - kafka: {{bootstrap_servers: '127.0.0.1:{free_port()}', topic: t, connect_timeout: 3}}
         """)
-    for workers in ("1", "2"):
-        result = run_cli("run", config, "--metrics-port", "0", "--progress-interval", "0.5",
-                         "--workers", workers, timeout=60)
+    for result in run_clis(*(("run", config, "--metrics-port", "0", "--progress-interval", "0.5",
+                              "--workers", workers) for workers in ("1", "2")), timeout=60):
         assert result.code == 1, result.stderr
         lines = result.stderr.splitlines()
         head = next(x for x in lines if x.startswith("summary:"))
@@ -295,13 +287,12 @@ def test_connecting_lines_and_quiet(write):
     config = write("c.yaml", f"""
         input: [{{rate: {{per_second: 50}}}}]
         event: {{script: {{path: s.py}}}}
-        output: [{{kafka: {{bootstrap_servers: '127.0.0.1:{_unused_port()}', topic: t, connect_timeout: 6}}}}]
+        output: [{{kafka: {{bootstrap_servers: '127.0.0.1:{free_port()}', topic: t, connect_timeout: 6}}}}]
         """)
-    for workers in ("1", "2"):
-        loud = run_cli("run", config, "--metrics-port", "0", "--workers", workers, timeout=60)
+    runs = run_clis(*(("run", config, "--metrics-port", "0", "--workers", workers, *quiet)
+                      for workers in ("1", "2") for quiet in ((), ("--quiet",))), timeout=60)
+    for loud, quiet in (runs[:2], runs[2:]):  # each waits its 6 s connect_timeout: together
         assert "connecting to kafka-0 at 127.0.0.1:" in loud.stderr, loud.stderr
-        quiet = run_cli("run", config, "--metrics-port", "0", "--quiet", "--workers", workers,
-                        timeout=60)
         assert "connecting to" not in quiet.stderr and "could not start" in quiet.stderr
         assert loud.code == quiet.code == 1
 

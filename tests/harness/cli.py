@@ -102,6 +102,23 @@ def start_run(config: Path, *args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+def run_clis(*commands: tuple[str, ...], timeout: float = 120, **kw) -> list[Result]:
+    """Several `connector` commands at once, each to completion (independent processes: a
+    test that waits for timeouts waits for them together, not one after another)."""
+    procs = [subprocess.Popen([sys.executable, "-m", "connector", *map(str, args)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+             for args in commands]
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            results.append(Result(proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            proc.kill()
+    return results
+
+
 class Run:
     """`connector run` as a child process; stdout and stderr go to files (no pipe fills)."""
 

@@ -45,27 +45,22 @@ def write(tmp_path: Path):
 
 
 def _service(script: str, get):
-    """Yield get()'s endpoints; stop scripts/<script> afterwards if this session started it."""
+    """Yield get()'s endpoints; stop scripts/<script> afterwards if this session started it
+    (never from a worker of a parallel run: the other workers may still use it)."""
     tool = ROOT / "scripts" / script
-    started_here = subprocess.run([tool, "status"], capture_output=True).returncode != 0
-    yield get()
-    if started_here:
+
+    def running() -> bool:
+        return subprocess.run([tool, "status"], capture_output=True).returncode == 0
+
+    was_running = running()
+    endpoints = get()  # an address given in the environment starts nothing
+    started_here = not was_running and running()
+    yield endpoints
+    if started_here and "PYTEST_XDIST_WORKER" not in os.environ:
         subprocess.run([tool, "stop"], capture_output=True)
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap():
-    service = _service("local-kafka", ks.kafka_bootstrap)
-    bootstrap = next(service)
-    before = (ks.topics(bootstrap), ks.groups(bootstrap))
-    yield bootstrap
-    left_topics, left_groups = ks.topics(bootstrap), ks.groups(bootstrap)
-    strict = os.environ.get("KAFKA_TEST_STRICT") == "1"
-    mine = [t for t in left_topics if t.startswith(SESSION_PREFIX)]
-    mine += [f"group {g}" for g in left_groups if g.startswith(SESSION_PREFIX)]
-    if strict:
-        mine = sorted(left_topics - before[0]) + [f"group {g}" for g in left_groups - before[1]]
-    next(service, None)  # stops the broker if this session started it
+def _left_behind(bootstrap: str, mine: list[str]) -> None:
     if mine:
         pytest.fail(
             f"the tests left {len(mine)} topic(s)/consumer group(s) on the broker at "
@@ -73,6 +68,54 @@ def kafka_bootstrap():
             "(it deletes them, and the groups, after the test)",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    """The shared broker. At the end, no topic or consumer group of this test process's
+    prefix may be left on it (KAFKA_TEST_STRICT=1: none at all, checked once for the
+    whole run in pytest_sessionfinish below)."""
+    service = _service("local-kafka", ks.kafka_bootstrap)
+    bootstrap = next(service)
+    yield bootstrap
+    mine = [t for t in ks.topics(bootstrap) if t.startswith(SESSION_PREFIX)]
+    mine += [f"group {g}" for g in ks.groups(bootstrap) if g.startswith(SESSION_PREFIX)]
+    next(service, None)  # stops the broker if this session started it
+    _left_behind(bootstrap, mine)
+
+
+# KAFKA_TEST_STRICT=1 (scripts/test, with a broker of the run's own): any topic or group
+# that appeared during the run fails it, whoever made it. Checked by the process that runs
+# the session (the controller of a parallel run), after every worker has finished.
+_strict: dict = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("KAFKA_TEST_STRICT") == "1" and not hasattr(session.config,
+                                                                  "workerinput"):
+        bootstrap = ks.kafka_bootstrap()
+        _strict.update(bootstrap=bootstrap, topics=ks.topics(bootstrap),
+                       groups=ks.groups(bootstrap))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not _strict:
+        return
+    bootstrap = _strict["bootstrap"]
+    try:
+        new = sorted(ks.topics(bootstrap) - _strict["topics"])
+        new += [f"group {g}" for g in sorted(ks.groups(bootstrap) - _strict["groups"])]
+    except Exception as exc:  # the broker is gone: say so, do not hide the run's result
+        new = [f"(the broker at {bootstrap} could not be asked: {exc})"]
+    if new:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        tr.ensure_newline()
+        tr.write_line(
+            f"KAFKA_TEST_STRICT: the tests left {len(new)} topic(s)/consumer group(s) on the "
+            f"broker at {bootstrap}: {', '.join(new)}. Make them with the kafka_topic "
+            "fixture (it deletes them, and the groups, after the test)", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @dataclass

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.harness.cli import run_cli
+from tests.harness.cli import run_cli, run_clis
 from tests.harness.kafka import read_topic
 
 TWO = """
@@ -94,27 +94,31 @@ def test_validate_warns_about_kafkas_time_rules(kafka_bootstrap, kafka_topic, wr
         future.result(timeout=30)
     write("s.py", "def produce(p):\n    return '{}'\n")
 
-    def validate(topic: str, window: str, stamp: str = "scheduled"):
-        config = write("c.yaml", f"""
+    def validate(name: str, topic: str, window: str, stamp: str = "scheduled") -> tuple:
+        config = write(f"{name}.yaml", f"""
             mode: backfill
             input: [{{rate: {{per_second: 1, {window}}}}}]
             event: {{script: {{path: s.py}}}}
             output: [{{kafka: {{bootstrap_servers: "{kafka_bootstrap}", topic: {topic}, timestamp: {stamp}}}}}]
         """)
-        return run_cli("validate", config)
+        return ("validate", config)
 
-    old = validate(short, 'start: "-1h", end: "-50m"')
+    # each validate asks the broker: the six ask at once
+    old, ahead, overwritten, recent, stamped_now, missing = run_clis(
+        validate("old", short, 'start: "-1h", end: "-50m"'),
+        validate("ahead", short, 'start: "+1m", end: "+3h"'),
+        validate("overwritten", appended, 'start: "-1m", end: "now"'),
+        validate("recent", short, 'start: "-30s", end: "now"'),
+        validate("stamped-now", short, 'start: "-1h", end: "-50m"', "now"),
+        validate("missing", kafka_topic("never", create=False), 'start: "-1h", end: "-50m"'),
+    )
     assert old.code == 0, old.stderr
     assert "warning: output[0].kafka.timestamp: records from" in old.stderr
     assert f"older than topic {short}'s retention.ms (0:01:00)" in old.stderr
-    ahead = validate(short, 'start: "+1m", end: "+3h"')
     assert ahead.code == 0 and "message.timestamp.after.max.ms" in ahead.stderr
-    overwritten = validate(appended, 'start: "-1m", end: "now"')
     assert overwritten.code == 0 and "LogAppendTime" in overwritten.stderr
-    recent = validate(short, 'start: "-30s", end: "now"')
     assert recent.code == 0 and "warning" not in recent.stderr
-    assert "warning" not in validate(short, 'start: "-1h", end: "-50m"', "now").stderr
-    missing = validate(kafka_topic("never", create=False), 'start: "-1h", end: "-50m"')
+    assert "warning" not in stamped_now.stderr
     assert missing.code == 0 and "does not exist yet" in missing.stderr
 
 
