@@ -3,7 +3,7 @@
 # Two stages: `build` installs this checkout and exactly the runtime part of uv.lock (the
 # lock the tests ran with) into a virtualenv, with the same pinned uv as scripts/test; the
 # final stage copies only that virtualenv onto the same slim Python base, run as non-root.
-# The Python minor version is the tests' (.python-version); tests/test_dockerfile.py checks.
+# The Python minor version is the tests' (.python-version); tests/deploy/test_dockerfile.py checks.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build

@@ -235,6 +235,6 @@ def test_dockerignore_sends_what_the_dockerfile_copies():
         ]
         for file in files:
             assert dockerignore_includes(file), f".dockerignore leaves out {file}"
-    for kept_out in (".git/HEAD", ".local/kafka", "tests/test_chart.py", "connector/__pycache__/x.pyc",
+    for kept_out in (".git/HEAD", ".local/kafka", "tests/deploy/test_chart.py", "connector/__pycache__/x.pyc",
                      "charts/connector/Chart.yaml"):
         assert not dockerignore_includes(kept_out), f".dockerignore lets in {kept_out}"

@@ -3,7 +3,7 @@ or 2, never 1 and never a traceback; on 2 it prints at least one `path: message`
 it answers within seconds and well under 200 MB.
 
 The bulk runs in-process against `load_config` (a pure function of the file); the CLI runs
-in a forked child (see fuzz_strategies.run_forked), and a few examples through the real
+in a forked child (see tests/harness/fuzz.py: run_forked), and a few examples through the real
 `python -m connector`.
 """
 

@@ -4,7 +4,7 @@ the real Jaeger), and the Kafka output's `{field}` routing into the real broker.
 An event that cannot be sent fails alone, with a reason from a small set (never one per
 value), and is dead-lettered; nothing crashes; and what arrived (the topic's records read
 back, the traces in Jaeger) is exactly what the summary calls delivered.
-(file, stdout and null outputs get every kind of event in test_fuzz_script.py.)
+(file, stdout and null outputs get every kind of event in tests/fuzz/test_script.py.)
 """
 
 from __future__ import annotations

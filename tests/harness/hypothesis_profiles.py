@@ -6,7 +6,7 @@
 - `long`: explores for hours with fresh randomness and keeps what it finds in the example
   database (`.local/hypothesis/`, ignored by git), so a failure found overnight replays
   on the next run.
-  `HYPOTHESIS_PROFILE=long python3 -m pytest tests/test_fuzz_*.py`
+  `HYPOTHESIS_PROFILE=long python3 -m pytest tests/fuzz`
 - `discover`: `default` without the explicit examples (the regressions), so that while a
   known defect is still open the generated inputs can find the next one.
 

@@ -2,7 +2,7 @@
 the flush deadline, and close() ending a retry wait.
 
 The endpoints here are small in-process servers of our own that answer 429 or
-RESOURCE_EXHAUSTED on cue; what a real Collector accepts is proven in test_collector*.
+RESOURCE_EXHAUSTED on cue; what a real Collector accepts is proven in tests/collector/.
 """
 
 from __future__ import annotations

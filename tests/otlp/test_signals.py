@@ -1,7 +1,7 @@
 """Logs and metrics signals, span links and events: event JSON -> OTLP bytes (no network).
 
 Every test reads the bytes back with opentelemetry-proto, so each assertion also checks
-the hand-written wire format; the Collector proof of the same lives in test_collector*.
+the hand-written wire format; the Collector proof of the same lives in tests/collector/.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Logs and metrics as OTLP on a real Kafka topic: the examples, and hostile events failing
-alone. (Through the Collector's kafka receiver: test_collector*.)"""
+alone. (Through the Collector's kafka receiver: tests/collector/.)"""
 
 from __future__ import annotations
 
