@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import re
-import socket
 import time
 from collections import defaultdict
 from datetime import UTC, date, datetime
@@ -231,10 +230,7 @@ def test_a_bad_event_fails_alone_and_is_dead_lettered(kafka_bootstrap, kafka_top
 
 
 def test_unreachable_registry_fails_after_its_timeout(kafka_bootstrap, kafka_topic, write, tmp_path):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{free_port()}"  # a port nobody listens on
     topic = kafka_topic("unreachable", create=False)
     config = bad_config(write, tmp_path, kafka_bootstrap, topic, url, extra=", timeout: 2")
     started = time.monotonic()
