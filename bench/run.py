@@ -2,6 +2,7 @@
 
     python bench/run.py                  # defaults: each connector run lasts >= 10 s
     python bench/run.py --size 20000 --rounds 1 --live-seconds 0   # a smoke run
+    python bench/run.py --compare main~3   # every connector row beside the code at a git ref
 
 For the basic and the tracing examples in backfill mode it measures, alternating
 the measurements round by round (these machines are noisy):
@@ -52,6 +53,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import compare  # bench/compare.py: --compare REF, the old code beside this one
 import otlp_rows  # bench/otlp_rows.py: E, the bench's Collector, telemetrygen
 import readback  # bench/readback.py: /metrics, topics and summaries read back
 
@@ -98,11 +100,13 @@ def services() -> tuple[str, str, str]:
     return kafka, otlp, registry
 
 
-def measure(cmd: list[str]) -> tuple[str, float]:
+def measure(cmd: list[str], cwd: Path | None = None) -> tuple[str, float]:
     """Run one measurement process: (everything it printed, its peak RSS in MB).
 
     wait4 reports the child's own peak (with --workers, the largest of its processes)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd
+    )
     text = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -329,33 +333,42 @@ def _run_suite(
         )
     if args.rows:  # a part of the suite: these measurements only (P needs S and K)
         plan = [step for step in plan if step[1] in args.rows.split(",")]
+    if args.compare:
+        plan = compare.twins(plan, args.compare_tree, args.compare)
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
     losses: dict[tuple[str, str], list[float]] = {}
-    for r in range(args.rounds):  # alternate: every measurement once per round
-        for ex, name, cmd, from_summary, counted in plan:
-            before = collector.accepted(counted) if counted else 0.0
-            started = time.perf_counter()
-            text, rss = measure(cmd)
-            elapsed = time.perf_counter() - started
-            if name == "perf":
-                rate = float(re.findall(r"([\d.]+) records/sec", text)[-1])
-            elif from_summary:
-                rate = connector_rate(text)
-            elif name == "telemetrygen":  # what the receiver accepted, over the run's time
-                rate = (wait_accepted(collector, counted, before) - before) / elapsed
-            else:
-                rate = float(re.search(r"RATE=([\d.]+)", text).group(1))
-            if counted:  # items sent against items the receiver accepted
-                sent = ticks[ex] * 8 if name == "telemetrygen" else produced(text, counted)
-                losses.setdefault((ex, name), []).append(
-                    sent - (wait_accepted(collector, counted, before, sent) - before)
-                )
-            samples.setdefault((ex, name), []).append((rate, rss))
-            print(
-                f"round {r + 1}: {ex:<13} {name:<18} {rate:>12,.0f}/s  rss {rss:,.0f} MB",
-                file=sys.stderr,
-                flush=True,
+
+    def step(r: int, ex: str, name: str, cmd: list[str], from_summary: bool,
+             counted: str | None, cwd: Path | None = None) -> float:
+        before = collector.accepted(counted) if counted else 0.0
+        started = time.perf_counter()
+        text, rss = measure(cmd, cwd)
+        elapsed = time.perf_counter() - started
+        if name == "perf":
+            rate = float(re.findall(r"([\d.]+) records/sec", text)[-1])
+        elif from_summary:
+            rate = connector_rate(text)
+        elif name == "telemetrygen":  # what the receiver accepted, over the run's time
+            rate = (wait_accepted(collector, counted, before) - before) / elapsed
+        else:
+            rate = float(re.search(r"RATE=([\d.]+)", text).group(1))
+        if counted:  # items sent against items the receiver accepted
+            sent = ticks[ex] * 8 if name == "telemetrygen" else produced(text, counted)
+            losses.setdefault((ex, name), []).append(
+                sent - (wait_accepted(collector, counted, before, sent) - before)
             )
+        if r:
+            samples.setdefault((ex, name), []).append((rate, rss))
+        print(
+            f"round {r or 'rerun'}: {ex:<13} {name:<18} {rate:>12,.0f}/s  rss {rss:,.0f} MB",
+            file=sys.stderr,
+            flush=True,
+        )
+        return rate
+
+    for r in range(1, args.rounds + 1):  # alternate: every measurement once per round
+        for row in plan:
+            step(r, *row)
     results = {}
     for (ex, name), values in samples.items():
         rates = [v for v, _ in values]
@@ -372,6 +385,12 @@ def _run_suite(
             rows["P"] = {"median": 1 / (1 / rows["S"]["median"] + 1 / rows["K"]["median"])}
         if "S" in rows and "E" in rows:
             rows["C"] = {"median": 1 / (1 / rows["S"]["median"] + 1 / rows["E"]["median"])}
+    rerun: dict[tuple[str, str], float] = {}
+    if args.compare:  # a short row is run once more, beside its twin, before it is believed
+        by_key = {(row[0], row[1]): row for row in plan}
+        for ex, name in compare.short_rows(results, args.compare):
+            new = step(0, *by_key[(ex, name)])
+            rerun[(ex, name)] = new / step(0, *by_key[(ex, f"{name} @{args.compare}")])
     live = live_check(args.live_rate, args.live_seconds) if args.live_seconds else None
     ramp = live_ramp_check(args.live_rate, args.ramp_seconds) if args.ramp_seconds else None
     return {
@@ -382,6 +401,10 @@ def _run_suite(
         "results": results,
         "live": live,
         "live_ramp": ramp,
+        "compare": None if not args.compare else {
+            "ref": args.compare,
+            "rerun": {f"{ex}/{name}": ratio for (ex, name), ratio in rerun.items()},
+        },
     }
 
 
@@ -538,6 +561,12 @@ def table(report: dict) -> str:
             f"worst second {ramp['worst_second_error']:.2%} off its target (seconds above "
             f"100/s), schedule lag p99 <= {ramp['lag_p99_seconds_at_most'] * 1000:g} ms"
         )
+    if report.get("compare"):
+        ref = report["compare"]["ref"]
+        rerun = {
+            tuple(key.split("/", 1)): ratio for key, ratio in report["compare"]["rerun"].items()
+        }
+        lines.append(compare.table(report["results"], ref, rerun))
     return "\n".join(lines)
 
 
@@ -565,6 +594,11 @@ def main() -> None:
         action="store_false",
         help="skip the telemetrygen row (it is built once with Go; the test suite skips it)",
     )
+    parser.add_argument(
+        "--compare",
+        metavar="REF",
+        help="also run every connector row on the code at git REF, alternating, and compare",
+    )
     parser.add_argument("--inner", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
@@ -579,6 +613,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
         WORK = Path(work)
         try:
+            if args.compare:
+                args.compare_tree = compare.build(ROOT, args.compare, WORK)
             kafka, _, registry = services()
             report = run_suite(args)
         finally:
