@@ -367,7 +367,7 @@ def _run_suite(
         return rate
 
     for r in range(1, args.rounds + 1):  # alternate: every measurement once per round
-        for row in plan:
+        for row in compare.turns(plan, r) if args.compare else plan:
             step(r, *row)
     results = {}
     for (ex, name), values in samples.items():
