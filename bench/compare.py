@@ -9,6 +9,7 @@ in each round, with the same config, from that folder.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,9 +30,11 @@ def build(root: Path, ref: str, work: Path) -> Path:
     if archive.returncode:
         sys.exit(f"--compare {ref}: git archive failed: {archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    # uv leaves lock files in TMPDIR: keep them in the run's folder, gone with it
     setup = subprocess.run(
         ["bash", "-c", "source scripts/setup.sh && require python && sync_venv"],
         cwd=folder, capture_output=True, text=True, check=False,
+        env={**os.environ, "TMPDIR": str(work)},
     )
     if setup.returncode:
         sys.exit(f"--compare {ref}: installing it failed:\n{setup.stdout}{setup.stderr}")
