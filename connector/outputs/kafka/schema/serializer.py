@@ -455,7 +455,7 @@ class Serializer:
         self.header = struct.pack(">bI", MAGIC, schema_id)
         self.reason = f"does not match schema {subject_name}"
         if loaded.format == "avro":
-            from connector.outputs import avro
+            from connector.outputs.kafka.schema import avro
 
             parsed = loaded.parsed
             record = isinstance(parsed, dict) and parsed.get("type") in ("record", "error")

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from connector.outputs.schema import (
+from connector.outputs.kafka.schema.serializer import (
     _INSTANT,
     Bad,
     _base64,

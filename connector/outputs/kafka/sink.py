@@ -29,7 +29,6 @@ from connector.fields import Strict
 from connector.logs import add_secret, redact
 from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
 from connector.otlp.signals import MAPPINGS
-from connector.outputs import schema
 from connector.outputs.base import (
     NOT_SENT,
     Acks,
@@ -38,6 +37,7 @@ from connector.outputs.base import (
     OutputError,
     OutputFatal,
 )
+from connector.outputs.kafka import schema
 
 __all__ = [
     "DEFAULTS",
