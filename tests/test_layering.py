@@ -8,7 +8,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+# the repository: the first folder up that holds the package (wherever tests/ puts this)
+ROOT = next(
+    p for p in Path(__file__).resolve().parents if (p / "connector" / "__init__.py").is_file()
+)
 PACKAGE = ROOT / "connector"
 
 

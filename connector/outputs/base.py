@@ -265,7 +265,7 @@ class Output(Protocol):
     # An output with a true `wants_calls` attribute gets `calls` too: the indices in `events`
     # where each produce() call begins (a transaction holds whole calls). One with a true
     # `transactional` attribute also has mark(position) (called after each hand-off: every
-    # call so far was handed over) and committed_position() (see outputs/kafka.py).
+    # call so far was handed over) and committed_position() (see outputs/kafka/).
     def poll(self) -> None: ...  # serve acknowledgements while the pipeline waits
     def ready(self) -> bool: ...
     def flush(self, timeout: float) -> int: ...
