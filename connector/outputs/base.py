@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import orjson
 from pydantic import Field, field_validator
 
+from connector.delivery import NOT_SENT
 from connector.fields import ConfigPath, Strict
 from connector.stats import Histogram
 
@@ -39,7 +40,6 @@ __all__ = [
     "parse_event",
 ]
 
-NOT_SENT = "not sent: stopping"  # the reason for events a stopping output never handed on
 connecting_log = logging.getLogger("connector.connecting")  # the CLI's --quiet silences it
 
 
@@ -265,7 +265,7 @@ class Output(Protocol):
     # An output with a true `wants_calls` attribute gets `calls` too: the indices in `events`
     # where each produce() call begins (a transaction holds whole calls). One with a true
     # `transactional` attribute also has mark(position) (called after each hand-off: every
-    # call so far was handed over) and committed_position() (see outputs/kafka.py).
+    # call so far was handed over) and committed_position() (see outputs/kafka/).
     def poll(self) -> None: ...  # serve acknowledgements while the pipeline waits
     def ready(self) -> bool: ...
     def flush(self, timeout: float) -> int: ...

@@ -19,7 +19,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from connector.outputs import schema as sch
+from connector.outputs.kafka import schema as sch
 from connector.testing import free_port
 from tests.harness.cli import EXAMPLES, run_cli, start_run, wait_for
 from tests.harness.kafka import read_topic
