@@ -307,6 +307,10 @@ def _double(kind: type[ListSink], **options: Any):
     return setup
 
 
+# What a bad event is, per output: a line break for file and stdout (one event, one line);
+# over message.max.bytes for raw Kafka; not JSON for the OTLP encodings (no span without
+# JSON); a schema mismatch for Avro; the chosen event for the failing double. None can be
+# bad for null and the list sink: the battery asserts they deliver every hostile event.
 FORMS = [
     Form("file", "file", _file, line_break, "holds a line break"),
     Form("stdout", "stdout", _stdout, line_break, "holds a line break"),

@@ -23,7 +23,7 @@ from connector.config import parse_config
 from connector.outputs import OUTPUTS
 from connector.outputs.base import NOT_SENT, OutputConfig
 from connector.pipeline import BROKEN, Pipeline
-from connector.testing import RaisingSink
+from connector.testing import FailingSink, ListSink, RaisingSink
 
 # Helpers of the suite, in one block (their home may move: repoint them here).
 from tests.faults import Run, assert_accounts, dead_letters, wait_for
@@ -41,7 +41,7 @@ from tests.outputs.battery import (
     metrics_of,
     run,
 )
-from tests.outputs.forms import FORMS, Form, Place, good, id_of
+from tests.outputs.forms import FORMS, Form, Place, Target, good, id_of
 
 MARGIN = 8.0  # seconds past flush_timeout a stopping run may take (close, a loaded machine)
 
@@ -322,3 +322,16 @@ def test_the_accounts_read_back(form, place):
     out = ran.out()
     assert ran.stats.produced == n
     assert out.delivered + out.failed + out.filtered == n and out.delivered > 0
+
+
+def test_a_failing_sink_fails_its_chosen_batches_whole(place):
+    """FailingSink's other mode (the battery's failing-sink form chooses events)."""
+    sink = FailingSink(OutputConfig(dead_letter=dead_letter(place, "failing")), "failing",
+                       batches={2, 4}, reason="refused")
+    ran = run(place, Target(ListSink.plugin, double=lambda config, name: ListSink(config, name)),
+              calls(50, place.trace), batch_size=10, beside=(sink,))
+    assert ran.out("failing").reasons == {"refused": 20}
+    check(ran, "failing")
+    failed = sorted(id_of(r["value"]) for r in dead_letters(dead_letter(place, "failing")))
+    assert failed == [*range(11, 21), *range(31, 41)]
+    assert [id_of(e) for e in sink.events] == [*range(1, 11), *range(21, 31), *range(41, 51)]
