@@ -55,25 +55,24 @@ class FakeClock:
     hour of a live schedule in milliseconds, each tick exactly on time."""
 
     def __init__(self, start: float = 1_767_225_600.0):  # 2026-01-01T00:00:00Z
-        self._wall = float(start)
+        self._start = float(start)
         self._mono = 0.0
         self.slept = 0.0  # seconds slept in all
 
     def time(self) -> float:
-        return self._wall
+        # from the monotonic sum, so the two never drift apart by rounding
+        return self._start + self._mono
 
     def monotonic(self) -> float:
         return self._mono
 
     def sleep(self, seconds: float) -> None:
         seconds = max(0.0, seconds)
-        self._wall += seconds
         self._mono += seconds
         self.slept += seconds
 
     def advance(self, seconds: float) -> None:
         """Time passes without the run sleeping (a slow script, a stalled output)."""
-        self._wall += seconds
         self._mono += seconds
 
 
