@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from connector.cli import print_summary
 from connector.config import parse_config
@@ -30,7 +29,9 @@ from connector.pipeline import Pipeline, RunOptions, build_output, prepare
 from connector.stats import OutputStats, RunStats
 
 # Helpers of the suite, in one block (their home may move: repoint them here).
-from tests.faults import Summary, assert_accounts, dead_letters
+from tests.harness.accounts import check_accounts, dead_letters
+from tests.harness.metrics import Samples, metric, samples
+from tests.harness.summary import Summary
 
 # the battery's own
 from tests.outputs.forms import GOOD_EVENT, Place, Target, good, id_of
@@ -145,18 +146,15 @@ def run(place: Place, target: Target, plan: list[list[str]] | None = None, *,
 
 
 def summary_of(stats: RunStats) -> Summary:
+    """The summary `connector run` prints for the run's RunStats, read back."""
     text = io.StringIO()
     print_summary(stats, text)
-    return Summary.parse("\n" + text.getvalue())
+    return Summary.parse(text.getvalue())
 
 
-def metrics_of(stats: RunStats) -> dict[tuple[str, tuple], float]:
+def metrics_of(stats: RunStats) -> Samples:
     """/metrics as connector/metrics.py renders the run's RunStats, read back."""
-    text = generate_latest(registry_for(lambda: stats, "battery")).decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text) for s in family.samples
-    }
+    return samples(generate_latest(registry_for(lambda: stats, "battery")).decode())
 
 
 def offered(plan: list[list[str]], produced: int, when: dict | None = None) -> Counter:
@@ -176,12 +174,12 @@ def offered(plan: list[list[str]], produced: int, when: dict | None = None) -> C
 def check(ran: Ran, name: str = OUT) -> None:
     s, m = ran.summary, metrics_of(ran.stats)
     dead = dead_letters(dead_letter(ran.place, name))
-    assert_accounts(s, name, dead)
+    check_accounts(s, name, dead=dead)
     # the metrics, as served, say what the summary says
-    assert sum(v for (n, _), v in m.items() if n == "connector_events_produced_total") == s.produced
+    assert metric(m, "connector_events_produced_total") == s.produced
     label = (("output", name),)
     assert m[("connector_events_delivered_total", label)] == s.delivered(name)
-    assert m[("connector_events_filtered_total", label)] == s.outputs[name]["filtered"]
+    assert m[("connector_events_filtered_total", label)] == s.outputs[name].filtered
     assert m[("connector_output_pending_events", label)] == 0
     failed = {dict(ls)["reason"]: v for (n, ls), v in m.items()
               if n == "connector_events_failed_total" and dict(ls)["output"] == name}
