@@ -3,9 +3,9 @@
 - cli.py: `run_cli`, `Run` (the connector in the background), `wait_for`, ROOT, EXAMPLES
 - summary.py: the run summary parsed (`Summary`)
 - accounts.py: the one accounts checker (`check_accounts`) and the dead letters
-- metrics.py: the Prometheus scraper (`scrape`, `metric`, `http_status`)
+- metrics.py: the Prometheus scraper (`scrape`, `samples`, `metric`, `http_status`)
 - kafka.py: the shared broker, `read_topic`, `PrivateKafka`
-- jaeger.py: the shared Jaeger, traces read back, `PrivateJaeger`, `TcpProxy`
+- jaeger.py: the shared Jaeger, traces read back, `PrivateJaeger`, `TcpProxy` (down, stall)
 - collector.py: a Collector of the test's own; schema_registry.py: the registry
 - otlp.py: OTLP/JSON read back from a Collector's kafka exporter
 - faults.py: the fault tests' event script, config and readers of ids

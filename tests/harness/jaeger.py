@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -109,19 +110,26 @@ def tags(span_or_process: dict) -> dict:
 class TcpProxy:
     """A TCP forwarder in front of an endpoint, to take it away and bring it back: `down()`
     closes the listener and every connection (new ones are refused, as when the collector
-    is gone), `up()` listens again on the same port. The endpoint and its storage stay."""
+    is gone), `up()` listens again on the same port. The endpoint and its storage stay.
+    `stall()` keeps it up but silent: an endpoint that hangs."""
 
     def __init__(self, target: str):
-        host, port = target.split("://")[-1].rsplit(":", 1)
+        host, port = target.split("://")[-1].rstrip("/").rsplit(":", 1)
         self.target = (host, int(port))
         self.port = free_port()  # not ephemeral: see free_port
         self.address = f"127.0.0.1:{self.port}"
         self._listener = None
         self._conns: list = []
+        self._stalled = threading.Event()
+
+    def stall(self) -> None:
+        """From now on forward nothing, in either direction, and keep every connection open
+        (new ones are accepted too): an endpoint that took the connection (for gRPC, the
+        HTTP/2 handshake too) and never answers again. Until the next `up()`."""
+        self._stalled.set()
 
     def up(self) -> None:
-        import threading
-
+        self._stalled.clear()
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -142,8 +150,6 @@ class TcpProxy:
         self._conns.clear()
 
     def _accept(self, listener) -> None:
-        import threading
-
         while True:
             try:
                 client, _ = listener.accept()
@@ -158,19 +164,17 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src, dst) -> None:
+    def _pipe(self, src, dst) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if not self._stalled.is_set():  # stalled: read and drop, answer nothing
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.close()
-
-
 
 
 # -- a Jaeger of a test's own, to kill (never the shared one) --------------------------------

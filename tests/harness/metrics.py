@@ -16,20 +16,24 @@ def _url(where: int | str, path: str = "/metrics") -> str:
     return f"http://127.0.0.1:{where}{path}" if isinstance(where, int) else where
 
 
-def scrape(where: int | str) -> Samples | None:
-    """{(sample name, sorted labels): value} from /metrics on a port (or a metrics URL);
-    None when nothing answers there."""
+def samples(text: str) -> Samples:
+    """{(sample name, sorted labels): value} from Prometheus text (served or rendered)."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text) for s in family.samples
+    }
+
+
+def scrape(where: int | str) -> Samples | None:
+    """samples() from /metrics on a port (or a metrics URL); None when nothing answers."""
     try:
         with NO_PROXY.open(_url(where), timeout=5) as r:
             text = r.read().decode()
     except OSError:
         return None
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text) for s in family.samples
-    }
+    return samples(text)
 
 
 def metric(samples: Samples | None, name: str, **labels: str) -> float:
