@@ -7,7 +7,6 @@ metrics.py  metric JSON -> data points, grouped per resource and metric name
 signals.py  each signal's encoder, request builder and endpoint (what the outputs use)
 codec.py    the Kafka encodings otlp_proto / otlp_json
 sender.py   batches, the queue, retries and throttling around one export function
-check.py    trace integrity checks (check_traces, preview --check-traces)
 
 Nothing is imported here: a Kafka job with the raw encoding never loads protobuf.
 """

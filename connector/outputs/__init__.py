@@ -1,6 +1,15 @@
-"""Outputs: where events go. The registry maps config names to plugins."""
+"""Outputs: where events go. The registry maps config names to plugins.
 
-from connector.outputs import file, kafka, null, otlp, stdout
+base.py        the contract: Output, Batch, the capability protocols, Acks (accounting)
+handle.py      OutputHandle: one per output, its routing, state and deadlines
+fanout.py      every handle at once: one batch built, selected and handed to each
+validate.py    what `validate` and `preview` ask the plugins (time window, schemas)
+formatter.py   event -> line for stdout and file
+stdout.py, file.py, null.py, otlp.py, kafka.py (+ schema.py, avro.py): the plugins,
+               each with its config model beside its code
+"""
+
+from connector.outputs import file, kafka_contract, null, otlp, stdout
 from connector.outputs.base import Acks, Output, OutputConfig, OutputError, OutputPlugin
 
 __all__ = ["OUTPUTS", "Acks", "Output", "OutputConfig", "OutputError", "OutputPlugin"]
@@ -8,7 +17,7 @@ __all__ = ["OUTPUTS", "Acks", "Output", "OutputConfig", "OutputError", "OutputPl
 OUTPUTS: dict[str, OutputPlugin] = {
     "stdout": stdout,
     "file": file,
-    "kafka": kafka,
+    "kafka": kafka_contract,
     "otlp": otlp,
     "null": null,
 }

@@ -31,7 +31,7 @@ from connector.otlp.sender import (
     retry_after,
 )
 from connector.otlp.signals import MAPPINGS, codec
-from connector.outputs.base import Acks, Connecting, OutputConfig, OutputError
+from connector.outputs.base import Acks, Batch, BuildContext, Connecting, OutputConfig, OutputError
 
 __all__ = ["Config", "OtlpOutput", "build"]
 
@@ -165,8 +165,12 @@ class OtlpOutput:
                 )
         self.sender.start()
 
-    def write_batch(self, events: list[str]) -> None:
-        self.sender.write(events)
+    def write_batch(self, batch: Batch) -> None:
+        self.sender.write(batch.events)
+
+    def stop_within(self, seconds: float) -> None:
+        """Waiting for room in the sender's queue ends `seconds` from now."""
+        self.acks.stop_deadline = time.monotonic() + seconds  # the sender reads it there
 
     def poll(self) -> None:
         self.sender.poll()
@@ -343,5 +347,5 @@ def _trailer(exc: Any, key: str) -> bytes | None:
     return None
 
 
-def build(config: Config, acks: Acks) -> OtlpOutput:
+def build(config: Config, acks: Acks, context: BuildContext | None = None) -> OtlpOutput:
     return OtlpOutput(config, acks)
