@@ -15,6 +15,7 @@ import random
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,7 +30,8 @@ from connector.limits import Limits
 from connector.outputs.base import OutputError
 from connector.outputs.fanout import Fanout
 from connector.outputs.handle import OutputHandle
-from connector.stats import LAG_BUCKETS, Histogram, RunStats
+from connector.pacing import Pacer
+from connector.stats import RunStats
 from connector.trace_check import TraceCheck
 
 __all__ = ["Pipeline", "RunOptions", "prepare"]
@@ -72,7 +74,6 @@ class Pipeline:
         n = len(self.config.input)
         self.input_names = self.config.input_names()
         self.calls, self.extra = [0] * n, [0] * n  # per input: calls, and events - calls
-        self.lag = Histogram(LAG_BUCKETS)
         self.stop_reason: str | None = None
         self.script_stopped = self.interrupted = self.exhausted = False
         self.problems: list[str] = []
@@ -84,21 +85,18 @@ class Pipeline:
         self.limits = Limits(o.max_events, o.duration, o.batch_size, self.clock)
         self.checker = TraceCheck(self.config) if self.config.check_traces else None
         self.schedule: Schedule | None = None  # anchored, once every output is ready
-        every = self.options.checkpoint_every
-        self.checkpoints = (
-            None
-            if self.positions is None or every is None
-            else Checkpointing(self.positions, every, self.options.identity.worker, self.clock)
-        )
-        self._fan = Fanout(self.outputs, self)
+        self.checkpoints = None
+        if self.positions is not None and o.checkpoint_every is not None:
+            self.checkpoints = Checkpointing(
+                self.positions, o.checkpoint_every, o.identity.worker, self.clock
+            )
         self._stop: list[str] = []  # a list: the hot loop tests a local name
+        self._fan = Fanout(self.outputs, self)
+        self._pace = Pacer(self.clock, self._fan.poll, self._stop, self._past_deadline)
         self._seen = (0, 0.0)  # (calls, when) at the last stall check
-        self._due = [0.0]  # live: the last tick's due time
-        self._sleeping = False  # waiting for the clock: on schedule, not behind
         self._ticks0 = 0  # ticks before this run's first call (replayed)
         self._cut_call = False  # --max-events cut the last call: it is not handed whole
         self._handed_ticks = 0  # ticks whose events have all been handed to the outputs
-        self._worker = self.options.identity.worker
 
     # -- stopping ----------------------------------------------------------------------
     @property
@@ -144,24 +142,20 @@ class Pipeline:
 
     def snapshot(self) -> RunStats:
         """This run's RunStats, copied (safe from any thread)."""
-        checker, plan, due = self.checker, self.schedule, self._due[0]
-        n = len(self.config.input)
+        checker, plan, pace = self.checker, self.schedule, self._pace
         if plan is None:
-            rates: list[float | None] = [None] * n
-        elif self.alive:
-            now = clock_now(self.clock, self.config.tz)
+            rates: list[float | None] = [None] * len(self.config.input)
+        else:  # once the run is over, nothing is scheduled any more
+            now = clock_now(self.clock, self.config.tz) if self.alive else None
             rates = plan.target_rates(now, self.options.identity.workers)
-        else:
-            rates = [None if e.plugin != "rate" else 0.0 for e in self.config.input]
-        live = self.options.mode == "live" and not self._sleeping and due and self.alive
         calls, now = sum(self.calls) + self.replayed, self.clock.monotonic()
-        if calls != self._seen[0] or self.waiting or not self._seen[1]:
+        if calls != self._seen[0] or self.waiting or pace.sleeping or not self._seen[1]:
             self._seen = (calls, now)  # stalled: seconds without a produce() call
         return RunStats(
             mode=self.options.mode,
             input_names=list(self.input_names),
             counts=[e.settings.count for e in self.config.input],
-            lag=self.lag.copy(),
+            lag=pace.lag.copy(),
             outputs=self._fan.stats(),
             calls=list(self.calls),
             events=self.events,
@@ -179,7 +173,7 @@ class Pipeline:
             traces=None if checker is None else list(checker.reports),
             unreadable_spans=0 if checker is None else checker.unreadable,
             target_rates=rates,
-            behind=max(0.0, self.clock.time() - due) if live else 0.0,
+            behind=pace.behind() if self.options.mode == "live" and self.alive else 0.0,
             replayed=self.replayed,
             exhausted=self.exhausted,
         )
@@ -194,11 +188,13 @@ class Pipeline:
         self.started = self.clock.monotonic()
         try:
             try:
-                if not self._start_outputs():
+                with self._waiting():  # connecting (Kafka may take connect_timeout): no stall
+                    started = self._fan.start(self._stop)
+                if not started:
                     self.stop_reason = "output could not start"
                 elif (stream := self._anchored(plan)) is not None:
                     if self.checkpoints is not None:
-                        stream = self._resume(stream)
+                        self._resume(stream)
                     # Everything loaded so far (pydantic, grpc, the script's module) lives
                     # for the whole run: keep full collections from walking it again.
                     gc.freeze()
@@ -230,25 +226,11 @@ class Pipeline:
             self.alive = False
             self.finished = self.clock.monotonic()
 
-    def _start_outputs(self) -> bool:
-        """True when every output started; each failure is named, none is a traceback."""
-        self.waiting = True  # connecting (Kafka may take connect_timeout): no stall
-        try:
-            return self._fan.start(self._stop)
-        finally:
-            self.waiting = False
-
     def _anchored(self, plan: Schedule) -> Iterator[tuple[datetime, int]] | None:
         """The schedule, anchored: in live mode `start: now`, relative times and --duration
         count from the moment every output (of every worker) is ready. None: stop."""
-        if self.anchor is not None:
-            self.waiting = True
-            try:
-                anchor = self.anchor()
-            finally:
-                self.waiting = False
-        else:
-            anchor = clock_now(self.clock, self.config.tz)
+        with self._waiting():
+            anchor = clock_now(self.clock, self.config.tz) if self.anchor is None else self.anchor()
         self.starting = False
         if anchor is None or self._stop:
             return None
@@ -263,17 +245,22 @@ class Pipeline:
         stream = self.schedule.ticks(identity.worker, identity.workers)
         return self.limits.anchor(anchor, stream, self.options.mode == "live")
 
-    def _resume(self, stream: Iterator[tuple[datetime, int]]) -> Iterator[tuple[datetime, int]]:
+    def _resume(self, stream: Iterator[tuple[datetime, int]]) -> None:
         """Skip (replay unsent) what an earlier run settled."""
-        self.waiting = True  # reading a committed position may take a moment
-        try:
+        with self._waiting():  # reading a committed position may take a moment
             ticks = resume_ticks(self.positions, self._fan.positions(), len(self.outputs))
-        finally:
-            self.waiting = False
         tags = [e.settings.tags for e in self.config.input]
         self.checkpoints.resume(stream, ticks, self.script.produce, tags, self._stop)
         self._ticks0 = self._handed_ticks = ticks
-        return stream
+
+    @contextmanager
+    def _waiting(self) -> Iterator[None]:
+        """For the clock or an output, for connecting or an anchor: not a stall."""
+        self.waiting = True
+        try:
+            yield
+        finally:
+            self.waiting = False
 
     def _linger_to_deadline(self) -> None:
         """Live, with --duration: the run lasts until the deadline, not its last timestamp."""
@@ -285,7 +272,8 @@ class Pipeline:
         """The hot path: per call, only what the summary and metrics need, no method lookups."""
         live = self.options.mode == "live"
         tags = [e.settings.tags for e in self.config.input]
-        calls, extra, stop, last_due = self.calls, self.extra, self._stop, self._due
+        calls, extra, stop, pace = self.calls, self.extra, self._stop, self._pace
+        observe = pace.lag.observe
         produce, checked, raised = self.script.produce, self.script.checked, self.script.raised
         batch: list[str] = []
         append, batch_size = batch.append, self._next_batch_size()
@@ -309,9 +297,9 @@ class Pipeline:
                             marks = None if marks is None else []
                         if not self._wait_until(due):
                             break
-                    last_due[0] = due
+                    pace.due = due
                     lag = wall() - due
-                    self.lag.observe(lag if lag > 0 else 0.0)
+                    observe(lag if lag > 0 else 0.0)
                 calls[i] += 1
                 if marks is not None:
                     marks.append((len(batch), ts))
@@ -375,44 +363,27 @@ class Pipeline:
         """Each handle gets the batch once, or what its `when` rule selects of it. One whose
         output raises breaks alone; the others still get the batch."""
         ticks = self._ticks0 + sum(self.calls) - self._cut_call  # every call so far
-        batch = self._fan.batch(events, marks, {"worker": self._worker, "ticks": ticks})
+        batch = self._fan.batch(
+            events, marks, {"worker": self.options.identity.worker, "ticks": ticks}
+        )
         chosen = self._fan.select(batch)
         if self.checker is not None:
             self._check_traces(self.checker.add_selected, batch, chosen)
-        self.waiting = True  # an output may hold us up (backpressure): that is no stall
-        try:
+        with self._waiting():  # an output may hold us up (backpressure)
             self._fan.write(batch, chosen)
-        finally:
-            self.waiting = False
         self._handed_ticks = ticks
 
     def _settle(self) -> None:
         """A checkpoint: wait until every event handed so far is acknowledged, then save
         the position. Nothing is handed meanwhile: this wait is what a checkpoint costs."""
         began = self.clock.monotonic()
-        self.waiting = True  # waiting for outputs: no stall
-        try:
+        with self._waiting():
             flushed = self._fan.settle(SETTLE_TIMEOUT)
-        finally:
-            self.waiting = False
         self.checkpoints.settle(flushed, began, self._handed_ticks)
 
     def _wait_until(self, due: float) -> bool:
-        """Sleep until `due` (wall clock), serving outputs; False when told to stop."""
-        self.waiting = self._sleeping = True
-        try:
-            while True:
-                self._fan.poll()
-                left = due - self.clock.time()
-                if self._stop:
-                    return False
-                if left <= 0:  # due: it runs, even a little past the deadline (live mode
-                    return True  # cuts its schedule at the --duration end exactly)
-                if self._past_deadline():
-                    return False
-                self.clock.sleep(min(left, 0.1))
-        finally:
-            self.waiting = self._sleeping = False
+        with self._waiting():
+            return self._pace.wait_until(due)
 
     def _check_traces(self, step: Callable[..., object], *args: object) -> None:
         """The trace check is a report, never a reason to lose the run: a bug in it is

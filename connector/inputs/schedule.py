@@ -75,13 +75,15 @@ class Schedule:
         ends = [w.end for w in self.windows]
         return None if None in ends else max(ends)  # type: ignore[type-var]
 
-    def target_rates(self, now: datetime, workers: int = 1) -> list[float | None]:
+    def target_rates(self, now: datetime | None, workers: int = 1) -> list[float | None]:
         """Per rate input, the timestamps per second one worker's share is scheduled to
-        emit at `now`; None for the other inputs."""
+        emit at `now` (None: the run is over, 0); None for the other inputs."""
         return [
-            rate.target_rate(e.settings, w.origin, now, self.identity) / workers
-            if e.plugin == "rate"
-            else None
+            None
+            if e.plugin != "rate"
+            else 0.0
+            if now is None
+            else rate.target_rate(e.settings, w.origin, now, self.identity) / workers
             for e, w in zip(self.inputs, self.windows, strict=True)
         ]
 
