@@ -2,6 +2,7 @@
 
     python bench/run.py                  # defaults: each connector run lasts >= 10 s
     python bench/run.py --size 20000 --rounds 1 --live-seconds 0   # a smoke run
+    python bench/run.py --compare main   # every connector row twice: this code and main's
 
 For the basic and the tracing examples in backfill mode it measures, alternating
 the measurements round by round (these machines are noisy):
@@ -33,6 +34,10 @@ traces; see bench/otlp.py):
 and, once, live mode at a fixed rate (achieved rate, schedule lag p99).
 Every measurement runs in its own process; peak RSS is that process tree's.
 Results print as a table and land in bench/results/<time>.json.
+
+With --compare REF, the commit REF is built in a scratch venv (its tree from `git archive`,
+this venv's dependencies) and every connector row runs twice a round, this code and REF's
+back to back, in turns; the rows are compared by median (`@REF` rows, and new / old).
 """
 
 from __future__ import annotations
@@ -95,11 +100,13 @@ def services() -> tuple[str, str, str]:
     return kafka, otlp, registry
 
 
-def measure(cmd: list[str]) -> tuple[str, float]:
+def measure(cmd: list[str], cwd: Path | None = None) -> tuple[str, float]:
     """Run one measurement process: (everything it printed, its peak RSS in MB).
 
     wait4 reports the child's own peak (with --workers, the largest of its processes)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd
+    )
     text = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -327,13 +334,24 @@ def _run_suite(
         )
     if args.rows:  # a part of the suite: these measurements only (P needs S and K)
         plan = [step for step in plan if step[1] in args.rows.split(",")]
+    cwd: dict[tuple[str, str], Path] = {}
+    if args.compare:  # each connector row twice a round: this code's, then REF's (in turns)
+        old_python, tree = args.compare_build
+        twins = []
+        for ex, name, cmd, from_summary, counted in plan:
+            twins.append((ex, name, cmd, from_summary, counted))
+            if from_summary:
+                old = (ex, f"{name} @{args.compare}", [old_python, *cmd[1:]], True, counted)
+                twins.append(old)
+                cwd[(ex, old[1])] = tree  # `-m connector` finds REF's package first
+        plan = twins
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
     losses: dict[tuple[str, str], list[float]] = {}
     for r in range(args.rounds):  # alternate: every measurement once per round
-        for ex, name, cmd, from_summary, counted in plan:
+        for ex, name, cmd, from_summary, counted in _turns(plan, r, cwd):
             before = collector.accepted(counted) if counted else 0.0
             started = time.perf_counter()
-            text, rss = measure(cmd)
+            text, rss = measure(cmd, cwd.get((ex, name)))
             elapsed = time.perf_counter() - started
             if name == "perf":
                 rate = float(re.findall(r"([\d.]+) records/sec", text)[-1])
@@ -380,7 +398,62 @@ def _run_suite(
         "results": results,
         "live": live,
         "live_ramp": ramp,
+        **({"compare": compared(results, args.compare)} if args.compare else {}),
     }
+
+
+def _turns(plan: list, r: int, twins: dict) -> list:
+    """Round r's order: a row and its `@REF` twin (right after it) swap places every other
+    round, so neither always runs first (a warm page cache, a broker that just compacted)."""
+    if r % 2 == 0 or not twins:
+        return plan
+    out = list(plan)
+    for k in range(len(out) - 1):
+        if (out[k + 1][0], out[k + 1][1]) in twins:
+            out[k], out[k + 1] = out[k + 1], out[k]
+    return out
+
+
+def build_ref(ref: str) -> tuple[str, Path]:
+    """REF's code in a scratch venv: its tree from `git archive`, and a venv (this
+    interpreter) that sees REF's `connector` first and this venv's dependencies after it.
+    Returns (its python, its tree). Lives in WORK: gone with the run."""
+    commit = sh("git", "-C", str(ROOT), "rev-parse", "--verify", f"{ref}^{{commit}}")
+    if commit.returncode:
+        raise SystemExit(f"--compare: {ref!r} is not a commit here: {commit.stderr.strip()}")
+    tree, venv = WORK / "compare" / "src", WORK / "compare" / "venv"
+    tree.mkdir(parents=True)
+    archive = subprocess.Popen(
+        ["git", "-C", str(ROOT), "archive", commit.stdout.strip(), "connector", "pyproject.toml"],
+        stdout=subprocess.PIPE,
+    )
+    subprocess.run(["tar", "-x", "-C", str(tree)], stdin=archive.stdout, check=True)
+    if archive.wait():
+        raise SystemExit(f"--compare: git archive {ref} failed")
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
+    import sysconfig
+
+    ours = sysconfig.get_paths()["purelib"]  # this venv's packages (not its editable finder)
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    theirs = sh(str(venv / "bin" / "python"), "-c", purelib).stdout.strip()
+    Path(theirs, "compare.pth").write_text(f"{tree}\n{ours}\n")
+    return str(venv / "bin" / "python"), tree
+
+
+def compared(results: dict, ref: str) -> list[dict]:
+    """Each connector row against its `@REF` twin: medians and new / old."""
+    rows = []
+    for ex, named in results.items():
+        for name, row in named.items():
+            old = named.get(f"{name} @{ref}")
+            if old is not None:
+                ratio = row["median"] / old["median"]
+                rows.append(
+                    {"example": ex, "row": name, "new": row["median"], "old": old["median"],
+                     "ratio": ratio}
+                )
+    return rows
 
 
 def produced(summary: str, signal: str) -> float:
@@ -546,6 +619,14 @@ def table(report: dict) -> str:
             f"worst second {ramp['worst_second_error']:.2%} off its target (seconds above "
             f"100/s), schedule lag p99 <= {ramp['lag_p99_seconds_at_most'] * 1000:g} ms"
         )
+    if report.get("compare"):
+        lines += ["", "| example | row | this code | REF | this / REF |", "|---|---|---|---|---|"]
+        for c in report["compare"]:
+            short = " (**short**: over 5% below REF)" if c["ratio"] < 0.95 else ""
+            lines.append(
+                f"| {c['example']} | {c['row']} | {c['new']:,.0f} | {c['old']:,.0f} | "
+                f"{c['ratio']:.3f}{short} |"
+            )
     return "\n".join(lines)
 
 
@@ -573,6 +654,12 @@ def main() -> None:
         action="store_false",
         help="skip the telemetrygen row (it is built once with Go; the test suite skips it)",
     )
+    parser.add_argument(
+        "--compare",
+        metavar="REF",
+        help="also run every connector row with the code of commit REF (built in a scratch "
+        "venv), alternating, and compare the medians",
+    )
     parser.add_argument("--inner", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
@@ -587,6 +674,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
         WORK = Path(work)
         try:
+            if args.compare:
+                args.compare_build = build_ref(args.compare)
             kafka, _, registry = services()
             report = run_suite(args)
         finally:
