@@ -27,7 +27,7 @@ from connector.events.script import Script, ScriptLoadError, ScriptStop, load_sc
 from connector.identity import Identity
 from connector.inputs.schedule import Schedule, schedule
 from connector.limits import Limits
-from connector.outputs.base import OutputError
+from connector.outputs.base import Batch, OutputError
 from connector.outputs.fanout import Fanout
 from connector.outputs.handle import OutputHandle
 from connector.pacing import Pacer
@@ -97,6 +97,7 @@ class Pipeline:
         self._ticks0 = 0  # ticks before this run's first call (replayed)
         self._cut_call = False  # --max-events cut the last call: it is not handed whole
         self._handed_ticks = 0  # ticks whose events have all been handed to the outputs
+        self._worker = o.identity.worker
 
     # -- stopping ----------------------------------------------------------------------
     @property
@@ -339,12 +340,16 @@ class Pipeline:
             self._handed_ticks = self._ticks0 + sum(self.calls) - self._cut_call
 
     def _next_batch_size(self) -> int:
+        if self.limits.max_events is None:  # counting what was produced costs: not per batch
+            return self.options.batch_size
         size = self.limits.next_batch(self.produced)
         if size <= 0:
             self.stop_reason = self.limits.events_reached
         return size
 
     def _trim_to_limit(self, batch: list[str], last_input: int, marks: list | None) -> None:
+        if self.limits.max_events is None:
+            return
         excess = self.limits.excess(self.produced)
         if excess:
             if self._fan.calls and marks:  # never half a call: all of the last one goes
@@ -360,18 +365,18 @@ class Pipeline:
         return False
 
     def _hand_off(self, events: list[str], marks: list | None = None) -> None:
-        """Each handle gets the batch once, or what its `when` rule selects of it. One whose
-        output raises breaks alone; the others still get the batch."""
-        ticks = self._ticks0 + sum(self.calls) - self._cut_call  # every call so far
-        batch = self._fan.batch(
-            events, marks, {"worker": self.options.identity.worker, "ticks": ticks}
-        )
-        chosen = self._fan.select(batch)
-        if self.checker is not None:
-            self._check_traces(self.checker.add_selected, batch, chosen)
-        with self._waiting():  # an output may hold us up (backpressure)
-            self._fan.write(batch, chosen)
+        """Each handle gets the batch once, or what its `when` rule selects of it."""
+        fan, ticks = self._fan, self._ticks0 + sum(self.calls) - self._cut_call
+        position = {"worker": self._worker, "ticks": ticks} if fan.positional else None
+        self.waiting = True  # an output may hold us up (backpressure): no stall
+        try:
+            fan.hand_off(events, marks, position, None if self.checker is None else self._trace)
+        finally:
+            self.waiting = False
         self._handed_ticks = ticks
+
+    def _trace(self, batch: Batch, chosen: list[Batch] | None) -> None:
+        self._check_traces(self.checker.add_selected, batch, chosen)
 
     def _settle(self) -> None:
         """A checkpoint: wait until every event handed so far is acknowledged, then save

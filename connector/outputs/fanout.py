@@ -9,6 +9,7 @@ to the run through `RunLog.halt`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,18 @@ class Fanout:
         self.calls = any(h.caps.calls for h in handles)  # never half a call
         self.positional = any(h.caps.transactional for h in handles)
         self.marks = self.times or self.calls  # the loop notes where each call begins
+        # per handle: its write, and its view when a batch carries what it does not take
+        self._plan = [
+            (
+                h.write,
+                h.view
+                if (self.times and not h.caps.times)
+                or (self.calls and not h.caps.calls)
+                or (self.positional and not h.caps.transactional)
+                else None,
+            )
+            for h in handles
+        ]
 
     def start(self, stopping: list[str]) -> bool:
         """True when every output started (the first stop request ends the starting)."""
@@ -40,31 +53,36 @@ class Fanout:
             handle.start(self.run)
         return not any(handle.could_not_start for handle in self.handles)
 
-    def batch(self, events: list[str], marks: list | None, position: dict) -> Batch:
-        """The batch of one hand-off, with what some output takes beside the events."""
-        n, batch = len(events), Batch(events)
-        if marks is not None:
-            if self.times:
-                batch.times = event_times(marks, n)
-            if self.calls:
-                batch.call_starts = sorted({first for first, _ in marks if first < n})
-        if self.positional:
-            batch.position = position
-        return batch
-
-    def select(self, batch: Batch) -> list[Batch] | None:
-        """Per handle, its part of the batch; None when no output has a `when` rule."""
-        return self.router.select(batch) if self.router.active else None
-
-    def write(self, batch: Batch, chosen: list[Batch] | None) -> None:
-        n, k, handles = len(batch.events), -1, self.handles
+    def hand_off(
+        self,
+        events: list[str],
+        marks: list | None,
+        position: dict | None,
+        check: Callable[[Batch, list[Batch] | None], None] | None = None,
+    ) -> None:
+        """One batch to every handle: built once (with each event's time and the call
+        starts when an output takes them, `marks` being (first event, timestamp) per call),
+        selected once per `when` rule, shown to `check` (the trace check), then handed.
+        One output that raises breaks alone; the others still get the batch."""
+        n = len(events)
+        if marks is None:
+            batch = Batch(events, None, None, position)
+        else:
+            times = event_times(marks, n) if self.times else None
+            starts = sorted({first for first, _ in marks if first < n}) if self.calls else None
+            batch = Batch(events, times, starts, position)
+        chosen = self.router.select(batch) if self.router.active else None
+        if check is not None:
+            check(batch, chosen)
+        k = -1
         try:
-            for k, handle in enumerate(handles):
-                if not handle.write(batch if chosen is None else chosen[k], n):
-                    self._failed(handle)
+            for k, (write, view) in enumerate(self._plan):
+                part = batch if chosen is None else chosen[k]
+                if not write(part if view is None else view(part), n):
+                    self._failed(self.handles[k])
         except KeyboardInterrupt:  # a second signal: the outputs after k never see the batch
-            for j in range(k + 1, len(handles)):
-                handles[j].not_sent(batch if chosen is None else chosen[j], n)
+            for j in range(k + 1, len(self.handles)):
+                self.handles[j].not_sent(batch if chosen is None else chosen[j], n)
             raise
 
     def poll(self) -> None:

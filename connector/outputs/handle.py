@@ -129,23 +129,12 @@ class OutputHandle:
 
     # -- the hot path ------------------------------------------------------------------
     def write(self, batch: Batch, total: int) -> bool:
-        """Hand over `batch` (what its rule selected of `total` events). An output that
-        raises has failed what it had not accepted; it is broken from then on. False: it
-        broke or was fenced just now (the pipeline then looks at every handle)."""
-        acks, caps, events = self.acks, self.caps, batch.events
+        """Hand over `batch` (what its rule selected of `total` events, as `view` has it).
+        An output that raises has failed what it had not accepted; it is broken from then
+        on. False: it broke or was fenced just now (the pipeline then looks at every handle)."""
+        acks, events = self.acks, batch.events
         if self.rule is not None:
             acks.filtered += total - len(events)
-        if (
-            (batch.times is not None and not caps.times)
-            or (batch.call_starts is not None and not caps.calls)
-            or (batch.position is not None and not caps.transactional)
-        ):
-            batch = Batch(
-                events,
-                batch.times if caps.times else None,
-                batch.call_starts if caps.calls else None,
-                batch.position if caps.transactional else None,
-            )
         if not events and (batch.position is None or self.broken is not None):
             return True  # nothing for it (a transactional one still learns the position)
         acks.handed += len(events)
@@ -168,6 +157,16 @@ class OutputHandle:
             )
             return False
         return True
+
+    def view(self, batch: Batch) -> Batch:
+        """The batch without what this output does not take (times, call starts, position)."""
+        caps = self.caps
+        return Batch(
+            batch.events,
+            batch.times if caps.times else None,
+            batch.call_starts if caps.calls else None,
+            batch.position if caps.transactional else None,
+        )
 
     def not_sent(self, batch: Batch, total: int) -> None:
         """A second signal stopped the hand-off before this output: it never sees the batch."""
