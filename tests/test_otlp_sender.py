@@ -22,7 +22,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
-from connector.otlp.sender import THROTTLED, UNDELIVERED, grpc_retry_delay, retry_after
+from connector.delivery import THROTTLED, UNDELIVERED, retry_after
+from connector.otlp.sender import grpc_retry_delay
 from connector.otlp.wire import field, varint
 from connector.outputs.base import Acks, Batch
 from connector.outputs.otlp import Config, OtlpOutput

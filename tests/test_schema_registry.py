@@ -20,7 +20,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from connector.outputs import schema as sch
+from connector.outputs.kafka import schema as sch
 from tests.conftest import EXAMPLES, run_cli
 from tests.test_kafka import consume
 

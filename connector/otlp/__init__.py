@@ -6,7 +6,8 @@ traces.py   span JSON -> Span messages; logs.py: log JSON -> LogRecords;
 metrics.py  metric JSON -> data points, grouped per resource and metric name
 signals.py  each signal's encoder, request builder and endpoint (what the outputs use)
 codec.py    the Kafka encodings otlp_proto / otlp_json
-sender.py   batches, the queue, retries and throttling around one export function
+sender.py   batches, the queue and the thread around one export function; its retries and
+            throttling are connector/delivery.py's, shared by every output
 
 Nothing is imported here: a Kafka job with the raw encoding never loads protobuf.
 """

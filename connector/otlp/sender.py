@@ -2,53 +2,49 @@
 
 Like the Collector's exporterhelper it wraps one `export(body)` function (gRPC or HTTP, any
 signal): mapping and batching happen on the pipeline's thread, a sender thread exports
-each batch, retrying retryable failures with backoff, or after the server's own delay
-(HTTP Retry-After, gRPC RetryInfo), and acknowledges every event of a batch once:
-delivered when the export succeeded, failed with the status when it did not.
+each batch through connector/delivery.py's `Retry` (retryable failures again with backoff,
+throttled ones after the server's own delay: HTTP Retry-After, gRPC RetryInfo), and
+acknowledges every event of a batch once: delivered when the export succeeded, failed
+with the status when it did not.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
 
 import orjson
 from pydantic import Field
 
+from connector.delivery import (
+    NOT_SENT,
+    UNDELIVERED,
+    Accounts,
+    DeliveryError,
+    Failure,
+    Kind,
+    Retry,
+    RetryConfig,
+    kind_of,
+    not_sent,
+)
 from connector.fields import Strict
 from connector.otlp.mapping import MappingError, mapping_detail, mapping_reason, unexpected_reason
 from connector.otlp.signals import Codec
 from connector.otlp.wire import read
 
-if TYPE_CHECKING:
-    from connector.outputs.base import Acks
-
-# connector.outputs.base's NOT_SENT: importing that package from here would be circular
-# (connector.outputs loads the otlp output, which loads this module)
-NOT_SENT = "not sent: stopping"
-
 __all__ = [
-    "THROTTLED",
-    "UNDELIVERED",
     "BatchConfig",
     "ExportError",
-    "RetryConfig",
     "Sender",
     "grpc_retry_delay",
-    "retry_after",
 ]
 
 log = logging.getLogger("connector.otlp")
-
-UNDELIVERED = "undelivered at the flush deadline (flush_timeout)"
-THROTTLED = "throttled"  # the server's retry delay would pass the flush deadline
 
 
 class BatchConfig(Strict):
@@ -63,35 +59,13 @@ class BatchConfig(Strict):
     )
 
 
-class RetryConfig(Strict):
-    attempts: int = Field(5, ge=1)
-    initial_backoff: float = Field(0.2, gt=0)
-    max_backoff: float = Field(5.0, gt=0)
-
-
-class ExportError(Exception):
-    """`reason` is bounded (gRPC code, HTTP status): it becomes a metric label. `delay`:
-    the server's own retry delay in seconds, when it gave one."""
+class ExportError(DeliveryError):
+    """An export failed: `reason` is bounded (gRPC code, HTTP status): it becomes a metric
+    label. `delay`: the server's own retry delay in seconds, when it gave one (a retryable
+    failure with a delay is throttled)."""
 
     def __init__(self, reason: str, retryable: bool, detail: str = "", delay: float | None = None):
-        super().__init__(reason)
-        self.reason, self.retryable, self.detail, self.delay = reason, retryable, detail, delay
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """HTTP Retry-After: delay-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is GMT
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        super().__init__(Failure(reason, detail, kind_of(retryable, delay), delay))
 
 
 _RETRY_INFO = b"type.googleapis.com/google.rpc.RetryInfo"
@@ -144,7 +118,7 @@ class Sender:
         self,
         codec: Codec,
         export: Callable[[bytes], int],
-        acks: Acks,
+        acks: Accounts,
         batch: BatchConfig,
         retry: RetryConfig,
         queue_size: int,
@@ -159,7 +133,12 @@ class Sender:
         self.inflight: _Batch | None = None
         self.closed = False
         self.deadline: float | None = None  # the flush deadline, once flush() set one
-        self.wake = threading.Event()  # ends a retry wait early: flush() or close()
+        self.retries = Retry(
+            retry,
+            lambda: self.deadline or self.acks.stop_deadline,
+            f"otlp export to {endpoint}",
+            log,
+        )
         self.answered: bool | None = None  # did the last export reach the endpoint?
         self.thread = threading.Thread(target=self._send_loop, name="otlp-sender", daemon=True)
 
@@ -218,11 +197,8 @@ class Sender:
             self.pending.size = size
         except BaseException as exc:
             self.pending.size = size if self.pending.items else 0
-            reason = NOT_SENT if isinstance(exc, KeyboardInterrupt) else (
-                f"not sent: {type(exc).__name__}"
-            )
             rest = events[i + 1 if taken else i :]
-            self.acks.fail_all(reason, rest, endpoint=self.endpoint)
+            self.acks.fail_all(not_sent(exc), rest, endpoint=self.endpoint)
             raise
 
     def poll(self) -> None:
@@ -260,7 +236,7 @@ class Sender:
         """Wait for the exports; the number of events still undelivered."""
         deadline = time.monotonic() + timeout
         self.deadline = deadline
-        self.wake.set()  # a retry waiting on the server's delay checks it against this
+        self.retries.nudge()  # a retry waiting on the server's delay checks it against this
         if self.pending.items:
             self._enqueue(deadline)
         while time.monotonic() < deadline and (self.queue.unfinished_tasks or self.inflight):
@@ -272,7 +248,7 @@ class Sender:
         (a retry wait ends at once)."""
         with self.lock:  # from here on the sender fails whatever it takes off the queue
             self.closed = True
-        self.wake.set()
+        self.retries.stop()
         leftovers = []
         if self.pending.items:  # never handed to the sender (flush was interrupted)
             batch, self.pending = self.pending, _Batch()
@@ -354,52 +330,20 @@ class Sender:
 
     def _export_with_retries(self, body: bytes) -> tuple[str | None, int, str]:
         """(failure reason or None, items rejected although the rest was taken, detail)."""
-        retry = self.retry
-        backoff = retry.initial_backoff
-        for attempt in range(1, retry.attempts + 1):
+
+        def attempt() -> int:
             try:
                 rejected = self.export(body)
-                self.answered = True
-                return None, rejected, ""
-            except ExportError as exc:
-                self.answered = exc.retryable is False  # a permanent answer is still an answer
-                failed = f"{exc.reason} (after {attempt} attempt(s))"
-                if not exc.retryable or attempt == retry.attempts or self.closed:
-                    return failed, 0, exc.detail
-                said = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
-                if exc.delay is not None:  # the server said when: that, not our backoff
-                    wait = exc.delay
-                else:
-                    wait = backoff * random.uniform(0.5, 1)
-                    backoff = min(backoff * 2, retry.max_backoff)
-                log.warning(
-                    "otlp export to %s failed (%s); retry %d/%d in %.1f s",
-                    self.endpoint,
-                    said,
-                    attempt,
-                    retry.attempts - 1,
-                    wait,
-                )
-                late = self._wait(wait, throttled=exc.delay is not None)
-                if late is not None:
-                    return late, 0, f"{said}; asked to retry after {wait:g} s, past the deadline"
-                if self.closed:
-                    return failed, 0, exc.detail
-        return "unreachable", 0, ""
+            except DeliveryError as exc:  # a permanent answer is still an answer
+                self.answered = exc.failure.kind is Kind.PERMANENT
+                raise
+            self.answered = True
+            return rejected
 
-    def _wait(self, seconds: float, throttled: bool) -> str | None:
-        """Sleep before a retry, ended early by close(). A server's delay that would pass
-        the flush deadline (known now, or set by flush() meanwhile) ends it with THROTTLED."""
-        until = time.monotonic() + seconds
-        while True:
-            deadline = self.deadline or self.acks.stop_deadline
-            if throttled and deadline is not None and until > deadline:
-                return THROTTLED
-            left = until - time.monotonic()
-            if left <= 0 or self.closed:
-                return None
-            self.wake.wait(left)
-            self.wake.clear()
+        rejected, failure = self.retries.send(attempt)
+        if failure is not None:
+            return failure.reason, 0, failure.detail or ""
+        return None, rejected or 0, ""
 
     def _settle(
         self, batch: _Batch, reason: str | None, rejected: int = 0, detail: str = ""

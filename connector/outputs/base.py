@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import orjson
 from pydantic import Field, field_validator
 
+from connector.delivery import NOT_SENT
 from connector.fields import ConfigPath, Strict
 from connector.identity import Identity
 from connector.stats import Histogram
@@ -59,7 +60,6 @@ __all__ = [
     "parse_event",
 ]
 
-NOT_SENT = "not sent: stopping"  # the reason for events a stopping output never handed on
 connecting_log = logging.getLogger("connector.connecting")  # the CLI's --quiet silences it
 
 

@@ -19,17 +19,11 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from connector.delivery import RetryConfig, retry_after
 from connector.fields import ConfigPath, Strict
 from connector.logs import add_secret, redact
 from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
-from connector.otlp.sender import (
-    BatchConfig,
-    ExportError,
-    RetryConfig,
-    Sender,
-    grpc_retry_delay,
-    retry_after,
-)
+from connector.otlp.sender import BatchConfig, ExportError, Sender, grpc_retry_delay
 from connector.otlp.signals import MAPPINGS, codec
 from connector.outputs.base import Acks, Batch, BuildContext, Connecting, OutputConfig, OutputError
 

@@ -16,13 +16,13 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from connector.outputs.schema import (
-    _INSTANT,
+from connector.outputs.kafka.schema.converters import (
+    INSTANT,
     Bad,
-    _base64,
-    _date,
-    _instant,
-    _time_of_day,
+    base64_bytes,
+    date_days,
+    instant,
+    time_of_day,
 )
 
 __all__ = ["Unsupported", "encoder"]
@@ -104,20 +104,20 @@ class _Build:
         if kind == "fixed":
             if schema.get("logicalType") == "decimal":
                 raise Unsupported("decimal")
-            return _bytes(_base64(path, schema["size"]), path, schema["size"])
+            return _bytes(base64_bytes(path, schema["size"]), path, schema["size"])
         return self.primitive(kind, schema.get("logicalType"), path)
 
     def primitive(self, kind: str, logical: str | None, path: str) -> Encode:
         if logical == "decimal":
             raise Unsupported("decimal")
-        if kind == "long" and logical in _INSTANT:
-            return _converted_long(_instant(_INSTANT[logical], path), _LONG, path)
+        if kind == "long" and logical in INSTANT:
+            return _converted_long(instant(INSTANT[logical], path), _LONG, path)
         if kind == "int" and logical == "date":
-            return _converted_long(_date(path), _INT, path)
+            return _converted_long(date_days(path), _INT, path)
         if kind == "int" and logical == "time-millis":
-            return _converted_long(_time_of_day(1000, path), _INT, path)
+            return _converted_long(time_of_day(1000, path), _INT, path)
         if kind == "long" and logical == "time-micros":
-            return _converted_long(_time_of_day(1_000_000, path), _LONG, path)
+            return _converted_long(time_of_day(1_000_000, path), _LONG, path)
         if kind == "null":
 
             def encode(v: Any, out: bytearray) -> None:
@@ -170,7 +170,7 @@ class _Build:
                 out += data
 
         elif kind == "bytes":
-            return _bytes(_base64(path), path, None)
+            return _bytes(base64_bytes(path), path, None)
         else:
             raise Unsupported(f"type {kind}")
         return encode
@@ -224,7 +224,7 @@ def encode(v, out):
                 "out.append(n) if n < 128 else varint(n, out)",
                 "out += x",
             ]
-        if kind in ("int", "long") and (not logical or logical in _INSTANT or logical == "date"):
+        if kind in ("int", "long") and (not logical or logical in INSTANT or logical == "date"):
             lo, hi = _INT if kind == "int" else _LONG
             lines = []
             if logical:  # times: ISO-8601 strings to epoch units first
