@@ -86,8 +86,6 @@ def _worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards a SIGTERM instead
     logs.apply()  # the same format, level, rate limits and redaction as the parent
     w = options.identity.worker
-    # until the Kafka output takes the identity from its BuildContext: its transactional id
-    os.environ["CONNECTOR_WORKER_INDEX"] = str(w)
     checkpointing = options.checkpoint_every is not None
     context = BuildContext(options.identity, checkpointing, stdout_lock)
     try:

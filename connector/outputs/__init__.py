@@ -5,11 +5,11 @@ handle.py      OutputHandle: one per output, its routing, state and deadlines
 fanout.py      every handle at once: one batch built, selected and handed to each
 validate.py    what `validate` and `preview` ask the plugins (time window, schemas)
 formatter.py   event -> line for stdout and file
-stdout.py, file.py, null.py, otlp.py, kafka.py (+ schema.py, avro.py): the plugins,
-               each with its config model beside its code
+stdout.py, file.py, null.py, otlp.py: the plugins, each with its config model beside
+               its code; kafka/: the Kafka plugin as a package (see its own map)
 """
 
-from connector.outputs import file, kafka_contract, null, otlp, stdout
+from connector.outputs import file, kafka, null, otlp, stdout
 from connector.outputs.base import Acks, Output, OutputConfig, OutputError, OutputPlugin
 
 __all__ = ["OUTPUTS", "Acks", "Output", "OutputConfig", "OutputError", "OutputPlugin"]
@@ -17,7 +17,7 @@ __all__ = ["OUTPUTS", "Acks", "Output", "OutputConfig", "OutputError", "OutputPl
 OUTPUTS: dict[str, OutputPlugin] = {
     "stdout": stdout,
     "file": file,
-    "kafka": kafka_contract,
+    "kafka": kafka,
     "otlp": otlp,
     "null": null,
 }

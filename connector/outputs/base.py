@@ -167,10 +167,6 @@ class Acks:
         self._dead_letter = None
         self.dead_letter_lost = 0  # records the dead letter could not take (disk full...)
         self._dead_letter_error: str | None = None
-        # time.monotonic() by which a stopping run must be done. Set by the output itself
-        # (its stop_within), read by what it waits for room in: the OTLP sender and the Kafka
-        # output, until they take the deadline from their output directly
-        self.stop_deadline: float | None = None
         self._lock = threading.Lock()  # failures only: the delivered path stays lock-free
 
     @property
@@ -217,12 +213,6 @@ class Acks:
                     self._dead_letter_path,
                     self._dead_letter_error,
                 )
-
-    @property
-    def stopping(self) -> bool:
-        """Past the stop deadline: waiting for room is over."""
-        deadline = self.stop_deadline
-        return deadline is not None and time.monotonic() >= deadline
 
     def fail_all(self, reason: str, values, detail: str | None = None, **where: object) -> None:
         for value in values:

@@ -164,7 +164,7 @@ class OtlpOutput:
 
     def stop_within(self, seconds: float) -> None:
         """Waiting for room in the sender's queue ends `seconds` from now."""
-        self.acks.stop_deadline = time.monotonic() + seconds  # the sender reads it there
+        self.sender.stop_by(time.monotonic() + seconds)
 
     def poll(self) -> None:
         self.sender.poll()
