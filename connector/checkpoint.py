@@ -1,5 +1,12 @@
 """`--checkpoint FILE`: where a backfill resumes after a crash, and what it was run with.
 
+Checkpointing has one home, here. A position is `{"worker": k, "ticks": n}`: every
+produce() call of worker k's schedule up to tick n has all its events acknowledged. The
+run talks to a `PositionStore` only: the file store below, the worker's link to its
+parent (workers.py), or a transactional output's own store (Kafka's marker topic), which
+commits the position with the events. `Checkpointing` is the feature inside one run:
+every few seconds it settles (waits for every acknowledgement) and saves the position.
+
 The file holds the run's fingerprint (what makes the schedule and the events: the config
 after interpolation, the script's contents, --seed, --workers, the replica index and
 count), the moment relative times were resolved against (so a resumed `start: -1h` is the
@@ -16,17 +23,32 @@ in a file even hashed.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Checkpoint", "CheckpointError", "fingerprint"]
+from connector.clock import Clock
+
+__all__ = [
+    "SETTLE_TIMEOUT",
+    "Checkpoint",
+    "CheckpointError",
+    "Checkpointing",
+    "FileStore",
+    "PositionStore",
+    "fingerprint",
+    "resume_ticks",
+]
+
+SETTLE_TIMEOUT = 5.0  # seconds a checkpoint waits for acknowledgements before trying later
 
 VERSION = 1
 # config paths of credentials: librdkafka's secret properties, and OTLP's request headers
@@ -40,6 +62,11 @@ log = logging.getLogger("connector")
 
 class CheckpointError(Exception):
     """The checkpoint cannot be used for this run (usage: exit 2); the message says why."""
+
+
+class PositionStore(Protocol):
+    def load(self) -> dict | None: ...  # the last position saved (None: none yet)
+    def save(self, position: dict) -> None: ...
 
 
 def _digest(data: bytes) -> str:
@@ -212,3 +239,88 @@ class Checkpoint:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+class FileStore:
+    """One worker's positions in the checkpoint file."""
+
+    def __init__(self, checkpoint: Checkpoint, worker: int = 0):
+        self.checkpoint, self.worker = checkpoint, worker
+
+    def load(self) -> dict | None:
+        position = self.checkpoint.positions.get(self.worker)
+        return None if position is None else dict(position)
+
+    def save(self, position: dict) -> None:
+        self.checkpoint.keep(position)
+
+
+def resume_ticks(store: PositionStore, committed: list[PositionStore | None], outputs: int) -> int:
+    """Ticks an earlier run settled, to skip (replay) now. Transactional outputs say
+    themselves what they committed, and their word wins; the store only caches it, and
+    counts alone for the other outputs."""
+    ticks = _ticks(store.load())
+    done = [_ticks(c.load()) for c in committed if c is not None]
+    if not done:
+        return ticks
+    return min([*done, ticks] if len(done) < outputs else done)
+
+
+def _ticks(position: dict | None) -> int:
+    return 0 if position is None else int(position.get("ticks", 0))
+
+
+class Checkpointing:
+    """--checkpoint inside one run: resume where an earlier run settled, then every
+    `every` seconds settle and save the position."""
+
+    def __init__(self, store: PositionStore, every: float, worker: int, clock: Clock):
+        self.store, self.every, self.worker, self.clock = store, every, worker, clock
+        self.next_at = 0.0  # clock.monotonic() of the next settle; 0 until the schedule runs
+        self.taken = 0
+        self.spent = 0.0  # seconds the settles waited: what checkpoints cost
+        self.position: dict | None = None  # the last position saved
+        self.replayed = 0  # produce() calls replayed, not sent, to resume
+
+    def resume(
+        self,
+        stream: Iterator[tuple[datetime, int]],
+        ticks: int,
+        produce: Callable[[dict], Any],
+        tags: list[tuple[str, ...]],
+        stop: list[str],
+    ) -> None:
+        """Skip the `ticks` settled calls of the stream, calling produce() for each without
+        sending (to rebuild the script's state and its --seed random stream)."""
+        for ts, i in itertools.islice(stream, ticks):
+            if stop:
+                break
+            self.replayed += 1
+            try:
+                produce({"timestamp": ts, "tags": tags[i]})
+            except KeyboardInterrupt:
+                raise
+            except BaseException:  # counted by the run that first made this call
+                pass
+        if self.replayed:
+            log.info("resumed after %d settled produce() call(s), replayed unsent", ticks)
+        self.next_at = self.clock.monotonic() + self.every
+
+    def settle(self, flushed: bool, began: float, ticks: int) -> None:
+        """After the run waited (from `began`) for acknowledgements: save the position when
+        nothing is pending any more (`flushed`), and plan the next settle."""
+        if flushed:
+            self.save(ticks)
+        now = self.clock.monotonic()
+        self.taken += 1
+        self.spent += now - began
+        self.next_at = now + self.every
+
+    def save(self, ticks: int) -> None:
+        self.position = {"worker": self.worker, "ticks": ticks}
+        self.store.save(dict(self.position))
+
+    def report(self, elapsed: float) -> None:
+        log.info(
+            "checkpoints: %d taken, %.3f s of %.3f s spent on them", self.taken, self.spent, elapsed
+        )

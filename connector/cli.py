@@ -1,4 +1,5 @@
-"""`connector run | validate | preview`.
+"""`connector run | validate | preview`: the flags, and validate and preview (run is in
+run.py, its summary in summary.py).
 
 Exit codes: 0 every event delivered and no script error; 1 an event failed, an
 output could not start or broke, or the script raised (or returned a wrong type)
@@ -8,39 +9,27 @@ at least once; 2 invalid config or usage.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import itertools
 import logging
 import os
-import signal
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
 from connector import __version__
-from connector.checkpoint import Checkpoint, CheckpointError, fingerprint
+from connector.clock import SYSTEM
+from connector.clock import now as clock_now
 from connector.config import Config, ConfigError, load_config
-from connector.inputs.rate import replica_share
-from connector.logs import LogSetup, flush_repeats, secrets, setup_logging
-from connector.metrics import MetricsServer
-from connector.otlp.check import TraceChecker
-from connector.outputs import OUTPUTS
-from connector.pipeline import (
-    Pipeline,
-    RunOptions,
-    build_output,
-    prepare,
-    schedule,
-    trace_events,
-)
-from connector.progress import Progress
-from connector.stats import RunStats
-from connector.workers import Workers
+from connector.identity import Identity
+from connector.inputs.schedule import schedule
+from connector.logs import setup_logging
+from connector.outputs.validate import schema_check, schema_problems, time_warnings
+from connector.pipeline import prepare
+from connector.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cmd_run
+from connector.trace_check import TraceCheck
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
 
 log = logging.getLogger("connector")
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _positive(kind: type):
@@ -88,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Turn cron and rate schedules into events with a Python script, and ship them.",
     )
     parser.add_argument("--version", action="version", version=f"connector {__version__}")
+    parser.set_defaults(quiet=False)  # only run has --quiet
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the pipeline")
@@ -197,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(args.log_level, args.log_format, getattr(args, "quiet", False))
+    setup_logging(args.log_level, args.log_format, args.quiet)
     try:
         config = load_config(args.config)
         return {"run": cmd_run, "validate": cmd_validate, "preview": cmd_preview}[args.command](
@@ -219,11 +209,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def _identity() -> Identity:
+    """validate and preview show this replica's share; a bad environment is run's error."""
+    try:
+        return Identity.from_environ()
+    except ValueError:
+        return Identity()
+
+
 def cmd_validate(config: Config, args: argparse.Namespace) -> int:
     mode = args.mode or config.mode
     script = prepare(config, seed=None)
-    now, ends = datetime.now(config.tz), []
-    first = next(iter(schedule(config, mode, now, ends=ends)), (None, 0))[0]
+    plan = schedule(config, mode, clock_now(SYSTEM, config.tz), _identity())
+    first = plan.first()
     inputs = ", ".join(e.plugin for e in config.input)
     outputs = ", ".join(e.plugin for e in config.output)
     print(
@@ -232,16 +230,14 @@ def cmd_validate(config: Config, args: argparse.Namespace) -> int:
     )
     # What the outputs would meet on the way (Kafka judging records by their time):
     # warnings only, the exit code stays 0.
-    last = None if None in ends or first is None else max(ends)
+    last = None if first is None else plan.last_end
     for n, entry in enumerate(config.output):
-        check = getattr(OUTPUTS[entry.plugin], "warnings", None)
-        for warning in check(entry.settings, first, last) if check and first else ():
+        for warning in time_warnings(entry, first, last) if first else ():
             print(f"  warning: output[{n}].{entry.plugin}.{warning}", file=sys.stderr)
     # Schemas against what the registry holds: an incompatible one is a config error.
     incompatible = 0
     for n, entry in enumerate(config.output):
-        check = getattr(OUTPUTS[entry.plugin], "schema_problems", None)
-        found, notes = check(entry.settings) if check else ((), ())
+        found, notes = schema_problems(entry)
         for note in notes:
             print(f"  note: output[{n}].{entry.plugin}: {note}", file=sys.stderr)
         for problem in found:
@@ -261,13 +257,12 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         at = (at if at.tzinfo else at.replace(tzinfo=config.tz)).astimezone(config.tz)
         calls = ((at, i) for i, e in enumerate(config.input) for _ in range(e.settings.count))
     else:
-        calls = schedule(config, "preview", datetime.now(config.tz))
-    checker = TraceChecker(config.span_mapping()) if args.check_traces else None
+        calls = iter(schedule(config, "preview", clock_now(SYSTEM, config.tz), _identity()))
+    checker = TraceCheck(config) if args.check_traces else None
     schema_checks = [  # outputs writing schema'd records: would each event fit?
         (f"output[{n}].{entry.plugin}", check)
         for n, entry in enumerate(config.output)
-        if (make := getattr(OUTPUTS[entry.plugin], "schema_check", None))
-        and (check := make(entry.settings))
+        if (check := schema_check(entry))
     ]
     shown = n_calls = would_fail = 0
     for ts, i in calls:
@@ -276,7 +271,7 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         n_calls += 1
         events = script.events({"timestamp": ts, "tags": config.input[i].settings.tags})
         if checker:  # whole calls: a trace cut short would look broken
-            checker.add(trace_events(config, events))
+            checker.add_calls(events)
             shown += len(events)
             continue
         for event in events[: args.events - shown]:
@@ -302,194 +297,6 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         if any(r.broken for r in reports):
             return EXIT_FAILED
     return EXIT_OK if not errors and not would_fail else EXIT_FAILED
-
-
-def cmd_run(config: Config, args: argparse.Namespace) -> int:
-    mode = args.mode or config.mode
-    try:
-        replica, replicas = replica_share()
-    except ValueError as exc:
-        print(f"invalid environment: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.checkpoint is not None and mode != "backfill":
-        print(
-            "--checkpoint is for --mode backfill: a live run follows the clock and has no "
-            "position to resume",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    # Replica r's worker w gets seed + r * workers + w: no two processes of a chart
-    # emit the same stream (Workers adds w).
-    seed = None if args.seed is None else args.seed + replica * args.workers
-    options = RunOptions(mode=mode, max_events=args.max_events, duration=args.duration)
-    script = prepare(config, seed)  # also proves the script loads before workers start
-    now = datetime.now(config.tz)
-    schedule(config, mode, now)  # window errors are config errors: before anything starts
-    checkpoint = None
-    if args.checkpoint is not None:
-        try:
-            checkpoint = _checkpoint(config, args, script.path, (replica, replicas), now)
-        except CheckpointError as exc:
-            print(f"{exc}", file=sys.stderr)
-            return EXIT_USAGE
-        now = checkpoint.anchor.astimezone(config.tz)  # a resume keeps the first window
-        options.checkpoint_every = args.checkpoint_every
-        options.resume = checkpoint.ticks(0)
-        schedule(config, mode, now)  # the first run's window, checked again
-    metrics = _start_metrics(config, args)
-    run: Pipeline | Workers
-    if args.workers > 1:
-        logs = LogSetup(args.log_level, args.log_format, args.quiet, tuple(secrets()))
-        run = Workers(args.config, options, args.workers, seed, logs, checkpoint=checkpoint)
-    else:
-        outputs = [
-            build_output(e, n) for e, n in zip(config.output, config.output_names(), strict=True)
-        ]
-        run = Pipeline(config, script, outputs, options)
-        if checkpoint is not None:
-            run.on_position = checkpoint.keep
-    if metrics:
-        metrics.source, metrics.probe = run.snapshot, run.probe_ready
-    lingering = []
-
-    def on_signal(signum: int, _frame) -> None:
-        if lingering:  # the run is over: stop serving the last scrape
-            raise KeyboardInterrupt
-        if not run.alive:  # the summary is on its way
-            return
-        if run.stopping:  # a second signal: stop waiting for the flush
-            raise KeyboardInterrupt
-        run.request_stop(f"{signal.Signals(signum).name} received")
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    log.info(
-        "run: mode %s, %d input(s), %d output(s), script %s, %d worker(s)",
-        mode,
-        len(config.input),
-        len(config.output),
-        script.path.name,
-        args.workers,
-    )
-    progress = None
-    if not args.quiet:
-        # the bar needs the total; only a terminal shows the bar
-        bar = mode == "backfill" and sys.stderr.isatty()
-        total = _count(schedule(config, mode, now)) if bar else None
-        progress = Progress(run.snapshot, total, args.progress_interval).start()
-    try:
-        code = run.run(now)
-    except KeyboardInterrupt:  # yet another signal, as the run was settling: still summarise
-        code = EXIT_FAILED
-    finally:
-        if progress:
-            progress.stop()
-    flush_repeats()
-    stats = run.snapshot()
-    if checkpoint is not None and stats.exhausted and not stats.interrupted:
-        checkpoint.keep(None)  # the end: a rerun is refused, not a silent no-op
-    print_summary(stats, sys.stderr)
-    for bug in stats.bugs:  # after the summary: the accounts first, then what to report
-        log.critical("a bug, please report it with this traceback:\n%s", bug.rstrip())
-    if metrics:
-        if args.linger > 0:
-            lingering.append(True)
-            with contextlib.suppress(KeyboardInterrupt):  # a signal ends the linger
-                time.sleep(args.linger)
-        metrics.close()
-    return code
-
-
-def _checkpoint(
-    config: Config,
-    args: argparse.Namespace,
-    script: Path,
-    replica: tuple[int, int],
-    now: datetime,
-) -> Checkpoint:
-    """Open (or create) the checkpoint; CheckpointError when it is not this run's."""
-    # what the events depend on: the config minus where metrics are served
-    data = config.model_dump(mode="json", exclude={"metrics"})
-    mark = fingerprint(data, script, args.seed, args.workers, replica)
-    try:
-        checkpoint = Checkpoint.open(args.checkpoint, mark, now)
-    except OSError as exc:
-        raise CheckpointError(
-            f"cannot write checkpoint {args.checkpoint}: {exc.strerror or exc}"
-        ) from None
-    if checkpoint.resumed:
-        done = ", ".join(f"worker {w}: {p['ticks']}" for w, p in checkpoint.positions.items())
-        log.info("checkpoint %s: resuming (settled ticks %s)", args.checkpoint, done or "none")
-    return checkpoint
-
-
-def _start_metrics(config: Config, args: argparse.Namespace) -> MetricsServer | None:
-    port = config.metrics.port if args.metrics_port is None else args.metrics_port
-    if port == 0:
-        return None
-    name = config.name or (config.source.stem if config.source else "config")
-    try:
-        server = MetricsServer(config.metrics.host, port, name, config.metrics.stall_after)
-    except OSError as exc:
-        log.warning(
-            "metrics: cannot listen on %s:%d (%s); running without /metrics",
-            config.metrics.host,
-            port,
-            exc.strerror or exc,
-        )
-        return None
-    log.info("metrics on http://%s:%d/metrics", config.metrics.host, server.port)
-    return server
-
-
-def _count(stream, cap: int = 5_000_000) -> int | None:
-    """Timestamps in a backfill, for the progress bar; None when there are too many to count."""
-    n = sum(1 for _ in itertools.islice(stream, cap + 1))
-    return n if n <= cap else None
-
-
-def print_summary(s: RunStats, out) -> None:
-    elapsed = max(s.finished - s.started, 1e-9)
-    lines = [
-        f"summary: {'stopped: ' + s.stop_reason if s.stop_reason else 'schedule complete'}"
-        f" after {elapsed:.3f}s",
-        f"  timestamps: {sum(s.timestamps)}",
-        f"  events produced: {s.produced} ({s.produced / elapsed:,.0f}/s)",
-        *(
-            [f"  replayed: {s.replayed} produce() call(s) settled by an earlier run, not sent"]
-            if s.replayed
-            else []
-        ),
-        f"  script errors: {sum(s.script_errors.values())}"
-        + "".join(f", {k}: {v}" for k, v in sorted(s.script_errors.items())),
-    ]
-    for o in s.outputs:
-        if o.could_not_start is not None:
-            lines.append(f"  output {o.name}: could not start: {o.could_not_start}")
-            continue
-        filtered = f", filtered {o.filtered}" if o.routed else ""  # by its `when` rule
-        lines.append(f"  output {o.name}: delivered {o.delivered}, failed {o.failed}{filtered}")
-        if o.transactions is not None:
-            lines.append(
-                f"    transactions: committed {o.transactions['committed']}, "
-                f"aborted {o.transactions['aborted']}"
-            )
-        if o.broken is not None:
-            lines.append(f"    broken: {o.broken}")
-        lines += [f"    failed: {reason}: {n}" for reason, n in o.reasons.most_common()]
-        if o.dead_letter_lost:
-            lines.append(f"    dead letter: {o.dead_letter_lost} record(s) could not be written")
-    lines += [f"  {problem}" for problem in s.problems]
-    if s.traces is not None:
-        checker = TraceChecker(reports=s.traces, unreadable=s.unreadable_spans)
-        lines.append(f"  {checker.summary()}")
-        broken = [r for r in s.traces if r.broken]
-        lines += [f"    {r}" for r in broken[:20]]
-        if len(broken) > 20:
-            lines.append(f"    ... and {len(broken) - 20} more broken trace(s)")
-    if s.mode == "live" and s.lag.count:
-        lines.append(f"  schedule lag p99: <= {s.lag.quantile(0.99) * 1000:g} ms")
-    print("\n".join(lines), file=out, flush=True)
 
 
 if __name__ == "__main__":

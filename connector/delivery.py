@@ -95,13 +95,10 @@ class Accounts(Protocol):
     """What a sender needs of an output's delivery accounting (the outputs' `Acks`)."""
 
     delivered: int
-    stop_deadline: float | None
     latency: Any
 
     @property
     def pending(self) -> int: ...
-    @property
-    def stopping(self) -> bool: ...
     def fail(self, reason: str, value: Any, detail: str | None = None, **where: Any) -> None: ...
     def fail_all(self, reason: str, values: Any, detail: str | None = None, **where: Any) -> None:
         ...

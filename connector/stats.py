@@ -103,8 +103,8 @@ class OutputStats:
     def of(cls, acks: Any, transactional: bool = False, **state: Any) -> OutputStats:
         """A copy of an output's `Acks` (read from another thread: copies, no iteration
         of a dict a callback may be growing)."""
-        transactions = getattr(acks, "transactions", None) if transactional else None
-        seconds = getattr(acks, "transaction_seconds", None) if transactional else None
+        transactions = acks.transactions if transactional else None
+        seconds = acks.transaction_seconds if transactional else None
         return cls(
             acks.name,
             acks.plugin,
@@ -190,7 +190,6 @@ class RunStats:
     target_rates: list[float | None] = field(default_factory=list)
     behind: float = 0.0  # live: seconds the run is behind its schedule right now
     replayed: int = 0  # produce() calls replayed unsent to resume from a checkpoint
-    position: dict | None = None  # one process's last settled position (--checkpoint)
     exhausted: bool = False  # the schedule ran to its end
 
     def __post_init__(self) -> None:

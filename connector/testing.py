@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 from connector.clock import SYSTEM, Clock
-from connector.outputs.base import NOT_SENT, Acks, OutputConfig
+from connector.outputs.base import NOT_SENT, Acks, Batch, OutputConfig
 
 __all__ = [
     "FailingSink",
@@ -105,8 +105,8 @@ class ListSink:
     def ready(self) -> bool:
         return self.started and not self.closed
 
-    def write_batch(self, events: list[str]) -> None:
-        self._take(events)
+    def write_batch(self, batch: Batch) -> None:
+        self._take(batch.events)
 
     def _take(self, events: list[str]) -> None:
         self.batches.append(list(events))

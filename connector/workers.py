@@ -1,12 +1,13 @@
 """`--workers N`: N processes share one schedule; one summary and one /metrics.
 
 Each worker loads the script itself (module state is per worker) and takes every
-N-th timestamp of the merged schedule, offset by its index, so the split is
-deterministic. Each starts its outputs and says so; once every worker is ready
-the parent sends them all one anchor, the moment relative times count from, so
-they compute the same schedule. Workers send their `RunStats` to the parent,
-which merges them: the summary, the metrics and the progress line read that
-one value, as they do for a single process.
+N-th timestamp of the schedule the parent resolved (its `Schedule` value), offset
+by its index, so the split is deterministic. Each starts its outputs and says so;
+once every worker is ready the parent sends them all one anchor, the moment live
+relative times count from, so they anchor the same schedule. Workers send their
+`RunStats` to the parent, which merges them: the summary, the metrics and the
+progress line read that one value, as they do for a single process. Under
+--checkpoint they send each settled position too, and the parent keeps the file.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,11 +29,15 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from connector.checkpoint import Checkpoint
+from connector.clock import SYSTEM, Clock
+from connector.clock import now as clock_now
 from connector.config import load_config
+from connector.inputs.schedule import Schedule
 from connector.logs import LogSetup, flush_repeats
 from connector.outputs import Acks
-from connector.outputs.stdout import STDOUT_LOCK
-from connector.pipeline import Pipeline, RunOptions, build_output, prepare
+from connector.outputs.base import BuildContext
+from connector.outputs.handle import build_output
+from connector.pipeline import Pipeline, RunOptions, prepare
 from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
 
 __all__ = ["Workers"]
@@ -54,33 +58,55 @@ def _shared(entry):
     return entry
 
 
+class _ToParent:
+    """A worker's PositionStore: where the parent's checkpoint has it, and each settled
+    position sent up at once (the parent writes the one checkpoint file)."""
+
+    def __init__(self, position: dict | None, send):
+        self.position, self.send = position, send
+
+    def load(self) -> dict | None:
+        return self.position
+
+    def save(self, position: dict) -> None:
+        with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
+            self.send(("position", position))
+
+
 def _worker(
     path: str,
     options: RunOptions,
     seed: int | None,
-    now: datetime,
+    plan: Schedule,
     logs: LogSetup,
     link,
+    resume: dict | None,
+    stdout_lock: str | None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards a SIGTERM instead
     logs.apply()  # the same format, level, rate limits and redaction as the parent
-    w = options.worker
-    os.environ["CONNECTOR_WORKER_INDEX"] = str(w)  # outputs derive per-worker ids from it
+    w = options.identity.worker
+    checkpointing = options.checkpoint_every is not None
+    context = BuildContext(options.identity, checkpointing, stdout_lock)
     try:
         config = load_config(path)
         script = prepare(config, None if seed is None else seed + w)
         names = config.output_names()
-        outputs = [build_output(_shared(e), n) for e, n in zip(config.output, names, strict=True)]
+        outputs = [
+            build_output(_shared(e), n, context) for e, n in zip(config.output, names, strict=True)
+        ]
     except Exception:  # the parent loaded the same config: this is ours
         log.critical("worker %d could not set up; a bug, please report", w, exc_info=True)
         sys.exit(1)
 
     sending = threading.Lock()  # the main thread and the report thread share the link
 
-    def send(final: bool) -> None:
-        stats = pipeline.snapshot()
+    def up(message: tuple) -> None:
         with sending:
-            link.send((stats, final))
+            link.send(message)
+
+    def send(final: bool) -> None:
+        up(("stats", pipeline.snapshot(), final))
 
     def anchor() -> datetime | None:
         """Every output started: tell the parent, then wait for the common anchor."""
@@ -90,15 +116,8 @@ def _worker(
                 return None
         return link.recv()
 
-    pipeline = Pipeline(config, script, outputs, options, anchor=anchor)
-    if options.checkpoint_every is not None:
-        # a settled position goes to the parent at once: it writes the one checkpoint file
-
-        def on_position(_position: dict) -> None:
-            with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
-                send(False)
-
-        pipeline.on_position = on_position
+    store = _ToParent(resume, up) if checkpointing else None
+    pipeline = Pipeline(config, script, outputs, options, anchor=anchor, positions=store)
 
     def on_term(_signum, _frame) -> None:
         if pipeline.stopping:
@@ -111,18 +130,19 @@ def _worker(
     parent = os.getppid()
 
     def report() -> None:  # the hot loop never waits for this
-        probed, orphaned = time.monotonic(), 0.0
+        monotonic = pipeline.clock.monotonic
+        probed, orphaned = monotonic(), 0.0
         while not done.wait(SNAPSHOT_EVERY):
             if os.getppid() != parent:  # the parent was killed: nobody will read or stop us
                 if not orphaned:
-                    orphaned = time.monotonic()
+                    orphaned = monotonic()
                     pipeline.request_stop("the parent process is gone")
-                if time.monotonic() - orphaned > ORPHAN_GRACE:
+                if monotonic() - orphaned > ORPHAN_GRACE:
                     os._exit(1)
                 continue
-            if time.monotonic() - probed >= PROBE_EVERY:
+            if monotonic() - probed >= PROBE_EVERY:
                 pipeline.probe_ready()
-                probed = time.monotonic()
+                probed = monotonic()
             try:
                 send(False)
             except OSError:  # the parent closed its end
@@ -130,7 +150,7 @@ def _worker(
 
     reporter = threading.Thread(target=report, name="report", daemon=True)
     reporter.start()
-    pipeline.run(now)
+    pipeline.run(plan)
     done.set()
     reporter.join(timeout=5)
     flush_repeats()
@@ -148,6 +168,7 @@ class Workers:
     seed: int | None = None
     logs: LogSetup = field(default_factory=LogSetup)
     checkpoint: Checkpoint | None = None
+    clock: Clock = SYSTEM
     stop_reason: str | None = None
     interrupted: bool = False
     started: float = 0.0
@@ -196,7 +217,7 @@ class Workers:
         )
 
     def snapshot(self) -> RunStats:
-        now, parts = time.monotonic(), []
+        now, parts = self.clock.monotonic(), []
         for w in range(self.count):
             part = self.snapshots.get(w)
             if part is None:
@@ -214,7 +235,7 @@ class Workers:
         return total
 
     # -- running -----------------------------------------------------------------------
-    def run(self, now: datetime) -> int:
+    def run(self, plan: Schedule) -> int:
         ctx = multiprocessing.get_context("spawn")  # no inherited librdkafka or gRPC threads
         for entry in self.config.output:
             if entry.plugin == "file" and entry.settings.mode == "overwrite":
@@ -222,15 +243,16 @@ class Workers:
                 entry.settings.path.write_bytes(b"")
         # Workers share one stdout: a write longer than a pipe keeps whole could interleave
         # with another worker's, so they take turns through a lock file of the parent's.
+        lock = None
         if any(entry.plugin == "stdout" for entry in self.config.output):
             # deleted when the parent's run object goes: after every worker has ended
             self._lock = tempfile.NamedTemporaryFile(prefix="connector-stdout-")  # noqa: SIM115
-            os.environ[STDOUT_LOCK] = self._lock.name
-        self.started = time.monotonic()
+            lock = self._lock.name
+        self.started = self.clock.monotonic()
         for w in range(self.count):
-            options = RunOptions(**{**self.options.__dict__, "worker": w, "workers": self.count})
-            if self.checkpoint is not None:
-                options.resume = self.checkpoint.ticks(w)
+            identity = self.options.identity.as_worker(w, self.count)
+            options = dataclasses.replace(self.options, identity=identity)
+            resume = None if self.checkpoint is None else self.checkpoint.positions.get(w)
             if options.max_events is not None:  # an exact split of the limit
                 options.max_events = options.max_events // self.count + (
                     w < options.max_events % self.count
@@ -238,11 +260,12 @@ class Workers:
             # One pipe per worker, no shared queue: a worker that dies mid-write cannot
             # leave a lock held or a message half-written for the others.
             ours, theirs = ctx.Pipe()
+            path = str(self.config_path)
             proc = ctx.Process(
                 target=_worker,
                 name=f"connector-worker-{w}",
                 daemon=True,
-                args=(str(self.config_path), options, self.seed, now, self.logs, theirs),
+                args=(path, options, self.seed, plan, self.logs, theirs, resume, lock),
             )
             proc.start()
             theirs.close()  # the worker's end lives in the worker: its exit is our EOF
@@ -260,7 +283,7 @@ class Workers:
         for proc in self.procs:
             proc.join(timeout=5)
         self.alive = False
-        self.finished = time.monotonic()
+        self.finished = self.clock.monotonic()
         return self.snapshot().exit_code()
 
     def _receive(self) -> None:
@@ -268,14 +291,17 @@ class Workers:
         for link in wait(list(open_links), timeout=0.2):
             w = open_links[link]
             try:
-                stats, final = link.recv()
+                message = link.recv()
             except (EOFError, OSError):  # gone without a final word
                 self.procs[w].join(timeout=5)
                 self._died(w)
                 continue
-            self.snapshots[w], self.heard[w] = stats, time.monotonic()
-            if self.checkpoint is not None and stats.position is not None:
-                self.checkpoint.keep(stats.position)
+            if message[0] == "position":
+                if self.checkpoint is not None:
+                    self.checkpoint.keep(message[1])
+                continue
+            _, stats, final = message
+            self.snapshots[w], self.heard[w] = stats, self.clock.monotonic()
             if final:
                 self.finals.add(w)
         self._send_anchor()
@@ -293,7 +319,7 @@ class Workers:
         self.anchored = True
         if self.finals and not any(self.snapshots[w].stop_reason for w in self.finals):
             self.stop_reason = self.stop_reason or "a worker ended before the run started"
-        anchor = None if self.finals or self.stopping else datetime.now(self.config.tz)
+        anchor = None if self.finals or self.stopping else clock_now(self.clock, self.config.tz)
         for link in self.links:
             with contextlib.suppress(OSError):  # that worker is gone; counted as such
                 link.send(anchor)

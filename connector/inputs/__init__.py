@@ -1,4 +1,12 @@
-"""Inputs: schedules that emit timestamps. The registry maps config names to plugins."""
+"""Inputs: schedules that emit timestamps. The registry maps config names to plugins.
+
+base.py      what every input shares (tags, count, start/end) and the plugin protocol
+cron.py      cron expressions (six fields: seconds first)
+rate.py      a constant rate or a load shape (stages); sharded across replicas
+schedule.py  the run's schedule as a value: each input's window resolved once, the
+             merged stream, the worker's share, the target rates
+merge()      (here) the inputs' streams in timestamp order
+"""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from typing import Protocol
 from pydantic import Field
 
 from connector.fields import Strict, TimeSpec
+from connector.identity import Identity
 
 __all__ = ["InputConfig", "InputPlugin"]
 
@@ -25,14 +26,21 @@ class InputPlugin(Protocol):
 
     `start` is inclusive, `end` exclusive (None: no end). `origin` is the configured
     start where live mode moved `start` past ticks already gone: a shaped input (rate)
-    keeps counting from it. No waiting happens here: the pipeline waits for live
-    timestamps in one place. An input whose shape ends by itself also has
-    `implied_end(config, origin) -> datetime | None`.
+    keeps counting from it. `identity` says which replica this is (a sharded input takes
+    its share). No waiting happens here: the pipeline waits for live timestamps in one
+    place. `implied_end` is where the input's shape ends by itself (None: it does not).
     """
 
     Config: type[InputConfig]
 
     @staticmethod
     def ticks(
-        config: InputConfig, start: datetime, end: datetime | None, origin: datetime | None = None
+        config: InputConfig,
+        start: datetime,
+        end: datetime | None,
+        origin: datetime | None = None,
+        identity: Identity = ...,
     ) -> Iterator[datetime]: ...
+
+    @staticmethod
+    def implied_end(config: InputConfig, origin: datetime) -> datetime | None: ...

@@ -16,9 +16,10 @@ from operator import methodcaller
 from croniter import CroniterError, croniter
 from pydantic import field_validator
 
+from connector.identity import Identity
 from connector.inputs.base import InputConfig
 
-__all__ = ["Config", "ticks"]
+__all__ = ["Config", "implied_end", "ticks"]
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -78,9 +79,14 @@ def fixed_interval(expression: str) -> timedelta | None:
 
 
 def ticks(
-    config: Config, start: datetime, end: datetime | None, origin: datetime | None = None
+    config: Config,
+    start: datetime,
+    end: datetime | None,
+    origin: datetime | None = None,
+    identity: Identity = Identity(),  # noqa: B008 - a frozen value
 ) -> Iterator[datetime]:
-    # `origin` is unused: a cron expression names wall-clock moments, it has no phase.
+    # `origin` and `identity` are unused: a cron expression names wall-clock moments, it
+    # has no phase and no share (every replica runs the whole expression).
     tz = start.tzinfo
     it = croniter(
         _six_fields(config.expression.split()),
@@ -101,6 +107,11 @@ def ticks(
         n = max(0, -(-(end - first) // step))  # ticks in [first, end)
         grid = accumulate(repeat(step, n - 1), initial=first) if n else iter(())
     return grid if tz is UTC else map(methodcaller("astimezone", tz), grid)
+
+
+def implied_end(config: Config, origin: datetime) -> datetime | None:
+    """A cron expression never ends by itself."""
+    return None
 
 
 def _croniter_ticks(it: croniter, ts: datetime, end: datetime | None) -> Iterator[datetime]:

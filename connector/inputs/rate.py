@@ -10,7 +10,6 @@ iterators (map over range), so a shaped schedule costs no Python frame per times
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,9 +21,10 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, model_validator
 
 from connector.fields import Strict
+from connector.identity import Identity
 from connector.inputs.base import InputConfig
 
-__all__ = ["Config", "Stage", "implied_end", "replica_share", "target_rate", "ticks"]
+__all__ = ["Config", "Stage", "implied_end", "target_rate", "ticks"]
 
 _US = 1_000_000
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|m|s|ms))+$")
@@ -93,26 +93,18 @@ class Config(InputConfig):
         return sum(s.duration for s in self.stages or ())
 
 
-def replica_share(environ: dict[str, str] | None = None) -> tuple[int, int]:
-    """(index, replicas) from CONNECTOR_REPLICA_INDEX / CONNECTOR_REPLICAS; (0, 1) when unset."""
-    env = os.environ if environ is None else environ
-    replicas = int(env.get("CONNECTOR_REPLICAS") or 1)
-    index = int(env.get("CONNECTOR_REPLICA_INDEX") or 0)
-    if replicas < 1 or not 0 <= index < replicas:
-        raise ValueError(
-            f"CONNECTOR_REPLICA_INDEX={index} must be in [0, CONNECTOR_REPLICAS={replicas})"
-        )
-    return index, replicas
-
-
 def ticks(
-    config: Config, start: datetime, end: datetime | None, origin: datetime | None = None
+    config: Config,
+    start: datetime,
+    end: datetime | None,
+    origin: datetime | None = None,
+    identity: Identity = Identity(),  # noqa: B008 - a frozen value
 ) -> Iterator[datetime]:
     """Timestamps in [start, end) of the schedule that counts from `origin` (default:
     `start`): live mode moves `start` past ticks already gone, the shape stays put."""
     # Replica i of N takes every N-th k, offset by i: together the replicas emit exactly
     # the unsharded stream, interleaved.
-    index, replicas = replica_share() if config.shard else (0, 1)
+    index, replicas = identity.share if config.shard else (0, 1)
     # In UTC: aware arithmetic in a DST zone would be wall-clock arithmetic.
     tz, start = start.tzinfo, start.astimezone(UTC)
     origin = start if origin is None else min(origin.astimezone(UTC), start)
@@ -252,9 +244,14 @@ def _ramp(
     return map(add, repeat(start), map(timedelta, repeat(0), seconds))
 
 
-def target_rate(config: Config, start: datetime, now: datetime) -> float:
+def target_rate(
+    config: Config,
+    start: datetime,
+    now: datetime,
+    identity: Identity = Identity(),  # noqa: B008 - a frozen value
+) -> float:
     """Timestamps per second this replica's share is scheduled to emit at `now`."""
-    replicas = replica_share()[1] if config.shard else 1
+    replicas = identity.replicas if config.shard else 1
     if config.per_second is not None:
         return config.per_second / replicas if now >= start else 0.0
     t = (now - start).total_seconds()

@@ -8,7 +8,6 @@ signals.py  each signal's encoder, request builder and endpoint (what the output
 codec.py    the Kafka encodings otlp_proto / otlp_json
 sender.py   batches, the queue and the thread around one export function; its retries and
             throttling are connector/delivery.py's, shared by every output
-check.py    trace integrity checks (check_traces, preview --check-traces)
 
 Nothing is imported here: a Kafka job with the raw encoding never loads protobuf.
 """

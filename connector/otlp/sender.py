@@ -133,9 +133,12 @@ class Sender:
         self.inflight: _Batch | None = None
         self.closed = False
         self.deadline: float | None = None  # the flush deadline, once flush() set one
+        # time.monotonic() by which a stopping run must be done (its output's stop_by):
+        # waiting for room ends there, and so does a server's retry delay that would pass it
+        self.stop_deadline: float | None = None
         self.retries = Retry(
             retry,
-            lambda: self.deadline or self.acks.stop_deadline,
+            lambda: self.deadline or self.stop_deadline,
             f"otlp export to {endpoint}",
             log,
         )
@@ -144,6 +147,10 @@ class Sender:
 
     def start(self) -> None:
         self.thread.start()
+
+    def stop_by(self, deadline: float) -> None:
+        """The run is stopping: it must be done by `deadline` (time.monotonic())."""
+        self.stop_deadline = deadline
 
     # -- the caller's thread -----------------------------------------------------
     def write(self, events: list[str]) -> None:
@@ -212,7 +219,8 @@ class Sender:
         batch, self.pending = self.pending, _Batch()
         try:
             while True:
-                stopping = self.acks.stopping  # then no more waiting: room now, or never
+                stop = self.stop_deadline  # past it: no more waiting, room now or never
+                stopping = stop is not None and time.monotonic() >= stop
                 try:
                     self.queue.put(batch, block=not stopping, timeout=0.1)
                     return

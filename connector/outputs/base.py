@@ -1,11 +1,20 @@
-"""The output protocol, and the accounting every output shares.
+"""The output contract, and the accounting every output shares.
 
-An output is small: `start()` connects (raising OutputError if it cannot),
-`write_batch(events)` hands events over and returns quickly, `flush(timeout)`
-waits for acknowledgements and returns how many EVENTS are still outstanding, and
-`close()` gives up on the rest. Every event handed over is acknowledged exactly
-once through the output's `Acks`: delivered, or failed with a reason. Counters,
-latency and the dead-letter file live here once, not in each plugin.
+Every output implements the same few methods (`Output`): `start()` connects (raising
+OutputError if it cannot), `ready()` says whether it is connected, `write_batch(batch)`
+hands a `Batch` over and returns quickly, `poll()` serves acknowledgements while the run
+waits, `flush(timeout)` waits for them and returns how many EVENTS are still outstanding,
+and `close()` gives up on the rest. Every event handed over is acknowledged exactly once
+through the output's `Acks`: delivered, or failed with a reason. Counters, latency and the
+dead-letter file live here once, not in each plugin.
+
+What only some outputs do is a capability, a protocol of its own, checked once when the
+output is built (outputs/handle.py); nothing probes an output afterwards:
+- `TakesTimes`: stamps records with each event's scheduled time (`Batch.times`);
+- `TakesCalls`: keeps produce() calls whole (`Batch.call_starts`);
+- `Transactional`: commits whole calls in transactions, each with the position it reaches
+  (`Batch.position`), and keeps its committed positions in a `PositionStore`;
+- `WaitsForRoom`: may wait for room in a queue, and stops waiting at the stop deadline.
 """
 
 from __future__ import annotations
@@ -17,25 +26,36 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
 from pydantic import Field, field_validator
 
 from connector.delivery import NOT_SENT
 from connector.fields import ConfigPath, Strict
+from connector.identity import Identity
 from connector.stats import Histogram
+
+if TYPE_CHECKING:
+    from connector.checkpoint import PositionStore
 
 __all__ = [
     "NOT_SENT",
     "Acks",
+    "Batch",
+    "BuildContext",
     "Connecting",
     "Output",
     "OutputConfig",
     "OutputError",
     "OutputFatal",
     "OutputPlugin",
+    "TakesCalls",
+    "TakesTimes",
+    "Transactional",
+    "WaitsForRoom",
     "When",
     "parse_event",
 ]
@@ -61,9 +81,7 @@ def parse_event(event: str) -> Any:
 class When(Strict):
     """Route by a field: the output gets only the events whose `field` equals `equals`."""
 
-    field: str = Field(
-        min_length=1, description="JSON field of the event (dots for nested: a.b)"
-    )
+    field: str = Field(min_length=1, description="JSON field of the event (dots for nested: a.b)")
     equals: str | bool | int | float | None = Field(
         description="the value it must hold (a JSON scalar; true is not 1, '1' is not 1)"
     )
@@ -149,9 +167,6 @@ class Acks:
         self._dead_letter = None
         self.dead_letter_lost = 0  # records the dead letter could not take (disk full...)
         self._dead_letter_error: str | None = None
-        # time.monotonic() by which a stopping run must be done: set by the pipeline on the
-        # first stop request; an output waiting for room gives up on its batch once it passes
-        self.stop_deadline: float | None = None
         self._lock = threading.Lock()  # failures only: the delivered path stays lock-free
 
     @property
@@ -198,12 +213,6 @@ class Acks:
                     self._dead_letter_path,
                     self._dead_letter_error,
                 )
-
-    @property
-    def stopping(self) -> bool:
-        """Past the stop deadline: waiting for room is over."""
-        deadline = self.stop_deadline
-        return deadline is not None and time.monotonic() >= deadline
 
     def fail_all(self, reason: str, values, detail: str | None = None, **where: object) -> None:
         for value in values:
@@ -254,26 +263,82 @@ class Connecting:
         return now < self.deadline
 
 
+@dataclass(slots=True)
+class Batch:
+    """What one hand-off gives an output. `times` and `call_starts` are there only for an
+    output that takes them (TakesTimes, TakesCalls), `position` only for a transactional one."""
+
+    events: list[str]
+    # each event's scheduled time, epoch milliseconds (Kafka's `timestamp: scheduled`)
+    times: list[int] | None = None
+    # the indices in `events` where each produce() call begins (a transaction holds whole calls)
+    call_starts: list[int] | None = None
+    # how far the run has handed over once this batch is: {"worker": k, "ticks": n}, every
+    # produce() call up to tick n (written into the transaction that holds those calls)
+    position: dict | None = None
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What an output is built with besides its config: which process this is (a
+    transactional id per replica and worker), whether it writes positions (--checkpoint),
+    and the lock file --workers share stdout through."""
+
+    identity: Identity = field(default_factory=Identity)
+    positions: bool = False
+    stdout_lock: str | None = None
+
+
 class Output(Protocol):
     config: OutputConfig
     acks: Acks
 
     def start(self) -> None: ...
-    # An output with a true `wants_times` attribute gets `times` too: each event's
-    # scheduled time in epoch milliseconds (Kafka's `timestamp: scheduled`).
-    def write_batch(self, events: list[str], times: list[int] | None = None) -> None: ...
-    # An output with a true `wants_calls` attribute gets `calls` too: the indices in `events`
-    # where each produce() call begins (a transaction holds whole calls). One with a true
-    # `transactional` attribute also has mark(position) (called after each hand-off: every
-    # call so far was handed over) and committed_position() (see outputs/kafka/).
-    def poll(self) -> None: ...  # serve acknowledgements while the pipeline waits
     def ready(self) -> bool: ...
+    def write_batch(self, batch: Batch) -> None: ...
+    def poll(self) -> None: ...  # serve acknowledgements while the pipeline waits
     def flush(self, timeout: float) -> int: ...
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class TakesTimes(Protocol):
+    """Gets `Batch.times` when `wants_times` (it may depend on the config)."""
+
+    wants_times: bool
+
+
+@runtime_checkable
+class TakesCalls(Protocol):
+    """Gets `Batch.call_starts` when `wants_calls`: it never takes part of a call."""
+
+    wants_calls: bool
+
+
+@runtime_checkable
+class Transactional(Protocol):
+    """Commits whole calls in transactions (counted in `Acks.transactions`) when
+    `transactional`; each batch brings the position it reaches (`Batch.position`)."""
+
+    transactional: bool
+
+    def positions(self) -> PositionStore | None:
+        """Its committed positions (built with positions), read to resume; else None."""
+        ...
+
+
+@runtime_checkable
+class WaitsForRoom(Protocol):
+    """May wait in write_batch for room in a queue (backpressure)."""
+
+    def stop_within(self, seconds: float) -> None:
+        """The run is stopping: from now on it has `seconds` in all, waiting for room and
+        the final flush together; past that, a batch that finds no room fails as not sent."""
+        ...
 
 
 class OutputPlugin(Protocol):
     Config: type[OutputConfig]
 
     @staticmethod
-    def build(config: OutputConfig, acks: Acks) -> Output: ...
+    def build(config: OutputConfig, acks: Acks, context: BuildContext | None = None) -> Output: ...

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import Field
 
 from connector.fields import ConfigPath
-from connector.outputs.base import Acks, OutputConfig, OutputError
+from connector.outputs.base import Acks, Batch, BuildContext, OutputConfig, OutputError
 from connector.outputs.formatter import (
     FormatterConfig,
     account,
@@ -59,9 +59,9 @@ class FileOutput:
             reason = getattr(exc, "strerror", None) or exc
             raise OutputError(f"cannot open {path} for writing: {reason}") from None
 
-    def write_batch(self, events: list[str]) -> None:
+    def write_batch(self, batch: Batch) -> None:
         fail = self.acks.fail
-        lines = format_batch(events, self.config.formatter.format, fail)
+        lines = format_batch(batch.events, self.config.formatter.format, fail)
         if not lines:
             return
         data, lines = encode_lines(lines, fail)
@@ -100,5 +100,5 @@ class FileOutput:
             self.file = None
 
 
-def build(config: Config, acks: Acks) -> FileOutput:
+def build(config: Config, acks: Acks, context: BuildContext | None = None) -> FileOutput:
     return FileOutput(config, acks)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector.outputs.base import Acks, OutputConfig
+from connector.outputs.base import Acks, Batch, BuildContext, OutputConfig
 
 __all__ = ["Config", "NullOutput", "build"]
 
@@ -19,8 +19,8 @@ class NullOutput:
     def start(self) -> None:
         pass
 
-    def write_batch(self, events: list[str]) -> None:
-        self.acks.ok(len(events))
+    def write_batch(self, batch: Batch) -> None:
+        self.acks.ok(len(batch.events))
 
     def poll(self) -> None:
         pass
@@ -35,5 +35,5 @@ class NullOutput:
         pass
 
 
-def build(config: Config, acks: Acks) -> NullOutput:
+def build(config: Config, acks: Acks, context: BuildContext | None = None) -> NullOutput:
     return NullOutput(config, acks)

@@ -25,7 +25,7 @@ from connector.logs import add_secret, redact
 from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
 from connector.otlp.sender import BatchConfig, ExportError, Sender, grpc_retry_delay
 from connector.otlp.signals import MAPPINGS, codec
-from connector.outputs.base import Acks, Connecting, OutputConfig, OutputError
+from connector.outputs.base import Acks, Batch, BuildContext, Connecting, OutputConfig, OutputError
 
 __all__ = ["Config", "OtlpOutput", "build"]
 
@@ -159,8 +159,12 @@ class OtlpOutput:
                 )
         self.sender.start()
 
-    def write_batch(self, events: list[str]) -> None:
-        self.sender.write(events)
+    def write_batch(self, batch: Batch) -> None:
+        self.sender.write(batch.events)
+
+    def stop_within(self, seconds: float) -> None:
+        """Waiting for room in the sender's queue ends `seconds` from now."""
+        self.sender.stop_by(time.monotonic() + seconds)
 
     def poll(self) -> None:
         self.sender.poll()
@@ -337,5 +341,5 @@ def _trailer(exc: Any, key: str) -> bytes | None:
     return None
 
 
-def build(config: Config, acks: Acks) -> OtlpOutput:
+def build(config: Config, acks: Acks, context: BuildContext | None = None) -> OtlpOutput:
     return OtlpOutput(config, acks)

@@ -19,7 +19,7 @@ import sys
 
 from pydantic import Field
 
-from connector.outputs.base import Acks, OutputConfig
+from connector.outputs.base import Acks, Batch, BuildContext, OutputConfig
 from connector.outputs.formatter import (
     FormatterConfig,
     account,
@@ -28,10 +28,7 @@ from connector.outputs.formatter import (
     write_all,
 )
 
-__all__ = ["STDOUT_LOCK", "Config", "StdoutOutput", "build"]
-
-# Set by the parent of --workers: a lock file the workers take turns on for each batch.
-STDOUT_LOCK = "CONNECTOR_STDOUT_LOCK"
+__all__ = ["Config", "StdoutOutput", "build"]
 
 
 class Config(OutputConfig):
@@ -39,10 +36,11 @@ class Config(OutputConfig):
 
 
 class StdoutOutput:
-    def __init__(self, config: Config, acks: Acks, stream=None):
+    def __init__(self, config: Config, acks: Acks, stream=None, lock_path: str | None = None):
         self.config = config
         self.acks = acks
         self.stream = stream
+        self.lock_path = lock_path  # --workers: a lock file they take turns on for each batch
         self.fd: int | None = None
         self.atomic = 0  # write() size that a pipe keeps whole (see formatter.write_all)
         self.broken: str | None = None
@@ -59,12 +57,12 @@ class StdoutOutput:
             mode = os.fstat(self.fd).st_mode
             if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):  # --workers share the pipe
                 self.atomic = select.PIPE_BUF
-                if path := os.environ.get(STDOUT_LOCK):
-                    self.lock = os.open(path, os.O_RDONLY)
+                if self.lock_path:
+                    self.lock = os.open(self.lock_path, os.O_RDONLY)
 
-    def write_batch(self, events: list[str]) -> None:
+    def write_batch(self, batch: Batch) -> None:
         fail = self.acks.fail
-        lines = format_batch(events, self.config.formatter.format, fail)
+        lines = format_batch(batch.events, self.config.formatter.format, fail)
         if not lines:
             return
         if self.broken is not None:
@@ -120,5 +118,5 @@ class StdoutOutput:
             self.lock = None
 
 
-def build(config: Config, acks: Acks) -> StdoutOutput:
-    return StdoutOutput(config, acks)
+def build(config: Config, acks: Acks, context: BuildContext | None = None) -> StdoutOutput:
+    return StdoutOutput(config, acks, lock_path=None if context is None else context.stdout_lock)

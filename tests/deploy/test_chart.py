@@ -508,11 +508,12 @@ def test_sharding_switch_on_default_values():
     assert "WARNING" in deployment.notes
 
 
-def test_sharded_example_splits_the_rate_across_its_replicas(monkeypatch):
+def test_sharded_example_splits_the_rate_across_its_replicas():
     """Each shard of examples/helm/sharded-load.yaml, given its index, takes slots i, i+N, ...
     of the full grid: together exactly the unsharded stream."""
     from datetime import UTC, datetime, timedelta
 
+    from connector.identity import Identity
     from connector.inputs import rate
 
     rendered = render("sharded-load")
@@ -529,10 +530,9 @@ def test_sharded_example_splits_the_rate_across_its_replicas(monkeypatch):
     assert abs(start - datetime.now(UTC)) < timedelta(minutes=5), "the release time"
     end = start + timedelta(milliseconds=10)
     shards = []
-    for index in range(replicas):
-        for name, value in pod_environment(rendered, index).items():
-            monkeypatch.setenv(name, value)
-        shards.append(list(rate.ticks(settings, start, end)))
+    for index in range(replicas):  # what the CLI reads from each pod's environment
+        identity = Identity.from_environ(pod_environment(rendered, index))
+        shards.append(list(rate.ticks(settings, start, end, identity=identity)))
     full = list(rate.ticks(settings.model_copy(update={"shard": False}), start, end))
     assert sorted(t for shard in shards for t in shard) == full
     assert all(len(s) == len(full) // replicas for s in shards)

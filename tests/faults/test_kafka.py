@@ -27,7 +27,7 @@ from collections import Counter
 import pytest
 
 from connector.outputs import kafka
-from connector.outputs.base import NOT_SENT, Acks
+from connector.outputs.base import NOT_SENT, Acks, Batch
 from tests.harness.accounts import check_accounts, dead_letters, summary_of
 from tests.harness.cli import Run, no_traceback, run_cli
 from tests.harness.faults import (
@@ -306,7 +306,7 @@ def test_a_long_outage_warns_once_then_says_recovered(private_kafka, write):
 
 def _fill(out: kafka.KafkaOutput, events: list[str]) -> None:
     out.acks.handed += len(events)
-    out.write_batch(events)
+    out.write_batch(Batch(events))
 
 
 def test_a_message_timeout_is_counted_possibly_written_and_dead_lettered(private_kafka, tmp_path):
@@ -342,11 +342,11 @@ def test_the_stop_deadline_ends_waiting_for_room(private_kafka, tmp_path):
     assert out.flush(10) == 0
     broker.kill()
     rest = [str(i) for i in range(1000, 11_000)]
-    out.acks.stop_deadline = time.monotonic() + 3
+    out.stop_within(3)
     started = time.monotonic()
     _fill(out, rest)  # the queue takes 2000, then waits for room until the deadline
     assert time.monotonic() - started < 3 + 2
-    left = out.flush(max(0.0, out.acks.stop_deadline - time.monotonic()))
+    left = out.flush(max(0.0, started + 3 - time.monotonic()))
     out.close()
     out.acks.settle()
     assert left > 0 and out.acks.reasons[NOT_SENT] == 10_000 - 2000

@@ -23,6 +23,7 @@ from datetime import datetime
 
 import pytest
 
+from connector.outputs.base import Batch
 from tests.harness.accounts import check_accounts, dead_letters
 from tests.harness.cli import EXAMPLES, Run, no_traceback, run_cli
 from tests.harness.faults import write_config
@@ -221,11 +222,11 @@ def test_otlp_stop_deadline_ends_waiting_for_room(jaeger, tmp_path):
     out, proxy, dead_path = blocked_output(jaeger, tmp_path)
     events = spans(2000)
     out.acks.handed += len(events)
-    out.acks.stop_deadline = time.monotonic() + 2
+    out.stop_within(2)
     started = time.monotonic()
-    out.write_batch(events)  # the sender holds one batch, the queue one: the rest waits
+    out.write_batch(Batch(events))  # the sender holds one batch, the queue one: the rest waits
     assert time.monotonic() - started < 2 + 1
-    out.flush(max(0.0, out.acks.stop_deadline - time.monotonic()))
+    out.flush(max(0.0, started + 2 - time.monotonic()))
     dead = settle_and_check(out, dead_path, 2000)
     assert out.acks.reasons[NOT_SENT] >= 1700
     assert {d["endpoint"] for d in dead} == {proxy.address}
@@ -245,7 +246,7 @@ def test_otlp_second_signal_fails_what_it_had_not_taken(jaeger, tmp_path):
     signal.setitimer(signal.ITIMER_REAL, 1.0)
     try:
         with pytest.raises(KeyboardInterrupt):
-            out.write_batch(events)
+            out.write_batch(Batch(events))
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

@@ -23,7 +23,7 @@ from hypothesis import assume, event, example, given
 from hypothesis import strategies as st
 
 from connector.config import Config, ConfigError, load_config
-from connector.pipeline import schedule
+from connector.inputs.schedule import schedule
 from tests.harness.fuzz import (
     ODD_CHARS,
     ROOT,

@@ -21,10 +21,10 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from connector.otlp.check import TraceChecker
 from connector.otlp.codec import otlp_encoder
 from connector.otlp.mapping import DEFAULT_MAPPING, MappingError, SpanMapping
 from connector.otlp.traces import _encode_checked, encode_span, export_request, group_spans
+from connector.trace_check import TraceChecker
 from tests.harness.accounts import dead_values
 from tests.harness.fuzz import (
     VALID_SPAN,

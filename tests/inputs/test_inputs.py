@@ -9,9 +9,10 @@ import pytest
 from croniter import croniter
 
 from connector.config import parse_config
+from connector.identity import Identity
 from connector.inputs import cron, merge, rate
 from connector.inputs.cron import fixed_interval
-from connector.pipeline import schedule
+from connector.inputs.schedule import schedule
 
 T0 = datetime(2026, 2, 20, 10, 0, 0, tzinfo=UTC)
 
@@ -77,24 +78,22 @@ def test_rate_is_evenly_spaced_without_drift():
     assert ticks[-1] == T0 + timedelta(seconds=299 / 3)
 
 
-def test_rate_shards_interleave_into_the_full_stream(monkeypatch):
+def test_rate_shards_interleave_into_the_full_stream():
     config = rate.Config(per_second=10, shard=True, start=T0)
     end = T0 + timedelta(seconds=10)
     shards = []
     for index in range(3):
-        monkeypatch.setenv("CONNECTOR_REPLICAS", "3")
-        monkeypatch.setenv("CONNECTOR_REPLICA_INDEX", str(index))
-        shards.append(list(rate.ticks(config, T0, end)))
+        shards.append(list(rate.ticks(config, T0, end, identity=Identity(index, 3))))
     assert [len(s) for s in shards] == [34, 33, 33]
     full = list(rate.ticks(rate.Config(per_second=10), T0, end))
     assert sorted(t for s in shards for t in s) == full
 
 
 def test_replica_share_checks_its_environment():
-    assert rate.replica_share({}) == (0, 1)
-    assert rate.replica_share({"CONNECTOR_REPLICAS": "4", "CONNECTOR_REPLICA_INDEX": "3"}) == (3, 4)
+    assert Identity.from_environ({}).share == (0, 1)
+    assert Identity.from_environ({"CONNECTOR_REPLICAS": "4", "CONNECTOR_REPLICA_INDEX": "3"}).share == (3, 4)
     with pytest.raises(ValueError, match="CONNECTOR_REPLICA_INDEX=4"):
-        rate.replica_share({"CONNECTOR_REPLICAS": "4", "CONNECTOR_REPLICA_INDEX": "4"})
+        Identity.from_environ({"CONNECTOR_REPLICAS": "4", "CONNECTOR_REPLICA_INDEX": "4"})
 
 
 def test_merge_orders_by_time_and_keeps_input_order_on_ties():
@@ -128,7 +127,7 @@ def test_relative_and_now_windows():
 
 def test_live_skips_past_ticks():
     config = _config([{"cron": {"expression": "0 * * * *", "start": "2020-01-01T00:00:00Z"}}])
-    first, _ = next(schedule(config, "live", T0 + timedelta(minutes=1)))
+    first, _ = next(iter(schedule(config, "live", T0 + timedelta(minutes=1))))
     assert first == T0 + timedelta(hours=1)
 
 
@@ -161,7 +160,7 @@ def test_merge_orders_by_instant_in_the_repeated_hour():
 
 def test_compound_relative_times_and_an_open_end():
     config = _config([{"rate": {"per_second": 1, "start": "-1h30m", "end": "never"}}])
-    first, _ = next(schedule(config, "preview", T0))
+    first, _ = next(iter(schedule(config, "preview", T0)))
     assert first == T0 - timedelta(hours=1, minutes=30)
     from connector.config import ConfigError
 

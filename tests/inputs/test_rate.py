@@ -11,15 +11,17 @@ import pytest
 from pydantic import ValidationError
 
 from connector.config import ConfigError, parse_config
+from connector.identity import Identity
 from connector.inputs import rate
-from connector.pipeline import schedule
+from connector.inputs.schedule import schedule
 
 T0 = datetime(2026, 2, 20, 10, 0, 0, tzinfo=UTC)
 
 
-def stamps(config: rate.Config, seconds: float | None = None, n: int | None = None):
+def stamps(config: rate.Config, seconds: float | None = None, n: int | None = None,
+           identity: Identity = Identity()):  # noqa: B008
     end = None if seconds is None else T0 + timedelta(seconds=seconds)
-    it = rate.ticks(config, T0, end)
+    it = rate.ticks(config, T0, end, identity=identity)
     return list(islice(it, n)) if n else list(it)
 
 
@@ -116,13 +118,11 @@ def test_a_constant_stage_equals_per_second():
 
 @pytest.mark.parametrize("replicas", [1, 2, 3, 7])
 @pytest.mark.parametrize("shape", [[(5, 900), (3, 900), (4, 0)], [(2, 333), (1, 17)]])
-def test_sharded_stages_add_up_to_the_single_schedule(monkeypatch, replicas, shape):
+def test_sharded_stages_add_up_to_the_single_schedule(replicas, shape):
     single = stamps(staged(*shape))
     union = []
     for index in range(replicas):
-        monkeypatch.setenv("CONNECTOR_REPLICAS", str(replicas))
-        monkeypatch.setenv("CONNECTOR_REPLICA_INDEX", str(index))
-        union += stamps(staged(*shape, shard=True, start=T0))
+        union += stamps(staged(*shape, shard=True, start=T0), identity=Identity(index, replicas))
     assert sorted(union) == single
 
 
@@ -173,14 +173,13 @@ def test_bad_shapes_are_refused(settings, message):
         rate.Config(**settings)
 
 
-def test_target_rate_follows_the_shape(monkeypatch):
+def test_target_rate_follows_the_shape():
     config = staged((10, 1000), (10, 1000), (10, 0), repeat=True)
     at = lambda s: rate.target_rate(config, T0, T0 + timedelta(seconds=s))  # noqa: E731
     assert [at(-1), at(0), at(5), at(15), at(25)] == [0, 0, 500, 1000, 500]
     assert at(35) == pytest.approx(0 + 1000 * 5 / 10)  # cycle 2 ramps from the last target, 0
-    monkeypatch.setenv("CONNECTOR_REPLICAS", "4")
     sharded = staged((10, 1000), shard=True, start=T0)
-    assert rate.target_rate(sharded, T0, T0 + timedelta(seconds=5)) == 125
+    assert rate.target_rate(sharded, T0, T0 + timedelta(seconds=5), Identity(0, 4)) == 125
     assert rate.target_rate(rate.Config(per_second=40), T0, T0) == 40
 
 
@@ -220,7 +219,7 @@ def test_stages_need_no_end_and_refuse_one_that_disagrees():
 
 
 @pytest.mark.parametrize("per_second", [1000, 250, 4, 0.5, 1_000_000, 3, 7, 1 / 600])
-def test_whole_microsecond_periods_take_the_fast_path_to_the_same_grid(monkeypatch, per_second):
+def test_whole_microsecond_periods_take_the_fast_path_to_the_same_grid(per_second):
     """A period of whole microseconds is added, not multiplied: the same timestamps."""
     exact = rate._exact(per_second)
     expected = [T0 + timedelta(microseconds=(2 * k * 10**6 * exact.denominator + exact.numerator)
@@ -228,8 +227,7 @@ def test_whole_microsecond_periods_take_the_fast_path_to_the_same_grid(monkeypat
     assert stamps(rate.Config(per_second=per_second), n=2000) == expected
     late = T0 + timedelta(seconds=0.3)
     for index in range(3):
-        monkeypatch.setenv("CONNECTOR_REPLICAS", "3")
-        monkeypatch.setenv("CONNECTOR_REPLICA_INDEX", str(index))
         sharded = rate.Config(per_second=per_second, shard=True, start=T0)
         want = [ts for ts in expected[index::3] if ts >= late][:100]
-        assert list(islice(rate.ticks(sharded, late, None, origin=T0), len(want))) == want
+        ticks = rate.ticks(sharded, late, None, origin=T0, identity=Identity(index, 3))
+        assert list(islice(ticks, len(want))) == want

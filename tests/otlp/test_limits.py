@@ -12,10 +12,10 @@ import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from connector.otlp.check import TraceChecker
 from connector.otlp.codec import otlp_encoder
 from connector.otlp.mapping import DEFAULT_MAPPING, MappingError
 from connector.otlp.traces import _encode_checked, encode_span
+from connector.trace_check import TraceChecker
 from tests.harness.fuzz import VALID_SPAN, check_run, read_topics, run_subprocess, write_run
 
 SPAN = {**VALID_SPAN, "trace_id": "0af7651916cd43dd8448eb211c80319c"}

@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from connector.delivery import THROTTLED, UNDELIVERED, retry_after
 from connector.otlp.sender import grpc_retry_delay
 from connector.otlp.wire import field, varint
-from connector.outputs.base import Acks
+from connector.outputs.base import Acks, Batch
 from connector.outputs.otlp import Config, OtlpOutput
 
 T0 = "2026-02-20T10:00:00+00:00"
@@ -98,7 +98,7 @@ def output(endpoint: str, protocol: str = "http/protobuf", **retry) -> tuple[Otl
 def send(out: OtlpOutput, acks: Acks, flush: float = 10.0) -> float:
     """Hand LOGS over, flush, close: the seconds flush took."""
     acks.handed += len(LOGS)
-    out.write_batch(LOGS)
+    out.write_batch(Batch(LOGS))
     started = time.monotonic()
     out.flush(flush)
     took = time.monotonic() - started
@@ -153,7 +153,7 @@ def test_close_ends_a_retry_wait_at_once(http_endpoint):
     answers = Answers((503, {}))  # retryable, no delay given: our own (long) backoff
     out, acks = output(http_endpoint(answers), initial_backoff=60, max_backoff=60)
     acks.handed += len(LOGS)
-    out.write_batch(LOGS)
+    out.write_batch(Batch(LOGS))
     out.poll()
     deadline = time.monotonic() + 5
     while not answers.received and time.monotonic() < deadline:
@@ -286,7 +286,7 @@ def test_metrics_go_to_v1_metrics_and_rejected_points_fail_at_most_every_event(h
     out.start()
     events = [json.dumps({"timestamp": T0, "a": 1, "b": 2.5, "host": "h"}) for _ in range(2)]
     acks.handed += 2
-    out.write_batch(events)
+    out.write_batch(Batch(events))
     out.flush(5)
     out.close()
     assert (acks.delivered, acks.failed) == (0, 2)

@@ -14,9 +14,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from connector import __version__
 from connector.otlp import traces as spans
-from connector.otlp.check import TraceChecker
 from connector.otlp.codec import otlp_encoder
 from connector.otlp.mapping import DEFAULT_MAPPING, MappingError, SpanMapping
+from connector.trace_check import TraceChecker
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,12 +21,14 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from connector.cli import print_summary
 from connector.config import parse_config
 from connector.metrics import registry_for
 from connector.outputs import Output
-from connector.pipeline import Pipeline, RunOptions, build_output, prepare
+from connector.outputs.base import Batch
+from connector.outputs.handle import OutputHandle, build_output
+from connector.pipeline import Pipeline, RunOptions, prepare
 from connector.stats import OutputStats, RunStats
+from connector.summary import print_summary
 
 # Helpers of the suite, in one block (their home may move: repoint them here).
 from tests.harness.accounts import check_accounts, dead_letters
@@ -104,7 +106,7 @@ def config_of(place: Place, target: Target, plan: list[list[str]], per_second: i
 
 def build(target: Target, config) -> Output:
     entry = config.output[0]
-    out = target.double(entry.settings, OUT) if target.double else build_output(entry, OUT)
+    out = target.double(entry.settings, OUT) if target.double else build_output(entry, OUT).output
     target.adapt(out)
     return out
 
@@ -112,7 +114,7 @@ def build(target: Target, config) -> Output:
 def hand(out: Output, events: list[str]) -> None:
     """What the pipeline does with a batch (the one place the battery calls write_batch)."""
     out.acks.handed += len(events)
-    out.write_batch(events)
+    out.write_batch(Batch(events))
 
 
 def run(place: Place, target: Target, plan: list[list[str]] | None = None, *,
@@ -126,7 +128,7 @@ def run(place: Place, target: Target, plan: list[list[str]] | None = None, *,
     mode = "live" if live else "backfill"
     raw = config_of(place, target, plan, live or len(plan), mode, flush_timeout, when)
     config = parse_config(raw, place.folder)
-    outputs = [build(target, config), *beside]
+    outputs = [OutputHandle(out) for out in (build(target, config), *beside)]
 
     def anchor() -> datetime:  # every output has started: now the endpoint may stall
         target.stall_now()

@@ -22,7 +22,8 @@ import yaml
 from connector.config import parse_config
 from connector.outputs import OUTPUTS
 from connector.outputs.base import NOT_SENT, OutputConfig
-from connector.pipeline import BROKEN, Pipeline
+from connector.outputs.handle import BROKEN
+from connector.pipeline import Pipeline
 from connector.testing import FailingSink, ListSink, RaisingSink
 
 # Helpers of the suite, in one block (their home may move: repoint them here).

@@ -14,7 +14,8 @@ from prometheus_client import generate_latest
 from connector.config import parse_config
 from connector.metrics import registry_for
 from connector.outputs.base import When, parse_event
-from connector.pipeline import Pipeline, RunOptions, build_output, prepare
+from connector.outputs.handle import build_output
+from connector.pipeline import Pipeline, RunOptions, prepare
 from tests.harness.cli import run_cli
 
 # One produce() call returns one of each: events of every kind a rule may meet. `n` is the

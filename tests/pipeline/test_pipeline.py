@@ -9,7 +9,10 @@ from pathlib import Path
 
 from connector.config import parse_config
 from connector.outputs import Acks
-from connector.pipeline import Pipeline, RunOptions, _starts_of, build_output, prepare
+from connector.outputs.base import Batch
+from connector.outputs.fanout import starts_of as _starts_of
+from connector.outputs.handle import OutputHandle, build_output
+from connector.pipeline import Pipeline, RunOptions, prepare
 from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -32,14 +35,15 @@ class Raising:
     """An output whose write_batch accepts `accept` events of a batch, then raises."""
 
     def __init__(self, acks: Acks, exc: BaseException, on_batch: int = 2, accept: int = 0):
-        self.config = type("C", (), {"flush_timeout": 1.0})()
+        self.config = type("C", (), {"flush_timeout": 1.0, "when": None})()
         self.acks, self.exc, self.on_batch, self.accept = acks, exc, on_batch, accept
         self.batches: list[list[str]] = []
 
     def start(self) -> None:
         pass
 
-    def write_batch(self, events: list[str]) -> None:
+    def write_batch(self, batch: Batch) -> None:
+        events = batch.events
         self.batches.append(list(events))
         if len(self.batches) == self.on_batch:
             self.acks.ok(self.accept)  # what the client took; the rest it fails itself
@@ -61,7 +65,8 @@ class Raising:
 
 
 def _pipeline(config, *outputs, **options) -> Pipeline:
-    return Pipeline(config, prepare(config, None), list(outputs),
+    handles = [o if isinstance(o, OutputHandle) else OutputHandle(o) for o in outputs]
+    return Pipeline(config, prepare(config, None), handles,
                     RunOptions(mode="backfill", batch_size=100, **options))
 
 
@@ -184,8 +189,8 @@ def test_a_bug_in_an_output_at_shutdown_is_reported_and_the_accounts_still_settl
     config = _config(tmp_path, "def produce(p):\n    return 'x'\n", seconds=1)
 
     class FailingClose(Raising):
-        def write_batch(self, events):
-            self.batches.append(events)  # accepted, never acknowledged
+        def write_batch(self, batch):
+            self.batches.append(batch.events)  # accepted, never acknowledged
 
         def close(self):
             raise RuntimeError("close went wrong")
@@ -204,7 +209,7 @@ def test_a_bug_in_an_output_at_shutdown_is_reported_and_the_accounts_still_settl
 def test_event_times_follow_the_calls_marks():
     from datetime import UTC, datetime, timedelta
 
-    from connector.pipeline import _event_times
+    from connector.outputs.fanout import event_times as _event_times
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     ms = (t0 - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)

@@ -16,7 +16,7 @@ are produced in Kafka transactions of whole produce() calls and count as deliver
 their transaction commits.
 """
 
-from connector.outputs.base import Acks
+from connector.outputs.base import Acks, BuildContext
 from connector.outputs.kafka.checks import schema_check, schema_problems, warnings
 from connector.outputs.kafka.config import DEFAULTS, Config, Transactions, transactional_id
 from connector.outputs.kafka.errors import (
@@ -46,5 +46,5 @@ __all__ = [
 ]
 
 
-def build(config: Config, acks: Acks) -> KafkaOutput:
-    return KafkaOutput(config, acks)
+def build(config: Config, acks: Acks, context: BuildContext | None = None) -> KafkaOutput:
+    return KafkaOutput(config, acks, context)

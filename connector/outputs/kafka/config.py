@@ -5,7 +5,6 @@ beyond librdkafka's own check of the producer properties."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 from typing import Any, Literal
 
@@ -13,6 +12,7 @@ from confluent_kafka import KafkaException, Producer
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from connector.fields import Strict
+from connector.identity import Identity
 from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
 from connector.otlp.signals import MAPPINGS
 from connector.outputs.base import OutputConfig
@@ -195,32 +195,21 @@ class Config(OutputConfig):
         schema.check(self)
         return self
 
-    def properties(self) -> dict[str, Any]:
-        extra = {}
-        if self.transactions is not None:
-            extra["transactional.id"] = transactional_id(self)
+    def properties(self, transactional_id: str | None = None) -> dict[str, Any]:
+        """librdkafka's settings: the defaults, the producer's, and the transactional id
+        (the producer's own, from `transactional_id()`) when given."""
+        extra = {} if transactional_id is None else {"transactional.id": transactional_id}
         return {**DEFAULTS, **self.producer, "bootstrap.servers": self.bootstrap_servers, **extra}
 
 
-def transactional_id(config: Config, env: Any = None) -> str:
-    """transactions.id, made unique per replica (-r<i>, when CONNECTOR_REPLICAS > 1) and per
-    worker (-w<k>, when the workers set CONNECTOR_WORKER_INDEX): two producers with one id
-    fence each other."""
-    env = os.environ if env is None else env
-
-    def number(name: str, default: int | None) -> int | None:
-        value = env.get(name) or None
-        if value is None:
-            return default
-        if not value.isdigit():
-            raise ValueError(f"{name}={value!r} is not a whole number (transactions.id)")
-        return int(value)
-
+def transactional_id(config: Config, identity: Identity = Identity()) -> str:  # noqa: B008
+    """transactions.id, made unique per replica (-r<i>, when there are several replicas) and
+    per worker (-w<k>, under --workers): two producers with one id fence each other."""
     tid = config.transactions.id
-    if number("CONNECTOR_REPLICAS", 1) > 1:
-        tid += f"-r{number('CONNECTOR_REPLICA_INDEX', 0)}"
-    if (worker := number("CONNECTOR_WORKER_INDEX", None)) is not None:
-        tid += f"-w{worker}"
+    if identity.replicas > 1:
+        tid += f"-r{identity.replica}"
+    if identity.workers > 1:
+        tid += f"-w{identity.worker}"
     return tid
 
 

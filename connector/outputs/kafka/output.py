@@ -12,7 +12,7 @@ import time
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from connector.logs import add_secret, redact
-from connector.outputs.base import Acks, Connecting, OutputError
+from connector.outputs.base import Acks, Batch, BuildContext, Connecting, OutputError
 from connector.outputs.kafka import schema
 from connector.outputs.kafka.client_log import ClientLog, strip
 from connector.outputs.kafka.config import (
@@ -29,13 +29,15 @@ __all__ = ["KafkaOutput"]
 
 
 class KafkaOutput:
-    """`transactional` (transactions configured): write_batch takes the call starts too
-    (`wants_calls`), mark(position) follows each hand-off, and committed_position() reads
-    the store. `wants_times`: write_batch takes each event's scheduled time."""
+    """Its capabilities (outputs/base.py): `wants_times` with `timestamp: scheduled`; with
+    transactions configured, `wants_calls` and `transactional` (each batch brings the
+    position it reaches, and `positions()` is the marker-topic store when built with
+    positions); and it waits for room in librdkafka's queue until `stop_within`'s end."""
 
-    def __init__(self, config: Config, acks: Acks):
+    def __init__(self, config: Config, acks: Acks, context: BuildContext | None = None):
+        context = context or BuildContext()
         self.config, self.acks = config, acks
-        self.wants_times = config.timestamp == "scheduled"  # the pipeline passes `times`
+        self.wants_times = config.timestamp == "scheduled"  # batches bring `times`
         self.registry = schema.preload(config) if config.schema_registry is not None else None
         encoder = None
         if config.encoding != "raw":
@@ -52,16 +54,10 @@ class KafkaOutput:
         self._ready = (0.0, False, -1)  # (good until, ready, deliveries seen then)
         self.transactions: TransactionalSink | None = None
         self.store: MarkerTopicStore | None = None
-        self._id_error: str | None = None  # a bad CONNECTOR_* variable: start() says so
         self.transactional = self.wants_calls = config.transactions is not None
         if self.transactional:
-            tid = None
-            try:
-                tid = transactional_id(config)
-            except ValueError as exc:
-                self._id_error = str(exc)
-            self.store = MarkerTopicStore(config, tid)
-            self.transactions = TransactionalSink(self.sink, self.store)
+            self.store = MarkerTopicStore(config, transactional_id(config, context.identity))
+            self.transactions = TransactionalSink(self.sink, self.store, context.positions)
 
     @property
     def producer(self) -> Producer | None:
@@ -71,15 +67,9 @@ class KafkaOutput:
     def producer(self, producer: Producer | None) -> None:
         self.sink.producer = producer
 
-    @property
-    def positions(self) -> bool:
-        """Set by the pipeline under --checkpoint: each transaction writes its position."""
-        return self.transactions is not None and self.transactions.positions
-
-    @positions.setter
-    def positions(self, on: bool) -> None:
-        if self.transactions is not None:
-            self.transactions.positions = on
+    def positions(self) -> MarkerTopicStore | None:
+        """Where the committed positions are (built with positions: --checkpoint)."""
+        return self.store if self.transactions is not None and self.transactions.positions else None
 
     @property
     def transactional_id(self) -> str | None:
@@ -92,15 +82,15 @@ class KafkaOutput:
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
-        if self._id_error is not None:
-            raise OutputError(self._id_error)
         servers = self.config.bootstrap_servers
         if self.registry is not None:
             self.sink.value_schema, self.sink.key_schema = schema.connect(
                 self.config, self.registry
             )
         self.producer = Producer(
-            self.config.properties(), logger=self.client_log, error_cb=self.sink.on_error
+            self.config.properties(self.transactional_id),
+            logger=self.client_log,
+            error_cb=self.sink.on_error,
         )
         connecting = Connecting(self.acks, servers, self.config.connect_timeout)
         while True:  # librdkafka reconnects by itself; ask again until the deadline
@@ -159,28 +149,27 @@ class KafkaOutput:
         self._ready = (now + 5.0, ready, delivered)
         return ready
 
-    def write_batch(
-        self, events: list[str], times: list[int] | None = None, calls: list[int] | None = None
-    ) -> None:
-        """Hand events over (see KafkaSink.write_batch; in transactions, whole calls)."""
-        if self.transactions is not None:
-            self.transactions.write_batch(events, times, calls)
-        else:
-            self.sink.write_batch(events, times)
+    def write_batch(self, batch: Batch) -> None:
+        """Hand events over (see KafkaSink.write_batch). In transactions, whole calls, then
+        the position they reach (see TransactionalSink.mark)."""
+        transactions = self.transactions
+        if transactions is None:
+            self.sink.write_batch(batch.events, batch.times)
+            return
+        if batch.events:
+            transactions.write_batch(batch.events, batch.times, batch.call_starts)
+        if batch.position is not None:
+            transactions.mark(batch.position)
+
+    def stop_within(self, seconds: float) -> None:
+        """Waiting for room in librdkafka's queue ends `seconds` from now."""
+        self.sink.stop_deadline = time.monotonic() + seconds
 
     def poll(self) -> None:
         if self.transactions is not None:
             self.transactions.poll()
         else:
             self.sink.poll()
-
-    def mark(self, position: dict) -> None:
-        """After each hand-off (transactions): see TransactionalSink.mark."""
-        self.transactions.mark(position)
-
-    def committed_position(self) -> dict | None:
-        """The last position committed for this transactional id: see MarkerTopicStore."""
-        return self.store.load()
 
     def flush(self, timeout: float) -> int:
         """Wait for acknowledgements; the number of EVENTS still undelivered."""

@@ -10,6 +10,7 @@ wrap this sink and use its routing and its backpressure.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,6 +69,8 @@ class KafkaSink:
         )
         self.valid_topics: set[str] = set()  # routed topic names already checked
         self.last_error: KafkaError | None = None  # from the error callback (start's reason)
+        # time.monotonic() past which waiting for room is over (the run is stopping)
+        self.stop_deadline: float | None = None
 
     def write_batch(self, events: list[str], times: list[int] | None = None) -> None:
         """Hand events to the client. If this raises (a second signal...), the events the
@@ -229,7 +232,7 @@ class KafkaSink:
         tx = callback is not None
         if callback is None:
             callback = self._on_delivery if members is None else self._group_callback(members)
-        producer, acks, check = self.producer, self.acks, self.client_log.check
+        producer, check = self.producer, self.client_log.check
         taken = False
         try:
             while True:
@@ -248,7 +251,8 @@ class KafkaSink:
                     self._refused(exc, topic, key, members or [value])
                     taken = True
                     return
-                if acks.stopping:
+                stop = self.stop_deadline  # past it: no more waiting, room now or never
+                if stop is not None and time.monotonic() >= stop:
                     raise Stop(interrupted=False, taken=False)
                 producer.poll(0.05)
                 check()

@@ -82,13 +82,13 @@ class _TxFailed(Exception):
 
 class TransactionalSink:
     """The sink, in transactions of whole calls. `positions`: write the store's position
-    into each transaction (set under --checkpoint)."""
+    into each transaction (--checkpoint)."""
 
-    def __init__(self, sink: KafkaSink, store: MarkerTopicStore):
+    def __init__(self, sink: KafkaSink, store: MarkerTopicStore, positions: bool = False):
         self.sink, self.store = sink, store
         self.config, self.acks = sink.config, sink.acks
         self.transactional_id = store.transactional_id
-        self.positions = False
+        self.positions = positions
         self.fatal: str | None = None  # fenced: the message (the output never works again)
         self._fatal_reason = ""
         self._open = False

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from connector.outputs.base import Acks, OutputError
+from connector.outputs.base import Acks, Batch, BuildContext
 from connector.outputs.kafka import Config, KafkaOutput
 from tests.harness.accounts import check_accounts, dead_letters
 from tests.harness.cli import Run, no_traceback, wait_for
@@ -225,7 +225,7 @@ def test_an_abortable_error_sends_the_transaction_again_once(kafka_bootstrap, ka
         events = [json.dumps({"n": n}) for n in range(100)]
         for first in range(0, 100, 20):  # five hand-offs of ten 2-event calls
             acks.handed += 20
-            out.write_batch(events[first:first + 20], None, list(range(0, 20, 2)))
+            out.write_batch(Batch(events[first:first + 20], None, list(range(0, 20, 2))))
         assert acks.pending == 100  # nothing counts before the commit
         out.flush(30)
     finally:
@@ -323,30 +323,23 @@ def test_transactions_config_is_checked(write):
             Config(**base, transactions=bad)
 
 
-def test_the_transactional_id_is_derived_per_replica_and_worker(monkeypatch):
+def test_the_transactional_id_is_derived_per_replica_and_worker():
+    # the identity is read (and checked) once by the CLI: see test_cli's invalid environment
+    from connector.identity import Identity
     from connector.outputs.kafka import transactional_id
 
     config = Config(bootstrap_servers="b:1", topic="t", transactions={"id": "load"})
-    assert transactional_id(config, {}) == "load"
-    assert transactional_id(config, {"CONNECTOR_REPLICAS": "1"}) == "load"
-    assert transactional_id(config, {"CONNECTOR_REPLICAS": "4",
-                                     "CONNECTOR_REPLICA_INDEX": "2"}) == "load-r2"
-    assert transactional_id(config, {"CONNECTOR_WORKER_INDEX": "1"}) == "load-w1"
-    assert transactional_id(config, {"CONNECTOR_REPLICAS": "3", "CONNECTOR_REPLICA_INDEX": "0",
-                                     "CONNECTOR_WORKER_INDEX": "3"}) == "load-r0-w3"
-    for bad in ({"CONNECTOR_WORKER_INDEX": "-1"}, {"CONNECTOR_WORKER_INDEX": "1e3"},
-                {"CONNECTOR_REPLICAS": "2", "CONNECTOR_REPLICA_INDEX": "\u0663\ud800"}):
-        with pytest.raises(ValueError, match=next(iter(bad.keys() - {"CONNECTOR_REPLICAS"}))):
-            transactional_id(config, bad)
-    monkeypatch.setenv("CONNECTOR_WORKER_INDEX", "x")
-    with pytest.raises(OutputError, match="CONNECTOR_WORKER_INDEX='x' is not a whole number"):
-        KafkaOutput(config, Acks(K, "kafka")).start()  # could not start: exit 1, no traceback
+    assert transactional_id(config) == "load"
+    assert transactional_id(config, Identity(0, 1)) == "load"
+    assert transactional_id(config, Identity(2, 4)) == "load-r2"
+    assert transactional_id(config, Identity(0, 1, 1, 2)) == "load-w1"
+    assert transactional_id(config, Identity(0, 3, 3, 4)) == "load-r0-w3"
 
 
 def test_the_position_commits_with_the_events_and_reads_back_committed(kafka_bootstrap,
                                                                         kafka_topic):
-    """mark() writes the position into the transaction of the events it covers; a resumed
-    producer with the same id aborts the old open transaction, so committed_position()
+    """A batch's position is written into the transaction of the events it covers; a
+    resumed producer with the same id aborts the old open transaction, so its store's load()
     gives the last position whose events were committed, never a later one."""
     from confluent_kafka.admin import AdminClient, ConfigResource
 
@@ -356,31 +349,30 @@ def test_the_position_commits_with_the_events_and_reads_back_committed(kafka_boo
                                   "marker_topic": markers, "commit_every": 20})
 
     def output() -> KafkaOutput:
-        out = KafkaOutput(config, Acks(K, "kafka"))
-        out.positions = True
+        out = KafkaOutput(config, Acks(K, "kafka"), BuildContext(positions=True))
         out.start()
         return out
 
     def hand(out: KafkaOutput, first: int, position: dict) -> None:
         out.acks.handed += 10
-        out.write_batch([json.dumps({"n": n}) for n in range(first, first + 10)], None, [0, 5])
-        out.mark(position)
+        events = [json.dumps({"n": n}) for n in range(first, first + 10)]
+        out.write_batch(Batch(events, None, [0, 5], position))
 
     old = output()
     try:
-        assert old.committed_position() is None
+        assert old.positions().load() is None
         odd = {"worker": 0, "ticks": 10, "text": "\u202e\x00 \ud7ff \U0001f600", "big": 2**62}
         hand(old, 0, odd)
         assert old.flush(30) == 0  # commits the events and the position
-        assert old.committed_position() == odd
+        assert old.positions().load() == odd
         hand(old, 10, {"worker": 0, "ticks": 20})  # open: commit_every is far off
         assert old.acks.pending == 10
         new = output()  # same id: fences the old producer, aborts its open transaction
         try:
-            assert new.committed_position() == odd
+            assert new.positions().load() == odd
             hand(new, 10, {"worker": 0, "ticks": 20})
             new.flush(30)
-            assert new.committed_position() == {"worker": 0, "ticks": 20}
+            assert new.positions().load() == {"worker": 0, "ticks": 20}
             assert (new.acks.delivered, new.acks.transactions["committed"]) == (10, 1)
         finally:
             new.close()
@@ -392,7 +384,7 @@ def test_the_position_commits_with_the_events_and_reads_back_committed(kafka_boo
         range(20)
     )
     marks = read_topic(kafka_bootstrap, [markers], read_committed=True)
-    assert {m.key() for m in marks} == {config.properties()["transactional.id"].encode()}
+    assert {m.key() for m in marks} == {old.transactional_id.encode()}
     assert [json.loads(m.value())["position"]["ticks"] for m in marks] == [10, 20]
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     resource = ConfigResource(ConfigResource.Type.TOPIC, markers)

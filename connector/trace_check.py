@@ -1,9 +1,16 @@
-"""Trace integrity: orphans, roots, and children outside their parent's time."""
+"""The trace check, a run feature (`check_traces`, `preview --check-traces`): orphans,
+roots, and children outside their parent's time.
+
+`TraceCheck` is what a run or a preview uses: it knows which output's spans to read (the
+first one sending traces over OTLP) and feeds them to a `TraceChecker`, which collects
+spans by trace and checks each tree once it is complete.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -14,8 +21,13 @@ from connector.otlp.mapping import (
     duration_nanos,
     parse_nanos,
 )
+from connector.outputs.base import parse_event
 
-__all__ = ["TraceChecker", "TraceReport"]
+if TYPE_CHECKING:
+    from connector.config import Config
+    from connector.outputs.base import Batch
+
+__all__ = ["TraceCheck", "TraceChecker", "TraceReport", "summary", "traced_output"]
 
 
 @dataclass
@@ -93,14 +105,63 @@ class TraceChecker:
         self.reports.append(TraceReport(str(trace_id), len(docs), roots, orphans, early, late))
 
     def summary(self) -> str:
-        broken = [r for r in self.reports if r.broken]
-        orphans = sum(r.orphans for r in self.reports)
-        line = (
-            f"traces: {len(self.reports)} checked, {len(broken)} broken ({orphans} orphan span(s))"
-        )
-        return line + (
-            f", {self.unreadable} event(s) without a trace id" if self.unreadable else ""
-        )
+        return summary(self.reports, self.unreadable)
+
+
+def summary(reports: list[TraceReport], unreadable: int) -> str:
+    """The one-line verdict over checked traces."""
+    broken = [r for r in reports if r.broken]
+    orphans = sum(r.orphans for r in reports)
+    line = f"traces: {len(reports)} checked, {len(broken)} broken ({orphans} orphan span(s))"
+    return line + (f", {unreadable} event(s) without a trace id" if unreadable else "")
+
+
+def traced_output(config: Config) -> int | None:
+    """The output whose spans the trace check reads (as Config.span_mapping() picks it):
+    the first one sending traces over OTLP. None: none does."""
+    for k, entry in enumerate(config.output):
+        settings = entry.settings
+        traces = getattr(settings, "signal", None) == "traces"
+        if traces and getattr(settings, "encoding", "otlp") != "raw":
+            return k
+    return None
+
+
+class TraceCheck:
+    """check_traces for one config: the traced output's spans, checked per trace."""
+
+    def __init__(self, config: Config):
+        self.checker = TraceChecker(config.span_mapping())
+        self.traced = traced_output(config)
+        when = None if self.traced is None else config.output[self.traced].settings.when
+        self._match = None if when is None else when.matcher()
+
+    def add_selected(self, batch: Batch, selections: list[Batch] | None) -> None:
+        """A run's batch: with a `when` rule on the traced output, what it selected."""
+        t = self.traced
+        if selections is not None and t is not None and t < len(selections):
+            batch = selections[t]
+        self.checker.add(batch.events)
+
+    def add_calls(self, events: list[str]) -> None:
+        """A preview's whole calls (a trace cut short would look broken), filtered by the
+        traced output's `when` rule (logs routed elsewhere are no spans)."""
+        match = self._match
+        self.checker.add(events if match is None else [e for e in events if match(parse_event(e))])
+
+    def finish(self) -> list[TraceReport]:
+        return self.checker.finish()
+
+    @property
+    def reports(self) -> list[TraceReport]:
+        return self.checker.reports
+
+    @property
+    def unreadable(self) -> int:
+        return self.checker.unreadable
+
+    def summary(self) -> str:
+        return self.checker.summary()
 
 
 def _window(doc: dict, m: SpanMapping) -> tuple[int, int]:
