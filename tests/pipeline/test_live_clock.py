@@ -16,6 +16,7 @@ import pytest
 from connector.config import parse_config
 from connector.inputs import rate
 from connector.outputs.base import OutputConfig
+from connector.outputs.handle import OutputHandle
 from connector.pipeline import Pipeline, RunOptions, prepare
 from connector.testing import FakeClock, ListSink
 
@@ -53,7 +54,7 @@ def _run(folder: Path, inputs: list[dict], duration: float | None = None,
     config = parse_config(raw, folder)
     clock = FakeClock()
     sink = ClockedSink(clock, slow_start)
-    pipeline = Pipeline(config, prepare(config, None), [sink],
+    pipeline = Pipeline(config, prepare(config, None), [OutputHandle(sink)],
                         RunOptions(mode="live", duration=duration), clock=clock)
     if on_write is not None:
         sink.on_write = lambda: on_write(pipeline)
@@ -69,7 +70,7 @@ def test_an_hour_of_live_rate_runs_each_tick_exactly_when_due(tmp_path):
     assert code == 0 and pipeline.snapshot().exhausted
     assert scheduled == [T0 + timedelta(milliseconds=500 * k) for k in range(7200)]
     assert ran == [ts.timestamp() for ts in scheduled]  # produced on the dot
-    assert pipeline.lag.sum == 0.0
+    assert pipeline.snapshot().lag.sum == 0.0
     assert clock.time() == (T0 + timedelta(seconds=3599.5)).timestamp()  # no sleep past it
 
 
@@ -121,7 +122,7 @@ def test_a_slow_output_start_moves_the_anchor_not_the_schedule(tmp_path):
     assert code == 0
     assert scheduled == [ready + timedelta(seconds=k) for k in range(10)]
     assert ran == [ts.timestamp() for ts in scheduled]
-    assert pipeline.lag.sum == 0.0  # late to start is not late to schedule
+    assert pipeline.snapshot().lag.sum == 0.0  # late to start is not late to schedule
 
     code, _, clock, scheduled, _ = _run(tmp_path, [{"rate": {"per_second": 1}}], duration=5,
                                         slow_start=42.0)
@@ -157,7 +158,7 @@ def test_a_live_ramp_produces_exactly_its_schedule_and_shows_its_target(tmp_path
     assert scheduled == list(rate.ticks(rate.Config(stages=stages), T0, None))
     per_second = Counter(int((ts - T0).total_seconds()) for ts in scheduled)
     assert [per_second[s] for s in range(6)] == [125, 375, 625, 875, 1000, 1000]
-    assert ran == [ts.timestamp() for ts in scheduled] and pipeline.lag.sum == 0.0
+    assert ran == [ts.timestamp() for ts in scheduled] and pipeline.snapshot().lag.sum == 0.0
     assert len(targets) > 30
     for seconds, target in targets:  # 250/s more each second, then 1000/s
         assert target == pytest.approx(min(250 * seconds, 1000), abs=0.01), seconds
