@@ -360,6 +360,8 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         if run.stopping:  # a second signal: stop waiting for the flush
             raise KeyboardInterrupt
         run.request_stop(f"{signal.Signals(signum).name} received")
+        if isinstance(run, Pipeline):  # a produce() call that does not return is cut short
+            script.watch_stop([e.settings.flush_timeout for e in config.output])
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -382,6 +384,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # yet another signal, as the run was settling: still summarise
         code = EXIT_FAILED
     finally:
+        script.unwatch()
         if progress:
             progress.stop()
     flush_repeats()

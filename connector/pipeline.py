@@ -20,7 +20,13 @@ from datetime import UTC, datetime, timedelta
 from connector.clock import SYSTEM, Clock
 from connector.clock import now as clock_now
 from connector.config import Config, ConfigError, OutputEntry
-from connector.events.script import Script, ScriptLoadError, ScriptStop, load_script
+from connector.events.script import (
+    ProduceHung,
+    Script,
+    ScriptLoadError,
+    ScriptStop,
+    load_script,
+)
 from connector.fields import resolve_time
 from connector.inputs import INPUTS, merge, rate
 from connector.otlp.check import TraceChecker
@@ -560,6 +566,8 @@ class Pipeline:
                     extra[i] -= 1  # no events (noted first: raised() may end the run)
                     if isinstance(exc, KeyboardInterrupt):  # a second signal: stop waiting
                         raise
+                    if isinstance(exc, ProduceHung):  # a stop's grace ran out in the call
+                        self.stop_reason = exc.reason
                     raised(exc)
                     continue
                 if type(result) is str:  # one event: counted by calls[i] alone

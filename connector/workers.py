@@ -18,7 +18,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 
 from connector.checkpoint import Checkpoint
 from connector.config import load_config
+from connector.ending import end_process
+from connector.events.script import HUNG
 from connector.logs import LogSetup, flush_repeats
 from connector.outputs import Acks
 from connector.outputs.stdout import STDOUT_LOCK
@@ -73,7 +74,7 @@ def _worker(
         outputs = [build_output(_shared(e), n) for e, n in zip(config.output, names, strict=True)]
     except Exception:  # the parent loaded the same config: this is ours
         log.critical("worker %d could not set up; a bug, please report", w, exc_info=True)
-        sys.exit(1)
+        end_process(1)
 
     sending = threading.Lock()  # the main thread and the report thread share the link
 
@@ -104,6 +105,7 @@ def _worker(
         if pipeline.stopping:
             raise KeyboardInterrupt
         pipeline.request_stop("SIGTERM received")
+        script.watch_stop([e.settings.flush_timeout for e in config.output])
 
     signal.signal(signal.SIGTERM, on_term)
     done = threading.Event()
@@ -136,6 +138,7 @@ def _worker(
     flush_repeats()
     with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
         send(True)
+    end_process(0)  # threads the script left running cannot keep the worker alive
 
 
 @dataclass
@@ -208,7 +211,9 @@ class Workers:
             parts.append(part)
         total = functools.reduce(RunStats.merge, parts[1:], parts[0].snapshot())
         total.started, total.finished, total.alive = self.started, self.finished, self.alive
-        total.stop_reason = self.stop_reason or total.stop_reason
+        # a worker's hung produce() says more than the signal that found it hung
+        hung = [p.stop_reason for p in parts if (p.stop_reason or "").startswith(HUNG)]
+        total.stop_reason = (hung or [self.stop_reason or total.stop_reason])[0]
         total.interrupted = total.interrupted or self.interrupted
         total.problems += self.problems
         return total
@@ -259,6 +264,10 @@ class Workers:
                         proc.terminate()
         for proc in self.procs:
             proc.join(timeout=5)
+            if proc.is_alive():  # its final word is in: nothing of it is left to wait for
+                proc.kill()
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()  # deletes it (the process ends with os._exit: no finalizers)
         self.alive = False
         self.finished = time.monotonic()
         return self.snapshot().exit_code()
