@@ -21,6 +21,7 @@ from pathlib import Path
 from connector import __version__
 from connector.checkpoint import Checkpoint, CheckpointError, fingerprint
 from connector.config import Config, ConfigError, load_config
+from connector.fields import not_a_file
 from connector.inputs.rate import replica_share
 from connector.logs import LogSetup, flush_repeats, secrets, setup_logging
 from connector.metrics import MetricsServer
@@ -414,6 +415,8 @@ def _checkpoint(
     # what the events depend on: the config minus where metrics are served
     data = config.model_dump(mode="json", exclude={"metrics"})
     mark = fingerprint(data, script, args.seed, args.workers, replica)
+    if (kind := not_a_file(args.checkpoint)) is not None:  # a FIFO would hang the read
+        raise CheckpointError(f"--checkpoint {args.checkpoint}: it is {kind}, not a file")
     try:
         checkpoint = Checkpoint.open(args.checkpoint, mark, now)
     except OSError as exc:

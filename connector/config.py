@@ -21,7 +21,7 @@ import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from connector.events.script import ScriptConfig
-from connector.fields import Strict
+from connector.fields import Strict, not_a_file
 from connector.inputs import INPUTS
 from connector.otlp.mapping import DEFAULT_MAPPING, SpanMapping
 from connector.outputs import OUTPUTS
@@ -308,11 +308,16 @@ def _read(path: Path) -> str:
     """The config file's text; ConfigError for anything that is not a readable, decodable
     file of at most MAX_BYTES."""
     try:
-        if path.is_dir():
-            raise ConfigError([f"{path}: cannot read config: it is a directory"])
-        with path.open("rb") as f:
+        # Opened without blocking, then checked: a FIFO without a writer, a device or a
+        # socket would hang the read or never end it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if (kind := not_a_file(fd)) is not None:
+                raise ConfigError([f"{path}: cannot read config: it is {kind}, not a file"])
             data = f.read(MAX_BYTES + 1)
     except OSError as exc:
+        if (kind := not_a_file(path)) is not None:  # a directory: open() said EISDIR
+            raise ConfigError([f"{path}: cannot read config: it is {kind}, not a file"]) from None
         raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from None
     except ValueError as exc:  # a NUL in the path
         raise ConfigError([f"{path}: cannot read config: {exc}"]) from None

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from pydantic import field_validator
 
-from connector.fields import ConfigPath, Strict
+from connector.fields import ConfigPath, Strict, not_a_file
 
 __all__ = [
     "HARD_AFTER",
@@ -71,6 +71,8 @@ class ScriptConfig(Strict):
     @field_validator("path")
     @classmethod
     def _exists(cls, value: Path) -> Path:
+        if (kind := not_a_file(value)) is not None:  # a FIFO would hang the load
+            raise ValueError(f"script {value} is {kind}, not a file")
         try:
             found = value.is_file()
         except OSError as exc:  # a name too long, a folder it may not enter...
