@@ -20,7 +20,7 @@ from pathlib import Path
 
 from connector import __version__
 from connector.checkpoint import Checkpoint, CheckpointError, fingerprint
-from connector.config import Config, ConfigError, load_config
+from connector.config import Config, ConfigError, collisions, load_config
 from connector.fields import not_a_file
 from connector.inputs.rate import replica_share
 from connector.logs import LogSetup, flush_repeats, secrets, setup_logging
@@ -417,6 +417,9 @@ def _checkpoint(
     mark = fingerprint(data, script, args.seed, args.workers, replica)
     if (kind := not_a_file(args.checkpoint)) is not None:  # a FIFO would hang the read
         raise CheckpointError(f"--checkpoint {args.checkpoint}: it is {kind}, not a file")
+    # the outputs' own collisions were refused with the config: only the checkpoint's left
+    if clash := collisions([*config.written_files(), ("--checkpoint", args.checkpoint)]):
+        raise CheckpointError(clash[0])
     try:
         checkpoint = Checkpoint.open(args.checkpoint, mark, now)
     except OSError as exc:
