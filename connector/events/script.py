@@ -27,6 +27,7 @@ What produce() may do to the process, and what the run does about it:
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import importlib.util
 import logging
@@ -253,6 +254,31 @@ def _text(exc: BaseException, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+_FOLDERS: set[str] = set()  # folders of the scripts loaded in this process
+
+
+def _after_fork_in_child() -> None:
+    """In a child forked inside produce() (or while the script loads): once the script's
+    outermost frame returns, the child ends, so it never runs the schedule a second time.
+    A child that exits or calls exec (multiprocessing, subprocess) never gets there."""
+    frame, entry = sys._getframe(1), None
+    while frame is not None:
+        if os.path.dirname(frame.f_code.co_filename) in _FOLDERS:
+            entry = frame  # keep walking: the outermost one is where the run called in
+        frame = frame.f_back
+    if entry is None:  # forked by the run's own code, or a library's: not ours to stop
+        return
+
+    def leave(frame: FrameType, event: str, _arg: Any) -> None:
+        if frame is entry and event == "return":
+            with contextlib.suppress(OSError):
+                os.write(2, b"connector: a process forked inside produce() returned from it;"
+                            b" it ends here (a forked child must exit or exec)\n")
+            os._exit(0)
+
+    sys.setprofile(leave)
+
+
 def load_script(config: ScriptConfig) -> Script:
     path = config.path.resolve()
     if not path.is_file():
@@ -260,6 +286,9 @@ def load_script(config: ScriptConfig) -> Script:
     folder = str(path.parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)  # a helper module beside the script is importable
+    if not _FOLDERS:
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+    _FOLDERS.add(folder)
     name = f"connector_script_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)

@@ -189,3 +189,27 @@ def test_linger_still_serves_after_the_summary_then_the_process_exits(tmp_path):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
         assert b"connector_events_delivered_total" in page.read()
     assert proc.wait(30) == 0
+
+
+FORKS = """
+import os
+n = 0
+def produce(params):
+    global n
+    n += 1
+    if n == 2:  # a child that does not exit: it returns into the run with the parent
+        if os.fork():
+            os.wait()
+    return "e%d" % n
+"""
+
+
+def test_a_child_forked_in_produce_never_runs_the_schedule_again(tmp_path):
+    (tmp_path / "s.py").write_text(FORKS)
+    (tmp_path / "c.yaml").write_text(CONFIG.format(flush=1).replace("12:00:00", "10:00:04"))
+    proc = subprocess.run([sys.executable, "-m", "connector", "run", "c.yaml", "--quiet"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.txt").read_text() == "e1\ne2\ne3\ne4\n"  # once each
+    assert proc.stderr.count("summary:") == 1, proc.stderr
+    assert "a process forked inside produce() returned from it" in proc.stderr
