@@ -24,7 +24,7 @@ from connector.config import Config, ConfigError, collisions, load_config
 from connector.fields import not_a_file
 from connector.inputs.rate import replica_share
 from connector.logs import LogSetup, flush_repeats, secrets, setup_logging
-from connector.metrics import MetricsServer
+from connector.metrics import MemoryWatch, MetricsServer
 from connector.otlp.check import TraceChecker
 from connector.outputs import OUTPUTS
 from connector.pipeline import (
@@ -338,6 +338,10 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         options.resume = checkpoint.ticks(0)
         schedule(config, mode, now)  # the first run's window, checked again
     metrics = _start_metrics(config, args)
+    who = "the workers' parent" if args.workers > 1 else ""
+    memory = MemoryWatch(config.metrics.memory_warning, who)  # each worker has its own
+    if metrics:
+        metrics.memory = memory
     run: Pipeline | Workers
     if args.workers > 1:
         logs = LogSetup(args.log_level, args.log_format, args.quiet, tuple(secrets()))
@@ -386,6 +390,7 @@ def cmd_run(config: Config, args: argparse.Namespace) -> int:
         code = EXIT_FAILED
     finally:
         script.unwatch()
+        memory.stop()
         if progress:
             progress.stop()
     flush_repeats()

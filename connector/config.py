@@ -105,6 +105,11 @@ class MetricsConfig(Strict):
         description="/healthz is 503 after this long without a produce() call "
         "(waits for the clock or for an output do not count)",
     )
+    memory_warning: float = Field(
+        1024.0,
+        ge=0,
+        description="MiB: warn once when a process's resident memory passes this (0: never)",
+    )
 
 
 class Config(Strict):

@@ -32,6 +32,7 @@ from connector.config import load_config
 from connector.ending import end_process
 from connector.events.script import HUNG
 from connector.logs import LogSetup, flush_repeats
+from connector.metrics import MemoryWatch
 from connector.outputs import Acks
 from connector.outputs.stdout import STDOUT_LOCK
 from connector.pipeline import Pipeline, RunOptions, build_output, prepare
@@ -132,7 +133,9 @@ def _worker(
 
     reporter = threading.Thread(target=report, name="report", daemon=True)
     reporter.start()
+    memory = MemoryWatch(config.metrics.memory_warning, f"worker {w}")
     pipeline.run(now)
+    memory.stop()
     done.set()
     reporter.join(timeout=5)
     flush_repeats()
