@@ -91,7 +91,7 @@ def stop(proc: subprocess.Popen, *signals: float) -> float:
     return time.monotonic() - began
 
 
-@pytest.mark.parametrize("hang", ["sleep", "socket", "busy", "event"])
+@pytest.mark.parametrize("hang", ["sleep", "busy"])  # more kinds: tests/fuzz/test_misbehaving
 def test_a_hung_produce_is_interrupted_within_flush_timeout(tmp_path, hang):
     proc = start(tmp_path, hang, flush=1.0)
     took = stop(proc, 0)
@@ -160,7 +160,7 @@ def produce(params):
 """
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", ["2"])  # one process: tests/fuzz/test_misbehaving
 def test_threads_the_script_leaves_running_do_not_keep_the_process(tmp_path, workers):
     (tmp_path / "s.py").write_text(THREADS)
     (tmp_path / "c.yaml").write_text(CONFIG.format(flush=1).replace("12:00:00", "10:00:05"))

@@ -302,7 +302,7 @@ KAFKA_REASONS = {"cannot encode as UTF-8 (lone surrogate)", "event is not a JSON
                  "not JSON (needed for topic/key/header fields)"}
 
 
-@budget(4)
+@budget(2)
 @given(docs=st.lists(values.map(lambda v: '{"k": ' + v + ', "v": ' + v + "}") | values,
                      min_size=1, max_size=8))
 @example(docs=['{"k": {"a":0,"a":1}, "v": {"a":0,"a":0}}', f'{{"k": {BIG}, "v": 1}}', '{"k": "\\ud800"}', '{"k": -0.0}',
