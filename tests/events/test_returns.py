@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from connector.events.script import ScriptConfig, load_script
-from tests.conftest import run_cli
+from tests.harness.cli import run_cli
 
 # A str subclass as hostile as they come: every method an output might call answers
 # something else than the characters it holds. numpy.str_ is a milder one.

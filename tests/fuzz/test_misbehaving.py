@@ -32,7 +32,7 @@ from pathlib import Path
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.hypothesis_profiles import budget
+from tests.harness.hypothesis_profiles import budget
 
 CPU_SECONDS = 60  # per run: a script spinning for ever is stopped by the kernel at most
 ADDRESS_SPACE = 3 << 30  # bytes: a runaway allocation fails inside the script
