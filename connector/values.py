@@ -7,8 +7,10 @@ key given twice, and refuses an escaped lone surrogate ("\\ud800", valid JSON). 
 
 - `loads` reads integers of any size exactly and accepts escaped lone surrogates (as
   Python's json module does); NaN and Infinity are not JSON and numbers past a double's
-  range cannot be kept, so both are refused. A key given twice: the last one counts (as
-  in JavaScript and Python). Errors are orjson.JSONDecodeError, with the reason.
+  range cannot be kept, so both are refused, and so is a text holding a lone surrogate
+  itself (not escaped: it has no UTF-8; orjson's error says so). A key given twice: the
+  last one counts (as in JavaScript and Python). Errors are orjson.JSONDecodeError, with
+  the reason.
 - `dumps` writes a value as compact JSON, integers of any size included.
 - `compact` is the `json` formatter: the event as one compact line whose every value is
   the event's own (numbers, duplicate keys and escapes as written when orjson would
@@ -61,6 +63,8 @@ def loads(text: str) -> Any:
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
+        if not _utf8(text):  # a lone surrogate in the text itself: no reader gets it whole
+            raise
         return _read(text, exc)
     try:
         rounded = b"e+" in orjson.dumps(doc)  # a float past 1e16: a rounded integer?
@@ -106,6 +110,14 @@ def _read(text: str, first: orjson.JSONDecodeError | None) -> Any:
         raise orjson.JSONDecodeError(str(exc), text, 0) from None
     except ValueError as exc:  # 1e400, an integer of more digits than Python converts
         raise Unkept(str(exc), text, 0) from None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _colons(text: str) -> int:
