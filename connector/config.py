@@ -21,12 +21,12 @@ import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from connector.events.script import ScriptConfig
-from connector.fields import Strict
+from connector.fields import Strict, not_a_file
 from connector.inputs import INPUTS
 from connector.otlp.mapping import DEFAULT_MAPPING, SpanMapping
 from connector.outputs import OUTPUTS
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
+__all__ = ["Config", "ConfigError", "collisions", "load_config", "parse_config"]
 
 # Limits that keep a hostile config from running away with time or memory. Each is named
 # in the message when hit; a real config is far below all of them.
@@ -105,6 +105,11 @@ class MetricsConfig(Strict):
         description="/healthz is 503 after this long without a produce() call "
         "(waits for the clock or for an output do not count)",
     )
+    memory_warning: float = Field(
+        1024.0,
+        ge=0,
+        description="MiB: warn once when a process's resident memory passes this (0: never)",
+    )
 
 
 class Config(Strict):
@@ -148,6 +153,17 @@ class Config(Strict):
                 continue
             return settings.mapping
         return DEFAULT_MAPPING
+
+    def written_files(self) -> list[tuple[str, Path]]:
+        """(key, path) of every file the outputs write: file outputs' paths, dead letters."""
+        files = []
+        for n, entry in enumerate(self.output):
+            settings, key = entry.settings, f"output[{n}].{entry.plugin}"
+            if entry.plugin == "file":
+                files.append((f"{key}.path", settings.path))
+            if settings.dead_letter is not None:
+                files.append((f"{key}.dead_letter", settings.dead_letter))
+        return files
 
     def input_names(self) -> list[str]:
         return [e.name or f"{e.plugin}-{i}" for i, e in enumerate(self.input)]
@@ -210,6 +226,41 @@ class _Interpolator:
         return value
 
 
+def _same_file(path: Path) -> tuple:
+    """What two paths must share to be one file: the inode when it exists (hard links and
+    symbolic links included), else the path with its folders' links resolved."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        try:
+            return ("path", str(path.resolve()))
+        except (OSError, RuntimeError):  # a loop of links: compared as written
+            return ("path", os.path.abspath(path))
+    return ("inode", found.st_dev, found.st_ino)
+
+
+def collisions(files: list[tuple[str, Path]]) -> list[str]:
+    """One problem per file that two of `files` ((key, path) pairs) would both write:
+    their lines would interleave in it. A file output that is a FIFO or a device (a
+    reader on the other end, /dev/null) may be shared: nothing is kept there."""
+    seen: dict[tuple, str] = {}
+    problems = []
+    for key, path in files:
+        same = _same_file(path)
+        if same in seen and not _shareable(path):
+            problems.append(
+                f"{key}: {path} is also {seen[same]}; two writers would interleave their "
+                "lines in one file (give each its own path)"
+            )
+        seen.setdefault(same, key)
+    return problems
+
+
+def _shareable(path: Path) -> bool:
+    kind = not_a_file(path)
+    return kind is not None and kind != "a directory"
+
+
 def _loc(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -252,6 +303,8 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
         raise ConfigError(interpolate.missing + problems) from None
     if interpolate.missing:
         raise ConfigError(interpolate.missing)
+    if problems := collisions(config.written_files()):
+        raise ConfigError(problems)
     return config
 
 
@@ -308,11 +361,16 @@ def _read(path: Path) -> str:
     """The config file's text; ConfigError for anything that is not a readable, decodable
     file of at most MAX_BYTES."""
     try:
-        if path.is_dir():
-            raise ConfigError([f"{path}: cannot read config: it is a directory"])
-        with path.open("rb") as f:
+        # Opened without blocking, then checked: a FIFO without a writer, a device or a
+        # socket would hang the read or never end it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if (kind := not_a_file(fd)) is not None:
+                raise ConfigError([f"{path}: cannot read config: it is {kind}, not a file"])
             data = f.read(MAX_BYTES + 1)
     except OSError as exc:
+        if (kind := not_a_file(path)) is not None:  # a directory: open() said EISDIR
+            raise ConfigError([f"{path}: cannot read config: it is {kind}, not a file"]) from None
         raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from None
     except ValueError as exc:  # a NUL in the path
         raise ConfigError([f"{path}: cannot read config: {exc}"]) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
-__all__ = ["ConfigPath", "Strict", "TimeSpec", "resolve_time"]
+__all__ = ["ConfigPath", "FilePath", "Strict", "TimeSpec", "not_a_file", "resolve_time"]
 
 
 class Strict(BaseModel):
@@ -30,6 +31,38 @@ def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
 
 ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
 """A path; relative ones resolve against the config file's folder, not the working directory."""
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def not_a_file(path: Path | int) -> str | None:
+    """What `path` (or an open descriptor) is when it exists and is not a regular file
+    ("a FIFO (named pipe)", "a directory"...); None for a regular file, or nothing there.
+    stat() never blocks, where open() on a FIFO without a writer waits for one."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # nothing there, or unreadable: opening it will say
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "not a regular file")
+
+
+def _regular_file(value: Path) -> Path:
+    if (kind := not_a_file(value)) is not None:
+        raise ValueError(f"{value} is {kind}, not a regular file")
+    return value
+
+
+FilePath = Annotated[Path, AfterValidator(_relative_to_config), AfterValidator(_regular_file)]
+"""A ConfigPath the connector reads itself: a FIFO, a device, a directory or a socket is
+refused when the config is validated (reading one could block for ever, or never end)."""
 
 
 _PART = r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)"

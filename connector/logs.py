@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "CONNECTING",
     "LogSetup",
+    "QuietStream",
     "add_secret",
     "add_url_secrets",
     "flush_repeats",
@@ -112,6 +117,65 @@ class _Json(logging.Formatter):
         return redact(json.dumps(entry))
 
 
+_GONE = (AttributeError, OSError, ValueError)  # no stream, a failed write, a closed file
+
+
+class QuietStream(io.TextIOBase):
+    """stderr as the run uses it: a write that cannot be made (a full disk, a reader gone,
+    no stderr at all) is dropped instead of raised, so what stderr can take changes
+    nothing in the run or its exit code, the script's own writes to it included."""
+
+    def __init__(self, stream: Any):
+        self.stream = stream  # None when the process started with stderr closed
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(*_GONE):
+            self.stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(*_GONE):
+            self.stream.flush()
+
+    def fileno(self) -> int:  # for faulthandler; io.UnsupportedOperation without one
+        if self.stream is None:
+            raise io.UnsupportedOperation("stderr is closed")
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except _GONE:
+            return False
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "errors", None) or "backslashreplace"
+
+
+def quiet_stderr() -> None:
+    """Make sys.stderr a QuietStream, and give a closed standard descriptor (`2>&-`)
+    /dev/null: else the next file opened would take its number, and a library writing
+    to stderr would write into an output's file."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if not isinstance(sys.stderr, QuietStream):
+        sys.stderr = QuietStream(sys.stderr)
+
+
 _limit = _RateLimit()
 _handler: logging.Handler | None = None
 
@@ -133,6 +197,7 @@ class LogSetup:
 
 def setup_logging(level: str = "info", fmt: str = "text", quiet: bool = False) -> None:
     global _handler, _limit
+    quiet_stderr()
     _handler = logging.StreamHandler(sys.stderr)
     _handler.setFormatter(
         _Json() if fmt == "json" else _Text("%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -25,7 +32,7 @@ from prometheus_client.core import (
 from connector import __version__
 from connector.stats import RunStats
 
-__all__ = ["METRICS", "MetricsServer", "registry_for"]
+__all__ = ["METRICS", "PROCESS_METRICS", "MemoryWatch", "MetricsServer", "registry_for"]
 
 Source = Callable[[], RunStats | None]
 
@@ -152,10 +159,71 @@ class _Collector:
         yield from families.values()
 
 
+# prometheus-client's process collector (Linux): the serving process's own figures.
+PROCESS_METRICS = (
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+)
+
+
 def registry_for(source: Source, config_name: str) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(source, config_name))
+    ProcessCollector(registry=registry)
     return registry
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (0 where /proc cannot say)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class MemoryWatch:
+    """Warns once when this process's resident memory passes `bound_mib` (0: never): a
+    script that keeps state per call grows without a word otherwise. From its own thread,
+    every `every` seconds; /healthz reports what it saw."""
+
+    def __init__(self, bound_mib: float, who: str = "", every: float = 2.0):
+        self.bound = int(bound_mib * 2**20)
+        self.who = who
+        self.every = every
+        self.resident = resident_bytes()
+        self.over = False
+        self._done = threading.Event()
+        if self.bound > 0:
+            threading.Thread(target=self._loop, name="memory", daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.every):
+            self.check()
+
+    def check(self) -> None:
+        self.resident = resident_bytes()
+        if self.bound and not self.over and self.resident > self.bound:
+            self.over = True
+            log.warning(
+                "%sresident memory is %d MiB, past metrics.memory_warning (%d MiB); does the "
+                "script keep something per call? (said once)",
+                f"{self.who}: " if self.who else "",
+                self.resident >> 20,
+                self.bound >> 20,
+            )
+
+    def stop(self) -> None:
+        """The run is over: a last look (a short run may pass the bound between two)."""
+        self._done.set()
+        self.check()
 
 
 class MetricsServer:
@@ -167,16 +235,21 @@ class MetricsServer:
     def __init__(self, host: str, port: int, config_name: str, stall_after: float = 300.0):
         self.source: Source = lambda: None
         self.probe: Callable[[], None] | None = None
+        self.memory: MemoryWatch | None = None
         self.stall_after = stall_after
         self.registry = registry_for(lambda: self.source(), config_name)
         self._ready_cache = (0.0, False, "starting")
+        self._rendering: _Render | None = None
+        self._render_lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # a scraper that connects and says nothing frees its thread
+
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
+                    self._send(200, server.render(), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
                     code, body = server.health()
                     self._send(code, json.dumps(body).encode(), "application/json")
@@ -196,10 +269,29 @@ class MetricsServer:
             def log_message(self, *args) -> None:  # scrapes are not worth a log line
                 pass
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), Handler)
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True).start()
+
+    def render(self) -> bytes:
+        """/metrics. Scrapes that come while one is being rendered share its result: 200
+        scrapers at once cost one rendering at a time, not 200 competing with the run."""
+        with self._render_lock:
+            render, mine = self._rendering, self._rendering is None
+            if mine:
+                render = self._rendering = _Render()
+        if mine:
+            try:
+                render.body = generate_latest(self.registry)
+            finally:
+                with self._render_lock:
+                    self._rendering = None
+                render.done.set()
+        else:
+            render.done.wait()
+        if render.body is None:  # the rendering failed: this scrape tries itself
+            return generate_latest(self.registry)
+        return render.body
 
     def health(self) -> tuple[int, dict]:
         s = self.source()
@@ -211,7 +303,12 @@ class MetricsServer:
                 "status": "stalled",
                 "reason": f"no produce() call for {stalled:.0f}s (a hung script?)",
             }
-        return 200, {"status": "alive"}
+        body: dict = {"status": "alive"}
+        if self.memory is not None:  # reported, not judged: the probe restarts nothing for it
+            body["resident_memory_bytes"] = self.memory.resident
+            if self.memory.over:
+                body["memory"] = f"past metrics.memory_warning ({self.memory.bound >> 20} MiB)"
+        return 200, body
 
     def readiness(self) -> tuple[int, dict]:
         """Every output connected; cached for a second so probes cost the brokers nothing."""
@@ -236,3 +333,25 @@ class MetricsServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class _Render:
+    """One /metrics rendering that concurrent scrapes wait for."""
+
+    def __init__(self) -> None:
+        self.body: bytes | None = None
+        self.done = threading.Event()
+
+
+class _Server(ThreadingHTTPServer):
+    """A thread per scrape, a listen backlog for many at once, and a scraper that hangs up
+    is no error: no traceback on stderr for it (the standard server prints one)."""
+
+    daemon_threads = True
+    request_queue_size = 256  # the default 5 makes a burst of scrapers wait for SYN retries
+
+    def handle_error(self, request, client_address) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):  # gone, or silent too long
+            return
+        log.warning("metrics: a request from %s failed: %r", client_address[0], exc)

@@ -23,7 +23,13 @@ from connector.checkpoint import SETTLE_TIMEOUT, Checkpointing, PositionStore, r
 from connector.clock import SYSTEM, Clock
 from connector.clock import now as clock_now
 from connector.config import Config, ConfigError
-from connector.events.script import Script, ScriptLoadError, ScriptStop, load_script
+from connector.events.script import (
+    ProduceHung,
+    Script,
+    ScriptLoadError,
+    ScriptStop,
+    load_script,
+)
 from connector.identity import Identity
 from connector.inputs.schedule import Schedule, schedule
 from connector.limits import Limits
@@ -310,6 +316,8 @@ class Pipeline:
                     extra[i] -= 1  # no events (noted first: raised() may end the run)
                     if isinstance(exc, KeyboardInterrupt):  # a second signal: stop waiting
                         raise
+                    if isinstance(exc, ProduceHung):  # a stop's grace ran out in the call
+                        self.stop_reason = exc.reason
                     raised(exc)
                     continue
                 if type(result) is str:  # one event: counted by calls[i] alone

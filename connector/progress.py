@@ -24,12 +24,12 @@ class Progress:
         source: Callable[[], RunStats],
         total: int | None,
         interval: float,
-        stream: TextIO = sys.stderr,
+        stream: TextIO | None = None,
     ):
         self.source = source
         self.total = total  # produce() calls in a backfill, when known
-        self.stream = stream
-        self.tty = stream.isatty()
+        self.stream = stream or sys.stderr  # as it is now (logs.py may have wrapped it)
+        self.tty = self.stream.isatty()
         self.interval = 1.0 if self.tty else interval
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)

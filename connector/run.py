@@ -19,11 +19,12 @@ from pathlib import Path
 from connector.checkpoint import Checkpoint, CheckpointError, FileStore, fingerprint
 from connector.clock import SYSTEM, Clock
 from connector.clock import now as clock_now
-from connector.config import Config
+from connector.config import Config, collisions
+from connector.fields import not_a_file
 from connector.identity import Identity
 from connector.inputs.schedule import schedule
 from connector.logs import LogSetup, flush_repeats, secrets
-from connector.metrics import MetricsServer
+from connector.metrics import MemoryWatch, MetricsServer
 from connector.outputs.base import BuildContext
 from connector.outputs.handle import build_output
 from connector.pipeline import Pipeline, RunOptions, prepare
@@ -73,6 +74,10 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
         if anchor != now:  # a resume keeps the first run's window
             plan = schedule(config, mode, anchor, identity)
     metrics = _start_metrics(config, args)
+    who = "the workers' parent" if args.workers > 1 else ""
+    memory = MemoryWatch(config.metrics.memory_warning, who)  # each worker has its own
+    if metrics:
+        metrics.memory = memory
     run: Pipeline | Workers
     if args.workers > 1:
         logs = LogSetup(args.log_level, args.log_format, args.quiet, tuple(secrets()))
@@ -97,6 +102,8 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
         if run.stopping:  # a second signal: stop waiting for the flush
             raise KeyboardInterrupt
         run.request_stop(f"{signal.Signals(signum).name} received")
+        if isinstance(run, Pipeline):  # a produce() call that does not return is cut short
+            script.watch_stop([e.settings.flush_timeout for e in config.output])
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -119,6 +126,8 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
     except KeyboardInterrupt:  # yet another signal, as the run was settling: still summarise
         code = EXIT_FAILED
     finally:
+        script.unwatch()
+        memory.stop()
         if progress:
             progress.stop()
     flush_repeats()
@@ -148,6 +157,11 @@ def _checkpoint(
     # what the events depend on: the config minus where metrics are served
     data = config.model_dump(mode="json", exclude={"metrics"})
     mark = fingerprint(data, script, args.seed, args.workers, identity.share)
+    if (kind := not_a_file(args.checkpoint)) is not None:  # a FIFO would hang the read
+        raise CheckpointError(f"--checkpoint {args.checkpoint}: it is {kind}, not a file")
+    # the outputs' own collisions were refused with the config: only the checkpoint's left
+    if clash := collisions([*config.written_files(), ("--checkpoint", args.checkpoint)]):
+        raise CheckpointError(clash[0])
     try:
         checkpoint = Checkpoint.open(args.checkpoint, mark, now)
     except OSError as exc:

@@ -19,7 +19,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 import tempfile
 import threading
 from collections import Counter
@@ -32,8 +31,11 @@ from connector.checkpoint import Checkpoint
 from connector.clock import SYSTEM, Clock
 from connector.clock import now as clock_now
 from connector.config import load_config
+from connector.ending import end_process
+from connector.events.script import HUNG
 from connector.inputs.schedule import Schedule
 from connector.logs import LogSetup, flush_repeats
+from connector.metrics import MemoryWatch
 from connector.outputs import Acks
 from connector.outputs.base import BuildContext
 from connector.outputs.handle import build_output
@@ -97,7 +99,7 @@ def _worker(
         ]
     except Exception:  # the parent loaded the same config: this is ours
         log.critical("worker %d could not set up; a bug, please report", w, exc_info=True)
-        sys.exit(1)
+        end_process(1)
 
     sending = threading.Lock()  # the main thread and the report thread share the link
 
@@ -123,6 +125,7 @@ def _worker(
         if pipeline.stopping:
             raise KeyboardInterrupt
         pipeline.request_stop("SIGTERM received")
+        script.watch_stop([e.settings.flush_timeout for e in config.output])
 
     signal.signal(signal.SIGTERM, on_term)
     done = threading.Event()
@@ -150,12 +153,15 @@ def _worker(
 
     reporter = threading.Thread(target=report, name="report", daemon=True)
     reporter.start()
+    memory = MemoryWatch(config.metrics.memory_warning, f"worker {w}")
     pipeline.run(plan)
+    memory.stop()
     done.set()
     reporter.join(timeout=5)
     flush_repeats()
     with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
         send(True)
+    end_process(0)  # threads the script left running cannot keep the worker alive
 
 
 @dataclass
@@ -184,6 +190,7 @@ class Workers:
         self.procs: list = []
         self.links: list = []  # one pipe per worker: its RunStats up, the anchor down
         self.anchored = False
+        self._lock = None  # stdout's lock file, when an output writes to stdout
 
     @property
     def stopping(self) -> bool:
@@ -229,7 +236,9 @@ class Workers:
             parts.append(part)
         total = functools.reduce(RunStats.merge, parts[1:], parts[0].snapshot())
         total.started, total.finished, total.alive = self.started, self.finished, self.alive
-        total.stop_reason = self.stop_reason or total.stop_reason
+        # a worker's hung produce() says more than the signal that found it hung
+        hung = [p.stop_reason for p in parts if (p.stop_reason or "").startswith(HUNG)]
+        total.stop_reason = (hung or [self.stop_reason or total.stop_reason])[0]
         total.interrupted = total.interrupted or self.interrupted
         total.problems += self.problems
         return total
@@ -282,6 +291,10 @@ class Workers:
                         proc.terminate()
         for proc in self.procs:
             proc.join(timeout=5)
+            if proc.is_alive():  # its final word is in: nothing of it is left to wait for
+                proc.kill()
+        if self._lock is not None:
+            self._lock.close()  # deletes it (the process ends with os._exit: no finalizers)
         self.alive = False
         self.finished = self.clock.monotonic()
         return self.snapshot().exit_code()

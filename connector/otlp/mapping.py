@@ -146,6 +146,8 @@ class MappingError(ValueError):
 
 def unexpected_reason(exc: Exception, noun: str = "span") -> str:
     """Bounded: the exception's type, never its message (that goes to the detail)."""
+    if isinstance(exc, UnicodeEncodeError):  # an escaped lone surrogate ("\ud800") in a field
+        return f"cannot map to a {noun}: a string is not UTF-8 (lone surrogate)"
     return f"cannot map to a {noun}: unexpected {type(exc).__name__}"
 
 

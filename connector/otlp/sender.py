@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import orjson
 from pydantic import Field
 
+from connector import values
 from connector.delivery import (
     NOT_SENT,
     UNDELIVERED,
@@ -170,7 +171,7 @@ class Sender:
             for i, event in enumerate(events):  # noqa: B007 - read by the handler below
                 taken = False
                 try:
-                    item = (encode(orjson.loads(event), mapping), event)
+                    item = (encode(values.loads(event), mapping), event)
                 except (orjson.JSONDecodeError, MappingError) as exc:
                     fail(mapping_reason(exc, noun), event, detail=mapping_detail(exc))
                     taken = True

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import orjson
 from pydantic import Field, field_validator
 
+from connector import values
 from connector.delivery import NOT_SENT
 from connector.fields import ConfigPath, Strict
 from connector.identity import Identity
@@ -68,14 +68,11 @@ _MISSING = object()
 
 def parse_event(event: str) -> Any:
     """An event as JSON for a `when` rule; None when it is not JSON (it then matches no
-    rule). orjson first (fast); the standard parser takes what it refuses (huge integers)."""
+    rule). Numbers are read exactly (integers of any size: connector/values.py)."""
     try:
-        return orjson.loads(event)
+        return values.loads(event)
     except (ValueError, TypeError):
-        try:
-            return json.loads(event)
-        except (ValueError, TypeError, RecursionError):
-            return None
+        return None
 
 
 class When(Strict):

@@ -20,11 +20,13 @@ from typing import Literal
 import orjson
 
 from connector.fields import Strict
+from connector.values import Unkept, compact
 
 __all__ = ["FormatterConfig", "account", "encode_lines", "format_batch", "torn", "write_all"]
 
 Fail = Callable[..., None]  # Acks.fail(reason, value, detail=None)
 NOT_SENT = "not sent: stopping"  # the pipeline's reason for events a second signal cut off
+UNKEPT = "a value JSON cannot keep exactly"  # 1e400, nesting past the reader's depth
 
 
 class FormatterConfig(Strict):
@@ -32,14 +34,18 @@ class FormatterConfig(Strict):
 
 
 def format_batch(events: list[str], fmt: str, fail: Fail) -> list[str]:
-    """The lines to write; under `json` an event that is not JSON goes to `fail`."""
+    """The lines to write. Under `json` each event is written as compact JSON holding its
+    own values exactly (see connector/values.py); one that is not JSON, or holds what JSON
+    cannot keep exactly (1e400, nesting past the reader's depth), goes to `fail`."""
     if fmt == "plain":
         return events
     lines = []
     for event in events:
         try:
-            lines.append(orjson.dumps(orjson.loads(event)).decode())
-        except (orjson.JSONDecodeError, orjson.JSONEncodeError) as exc:
+            lines.append(compact(event))
+        except Unkept as exc:
+            fail(UNKEPT, event, detail=str(exc)[:200])
+        except orjson.JSONDecodeError as exc:
             fail("not JSON", event, detail=str(exc)[:200])
     return lines
 

@@ -227,8 +227,6 @@ def test_preview_counts_sys_exit_as_a_script_error(write):
         "['a', None]",
         "['a', ['b']]",
         "bytearray(b'x')",
-        "Str('x')",
-        "List(['x'])",
         "range(3)",
         "object()",
     ],

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from connector import values
 from connector.outputs.kafka import schema
 from connector.outputs.kafka.client_log import strip
 from connector.outputs.kafka.config import PLACEHOLDER, QUIET, Config
@@ -96,7 +97,7 @@ def schema_check(config: Config):
 
     def check(event: str) -> tuple[str, str | None] | None:
         try:
-            doc = orjson.loads(event)
+            doc = values.loads(event)
         except orjson.JSONDecodeError as exc:
             return json_reason(exc), None
         if not isinstance(doc, dict):

@@ -10,14 +10,14 @@ from typing import Literal
 import orjson
 from pydantic import model_validator
 
-from connector.fields import ConfigPath, Strict
+from connector.fields import FilePath, Strict
 
 __all__ = ["Loaded", "SchemaFile", "SubjectStrategy", "check", "load", "subject"]
 
 
 class SchemaFile(Strict):
     format: Literal["avro", "json_schema"]
-    path: ConfigPath
+    path: FilePath
 
     @model_validator(mode="after")
     def _parses(self) -> SchemaFile:

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from connector import values
 from connector.outputs.kafka.schema import json_schema
 from connector.outputs.kafka.schema.converters import Bad, Compiler
 from connector.outputs.kafka.schema.files import Loaded
@@ -137,7 +138,7 @@ class Serializer:
         if not valid:
             path, detail = json_schema.explain(self.validator, value, self.names)
             raise Mismatch(self._field(path), detail)
-        return self.header + orjson.dumps(value)
+        return self.header + values.dumps(value).encode()  # integers past 64 bits too
 
     def text(self, wire: bytes) -> str:
         """A record back as JSON text (dead letters of records that failed after encoding)."""
