@@ -213,3 +213,39 @@ def test_a_child_forked_in_produce_never_runs_the_schedule_again(tmp_path):
     assert (tmp_path / "out.txt").read_text() == "e1\ne2\ne3\ne4\n"  # once each
     assert proc.stderr.count("summary:") == 1, proc.stderr
     assert "a process forked inside produce() returned from it" in proc.stderr
+
+
+ATEXIT = """
+import atexit, sys, time
+def record():
+    with open("atexit.txt", "w") as f:
+        f.write("ran")
+atexit.register(record)
+if "--hang" in open("hang.flag").read():
+    atexit.register(time.sleep, 3600)  # registered last: runs first, and never returns
+def produce(params):
+    return "x"
+"""
+
+
+@pytest.mark.parametrize("hang", [False, True], ids=["plain", "a-handler-hangs"])
+def test_the_scripts_atexit_handlers_run_and_a_hung_one_is_left(tmp_path, hang):
+    """os._exit skips atexit: the entry runs the handlers first (a script may flush what it
+    recorded there), and a handler that never returns holds the exit ATEXIT_BOUND at most."""
+    from connector.ending import ATEXIT_BOUND
+
+    (tmp_path / "s.py").write_text(ATEXIT)
+    (tmp_path / "hang.flag").write_text("--hang" if hang else "")
+    (tmp_path / "c.yaml").write_text(CONFIG.format(flush=1).replace("12:00:00", "10:00:05"))
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "connector", "run", "c.yaml", "--quiet"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - began
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.txt").read_text() == "x\n" * 5
+    if hang:  # the hung handler ran first and was left: the recording one never got its turn
+        assert not (tmp_path / "atexit.txt").exists()
+        assert took >= ATEXIT_BOUND
+    else:
+        assert (tmp_path / "atexit.txt").read_text() == "ran"
+    assert took < ATEXIT_BOUND + 30

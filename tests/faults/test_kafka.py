@@ -109,7 +109,7 @@ def test_broker_killed_in_a_live_run_with_a_file_beside_it(private_kafka, tmp_pa
     script = write_script(tmp_path / "s.py")
     topic = topic_name("faults")
     outputs = [kafka_out(private_kafka, topic),
-               {"file": {"path": "events.jsonl", "dead_letter": "dead.jsonl"}}]
+               {"file": {"path": "events.jsonl", "dead_letter": "dead-file.jsonl"}}]
     config = write_config(tmp_path / "c.yaml", script, outputs, 2000)
     run = Run(tmp_path, config, "--duration", "16", "--linger", "3")
     run.wait_delivered(4000)
@@ -123,7 +123,8 @@ def test_broker_killed_in_a_live_run_with_a_file_beside_it(private_kafka, tmp_pa
     no_traceback(run.stderr)
     s = run.summary
     print("\n" + s.text)
-    dead = dead_letters(tmp_path / "dead.jsonl")
+    # each output its own dead letter: one file for two would interleave (refused)
+    dead = dead_letters(tmp_path / "dead.jsonl") + dead_letters(tmp_path / "dead-file.jsonl")
     assert s.produced == 2000 * 16, s.text  # --duration counts from ready: exact
     for output in (K, "file-1"):
         check_accounts(s, output, dead=dead)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -25,7 +24,7 @@ import pytest
 
 from connector.outputs.base import Batch
 from tests.harness.accounts import check_accounts, dead_letters
-from tests.harness.cli import EXAMPLES, Run, no_traceback, run_cli
+from tests.harness.cli import EXAMPLES, Run, no_traceback, run_cli, wait_for
 from tests.harness.faults import write_config
 from tests.harness.jaeger import TcpProxy, wait_for_trace
 
@@ -152,26 +151,24 @@ def test_endpoint_down_at_start_over_http_names_the_cause(private_jaeger, write)
 
 @pytest.mark.wallclock
 def test_a_run_waits_for_an_endpoint_that_comes_up(private_jaeger, tmp_path, write):
-    """Jaeger (our own) starts 6 s after the run: the run waits, says so, then delivers."""
+    """Jaeger (our own) starts once the run has said, 5 s in, that it waits for it: the run
+    waits, says so, then delivers (the moment is read from the run, not guessed)."""
     own = private_jaeger
     own.stop()
     config = live_tracing_config(write, own.otlp_grpc, per_second=5, connect_timeout=60)
-    starter = threading.Timer(6, own.start)
-    starter.start()
-    try:
-        result = run_cli("run", config, "--duration", "3", timeout=120)
-        starter.join()
-        assert result.code == 0, result.stderr
-        assert f"connecting to otlp-0 at {own.otlp_grpc} (5 s of 60 s)" in result.stderr
-        summary = result.summary("otlp-0")
-        assert summary["delivered"] == summary["produced"] > 0
-        traces = sent_traces(tmp_path / "spans.jsonl")
-        assert sum(len(s) for s in traces.values()) == summary["produced"]
-        for trace_id, span_ids in traces.items():
-            got = wait_for_trace(own.query, trace_id, min_spans=len(span_ids), timeout=20)
-            assert {s["spanID"] for s in got} == span_ids
-    finally:
-        starter.join()
+    run = Run(tmp_path, config, "--duration", "3", metrics=False)
+    waiting = f"connecting to otlp-0 at {own.otlp_grpc} (5 s of 60 s)"
+    wait_for("the run to say it waits", lambda: waiting in run.stderr, timeout=60)
+    own.start()
+    code = run.wait(120)
+    assert code == 0, run.stderr
+    summary = run.summary
+    assert summary.delivered("otlp-0") == summary.produced > 0, summary.text
+    traces = sent_traces(tmp_path / "spans.jsonl")
+    assert sum(len(s) for s in traces.values()) == summary.produced
+    for trace_id, span_ids in traces.items():
+        got = wait_for_trace(own.query, trace_id, min_spans=len(span_ids), timeout=20)
+        assert {s["spanID"] for s in got} == span_ids
 
 
 def spans(count: int, first: int = 1) -> list[str]:

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from connector.outputs import file as file_output
 from connector.outputs import stdout as stdout_output
-from connector.outputs.base import Acks, When, parse_event
+from connector.outputs.base import Acks, Batch, When, parse_event
 from connector.outputs.formatter import UNKEPT
 from tests.harness.hypothesis_profiles import budget
 
@@ -163,7 +163,7 @@ def through(tmp_path: Path, kind: str, fmt: str, docs: list[str]) -> tuple[list[
         stream = open(path, "w")  # noqa: SIM115 (closed below)
         out = stdout_output.StdoutOutput(stdout_output.Config(**formatter), acks, stream)
     out.start()
-    out.write_batch(list(docs))
+    out.write_batch(Batch(list(docs)))
     out.flush(1)
     out.close()
     if kind == "stdout":
@@ -318,7 +318,7 @@ def test_kafka_raw_reads_back_what_it_accepts(kafka_bootstrap, kafka_topic, docs
     out = kafka.build(kafka.Config(bootstrap_servers=kafka_bootstrap, topic=topic, key="k"),
                       acks)
     out.start()
-    out.write_batch(list(docs))
+    out.write_batch(Batch(list(docs)))
     assert out.flush(30) == 0
     out.close()
     assert acks.delivered + acks.failed == len(docs)
