@@ -19,6 +19,7 @@ __all__ = [
     "INVALID_TOPIC",
     "NOT_COMMITTED",
     "PURGED",
+    "UNFINISHED",
     "UNKNOWN_TOPIC",
     "UTF8",
     "code_failure",
@@ -34,6 +35,9 @@ INVALID_TOPIC = "invalid topic name (from the topic template)"
 UNKNOWN_TOPIC = "unknown topic (does it exist? is auto-creation off?)"
 FENCED = "transaction fenced (another producer uses its transactional id)"
 NOT_COMMITTED = "transaction not committed at shutdown"
+# the stop deadline passed with a commit (or the abort after it) still under way: the
+# broker may complete a commit it had received
+UNFINISHED = "transaction unfinished at shutdown (possibly committed)"
 CALL_FAILED = "another event of its produce() call failed (transactions)"
 UTF8 = "cannot encode as UTF-8 (lone surrogate)"
 # purged at the flush deadline: the client had taken it, and may have sent it already (a
