@@ -16,6 +16,7 @@ exact).
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -429,3 +431,101 @@ def test_ready_is_cheap_even_with_the_broker_gone(private_kafka, tmp_path):
     assert answers == [False] * 20
     out.close()
     broker.start()
+
+
+def _usage(pid: int) -> tuple[float, int] | None:
+    """(CPU seconds of its main thread, where the pipeline and the transaction retries run;
+    resident bytes of the process), from /proc; None once it is gone. librdkafka's own
+    threads are left out: a broker thread facing a stalled broker may busy itself with
+    its socket (librdkafka's, not the connector's doing)."""
+    try:
+        stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(stat[11]) + int(stat[12])) / ticks, rss * os.sysconf("SC_PAGE_SIZE")
+
+
+def _watch(run: Run, timeout: float) -> tuple[float, int, float]:
+    """Until the run exits (within `timeout`): the main thread's CPU seconds last seen, the peak
+    resident bytes, and when it was last seen alive."""
+    cpu, peak, seen = 0.0, 0, time.monotonic()
+    end = time.monotonic() + timeout
+    while run.proc.poll() is None and time.monotonic() < end:
+        usage = _usage(run.pid)
+        if usage is not None:
+            cpu, peak, seen = usage[0], max(peak, usage[1]), time.monotonic()
+        time.sleep(0.1)
+    run.wait(max(1.0, end - time.monotonic()))
+    return cpu, peak, seen
+
+
+def _transactional_run(private_kafka, tmp_path, name: str, tx_timeout_ms: int, **extra) -> Run:
+    script = write_script(tmp_path / "s.py")
+    out = kafka_out(private_kafka, topic_name(name),
+                    transactions={"id": f"{name}-{uuid.uuid4().hex[:8]}", "commit_every": 0.2},
+                    producer={"transaction.timeout.ms": tx_timeout_ms}, **extra)
+    config = write_config(tmp_path / "c.yaml", script, [out], 200)
+    run = Run(tmp_path, config, "--duration", "300")
+    run.wait_delivered(400)
+    return run
+
+
+@pytest.mark.wallclock
+def test_transactions_with_the_broker_stalled_past_the_transaction_timeout(private_kafka,
+                                                                           tmp_path):
+    """SIGSTOP past transaction.timeout.ms (8 s): the commit times out, the abort is
+    refused while the commit is still under way in the client (_CONFLICT, retriable), and
+    is asked again after a backoff, not in a busy loop: CPU and memory stay bounded, and
+    the run stops with exit 1 naming the cause within the transaction timeout plus a
+    margin (the README's word)."""
+    run = _transactional_run(private_kafka, tmp_path, "txstall", 8000)
+    try:
+        before = _usage(run.pid)
+        assert before is not None
+        private_kafka.pause()
+        paused = time.monotonic()
+        cpu, peak, seen = _watch(run, 8 + 30)
+    finally:
+        private_kafka.resume()
+        run.kill()
+    took = run.ended - paused
+    no_traceback(run.stderr)
+    s = run.summary
+    print(f"\nexited {took:.1f}s after the stall; {cpu - before[0]:.1f} CPU s over "
+          f"{seen - paused:.1f} s; peak {peak >> 20} MiB\n{s.text}")
+    assert run.proc.returncode == 1, s.text
+    assert "could neither commit nor abort within 8s (transaction.timeout.ms" in run.stderr
+    assert took <= 8 + 20, f"exited {took:.1f}s after the stall (transaction timeout 8 s)"
+    assert cpu - before[0] <= 0.1 * (seen - paused) + 1, "the retries spun while the broker stalled"
+    assert peak - before[1] < 200 << 20, f"memory grew {(peak - before[1]) >> 20} MiB"
+    check_accounts(s, K, dead=dead_letters(tmp_path / "dead.jsonl"))
+
+
+@pytest.mark.wallclock
+def test_sigterm_bounds_a_commit_under_way_with_the_broker_stalled(private_kafka, tmp_path):
+    """SIGTERM while a commit waits on a stalled broker (transaction timeout 60 s): the
+    run ends within flush_timeout (4 s) plus a margin, CPU bounded, accounts exact; the
+    open transaction's events fail as possibly committed."""
+    run = _transactional_run(private_kafka, tmp_path, "txterm", 60000, flush_timeout=4)
+    try:
+        before = _usage(run.pid)
+        assert before is not None
+        private_kafka.pause()
+        time.sleep(3)  # a commit is under way (commit_every 0.2 s), waiting on the broker
+        signalled = time.monotonic()
+        run.signal(signal.SIGTERM)
+        cpu, _peak, seen = _watch(run, 4 + 30)
+    finally:
+        private_kafka.resume()
+        run.kill()
+    took = run.ended - signalled
+    no_traceback(run.stderr)
+    s = run.summary
+    print(f"\nexited {took:.1f}s after SIGTERM (flush_timeout 4)\n{s.text}")
+    assert took <= 4 + 10, f"exited {took:.1f}s after SIGTERM (flush_timeout 4)\n{s.text}"
+    assert cpu - before[0] <= 0.1 * (seen - signalled + 3) + 1, "the retries spun at the stall"
+    assert run.proc.returncode == 1, s.text
+    assert s.reasons(K).get("transaction unfinished at shutdown (possibly committed)", 0) > 0, s.text
+    check_accounts(s, K, dead=dead_letters(tmp_path / "dead.jsonl"))

@@ -17,7 +17,7 @@ from tests.harness.cli import Run, no_traceback, wait_for
 from tests.harness.faults import (
     NOT_SENT,
     POSSIBLY_WRITTEN,
-    UNDELIVERED,
+    PURGED,
     by_reason,
     field_of,
     ns_of,
@@ -74,7 +74,7 @@ def check_stopped_run(run: Run, kafka: PrivateKafka, topic: str, tmp_path) -> Su
     assert delivered <= set(ns), f"{len(delivered - set(ns))} delivered events not in the topic"
     # beyond the delivered events, the topic may hold only events that were in flight when
     # they failed (possibly written before the broker died), never one reported not sent
-    in_flight = set(field_of(by_reason(dead, POSSIBLY_WRITTEN) + by_reason(dead, UNDELIVERED)))
+    in_flight = set(field_of(by_reason(dead, POSSIBLY_WRITTEN) + by_reason(dead, PURGED)))
     assert set(ns) - delivered <= in_flight
     return s
 

@@ -19,6 +19,7 @@ import yaml
 NOT_SENT = "not sent: stopping"
 POSSIBLY_WRITTEN = "timed out (possibly written)"
 UNDELIVERED = "undelivered at the flush deadline (flush_timeout)"
+PURGED = "undelivered at the flush deadline (possibly written)"  # Kafka: taken by the client
 
 
 # -- the connector's input ------------------------------------------------------------------

@@ -27,7 +27,7 @@ from connector.outputs.base import Output, OutputConfig
 from connector.testing import FailingSink, ListSink, StoppingSink
 
 # Helpers of the suite, in one block (their home may move: repoint them here).
-from tests.harness.faults import POSSIBLY_WRITTEN, UNDELIVERED
+from tests.harness.faults import POSSIBLY_WRITTEN, PURGED, UNDELIVERED
 from tests.harness.jaeger import TcpProxy, get_trace, wait_for_trace
 from tests.harness.kafka import create_topic, read_topic
 
@@ -265,7 +265,7 @@ def _kafka(encoding: str = "raw", schema: bool = False, stall: bool = False):
             target.stall_now, target.read, target.blocks = broker.pause, resume_and_read, True
             # a request the paused broker had received is written once it resumes, though
             # the client gave up on it: its events may be in the topic
-            target.maybe_written = (UNDELIVERED, POSSIBLY_WRITTEN)
+            target.maybe_written = (PURGED, POSSIBLY_WRITTEN)
         return target
 
     return setup

@@ -11,7 +11,6 @@ from confluent_kafka import KafkaError
 
 from connector.delivery import (
     THROTTLED,
-    UNDELIVERED,
     DeliveryError,
     Failure,
     Kind,
@@ -48,7 +47,10 @@ def test_kafka_errors_map_onto_the_one_classification_with_their_reasons_unchang
     assert timed_out == Failure("timed out (possibly written)", "the client's own words",
                                 Kind.RETRYABLE)
     purged = errors.delivery_failure(err(KafkaError._PURGE_QUEUE))
-    assert (purged.reason, purged.detail, purged.kind) == (UNDELIVERED, None, Kind.RETRYABLE)
+    assert (purged.reason, purged.detail, purged.kind) == (errors.PURGED, None, Kind.RETRYABLE)
+    assert errors.PURGED == "undelivered at the flush deadline (possibly written)"
+    in_flight = errors.delivery_failure(err(KafkaError._PURGE_INFLIGHT))
+    assert in_flight.reason == errors.PURGED
     assert errors.delivery_failure(err(KafkaError.TOPIC_EXCEPTION)).reason == errors.INVALID_TOPIC
     too_large = errors.delivery_failure(err(KafkaError.MSG_SIZE_TOO_LARGE))
     assert too_large.reason == "MSG_SIZE_TOO_LARGE: " + KafkaError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 
 from connector.outputs.base import Acks
 
@@ -26,16 +27,35 @@ class ClientLog:
     coordinator on a fresh start); one still open after GRACE is logged once at WARNING
     with its repeat count, then `recovered after N s` at INFO. Repeats are only counted.
     Each event is logged once: the error callback logs nothing.
+
+    A condition is judged when it would warn, not only by what passed meanwhile: an idle
+    producer delivers nothing and may have no ready() caller, so before a warning (and at
+    close) `probe` (set once the output has started) asks the client for a metadata answer;
+    one that comes means the condition has cleared. A failed probe is trusted PROBE_FOR s.
     """
 
     GRACE = 10.0
     REMIND = 60.0  # a condition still open says so again, with its count, this often
+    PROBE_FOR = 5.0
 
-    def __init__(self, acks: Acks):
+    def __init__(self, acks: Acks, probe: Callable[[], bool] | None = None):
         self.acks = acks
         self.healthy = 0  # bumped on a metadata answer; deliveries count too
         self.open: dict[str, list] = {}  # key -> [first, last, count, message, warned at, health]
+        self.probe = probe  # () -> the client has an answer from the cluster now
         self._next = 0.0
+        self._failed_probe = -1e9  # when a probe last got no answer
+
+    def _judge(self, now: float, seen: int) -> int:
+        """The health now, for a condition about to be warned of that nothing has cleared
+        since `seen`: probed (a failed probe is trusted PROBE_FOR s)."""
+        if self.probe is None or now - self._failed_probe < self.PROBE_FOR:
+            return seen
+        if self.probe():
+            self.healthy += 1
+        else:
+            self._failed_probe = time.monotonic()
+        return self._health()
 
     def _health(self) -> int:
         return self.healthy + self.acks.delivered
@@ -64,7 +84,7 @@ class ClientLog:
                 entry = self.open[key] = [now, now, 0, strip(message), 0.0, 0]
                 client_log.debug("%s: %s %s", self.acks.name, fac, message)
         entry[1], entry[2], entry[5] = now, entry[2] + 1, self._health()
-        self.check(now)
+        # no promotion here (inside the client's poll): check(), after it, judges and warns
 
     def check(self, now: float | None = None) -> None:
         """Promote, remind or clear open conditions (cheap when there are none)."""
@@ -77,13 +97,16 @@ class ClientLog:
         health = self._health()
         for key, entry in list(self.open.items()):
             first, _last, count, message, warned, seen = entry
+            due = now - first >= self.GRACE and now - warned >= self.REMIND
+            if due and health == seen:
+                health = self._judge(now, seen)
             if health != seen:
                 del self.open[key]
                 if warned:
                     client_log.info(
                         "%s: recovered after %d s: %s", self.acks.name, now - first, message
                     )
-            elif now - first >= self.GRACE and now - warned >= self.REMIND:
+            elif due:
                 client_log.warning(
                     "%s: %s (%d time(s) in %d s)%s",
                     self.acks.name,
@@ -98,6 +121,11 @@ class ClientLog:
         """At shutdown: a condition that never cleared is reported, however young."""
         self._next = 0.0
         self.check()
+        if self.open and any(not entry[4] for entry in self.open.values()):
+            health = self._judge(time.monotonic(), self._health())
+            for key, entry in list(self.open.items()):
+                if entry[5] != health and not entry[4]:
+                    del self.open[key]  # cleared: never warned, nothing to say
         for entry in self.open.values():
             first, _last, count, message, warned, _seen = entry
             if not warned:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
 
-from connector.delivery import UNDELIVERED, Failure, Kind
+from connector.delivery import Failure, Kind
 
 __all__ = [
     "CALL_FAILED",
     "FENCED",
     "INVALID_TOPIC",
     "NOT_COMMITTED",
+    "PURGED",
+    "UNFINISHED",
     "UNKNOWN_TOPIC",
     "UTF8",
     "code_failure",
@@ -33,8 +35,14 @@ INVALID_TOPIC = "invalid topic name (from the topic template)"
 UNKNOWN_TOPIC = "unknown topic (does it exist? is auto-creation off?)"
 FENCED = "transaction fenced (another producer uses its transactional id)"
 NOT_COMMITTED = "transaction not committed at shutdown"
+# the stop deadline passed with a commit (or the abort after it) still under way: the
+# broker may complete a commit it had received
+UNFINISHED = "transaction unfinished at shutdown (possibly committed)"
 CALL_FAILED = "another event of its produce() call failed (transactions)"
 UTF8 = "cannot encode as UTF-8 (lone surrogate)"
+# purged at the flush deadline: the client had taken it, and may have sent it already (a
+# request the broker received is written even when its answer never comes)
+PURGED = "undelivered at the flush deadline (possibly written)"
 
 # the broker asks the client to slow down: the same request a moment later goes through
 _THROTTLED = {KafkaError.THROTTLING_QUOTA_EXCEEDED, KafkaError._QUEUE_FULL}
@@ -102,7 +110,7 @@ def delivery_failure(err: KafkaError) -> Failure:
     """A delivery report's error: the message was taken, and it failed for good."""
     code = err.code()
     if code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
-        return Failure(UNDELIVERED, None, Kind.RETRYABLE)
+        return Failure(PURGED, None, Kind.RETRYABLE)
     if code == KafkaError._MSG_TIMED_OUT:  # sent, maybe written, never acknowledged
         return Failure("timed out (possibly written)", err.str(), Kind.RETRYABLE)
     if code == KafkaError._TIMED_OUT_QUEUE:

@@ -100,6 +100,7 @@ class KafkaOutput:
                 self.client_log.check()
                 if self.transactions is not None:
                     self.transactions.start(connecting)
+                self.client_log.probe = self._probe  # started: a warning is judged first
                 return
             except KafkaException as exc:
                 failure = exc.args[0]
@@ -125,6 +126,17 @@ class KafkaOutput:
                         "or raise connect_timeout"
                     )
                 )
+
+    def _probe(self) -> bool:
+        """A metadata answer now (the client log's rule, before it warns)."""
+        producer = self.producer
+        if producer is None:
+            return False
+        try:
+            producer.list_topics(timeout=0.5)
+        except KafkaException:
+            return False
+        return True
 
     def ready(self) -> bool:
         """Cheap: the answer is kept 5 s, and deliveries since the last look are proof enough

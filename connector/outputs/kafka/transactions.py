@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from connector.logs import redact
 from connector.outputs.base import Connecting, OutputError, OutputFatal
 from connector.outputs.kafka import errors
 from connector.outputs.kafka.client_log import strip
-from connector.outputs.kafka.errors import CALL_FAILED, FENCED, NOT_COMMITTED
+from connector.outputs.kafka.errors import CALL_FAILED, FENCED, NOT_COMMITTED, UNFINISHED
 from connector.outputs.kafka.positions import MarkerTopicStore
 from connector.outputs.kafka.sink import KafkaSink, RouteError, Stop
 
@@ -73,11 +74,20 @@ class Segment:
 
 
 class _TxFailed(Exception):
-    """A transaction request or produce failed: abort and send again, or (fatal) stop."""
+    """A transaction request or produce failed: abort and send again, or (fatal) stop.
+    `cause`: the failure the abort was for, when the abort itself failed."""
 
-    def __init__(self, err: KafkaError | None, fatal: bool = False, consume: bool = True):
+    def __init__(self, err: KafkaError | None, fatal: bool = False, consume: bool = True,
+                 cause: KafkaError | None = None):
         super().__init__(err)
-        self.err, self.fatal, self.consume = err, fatal, consume
+        self.err, self.fatal, self.consume, self.cause = err, fatal, consume, cause
+
+
+class _Unfinished(Stop):
+    """The stop deadline passed while a commit or abort was still under way."""
+
+    def __init__(self):
+        super().__init__(interrupted=False, taken=False)
 
 
 class TransactionalSink:
@@ -99,6 +109,7 @@ class TransactionalSink:
         self._marked = False  # mark() is called after each hand-off: it is the commit point
         self._wait_by: float | None = None  # flush()'s deadline for transaction requests
         self._timeout = 60.0  # transaction.timeout.ms, in seconds (read at start)
+        self._by: float | None = None  # a step's commit and abort, together, end by then
 
     @property
     def producer(self):
@@ -198,6 +209,8 @@ class TransactionalSink:
         """Run a transaction step. An abortable failure aborts the transaction and sends its
         calls again in a new one (each call twice at most); a fatal one raises OutputFatal.
         Stopping or interrupted meanwhile: the open transaction is given up."""
+        # a commit that cannot finish and the abort after it share one transaction timeout
+        self._by = time.monotonic() + self._timeout
         try:
             while True:
                 try:
@@ -205,15 +218,18 @@ class TransactionalSink:
                     return
                 except _TxFailed as exc:
                     if exc.fatal:
-                        self._fence(exc.err)
+                        self._fence(exc.err, exc.cause)
                     step, args = self._abort, (exc.err, exc.consume)
         except Stop as exc:
-            self._give_up(NOT_SENT)
+            # a commit under way when the stop deadline passed may still land: say so
+            self._give_up(UNFINISHED if isinstance(exc, _Unfinished) else NOT_SENT)
             if exc.interrupted:
                 raise KeyboardInterrupt from None
         except KeyboardInterrupt:
             self._give_up(NOT_SENT)
             raise
+        finally:
+            self._by = None
 
     def _add(self, segment: Segment) -> None:
         self._segments.append(segment)
@@ -306,12 +322,24 @@ class TransactionalSink:
         self.acks.transactions["committed"] += 1
         self.acks.transaction_seconds.observe(time.monotonic() - self._began)
 
+    def _deadline(self) -> float:
+        """When a transaction request must end: the step's transaction timeout, at shutdown
+        flush's deadline, and from a stop request the stop deadline (flush_timeout)."""
+        deadline = self._by or time.monotonic() + self._timeout
+        for other in (self._wait_by, self.sink.stop_deadline):
+            if other is not None and other < deadline:
+                deadline = other
+        return deadline
+
     def _call(self, request) -> None:
-        """A transaction request (commit, abort), asked again while it only times out, up
-        to the transaction timeout (at shutdown, flush's deadline)."""
-        deadline = self._wait_by or time.monotonic() + self._timeout
+        """A transaction request (commit, abort), asked again while it fails retriably, up
+        to _deadline(). Each retry waits a jittered, doubling backoff (at most 1 s): an
+        abort refused at once while the timed-out commit is still under way in the client
+        (_CONFLICT, retriable) is not asked again in a busy loop. Past the stop deadline,
+        _Unfinished."""
+        backoff = 0.05
         while True:
-            left = deadline - time.monotonic()
+            left = self._deadline() - time.monotonic()
             try:
                 request(max(0.1, min(left, 5.0)))
                 return
@@ -319,9 +347,16 @@ class TransactionalSink:
                 err = exc.args[0]
             if err.fatal():
                 raise _TxFailed(err, fatal=True)
-            if err.txn_requires_abort() or not err.retriable() or time.monotonic() >= deadline:
+            if err.txn_requires_abort() or not err.retriable():
+                raise _TxFailed(err)
+            stop, now = self.sink.stop_deadline, time.monotonic()
+            if stop is not None and now >= stop:
+                raise _Unfinished()
+            if now >= self._deadline():
                 raise _TxFailed(err)
             self.sink.client_log.check()
+            time.sleep(max(0.0, min(backoff * random.uniform(0.5, 1), self._deadline() - now)))
+            backoff = min(backoff * 2, 1.0)
 
     def _abort(self, err: KafkaError | None, consume: bool = True) -> None:
         """Abort the open transaction and send its calls again in a new one; a call already
@@ -339,7 +374,10 @@ class TransactionalSink:
                 self._call(self.producer.abort_transaction)
             except _TxFailed as exc:  # cannot abort: the producer cannot go on
                 self._segments = segments
-                raise _TxFailed(exc.err, fatal=True) from None
+                raise _TxFailed(exc.err, fatal=True, cause=err) from None
+            except _Unfinished:
+                self._segments = segments
+                raise
             finally:
                 self._drain()
             self._open = False
@@ -369,6 +407,9 @@ class TransactionalSink:
         self._discard = True
         try:
             deadline = time.monotonic() + 5.0
+            stop = self.sink.stop_deadline
+            if stop is not None:
+                deadline = min(deadline, max(stop, time.monotonic() + 0.1))
             while len(self.producer) and time.monotonic() < deadline:
                 with contextlib.suppress(KafkaException):  # the abort's error, once more
                     self.producer.poll(0.05)
@@ -384,14 +425,24 @@ class TransactionalSink:
             self._open = False
             if self.fatal is None:
                 self._discard = True
+                stop = self.sink.stop_deadline
+                wait = 2.0 if stop is None else max(0.1, min(2.0, stop - time.monotonic()))
                 with contextlib.suppress(KafkaException):
-                    self.producer.abort_transaction(2.0)
+                    self.producer.abort_transaction(wait)
                 self._drain()
 
-    def _fence(self, err: KafkaError | None) -> None:
-        """A fatal error: the events of the open transaction fail, OutputFatal stops the run."""
+    def _fence(self, err: KafkaError | None, cause: KafkaError | None = None) -> None:
+        """A fatal error: the events of the open transaction fail, OutputFatal stops the run.
+        `cause`: the failure that the abort (err) could not recover from."""
         tid, text = self.transactional_id, strip(err.str()) if err is not None else "unknown"
-        if err is not None and errors.fenced(err):
+        if cause is not None and not (err is not None and errors.fenced(err)):
+            self._fatal_reason = "transaction failed for good: " + errors.code_failure(cause).reason
+            message = (
+                f"transactional id {tid!r}: the transaction could neither commit nor abort "
+                f"within {self._timeout:g}s (transaction.timeout.ms; the broker stalled or "
+                f"gone that long?): {strip(cause.str())}; the abort: {text}"
+            )
+        elif err is not None and errors.fenced(err):
             self._fatal_reason = FENCED
             message = (
                 f"transactional id {tid!r} was fenced: another producer started with the same "
