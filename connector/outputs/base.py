@@ -231,12 +231,18 @@ class Acks:
         for value in values:
             self.fail(reason, value, detail, **where)
 
-    def settle(self) -> None:
+    def settle(self, cut: list | None = None) -> None:
         """After close(): anything never acknowledged is counted as failed, never lost.
         Outputs keep the values of what is in flight and fail it themselves at close(), so
-        this is a last resort; its dead-letter lines carry no value, but they keep the
+        this is a last resort. `cut`: the events of a batch a second signal stopped before
+        write_batch took any of them (see OutputHandle.write): still unaccounted, they fail
+        as not sent, with their values; other lines here carry no value, but they keep the
         dead letter's count equal to the failures."""
         missing = self.pending
+        if missing > 0 and cut:
+            unsent = cut[max(0, len(cut) - missing) :]  # an output accounts in order
+            missing -= len(unsent)
+            self.fail_all(NOT_SENT, unsent)
         if missing > 0:
             for _ in range(missing):
                 self.fail("never acknowledged by the output", None)
