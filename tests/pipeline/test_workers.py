@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from connector.testing import free_port
-from tests.harness.cli import Result, run_cli, wait_for
+from tests.harness.cli import Result, run_cli, wait_for, worker_pids
 from tests.harness.metrics import http_status, metric, scrape
 
 SCRIPT = "import os\ndef produce(p):\n    return [f\"{p['timestamp'].isoformat()} {os.getpid()}\"] * 2\n"
@@ -177,21 +177,6 @@ def test_workers_log_like_the_parent(write, kafka_topic):
                 assert '"level": "warning"' in line and '"time": ' in line and "***" in line
 
 
-def _workers_of(pid: int) -> list[int]:
-    """The worker processes of a `connector run --workers N` (its spawned children)."""
-    children = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            children += [int(c) for c in f.read().split()]
-    workers = []
-    for child in children:
-        with contextlib.suppress(OSError), open(f"/proc/{child}/cmdline", "rb") as f:
-            cmdline = f.read()
-            if b"spawn_main" in cmdline:
-                workers.append(child)
-    return sorted(workers)
-
-
 def test_a_worker_killed_mid_backfill_into_kafka_is_accounted_within_a_stated_bound(
     tmp_path, kafka_topic
 ):
@@ -216,7 +201,7 @@ def test_a_worker_killed_mid_backfill_into_kafka_is_accounted_within_a_stated_bo
     run = Run(tmp_path, config, "--workers", "2")
     try:
         run.wait_delivered(30_000, timeout=120)
-        workers = _workers_of(run.pid)
+        workers = worker_pids(run.pid)
         assert len(workers) == 2, workers
         os.kill(workers[0], signal.SIGKILL)
         code = run.wait(120)
