@@ -104,6 +104,9 @@ class Pipeline:
         self._cut_call = False  # --max-events cut the last call: it is not handed whole
         self._handed_ticks = 0  # ticks whose events have all been handed to the outputs
         self._worker = o.identity.worker
+        # --workers: told at each hand-off (its size) and after it (0), so that the parent
+        # knows what a worker killed without a word had handed over (workers.Ledger)
+        self.ledger: Callable[[int], None] | None = None
 
     # -- stopping ----------------------------------------------------------------------
     @property
@@ -376,11 +379,16 @@ class Pipeline:
         """Each handle gets the batch once, or what its `when` rule selects of it."""
         fan, ticks = self._fan, self._ticks0 + sum(self.calls) - self._cut_call
         position = {"worker": self._worker, "ticks": ticks} if fan.positional else None
+        ledger = self.ledger
+        if ledger is not None:
+            ledger(len(events))
         self.waiting = True  # an output may hold us up (backpressure): no stall
         try:
             fan.hand_off(events, marks, position, None if self.checker is None else self._trace)
         finally:
             self.waiting = False
+        if ledger is not None:
+            ledger(0)
         self._handed_ticks = ticks
 
     def _trace(self, batch: Batch, chosen: list[Batch] | None) -> None:

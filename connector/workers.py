@@ -46,7 +46,8 @@ __all__ = ["Workers"]
 
 log = logging.getLogger("connector")
 
-SNAPSHOT_EVERY = 0.5
+SNAPSHOT_EVERY = 0.1  # how stale the parent's view of a worker killed without a word is
+SILENT_AFTER = 2.0  # a worker unheard of this long is stalled
 PROBE_EVERY = 5.0  # ready() may cost the broker a metadata request: not every snapshot
 ORPHAN_GRACE = 60.0  # a worker whose parent died flushes this long at most, then exits
 
@@ -75,6 +76,46 @@ class _ToParent:
             self.send(("position", position))
 
 
+class Ledger:
+    """What a worker has handed to its outputs, kept in memory its parent shares: written
+    by the worker's hot path as each batch is handed over (a few stores, no lock, no call
+    into the outputs), read by the parent when the worker is killed without a final word.
+
+    Layout: [0] the size of the batch being handed over (0 between hand-offs); then per
+    input its produce() calls, then its events, as of the last hand-off; then per output
+    the events handed to it before the batch under way."""
+
+    def __init__(self, inputs: int, outputs: int, array=None):
+        self.inputs, self.outputs = inputs, outputs
+        self.array = array if array is not None else [0] * (1 + 2 * inputs + outputs)
+
+    @classmethod
+    def shared(cls, ctx, inputs: int, outputs: int) -> Ledger:
+        return cls(inputs, outputs, ctx.RawArray("q", 1 + 2 * inputs + outputs))
+
+    def writer(self, pipeline: Pipeline):
+        a, n, handles = self.array, self.inputs, pipeline.outputs
+        calls, extra = pipeline.calls, pipeline.extra
+        first = 1 + 2 * n
+
+        def note(batch: int) -> None:
+            if batch:  # a batch handed over: what was produced up to it, then its size
+                for i in range(n):
+                    a[1 + i] = calls[i]
+                    a[1 + n + i] = calls[i] + extra[i]
+            else:  # handed: what each output has
+                for k, handle in enumerate(handles):
+                    a[first + k] = handle.acks.handed
+            a[0] = batch
+
+        return note
+
+    def read(self) -> tuple[int, list[int], list[int], list[int]]:
+        """(batch under way, calls per input, events per input, handed per output)."""
+        a, n = list(self.array), self.inputs
+        return a[0], a[1 : 1 + n], a[1 + n : 1 + 2 * n], a[1 + 2 * n :]
+
+
 def _worker(
     path: str,
     options: RunOptions,
@@ -84,6 +125,7 @@ def _worker(
     link,
     resume: dict | None,
     stdout_lock: str | None,
+    ledger: Ledger | None = None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards a SIGTERM instead
     logs.apply()  # the same format, level, rate limits and redaction as the parent
@@ -120,6 +162,8 @@ def _worker(
 
     store = _ToParent(resume, up) if checkpointing else None
     pipeline = Pipeline(config, script, outputs, options, anchor=anchor, positions=store)
+    if ledger is not None:
+        pipeline.ledger = ledger.writer(pipeline)
 
     def on_term(_signum, _frame) -> None:
         if pipeline.stopping:
@@ -188,6 +232,7 @@ class Workers:
         self.finals: set[int] = set()
         self.problems: list[str] = []
         self.procs: list = []
+        self.ledgers: list[Ledger] = []
         self.links: list = []  # one pipe per worker: its RunStats up, the anchor down
         self.anchored = False
         self._lock = None  # stdout's lock file, when an output writes to stdout
@@ -230,7 +275,7 @@ class Workers:
             if part is None:
                 part = self._empty()
             elif w not in self.finals:  # a silent worker is a stalled one
-                silent = now - self.heard[w] - 4 * SNAPSHOT_EVERY
+                silent = now - self.heard[w] - SILENT_AFTER
                 if silent > 0:
                     part = dataclasses.replace(part, stalled=part.stalled + silent)
             parts.append(part)
@@ -270,11 +315,13 @@ class Workers:
             # leave a lock held or a message half-written for the others.
             ours, theirs = ctx.Pipe()
             path = str(self.config_path)
+            ledger = Ledger.shared(ctx, len(self.config.input), len(self.config.output))
+            self.ledgers.append(ledger)
             proc = ctx.Process(
                 target=_worker,
                 name=f"connector-worker-{w}",
                 daemon=True,
-                args=(path, options, self.seed, plan, self.logs, theirs, resume, lock),
+                args=(path, options, self.seed, plan, self.logs, theirs, resume, lock, ledger),
             )
             proc.start()
             theirs.close()  # the worker's end lives in the worker: its exit is our EOF
@@ -338,20 +385,59 @@ class Workers:
                 link.send(anchor)
 
     def _died(self, w: int) -> None:
-        """Gone without a final word: whatever it had in flight is lost, and counted."""
+        """Gone without a final word (killed): the run stops, saying so at once. Its
+        accounts are its last report (every SNAPSHOT_EVERY) corrected by its ledger: every
+        event it had produced up to its last hand-off is counted produced, and what it had
+        handed to an output without a report of the outcome is failed as possibly written,
+        as a timeout is. Only what it produced after its last hand-off is unknown: never
+        handed to an output, at most a batch (and one produce() call's events)."""
         stats = self.snapshots.get(w) or self._empty()
-        outputs = []
-        for o in stats.outputs:
-            lost = o.pending
-            reasons = o.reasons + Counter({f"worker {w} died": lost}) if lost > 0 else o.reasons
-            outputs.append(dataclasses.replace(o, failed=o.failed + max(lost, 0), reasons=reasons))
+        batch, calls, events, handed = self.ledgers[w].read()
+        reason = f"worker {w} died (possibly written)"
+        outputs, unsure = [], 0
+        entries = self.config.output
+        for o, before, entry in zip(stats.outputs, handed, entries, strict=True):
+            total = max(o.handed, before + batch)  # the batch under way: maybe handed
+            lost = total - o.delivered - o.failed
+            unsure = max(unsure, lost)
+            if lost > 0 and entry.settings.dead_letter is not None:
+                # their values died with it: lines without one keep the count exact
+                acks = Acks(o.name, o.plugin, entry.settings.dead_letter)
+                acks.fail_all(reason, [None] * lost)
+                acks.settle()
+                o = dataclasses.replace(
+                    o, dead_letter_lost=o.dead_letter_lost + acks.dead_letter_lost
+                )
+            reasons = o.reasons + Counter({reason: lost}) if lost > 0 else o.reasons
+            outputs.append(
+                dataclasses.replace(
+                    o, handed=total, failed=o.failed + max(lost, 0), reasons=reasons
+                )
+            )
         exitcode = self.procs[w].exitcode
+        unknown = max(self.options.batch_size, batch)
         self.snapshots[w] = dataclasses.replace(
             stats,
             outputs=outputs,
+            calls=calls,  # what it produced up to its last hand-off; the rest is unknown
+            events=events,
             alive=False,
             exhausted=False,  # its last position may not cover what it had in hand
             stalled=0.0,
-            problems=[*stats.problems, f"worker {w} died (exit code {exitcode})"],
+            problems=[
+                *stats.problems,
+                f"worker {w} died (exit code {exitcode}): {unsure} event(s) it had handed "
+                f"over without an outcome are counted failed (possibly written); what it "
+                f"produced after its last hand-off is unknown: at most {unknown} event(s) "
+                "and one produce() call's, never handed to an output",
+            ],
         )
         self.finals.add(w)
+        log.error(
+            "worker %d died (exit code %s); stopping the run: %d event(s) it had handed "
+            "over are possibly written",
+            w,
+            exitcode,
+            unsure,
+        )
+        self.request_stop(f"worker {w} died")

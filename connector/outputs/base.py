@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -36,6 +37,7 @@ from connector import values
 from connector.delivery import NOT_SENT
 from connector.fields import ConfigPath, Strict
 from connector.identity import Identity
+from connector.outputs.formatter import cut_torn_line, torn, write_all
 from connector.stats import Histogram
 
 if TYPE_CHECKING:
@@ -161,7 +163,7 @@ class Acks:
         self.transactions: Counter[str] = Counter()
         self.transaction_seconds = Histogram(self.TX_BUCKETS)
         self._dead_letter_path = dead_letter
-        self._dead_letter = None
+        self._dead_letter: int | None = None  # its fd, opened at the first failure
         self.dead_letter_lost = 0  # records the dead letter could not take (disk full...)
         self._dead_letter_error: str | None = None
         self._lock = threading.Lock()  # failures only: the delivered path stays lock-free
@@ -191,15 +193,26 @@ class Acks:
             try:
                 if self._dead_letter is None:
                     self._dead_letter_path.parent.mkdir(parents=True, exist_ok=True)
-                    # line-buffered: one write() a record, so workers' records never interleave
-                    self._dead_letter = open(  # noqa: SIM115
-                        self._dead_letter_path, "a", encoding="utf-8", buffering=1
+                    # unbuffered, O_APPEND, one write() a record: workers' records never
+                    # interleave, and a failed write can be cut back to the last whole line
+                    self._dead_letter = os.open(
+                        self._dead_letter_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666
                     )
                 if isinstance(value, bytes):
                     value = value.decode("utf-8", "backslashreplace")
                 error = f"{reason}: {detail}" if detail else reason
                 record = {"output": self.name, **where, "value": value, "error": error}
-                self._dead_letter.write(json.dumps(record, default=str) + "\n")
+                data = (json.dumps(record, default=str) + "\n").encode("utf-8")
+                written, exc = write_all(self._dead_letter, data)
+                if isinstance(exc, OSError):  # first the file: whole lines only
+                    cut_torn_line(self._dead_letter, torn(data, written))
+                    raise exc
+                if exc is not None:  # a second signal mid-record: finish the line, then stop
+                    more, error = write_all(self._dead_letter, data[written:])
+                    if error is not None:
+                        cut_torn_line(self._dead_letter, torn(data, written + more))
+                        self.dead_letter_lost += 1
+                    raise exc
             except (OSError, ValueError) as exc:  # the failure still counts; say so once
                 self._dead_letter_error = getattr(exc, "strerror", None) or str(exc)
                 self.dead_letter_lost += 1
@@ -215,18 +228,24 @@ class Acks:
         for value in values:
             self.fail(reason, value, detail, **where)
 
-    def settle(self) -> None:
+    def settle(self, cut: list | None = None) -> None:
         """After close(): anything never acknowledged is counted as failed, never lost.
         Outputs keep the values of what is in flight and fail it themselves at close(), so
-        this is a last resort; its dead-letter lines carry no value, but they keep the
+        this is a last resort. `cut`: the events of a batch a second signal stopped before
+        write_batch took any of them (see OutputHandle.write): still unaccounted, they fail
+        as not sent, with their values; other lines here carry no value, but they keep the
         dead letter's count equal to the failures."""
         missing = self.pending
+        if missing > 0 and cut:
+            unsent = cut[max(0, len(cut) - missing) :]  # an output accounts in order
+            missing -= len(unsent)
+            self.fail_all(NOT_SENT, unsent)
         if missing > 0:
             for _ in range(missing):
                 self.fail("never acknowledged by the output", None)
         if self._dead_letter is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self._dead_letter.close()
+            with contextlib.suppress(OSError):
+                os.close(self._dead_letter)
             self._dead_letter = None
 
 

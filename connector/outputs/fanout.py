@@ -81,6 +81,10 @@ class Fanout:
                 if not write(part if view is None else view(part), n):
                     self._failed(self.handles[k])
         except KeyboardInterrupt:  # a second signal: the outputs after k never see the batch
+            if k >= 0:  # nor k itself, when the signal came before its write() began
+                part = batch if chosen is None else chosen[k]
+                if self.handles[k].seen is not part.events:
+                    k -= 1
             for j in range(k + 1, len(self.handles)):
                 self.handles[j].not_sent(batch if chosen is None else chosen[j], n)
             raise

@@ -9,7 +9,6 @@ by such a failure is cut off again. An event that cannot be one UTF-8 line fails
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import stat
@@ -22,6 +21,7 @@ from connector.outputs.base import Acks, Batch, BuildContext, OutputConfig, Outp
 from connector.outputs.formatter import (
     FormatterConfig,
     account,
+    cut_torn_line,
     encode_lines,
     format_batch,
     torn,
@@ -69,21 +69,10 @@ class FileOutput:
             return
         written, error = write_all(self.fd, data, self.atomic)
         if error is not None:  # first the file, so it holds whole lines whatever follows
-            self._cut_torn_line(self.fd, torn(data, written))
+            cut_torn_line(self.fd, torn(data, written))
         account(data, lines, written, error, self.acks.ok, fail)
         if error is not None and not isinstance(error, OSError):
             raise error  # a second signal: every event of the batch is accounted for
-
-    @staticmethod
-    def _cut_torn_line(fd: int, torn: int) -> None:
-        """Remove the start of a line whose write failed (its event was counted failed), but
-        only while it is the file's last bytes: another process may have appended since."""
-        if torn <= 0:
-            return
-        with contextlib.suppress(OSError):
-            end = os.lseek(fd, 0, os.SEEK_CUR)
-            if os.fstat(fd).st_size == end:
-                os.ftruncate(fd, end - torn)
 
     def poll(self) -> None:
         pass

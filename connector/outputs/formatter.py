@@ -11,6 +11,7 @@ one encode per batch; events are looked at one by one only when that finds a pro
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -22,7 +23,15 @@ import orjson
 from connector.fields import Strict
 from connector.values import Unkept, compact
 
-__all__ = ["FormatterConfig", "account", "encode_lines", "format_batch", "torn", "write_all"]
+__all__ = [
+    "FormatterConfig",
+    "account",
+    "cut_torn_line",
+    "encode_lines",
+    "format_batch",
+    "torn",
+    "write_all",
+]
 
 Fail = Callable[..., None]  # Acks.fail(reason, value, detail=None)
 NOT_SENT = "not sent: stopping"  # the pipeline's reason for events a second signal cut off
@@ -125,3 +134,14 @@ def account(
 def torn(data: bytes, written: int) -> int:
     """Bytes of a line only partly written: what follows the last whole line."""
     return written - (data.rfind(b"\n", 0, written) + 1)
+
+
+def cut_torn_line(fd: int, torn: int) -> None:
+    """Remove the start of a line whose write failed (its event was counted failed), but
+    only while it is the file's last bytes: another process may have appended since."""
+    if torn <= 0:
+        return
+    with contextlib.suppress(OSError):
+        end = os.lseek(fd, 0, os.SEEK_CUR)
+        if os.fstat(fd).st_size == end:
+            os.ftruncate(fd, end - torn)

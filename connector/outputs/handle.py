@@ -100,6 +100,8 @@ class OutputHandle:
         self.broken: str | None = None
         self.fatal: str | None = None  # the run must stop for it (fenced)
         self.flush_by: float | None = None  # clock.monotonic(), from the first stop request
+        self.seen: list[str] | None = None  # the events of the last batch write() began on
+        self.cut: list[str] | None = None  # a batch a second signal stopped in write_batch
 
     # -- starting and probing ----------------------------------------------------------
     def start(self, run: RunLog) -> None:
@@ -133,16 +135,26 @@ class OutputHandle:
         An output that raises has failed what it had not accepted; it is broken from then
         on. False: it broke or was fenced just now (the pipeline then looks at every handle)."""
         acks, events = self.acks, batch.events
+        n = len(events)
+        # No call from here to write_batch: a second signal (raised where Python runs
+        # handlers: calls, a function's entry) comes before `seen`, and the caller knows
+        # this output never saw the batch, or after `handed`, inside the try below.
+        self.seen = events
         if self.rule is not None:
-            acks.filtered += total - len(events)
-        if not events and (batch.position is None or self.broken is not None):
+            acks.filtered += total - n
+        if not n and (batch.position is None or self.broken is not None):
             return True  # nothing for it (a transactional one still learns the position)
-        acks.handed += len(events)
+        acks.handed += n
         if self.broken is not None:
             acks.fail_all(BROKEN, events)
             return True
         try:
             self.output.write_batch(batch)
+        except KeyboardInterrupt:
+            # A second signal, maybe at write_batch's entry, before it took any event: the
+            # batch is failed as not sent with its values at shutdown, unless it was taken.
+            self.cut = events
+            raise
         except OutputFatal as exc:  # the output has accounted for its events
             self._fence(exc)
             return False
@@ -227,7 +239,7 @@ class OutputHandle:
             run.interrupt("close interrupted")
         except Exception as exc:
             self._bug(run, "close", exc)
-        self.acks.settle()
+        self.acks.settle(self.cut)
 
     def stats(self) -> OutputStats:
         return OutputStats.of(

@@ -63,3 +63,22 @@ def test_full_tmpfs_fails_what_it_cannot_write(tmp_path):
         run = Run(tmp_path, config, metrics=False)
         check_full_disk_run(run, disk / "events.jsonl", tmp_path / "dead.jsonl",
                             "No space left on device")
+
+
+def test_a_full_disk_keeps_the_dead_letter_to_whole_lines(tmp_path):
+    """The dead letter on a full disk: the record that does not fit is counted lost, never
+    half-written; every line of the file is a whole record, one per failure not lost."""
+    from connector.outputs.base import Acks
+
+    with small_tmpfs(tmp_path / "disk", "16k") as disk:
+        path = disk / "dead.jsonl"
+        acks = Acks(F, "file", dead_letter=path)
+        for n in range(40):  # about 60 kB of records for 16 kB: most do not fit
+            acks.fail("write failed: test", json.dumps({"n": n, "pad": "x" * 1500}))
+        acks.settle()
+        data = path.read_bytes()
+    assert acks.failed == 40 and acks.dead_letter_lost > 0
+    assert data.endswith(b"\n"), "the dead letter ends with a torn record"
+    records = [json.loads(line) for line in data.split(b"\n")[:-1]]
+    assert len(records) == acks.failed - acks.dead_letter_lost
+    assert [json.loads(r["value"])["n"] for r in records] == list(range(len(records)))

@@ -4,8 +4,10 @@ kill or scrape while it runs), and waiting for a moment the test controls."""
 from __future__ import annotations
 
 import array
+import contextlib
 import fcntl
 import json
+import os
 import subprocess
 import sys
 import termios
@@ -55,6 +57,21 @@ def wait_pipe_full(fd: int, timeout: float = 60) -> None:
         return pipe_held(fd) == now
 
     wait_for(f"the pipe to fill ({capacity} bytes)", stalled, timeout, 0.1)
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes of a `connector run --workers N` of process `pid` (its
+    children spawned by multiprocessing), sorted."""
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+            children += [int(c) for c in f.read().split()]
+    workers = []
+    for child in children:
+        with contextlib.suppress(OSError), open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"spawn_main" in f.read():
+                workers.append(child)
+    return sorted(workers)
 
 
 def no_traceback(stderr: str) -> None:

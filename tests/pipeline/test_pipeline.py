@@ -2,6 +2,7 @@
 a script's BaseException, and RunStats arithmetic. Outputs here are real (file, null) except
 where an output must raise from write_batch, which no real output does on purpose."""
 
+import json
 import pickle
 from collections import Counter
 from datetime import UTC, datetime
@@ -9,11 +10,12 @@ from pathlib import Path
 
 from connector.config import parse_config
 from connector.outputs import Acks
-from connector.outputs.base import Batch
+from connector.outputs.base import NOT_SENT, Batch, OutputConfig
 from connector.outputs.fanout import starts_of as _starts_of
 from connector.outputs.handle import OutputHandle, build_output
 from connector.pipeline import Pipeline, RunOptions, prepare
 from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
+from connector.testing import ListSink
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -116,6 +118,65 @@ def test_a_second_signal_inside_write_batch_hands_nothing_twice(tmp_path):
         assert o.delivered + o.failed == o.handed == 300
     assert s.outputs[1].reasons == {"not sent: stopping": 100}
     assert s.outputs[0].reasons == {"not sent: stopping": 90}
+
+
+class SignalAtEntry(ListSink):
+    """A sink that a second signal reaches at write_batch's entry, on batch `on_batch`:
+    KeyboardInterrupt before its first instruction, nothing of the batch taken."""
+
+    def __init__(self, config, on_batch: int):
+        super().__init__(config, "entry")
+        self.on_batch, self.calls = on_batch, 0
+
+    def write_batch(self, batch: Batch) -> None:
+        self.calls += 1
+        if self.calls == self.on_batch:
+            raise KeyboardInterrupt
+        super().write_batch(batch)
+
+
+def _dead_values(path: Path) -> list[tuple[str, str]]:
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [(r["value"], r["error"]) for r in records]
+
+
+def test_a_second_signal_at_write_batchs_entry_dead_letters_the_values(tmp_path):
+    config = _config(tmp_path, "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
+    entry = SignalAtEntry(OutputConfig(dead_letter=tmp_path / "dead.jsonl"), on_batch=3)
+    later = build_output(config.output[0], "file-0")
+    p = _pipeline(config, entry, later)
+    assert p.run(NOW) == 1
+    s = p.snapshot()
+    assert s.interrupted and s.produced == 300
+    for o in s.outputs:
+        assert o.handed == o.delivered + o.failed == 300 and o.reasons == {NOT_SENT: 100}, o
+    assert _dead_values(tmp_path / "dead.jsonl") == [(str(n), NOT_SENT) for n in range(201, 301)]
+
+
+def test_a_second_signal_before_an_outputs_write_still_accounts_its_batch(tmp_path):
+    """The signal comes as the fan-out calls an output's write(), before it counts anything:
+    that output never saw the batch, and fails it as not sent, with its values."""
+    config = _config(tmp_path, "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
+    first = ListSink(OutputConfig(dead_letter=tmp_path / "first.jsonl"), "first")
+    second = ListSink(OutputConfig(dead_letter=tmp_path / "second.jsonl"), "second")
+    p = _pipeline(config, first, second)
+    write, view = p._fan._plan[1]
+    calls = []
+
+    def signalled(batch, total):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return write(batch, total)
+
+    p._fan._plan[1] = (signalled, view)
+    assert p.run(NOW) == 1
+    s = p.snapshot()
+    assert s.interrupted and s.produced == 300
+    by_name = {o.name: o for o in s.outputs}
+    assert by_name["first"].delivered == 300 and not by_name["first"].failed
+    assert by_name["second"].handed == 300 and by_name["second"].reasons == {NOT_SENT: 100}
+    assert _dead_values(tmp_path / "second.jsonl") == [(str(n), NOT_SENT) for n in range(201, 301)]
 
 
 def test_system_exit_and_other_base_exceptions_are_script_errors(tmp_path):

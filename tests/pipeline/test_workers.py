@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from connector.testing import free_port
-from tests.harness.cli import Result, run_cli, wait_for
+from tests.harness.cli import Result, run_cli, wait_for, worker_pids
 from tests.harness.metrics import http_status, metric, scrape
 
 SCRIPT = "import os\ndef produce(p):\n    return [f\"{p['timestamp'].isoformat()} {os.getpid()}\"] * 2\n"
@@ -175,3 +175,51 @@ def test_workers_log_like_the_parent(write, kafka_topic):
                                 r"the password is \*\*\*", line), line
             else:
                 assert '"level": "warning"' in line and '"time": ' in line and "***" in line
+
+
+def test_a_worker_killed_mid_backfill_into_kafka_is_accounted_within_a_stated_bound(
+    tmp_path, kafka_topic
+):
+    """SIGKILL one of two workers mid-backfill (at a point read from the run's progress):
+    the parent says so at once, the run stops naming it, what the dead worker had handed
+    to its producer without an outcome is failed as possibly written, and the topic holds
+    the delivered plus at most those; what it produced after its last hand-off, never
+    handed to the producer, is the stated unknown."""
+    import json
+    import re
+
+    from tests.harness.accounts import check_accounts, dead_letters
+    from tests.harness.cli import Run, no_traceback
+    from tests.harness.faults import write_config, write_script
+    from tests.harness.kafka import read_topic
+
+    topic = kafka_topic("killed")
+    script = write_script(tmp_path / "s.py", pad=50)
+    out = {"kafka": {"bootstrap_servers": kafka_topic.bootstrap, "topic": topic,
+                     "dead_letter": str(tmp_path / "dead.jsonl")}}
+    config = write_config(tmp_path / "c.yaml", script, [out], 2000, 200)  # 400,000 events
+    run = Run(tmp_path, config, "--workers", "2")
+    try:
+        run.wait_delivered(30_000, timeout=120)
+        workers = worker_pids(run.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        code = run.wait(120)
+    finally:
+        run.kill()
+    err = run.stderr
+    no_traceback(err)
+    s = run.summary
+    m = re.search(r"worker (\d) died \(exit code -9\)", err)
+    assert m, err[-3000:]
+    w = int(m[1])
+    assert code == 1 and s.stop.startswith(f"summary: stopped: worker {w} died"), s.text
+    assert re.search(rf"ERROR connector: worker {w} died \(exit code -9\); stopping the run", err)
+    unknown = re.search(r"unknown: at most (\d+) event\(s\)", s.text)
+    assert unknown and int(unknown[1]) == 1000, s.text
+    possibly = s.reasons("kafka-0").get(f"worker {w} died (possibly written)", 0)
+    dead = dead_letters(tmp_path / "dead.jsonl")
+    held = read_topic(kafka_topic.bootstrap, topic)
+    check_accounts(s, "kafka-0", dead=dead, held=held, possibly=range(possibly),
+                   id_of=lambda m: json.loads(m.value())["id"])
+    assert s.produced < 400_000 and s.delivered("kafka-0") >= 30_000, s.text

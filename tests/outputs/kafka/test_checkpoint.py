@@ -394,3 +394,49 @@ def test_credentials_are_left_out_of_the_fingerprint(tmp_path):
         text = checkpoint.read_text()
         assert password not in text and "sasl.password" not in text
         assert "config:output[0].kafka.producer.sasl.username" in text
+
+
+def test_one_worker_killed_with_transactions_then_resumed_is_exactly_once(
+    kafka_topic, kafka_bootstrap, tmp_path
+):
+    """SIGKILL of one worker of two (the parent lives on: an OOM kill) mid-run, at a point
+    read from the run's progress: the run stops naming it, and the run plus its resume add
+    up to what a read_committed consumer holds, each event once, as a --seed run has them."""
+    from tests.harness.cli import worker_pids
+
+    topic = kafka_topic("txkill", partitions=3)
+    markers = kafka_topic("markers", create=False)
+    tx = {"id": f"{topic}-id", "commit_every": 0.1, "marker_topic": markers}
+    cfg = config(tmp_path, [{"kafka": {"bootstrap_servers": kafka_bootstrap, "topic": topic,
+                                       "transactions": tx}}], CALLS)
+    checkpoint, extra = tmp_path / "ck.json", ("--workers", "2")
+    first = run(tmp_path, cfg, checkpoint, *extra)
+    try:
+        wait_for("5000 events delivered", lambda: first.check_alive() and first.metric(
+            "connector_events_delivered_total") >= 5000, 60, 0.02)
+        killed = worker_pids(first.pid)
+        assert len(killed) == 2, killed
+        os.kill(killed[1], signal.SIGKILL)
+        code = first.wait(120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(10)
+    no_traceback(first.stderr)
+    s1 = first.summary
+    assert code == 1 and re.match(r"summary: stopped: worker \d died", s1.stop), s1.text
+    possibly = sum(n for r, n in s1.reasons("kafka-0").items() if "(possibly written)" in r)
+    resumed = finish(tmp_path, cfg, checkpoint, *extra)
+    assert resumed is not None
+    from tests.harness.summary import Summary
+
+    s2 = Summary.parse(resumed)
+    events = [json.loads(m.value())
+              for m in read_topic(kafka_bootstrap, topic, read_committed=True)]
+    got = [e["id"] for e in events]
+    assert len(got) == len(set(got)), f"{len(got) - len(set(got))} duplicate(s)"
+    assert len(got) == CALLS, f"{len(got)} committed events, the schedule has {CALLS}"
+    delivered = s1.delivered("kafka-0") + s2.delivered("kafka-0")
+    assert delivered <= CALLS <= delivered + possibly, (s1.text, s2.text)
+    expected = expected_events(tmp_path / "s.py", 7, CALLS, 2)
+    assert {e["id"]: e["r"] for e in events} == expected, "content differs from a --seed run"
