@@ -21,7 +21,6 @@ import os
 import signal
 import tempfile
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import wait
@@ -34,6 +33,7 @@ from connector.config import load_config
 from connector.ending import end_process
 from connector.events.script import HUNG
 from connector.inputs.schedule import Schedule
+from connector.ledger import Ledger, died
 from connector.logs import LogSetup, flush_repeats
 from connector.metrics import MemoryWatch
 from connector.outputs import Acks
@@ -74,46 +74,6 @@ class _ToParent:
     def save(self, position: dict) -> None:
         with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
             self.send(("position", position))
-
-
-class Ledger:
-    """What a worker has handed to its outputs, kept in memory its parent shares: written
-    by the worker's hot path as each batch is handed over (a few stores, no lock, no call
-    into the outputs), read by the parent when the worker is killed without a final word.
-
-    Layout: [0] the size of the batch being handed over (0 between hand-offs); then per
-    input its produce() calls, then its events, as of the last hand-off; then per output
-    the events handed to it before the batch under way."""
-
-    def __init__(self, inputs: int, outputs: int, array=None):
-        self.inputs, self.outputs = inputs, outputs
-        self.array = array if array is not None else [0] * (1 + 2 * inputs + outputs)
-
-    @classmethod
-    def shared(cls, ctx, inputs: int, outputs: int) -> Ledger:
-        return cls(inputs, outputs, ctx.RawArray("q", 1 + 2 * inputs + outputs))
-
-    def writer(self, pipeline: Pipeline):
-        a, n, handles = self.array, self.inputs, pipeline.outputs
-        calls, extra = pipeline.calls, pipeline.extra
-        first = 1 + 2 * n
-
-        def note(batch: int) -> None:
-            if batch:  # a batch handed over: what was produced up to it, then its size
-                for i in range(n):
-                    a[1 + i] = calls[i]
-                    a[1 + n + i] = calls[i] + extra[i]
-            else:  # handed: what each output has
-                for k, handle in enumerate(handles):
-                    a[first + k] = handle.acks.handed
-            a[0] = batch
-
-        return note
-
-    def read(self) -> tuple[int, list[int], list[int], list[int]]:
-        """(batch under way, calls per input, events per input, handed per output)."""
-        a, n = list(self.array), self.inputs
-        return a[0], a[1 : 1 + n], a[1 + n : 1 + 2 * n], a[1 + 2 * n :]
 
 
 def _worker(
@@ -392,45 +352,9 @@ class Workers:
         as a timeout is. Only what it produced after its last hand-off is unknown: never
         handed to an output, at most a batch (and one produce() call's events)."""
         stats = self.snapshots.get(w) or self._empty()
-        batch, calls, events, handed = self.ledgers[w].read()
-        reason = f"worker {w} died (possibly written)"
-        outputs, unsure = [], 0
-        entries = self.config.output
-        for o, before, entry in zip(stats.outputs, handed, entries, strict=True):
-            total = max(o.handed, before + batch)  # the batch under way: maybe handed
-            lost = total - o.delivered - o.failed
-            unsure = max(unsure, lost)
-            if lost > 0 and entry.settings.dead_letter is not None:
-                # their values died with it: lines without one keep the count exact
-                acks = Acks(o.name, o.plugin, entry.settings.dead_letter)
-                acks.fail_all(reason, [None] * lost)
-                acks.settle()
-                o = dataclasses.replace(
-                    o, dead_letter_lost=o.dead_letter_lost + acks.dead_letter_lost
-                )
-            reasons = o.reasons + Counter({reason: lost}) if lost > 0 else o.reasons
-            outputs.append(
-                dataclasses.replace(
-                    o, handed=total, failed=o.failed + max(lost, 0), reasons=reasons
-                )
-            )
         exitcode = self.procs[w].exitcode
-        unknown = max(self.options.batch_size, batch)
-        self.snapshots[w] = dataclasses.replace(
-            stats,
-            outputs=outputs,
-            calls=calls,  # what it produced up to its last hand-off; the rest is unknown
-            events=events,
-            alive=False,
-            exhausted=False,  # its last position may not cover what it had in hand
-            stalled=0.0,
-            problems=[
-                *stats.problems,
-                f"worker {w} died (exit code {exitcode}): {unsure} event(s) it had handed "
-                f"over without an outcome are counted failed (possibly written); what it "
-                f"produced after its last hand-off is unknown: at most {unknown} event(s) "
-                "and one produce() call's, never handed to an output",
-            ],
+        self.snapshots[w], unsure = died(
+            w, stats, self.ledgers[w], self.config.output, exitcode, self.options.batch_size
         )
         self.finals.add(w)
         log.error(
