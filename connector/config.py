@@ -25,15 +25,9 @@ from connector.fields import Strict, not_a_file
 from connector.inputs import INPUTS
 from connector.otlp.mapping import DEFAULT_MAPPING, SpanMapping
 from connector.outputs import OUTPUTS
+from connector.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_VALUES, LimitedLoader, YamlLimit
 
 __all__ = ["Config", "ConfigError", "collisions", "load_config", "parse_config"]
-
-# Limits that keep a hostile config from running away with time or memory. Each is named
-# in the message when hit; a real config is far below all of them.
-MAX_BYTES = 1 << 20  # 1 MiB of file
-MAX_DEPTH = 64  # nested maps and lists, counted after aliases are expanded
-MAX_ALIASES = 100  # `*name` references
-MAX_VALUES = 20_000  # values (maps, lists, scalars), counted after aliases are expanded
 
 
 class ConfigError(Exception):
@@ -308,44 +302,6 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
     return config
 
 
-class _YamlLimit(Exception):
-    """A limit hit while the YAML is composed, with where in the file."""
-
-    def __init__(self, problem: str, event: yaml.Event):
-        super().__init__(problem)
-        self.problem, self.mark = problem, event.start_mark
-
-
-class _LimitedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with the nesting depth, alias references and values bounded
-    while the document is composed: its composer recurses once per level (20,000 nested
-    brackets would end in RecursionError), and each node costs memory."""
-
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self._depth = self._aliases = self._nodes = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            self._aliases += 1
-            if self._aliases > MAX_ALIASES:
-                raise _YamlLimit(f"more than {MAX_ALIASES} alias references (*name)", event)
-            return super().compose_node(parent, index)
-        self._nodes += 1
-        if self._nodes > MAX_VALUES:
-            raise _YamlLimit(f"more than {MAX_VALUES:,} values", event)
-        nested = isinstance(event, yaml.CollectionStartEvent)
-        if nested:
-            self._depth += 1
-            if self._depth > MAX_DEPTH:
-                raise _YamlLimit(f"nested deeper than {MAX_DEPTH} levels", event)
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= nested
-
-
 # YAML reads UTF-8, and UTF-16 or UTF-32 when a byte order mark says so. UTF-32's marks
 # start with UTF-16's, so they are tried first.
 _BOMS = (
@@ -396,8 +352,8 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     text = _read(path)
     try:
-        raw = yaml.load(text, Loader=_LimitedLoader)  # a SafeLoader: builds plain values only
-    except _YamlLimit as exc:
+        raw = yaml.load(text, Loader=LimitedLoader)  # a SafeLoader: builds plain values only
+    except YamlLimit as exc:
         where = f"{path}:{exc.mark.line + 1}:{exc.mark.column + 1}"
         raise ConfigError([f"{where}: {exc.problem}"]) from None
     except yaml.YAMLError as exc:
