@@ -4,6 +4,8 @@ config.py        the config model, librdkafka's defaults, the transactional id
 output.py        KafkaOutput: start, ready, write_batch, flush, close (what the pipeline calls)
 sink.py          the produce hot path: routing, produce, delivery reports, backpressure
 transactions.py  the sink wrapped in Kafka transactions of whole produce() calls
+segments.py      a transaction's segments: whole calls, and dropping a failed call whole
+requests.py      commit and abort asked again while they fail retriably; the tx failures
 positions.py     the marker-topic position store (load / save) for --checkpoint
 client_log.py    librdkafka's log lines, and the rule that turns them into warnings
 errors.py        Kafka's failures: bounded reasons, classified as connector.delivery says

@@ -9,11 +9,8 @@ store's latest position is written in the transaction that holds the calls it co
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-import random
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -23,71 +20,13 @@ from connector.logs import redact
 from connector.outputs.base import Connecting, OutputError, OutputFatal
 from connector.outputs.kafka import errors
 from connector.outputs.kafka.client_log import strip
-from connector.outputs.kafka.errors import CALL_FAILED, FENCED, NOT_COMMITTED, UNFINISHED
+from connector.outputs.kafka.errors import FENCED, NOT_COMMITTED, UNFINISHED
 from connector.outputs.kafka.positions import MarkerTopicStore
+from connector.outputs.kafka.requests import TxFailed, Unfinished, retry_request
+from connector.outputs.kafka.segments import Segment
 from connector.outputs.kafka.sink import KafkaSink, RouteError, Stop
 
 __all__ = ["Segment", "TransactionalSink"]
-
-
-@dataclass(slots=True)
-class Segment:
-    """Whole produce() calls handed over together, as sent into a transaction."""
-
-    events: list[str]
-    times: list[int] | None  # each event's scheduled time (timestamp: scheduled)
-    starts: list[int]  # where each call begins in `events`
-    routes: list | None  # each event's (topic, key, headers, timestamp, value), when routed
-    attempt: int = 1  # the transactions it has been sent in (twice at most)
-
-    def call(self, i: int) -> int:
-        """The index of the call event i belongs to."""
-        return bisect.bisect_right(self.starts, i) - 1
-
-    def drop(self, bad: dict[int, tuple[int, Failure]], acks: Any, topic: str) -> None:
-        """Fail the calls in `bad` (call index -> (event index, why)) whole: the event at
-        fault with its reason, the others of its call with CALL_FAILED. Keep the rest."""
-        events, times, starts, routes = self.events, self.times, self.starts, self.routes
-        kept: list[str] = []
-        kept_times = None if times is None else []
-        kept_starts: list[int] = []
-        kept_routes = None if routes is None else []
-        ends = [*starts[1:], len(events)]
-        for k, (start, end) in enumerate(zip(starts, ends, strict=True)):
-            if k in bad:
-                at, why = bad[k]
-                sibling = f"event {at - start} of the call: {why.reason}"
-                for j in range(start, end):
-                    if j == at:
-                        acks.fail(why.reason, events[j], why.detail, topic=topic)
-                    else:
-                        acks.fail(CALL_FAILED, events[j], sibling, topic=topic)
-                continue
-            kept_starts.append(len(kept))
-            kept += events[start:end]
-            if kept_times is not None:
-                kept_times += times[start:end]
-            if kept_routes is not None:
-                kept_routes += routes[start:end]
-        self.events, self.times, self.starts = kept, kept_times, kept_starts
-        self.routes = kept_routes
-
-
-class _TxFailed(Exception):
-    """A transaction request or produce failed: abort and send again, or (fatal) stop.
-    `cause`: the failure the abort was for, when the abort itself failed."""
-
-    def __init__(self, err: KafkaError | None, fatal: bool = False, consume: bool = True,
-                 cause: KafkaError | None = None):
-        super().__init__(err)
-        self.err, self.fatal, self.consume, self.cause = err, fatal, consume, cause
-
-
-class _Unfinished(Stop):
-    """The stop deadline passed while a commit or abort was still under way."""
-
-    def __init__(self):
-        super().__init__(interrupted=False, taken=False)
 
 
 class TransactionalSink:
@@ -151,13 +90,13 @@ class TransactionalSink:
             self.producer.poll(0)
         except KafkaException as exc:  # a transactional producer's error surfaces here too
             if self.fatal is None and exc.args[0].fatal():
-                self._run(_raise, _TxFailed(exc.args[0], fatal=True))
+                self._run(_raise, TxFailed(exc.args[0], fatal=True))
         self.sink.client_log.check()
         if self.fatal is None:
             # between calls: a due transaction commits here, never waiting for the next tick
             err = self.sink.last_error
             if err is not None and err.fatal():
-                self._run(_raise, _TxFailed(err, fatal=True))
+                self._run(_raise, TxFailed(err, fatal=True))
             elif self._open and time.monotonic() >= self._commit_at:
                 self._run(self._commit)
 
@@ -216,13 +155,13 @@ class TransactionalSink:
                 try:
                     step(*args)
                     return
-                except _TxFailed as exc:
+                except TxFailed as exc:
                     if exc.fatal:
                         self._fence(exc.err, exc.cause)
                     step, args = self._abort, (exc.err, exc.consume)
         except Stop as exc:
             # a commit under way when the stop deadline passed may still land: say so
-            self._give_up(UNFINISHED if isinstance(exc, _Unfinished) else NOT_SENT)
+            self._give_up(UNFINISHED if isinstance(exc, Unfinished) else NOT_SENT)
             if exc.interrupted:
                 raise KeyboardInterrupt from None
         except KeyboardInterrupt:
@@ -242,7 +181,7 @@ class TransactionalSink:
         try:
             self.producer.begin_transaction()
         except KafkaException as exc:
-            raise _TxFailed(exc.args[0], fatal=True) from None
+            raise TxFailed(exc.args[0], fatal=True) from None
         self._open = True
         self._began = time.monotonic()
         self._commit_at = self._began + self.config.transactions.commit_every
@@ -276,7 +215,7 @@ class TransactionalSink:
                 raise
             except Exception as exc:
                 if isinstance(exc, KafkaException) and errors.txn_trouble(err := exc.args[0]):
-                    raise _TxFailed(err, fatal=err.fatal()) from None
+                    raise TxFailed(err, fatal=err.fatal()) from None
                 k = segment.call(i)
                 refused[k] = (i, errors.produce_failure(exc))
                 starts = segment.starts
@@ -285,7 +224,7 @@ class TransactionalSink:
             partial = any(i > segment.starts[k] for k, (i, _) in refused.items())
             segment.drop(refused, self.acks, self.config.topic)
             if partial:
-                raise _TxFailed(None, consume=False)
+                raise TxFailed(None, consume=False)
 
     def _route_calls(self, segment: Segment) -> None:
         """Route every event first: a call with an event that cannot be routed fails whole,
@@ -313,7 +252,7 @@ class TransactionalSink:
             try:
                 self.store.produce(self.producer, marker, self._on_marker)
             except KafkaException as exc:
-                raise _TxFailed(exc.args[0], fatal=exc.args[0].fatal()) from None
+                raise TxFailed(exc.args[0], fatal=exc.args[0].fatal()) from None
         self._call(self.producer.commit_transaction)
         segments, self._segments = self._segments, []
         self._open, self._reason = False, None
@@ -333,30 +272,8 @@ class TransactionalSink:
 
     def _call(self, request) -> None:
         """A transaction request (commit, abort), asked again while it fails retriably, up
-        to _deadline(). Each retry waits a jittered, doubling backoff (at most 1 s): an
-        abort refused at once while the timed-out commit is still under way in the client
-        (_CONFLICT, retriable) is not asked again in a busy loop. Past the stop deadline,
-        _Unfinished."""
-        backoff = 0.05
-        while True:
-            left = self._deadline() - time.monotonic()
-            try:
-                request(max(0.1, min(left, 5.0)))
-                return
-            except KafkaException as exc:
-                err = exc.args[0]
-            if err.fatal():
-                raise _TxFailed(err, fatal=True)
-            if err.txn_requires_abort() or not err.retriable():
-                raise _TxFailed(err)
-            stop, now = self.sink.stop_deadline, time.monotonic()
-            if stop is not None and now >= stop:
-                raise _Unfinished()
-            if now >= self._deadline():
-                raise _TxFailed(err)
-            self.sink.client_log.check()
-            time.sleep(max(0.0, min(backoff * random.uniform(0.5, 1), self._deadline() - now)))
-            backoff = min(backoff * 2, 1.0)
+        to _deadline() (requests.py). Past the stop deadline, Unfinished."""
+        retry_request(request, self._deadline, self.sink)
 
     def _abort(self, err: KafkaError | None, consume: bool = True) -> None:
         """Abort the open transaction and send its calls again in a new one; a call already
@@ -372,10 +289,10 @@ class TransactionalSink:
             self._discard = True
             try:
                 self._call(self.producer.abort_transaction)
-            except _TxFailed as exc:  # cannot abort: the producer cannot go on
+            except TxFailed as exc:  # cannot abort: the producer cannot go on
                 self._segments = segments
-                raise _TxFailed(exc.err, fatal=True, cause=err) from None
-            except _Unfinished:
+                raise TxFailed(exc.err, fatal=True, cause=err) from None
+            except Unfinished:
                 self._segments = segments
                 raise
             finally:
