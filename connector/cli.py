@@ -22,8 +22,8 @@ from connector.config import Config, ConfigError, load_config
 from connector.identity import Identity
 from connector.inputs.schedule import schedule
 from connector.logs import setup_logging
+from connector.options import prepare
 from connector.outputs.validate import schema_check, schema_problems, time_warnings
-from connector.pipeline import prepare
 from connector.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cmd_run
 from connector.trace_check import TraceCheck
 

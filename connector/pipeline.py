@@ -4,40 +4,34 @@ One thread drives everything: it walks the schedule (inputs/schedule.py), calls
 produce(), and hands each batch to the output handles (outputs/handle.py), which own
 every output's routing, state and deadlines. Outputs acknowledge each event through
 their `Acks`; the summary is read from those counters, never from "sent". Checkpoints
-(checkpoint.py) and the trace check (trace_check.py) are features the loop calls into.
+(checkpoint.py, settling.py) and the trace check (trace_check.py) are features the loop
+calls into. The snapshot is built in snapshot.py, the schedule anchored in anchoring.py.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import random
 import traceback
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from connector.checkpoint import SETTLE_TIMEOUT, Checkpointing, PositionStore, resume_ticks
+from connector.anchoring import Anchoring
+from connector.checkpoint import Checkpointing, PositionStore
 from connector.clock import SYSTEM, Clock
-from connector.clock import now as clock_now
-from connector.config import Config, ConfigError
-from connector.events.script import (
-    ProduceHung,
-    Script,
-    ScriptLoadError,
-    ScriptStop,
-    load_script,
-)
-from connector.identity import Identity
+from connector.config import Config
+from connector.events.script import ProduceHung, Script, ScriptStop
 from connector.inputs.schedule import Schedule, schedule
 from connector.limits import Limits
+from connector.options import RunOptions, prepare
 from connector.outputs.base import Batch, OutputError
 from connector.outputs.fanout import Fanout
 from connector.outputs.handle import OutputHandle
 from connector.pacing import Pacer
-from connector.stats import RunStats
+from connector.settling import Settling
+from connector.snapshot import Snapshot
 from connector.trace_check import TraceCheck
 
 __all__ = ["Pipeline", "RunOptions", "prepare"]
@@ -46,27 +40,7 @@ log = logging.getLogger("connector")
 
 
 @dataclass
-class RunOptions:
-    mode: str = "live"
-    max_events: int | None = None
-    duration: float | None = None
-    batch_size: int = 1000
-    identity: Identity = field(default_factory=Identity)  # the worker's share of the schedule
-    checkpoint_every: float | None = None  # --checkpoint: settle and save this often (s)
-
-
-def prepare(config: Config, seed: int | None) -> Script:
-    """Seed `random`, then load the script once (so the seed covers module-level draws)."""
-    if seed is not None:
-        random.seed(seed)
-    try:
-        return load_script(config.event.script)
-    except ScriptLoadError as exc:
-        raise ConfigError([f"event.script.path: {exc}"]) from None
-
-
-@dataclass
-class Pipeline:
+class Pipeline(Snapshot, Anchoring, Settling):
     config: Config
     script: Script
     outputs: list[OutputHandle]
@@ -105,7 +79,7 @@ class Pipeline:
         self._handed_ticks = 0  # ticks whose events have all been handed to the outputs
         self._worker = o.identity.worker
         # --workers: told at each hand-off (its size) and after it (0), so that the parent
-        # knows what a worker killed without a word had handed over (workers.Ledger)
+        # knows what a worker killed without a word had handed over (ledger.Ledger)
         self.ledger: Callable[[int], None] | None = None
 
     # -- stopping ----------------------------------------------------------------------
@@ -131,62 +105,10 @@ class Pipeline:
         self.stop_reason = f"{self.stop_reason or 'stopped'}; {what}"
 
     # -- the snapshot ------------------------------------------------------------------
-    @property
-    def events(self) -> list[int]:
-        """Events produced, per input. The hot loop counts calls, and only for a call that
-        does not return exactly one event does it note the difference in `extra`."""
-        return [c + x for c, x in zip(self.calls, self.extra, strict=True)]
-
-    @property
-    def produced(self) -> int:
-        return sum(self.events)
-
-    @property
-    def replayed(self) -> int:  # produce() calls replayed unsent to resume
-        return 0 if self.checkpoints is None else self.checkpoints.replayed
-
     def probe_ready(self) -> None:
         """Ask each started output whether it is connected (costly for some: on demand)."""
         if self.alive and not self.starting:
             self._fan.probe()
-
-    def snapshot(self) -> RunStats:
-        """This run's RunStats, copied (safe from any thread)."""
-        checker, plan, pace = self.checker, self.schedule, self._pace
-        if plan is None:
-            rates: list[float | None] = [None] * len(self.config.input)
-        else:  # once the run is over, nothing is scheduled any more
-            now = clock_now(self.clock, self.config.tz) if self.alive else None
-            rates = plan.target_rates(now, self.options.identity.workers)
-        calls, now = sum(self.calls) + self.replayed, self.clock.monotonic()
-        if calls != self._seen[0] or self.waiting or pace.sleeping or not self._seen[1]:
-            self._seen = (calls, now)  # stalled: seconds without a produce() call
-        return RunStats(
-            mode=self.options.mode,
-            input_names=list(self.input_names),
-            counts=[e.settings.count for e in self.config.input],
-            lag=pace.lag.copy(),
-            outputs=self._fan.stats(),
-            calls=list(self.calls),
-            events=self.events,
-            script_errors=Counter(dict(self.script.errors)),
-            script_stopped=self.script_stopped,
-            started=self.started,
-            finished=self.finished,
-            alive=self.alive,
-            starting=self.starting,
-            stalled=now - self._seen[1] if self.alive else 0.0,
-            stop_reason=self.stop_reason,
-            interrupted=self.interrupted,
-            problems=list(self.problems),
-            bugs=list(self.bugs),
-            traces=None if checker is None else list(checker.reports),
-            unreadable_spans=0 if checker is None else checker.unreadable,
-            target_rates=rates,
-            behind=pace.behind() if self.options.mode == "live" and self.alive else 0.0,
-            replayed=self.replayed,
-            exhausted=self.exhausted,
-        )
 
     # -- the run -----------------------------------------------------------------------
     def run(self, plan: Schedule | datetime) -> int:
@@ -235,33 +157,6 @@ class Pipeline:
         finally:
             self.alive = False
             self.finished = self.clock.monotonic()
-
-    def _anchored(self, plan: Schedule) -> Iterator[tuple[datetime, int]] | None:
-        """The schedule, anchored: in live mode `start: now`, relative times and --duration
-        count from the moment every output (of every worker) is ready. None: stop."""
-        with self._waiting():
-            anchor = clock_now(self.clock, self.config.tz) if self.anchor is None else self.anchor()
-        self.starting = False
-        if anchor is None or self._stop:
-            return None
-        try:
-            self.schedule = plan.at(anchor)
-        except ConfigError as exc:  # an end that passed while the outputs connected
-            self.problems += exc.problems
-            self.stop_reason = "nothing left to schedule"
-            log.error("nothing left to schedule: %s", "; ".join(exc.problems))
-            return None
-        identity = self.options.identity
-        stream = self.schedule.ticks(identity.worker, identity.workers)
-        return self.limits.anchor(anchor, stream, self.options.mode == "live")
-
-    def _resume(self, stream: Iterator[tuple[datetime, int]]) -> None:
-        """Skip (replay unsent) what an earlier run settled."""
-        with self._waiting():  # reading a committed position may take a moment
-            ticks = resume_ticks(self.positions, self._fan.positions(), len(self.outputs))
-        tags = [e.settings.tags for e in self.config.input]
-        self.checkpoints.resume(stream, ticks, self.script.produce, tags, self._stop)
-        self._ticks0 = self._handed_ticks = ticks
 
     @contextmanager
     def _waiting(self) -> Iterator[None]:
@@ -393,14 +288,6 @@ class Pipeline:
 
     def _trace(self, batch: Batch, chosen: list[Batch] | None) -> None:
         self._check_traces(self.checker.add_selected, batch, chosen)
-
-    def _settle(self) -> None:
-        """A checkpoint: wait until every event handed so far is acknowledged, then save
-        the position. Nothing is handed meanwhile: this wait is what a checkpoint costs."""
-        began = self.clock.monotonic()
-        with self._waiting():
-            flushed = self._fan.settle(SETTLE_TIMEOUT)
-        self.checkpoints.settle(flushed, began, self._handed_ticks)
 
     def _wait_until(self, due: float) -> bool:
         with self._waiting():

@@ -25,9 +25,10 @@ from connector.identity import Identity
 from connector.inputs.schedule import schedule
 from connector.logs import LogSetup, flush_repeats, secrets
 from connector.metrics import MemoryWatch, MetricsServer
+from connector.options import RunOptions, prepare
 from connector.outputs.base import BuildContext
 from connector.outputs.handle import build_output
-from connector.pipeline import Pipeline, RunOptions, prepare
+from connector.pipeline import Pipeline
 from connector.progress import Progress
 from connector.summary import print_summary
 from connector.workers import Workers

@@ -1,0 +1,32 @@
+"""What one run is asked to do (RunOptions), and the script loaded once, seeded (prepare)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from connector.config import Config, ConfigError
+from connector.events.script import Script, ScriptLoadError, load_script
+from connector.identity import Identity
+
+__all__ = ["RunOptions", "prepare"]
+
+
+@dataclass
+class RunOptions:
+    mode: str = "live"
+    max_events: int | None = None
+    duration: float | None = None
+    batch_size: int = 1000
+    identity: Identity = field(default_factory=Identity)  # the worker's share of the schedule
+    checkpoint_every: float | None = None  # --checkpoint: settle and save this often (s)
+
+
+def prepare(config: Config, seed: int | None) -> Script:
+    """Seed `random`, then load the script once (so the seed covers module-level draws)."""
+    if seed is not None:
+        random.seed(seed)
+    try:
+        return load_script(config.event.script)
+    except ScriptLoadError as exc:
+        raise ConfigError([f"event.script.path: {exc}"]) from None
