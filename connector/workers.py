@@ -36,10 +36,11 @@ from connector.inputs.schedule import Schedule
 from connector.ledger import Ledger, died
 from connector.logs import LogSetup, flush_repeats
 from connector.metrics import MemoryWatch
+from connector.options import RunOptions, prepare
 from connector.outputs import Acks
 from connector.outputs.base import BuildContext
 from connector.outputs.handle import build_output
-from connector.pipeline import Pipeline, RunOptions, prepare
+from connector.pipeline import Pipeline
 from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
 
 __all__ = ["Workers"]
