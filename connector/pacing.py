@@ -28,11 +28,18 @@ class Pacer:
         self.clock, self.poll, self.stop, self.past_deadline = clock, poll, stop, past_deadline
         self.lag = Histogram(LAG_BUCKETS)  # seconds each tick ran after it was due
         self.due = 0.0  # the last tick's due time (wall clock); set by the pipeline's loop
-        self.sleeping = False  # waiting for the clock: on schedule, not behind, no stall
+        self.awaiting: float | None = None  # the due time wait_until() waits for
+
+    @property
+    def sleeping(self) -> bool:
+        """Waiting for the clock: on schedule, not behind, no stall. An output served in
+        the wait that blocks past the awaited tick (no room) is behind, not asleep."""
+        due = self.awaiting
+        return due is not None and self.clock.time() < due
 
     def wait_until(self, due: float) -> bool:
         """Sleep until `due` (wall clock), serving outputs; False when told to stop."""
-        self.sleeping = True
+        self.awaiting = due
         try:
             while True:
                 self.poll()
@@ -45,10 +52,12 @@ class Pacer:
                     return False
                 self.clock.sleep(min(left, 0.1))
         finally:
-            self.sleeping = False
+            self.awaiting = None
 
     def behind(self) -> float:
-        """Seconds the run is behind its schedule now (0 while it waits for the clock)."""
-        if self.sleeping or not self.due:
+        """Seconds the run is behind its schedule now: past the tick it waits for, or
+        (running) past the last tick's due time."""
+        due = self.due if self.awaiting is None else self.awaiting
+        if not due:
             return 0.0
-        return max(0.0, self.clock.time() - self.due)
+        return max(0.0, self.clock.time() - due)

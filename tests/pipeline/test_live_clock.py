@@ -17,6 +17,7 @@ from connector.config import parse_config
 from connector.inputs import rate
 from connector.outputs.base import OutputConfig
 from connector.outputs.handle import OutputHandle
+from connector.pacing import Pacer
 from connector.pipeline import Pipeline, RunOptions, prepare
 from connector.testing import FakeClock, ListSink
 
@@ -162,3 +163,26 @@ def test_a_live_ramp_produces_exactly_its_schedule_and_shows_its_target(tmp_path
     assert len(targets) > 30
     for seconds, target in targets:  # 250/s more each second, then 1000/s
         assert target == pytest.approx(min(250 * seconds, 1000), abs=0.01), seconds
+
+
+def test_an_output_that_blocks_while_the_run_waits_for_its_tick_is_behind():
+    """An output served while the run waits for the next tick (its batch timer) may block
+    there, waiting for room: past the awaited tick the run is behind, not asleep."""
+    clock = FakeClock()
+    seen: list[tuple[float, bool]] = []
+    block = [0.0]
+
+    def poll() -> None:
+        clock.advance(block[0])
+        block[0] = 0.0
+        seen.append((pace.behind(), pace.sleeping))
+
+    pace = Pacer(clock, poll, [], lambda: False)
+    pace.due = clock.time()
+    assert pace.wait_until(clock.time() + 0.5)  # on time: asleep, never behind
+    assert seen and all(s == (0.0, True) for s in seen[:-1]) and seen[-1] == (0.0, False)
+
+    seen.clear()
+    block[0] = 2.0  # no room for 2 s
+    assert pace.wait_until(clock.time() + 0.5)
+    assert seen == [(1.5, False)]
