@@ -19,8 +19,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -31,7 +29,7 @@ import pytest
 from connector.outputs import kafka
 from connector.outputs.base import NOT_SENT, Acks, Batch
 from tests.harness.accounts import check_accounts, dead_letters, summary_of
-from tests.harness.cli import Run, no_traceback, run_cli
+from tests.harness.cli import Run, no_traceback, run_cli, through_outage
 from tests.harness.faults import (
     POSSIBLY_WRITTEN,
     by_reason,
@@ -278,18 +276,9 @@ def test_a_long_outage_warns_once_then_says_recovered(private_kafka, write):
         event: {{script: {{path: s.py}}}}
         output: [{{kafka: {{bootstrap_servers: {broker.bootstrap}, topic: {topic}}}}}]
         """)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "run", str(config), "--duration", "26"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(4)
-        broker.kill()
-        time.sleep(13)
-        broker.start()
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
+    ran = through_outage(config, 26, broker.kill, broker.start, outage=13)
+    err = ran.stderr
+    assert ran.code == 0, err
     client = [line for line in err.splitlines() if "connector.kafka.client" in line]
     warnings = [line for line in client if " WARNING " in line]
     recovered = [line for line in client if " INFO " in line and "recovered after" in line]

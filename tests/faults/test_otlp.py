@@ -13,8 +13,6 @@ every span in Jaeger or counted failed and dead-lettered once, never both.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -24,7 +22,7 @@ import pytest
 
 from connector.outputs.base import Batch
 from tests.harness.accounts import check_accounts, dead_letters
-from tests.harness.cli import EXAMPLES, Run, no_traceback, run_cli, wait_for
+from tests.harness.cli import EXAMPLES, Run, no_traceback, run_cli, through_outage, wait_for
 from tests.harness.faults import write_config
 from tests.harness.jaeger import TcpProxy, wait_for_trace
 
@@ -96,19 +94,12 @@ def test_exports_resume_at_once_when_the_endpoint_returns(jaeger, write, tmp_pat
     proxy.up()
     address = proxy.address if grpc else f"http://{proxy.address}"
     config = live_tracing_config(write, address, protocol=f"'{protocol}'")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "run", str(config), "--duration", "12"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(4)
-        proxy.down()
-        time.sleep(4)
-        proxy.up()
-        _, err = proc.communicate(timeout=120)
+        ran = through_outage(config, 12, proxy.down, proxy.up)
     finally:
-        proc.kill()
         proxy.down()
-    assert proc.returncode == 0, err
+    err = ran.stderr
+    assert ran.code == 0, err
     produced = int(err.split("events produced: ")[1].split()[0])
     assert f"output otlp-0: delivered {produced}, failed 0" in err
     traces = sent_traces(tmp_path / "spans.jsonl")

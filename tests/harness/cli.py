@@ -119,6 +119,23 @@ def start_run(config: Path, *args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+def through_outage(config: Path, duration: float, down: Callable[[], None],
+                   up: Callable[[], None], *, before: float = 4, outage: float = 4,
+                   timeout: float = 120) -> Result:
+    """`connector run CONFIG --duration D` with its service taken away `before` seconds in
+    (`down()`) and brought back `outage` seconds later (`up()`); run to its end."""
+    proc = start_run(config, "--duration", f"{duration:g}")
+    try:
+        time.sleep(before)
+        down()
+        time.sleep(outage)
+        up()
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+    return Result(proc.returncode, out, err)
+
+
 def run_clis(*commands: tuple[str, ...], timeout: float = 120, **kw) -> list[Result]:
     """Several `connector` commands at once, each to completion (independent processes: a
     test that waits for timeouts waits for them together, not one after another)."""

@@ -1,6 +1,7 @@
 """The pipeline's own logic in process: hand-off exactly once, a broken output stays local,
 a script's BaseException, and RunStats arithmetic. Outputs here are real (file, null) except
-where an output must raise from write_batch, which no real output does on purpose."""
+where an output must raise from write_batch, which no real output does on purpose
+(connector.testing's doubles)."""
 
 import json
 import pickle
@@ -15,7 +16,7 @@ from connector.outputs.fanout import starts_of as _starts_of
 from connector.outputs.handle import OutputHandle, build_output
 from connector.pipeline import Pipeline, RunOptions, prepare
 from connector.stats import LAG_BUCKETS, Histogram, OutputStats, RunStats
-from connector.testing import ListSink
+from connector.testing import FakeClock, ListSink, RaisingSink, StoppingSink
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -33,39 +34,6 @@ def _config(tmp_path: Path, script: str, per_second: int = 100, seconds: int = 1
     return parse_config(raw, tmp_path)
 
 
-class Raising:
-    """An output whose write_batch accepts `accept` events of a batch, then raises."""
-
-    def __init__(self, acks: Acks, exc: BaseException, on_batch: int = 2, accept: int = 0):
-        self.config = type("C", (), {"flush_timeout": 1.0, "when": None})()
-        self.acks, self.exc, self.on_batch, self.accept = acks, exc, on_batch, accept
-        self.batches: list[list[str]] = []
-
-    def start(self) -> None:
-        pass
-
-    def write_batch(self, batch: Batch) -> None:
-        events = batch.events
-        self.batches.append(list(events))
-        if len(self.batches) == self.on_batch:
-            self.acks.ok(self.accept)  # what the client took; the rest it fails itself
-            self.acks.fail_all("not sent: stopping", events[self.accept:])
-            raise self.exc
-        self.acks.ok(len(events))
-
-    def poll(self) -> None:
-        pass
-
-    def ready(self) -> bool:
-        return True
-
-    def flush(self, timeout: float) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-
 def _pipeline(config, *outputs, **options) -> Pipeline:
     handles = [o if isinstance(o, OutputHandle) else OutputHandle(o) for o in outputs]
     return Pipeline(config, prepare(config, None), handles,
@@ -74,7 +42,7 @@ def _pipeline(config, *outputs, **options) -> Pipeline:
 
 def test_an_output_that_raises_breaks_alone_and_no_batch_is_handed_twice(tmp_path):
     config = _config(tmp_path, "n = 0\ndef produce(p):\n    global n\n    n += 1\n    return str(n)\n")
-    bad = Raising(Acks("bad", "fake"), RuntimeError("boom"), on_batch=2, accept=30)
+    bad = RaisingSink(name="bad", exc=RuntimeError("boom"), on_batch=2, accept=30)
     good = build_output(config.output[0], "file-0")
     p = _pipeline(config, bad, good)
     code = p.run(NOW)
@@ -95,7 +63,7 @@ def test_an_output_that_raises_breaks_alone_and_no_batch_is_handed_twice(tmp_pat
 
 def test_every_output_broken_stops_the_run(tmp_path):
     config = _config(tmp_path, "def produce(p):\n    return 'x'\n")
-    bad = Raising(Acks("bad", "fake"), ValueError("nope"), on_batch=1)
+    bad = RaisingSink(name="bad", exc=ValueError("nope"), on_batch=1)
     p = _pipeline(config, bad)
     assert p.run(NOW) == 1
     s = p.snapshot()
@@ -105,7 +73,7 @@ def test_every_output_broken_stops_the_run(tmp_path):
 
 def test_a_second_signal_inside_write_batch_hands_nothing_twice(tmp_path):
     config = _config(tmp_path, "def produce(p):\n    return 'x'\n")
-    first = Raising(Acks("first", "fake"), KeyboardInterrupt(), on_batch=3, accept=10)
+    first = RaisingSink(name="first", exc=KeyboardInterrupt(), on_batch=3, accept=10)
     later = build_output(config.output[0], "file-0")
     p = _pipeline(config, first, later)
     assert p.run(NOW) == 1
@@ -249,14 +217,11 @@ def test_exit_code_tells_the_truth():
 def test_a_bug_in_an_output_at_shutdown_is_reported_and_the_accounts_still_settle(tmp_path):
     config = _config(tmp_path, "def produce(p):\n    return 'x'\n", seconds=1)
 
-    class FailingClose(Raising):
-        def write_batch(self, batch):
-            self.batches.append(batch.events)  # accepted, never acknowledged
-
+    class FailingClose(StoppingSink):  # accepts, never acknowledges, and close() raises
         def close(self):
             raise RuntimeError("close went wrong")
 
-    bad = FailingClose(Acks("bad", "fake"), RuntimeError())
+    bad = FailingClose(name="bad", clock=FakeClock())  # its flush waits on no real clock
     good = build_output(config.output[0], "file-0")
     p = _pipeline(config, bad, good)
     assert p.run(NOW) == 1

@@ -2,8 +2,6 @@
 hostile events, each failing alone."""
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -13,7 +11,7 @@ import pytest
 
 from connector.outputs import kafka
 from tests.harness.accounts import dead_letters
-from tests.harness.cli import EXAMPLES, run_cli
+from tests.harness.cli import EXAMPLES, run_cli, through_outage
 from tests.harness.kafka import read_topic
 
 
@@ -226,18 +224,9 @@ def test_broker_restart_mid_run_loses_and_duplicates_nothing(private_kafka, writ
         event: {{script: {{path: s.py}}}}
         output: [{{kafka: {{bootstrap_servers: {broker.bootstrap}, topic: {topic}}}}}]
         """)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "run", str(config), "--duration", "16"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(4)
-        broker.stop()
-        time.sleep(4)
-        broker.start()
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
+    ran = through_outage(config, 16, broker.stop, broker.start)
+    err = ran.stderr
+    assert ran.code == 0, err
     produced = int(err.split("events produced: ")[1].split()[0])
     assert "delivered " + str(produced) + ", failed 0" in err
     values = [int(m.value()) for m in read_topic(broker.bootstrap, [topic])]
