@@ -79,6 +79,19 @@ def check_stopped_run(run: Run, kafka: PrivateKafka, topic: str, tmp_path) -> Su
     return s
 
 
+def second_sigterm(run: Run, kafka: PrivateKafka, topic: str, tmp_path) -> Summary:
+    """The second SIGTERM: the run exits within AT_ONCE, failed what it held, and its
+    accounts add up (the first SIGTERM was sent by the test)."""
+    second = time.monotonic()
+    run.signal(signal.SIGTERM)
+    run.wait(AT_ONCE + 10)
+    took = run.ended - second
+    s = check_stopped_run(run, kafka, topic, tmp_path)
+    assert took <= AT_ONCE, f"exited {took:.1f}s after the second SIGTERM\n{s.text}"
+    assert s.failed(K) > 0 and run.proc.returncode == 1, s.text
+    return s
+
+
 def test_sigterm_under_full_load_with_a_healthy_broker(private_kafka, tmp_path):
     topic = f"sig-{uuid.uuid4().hex[:8]}"
     run = backfill(tmp_path, private_kafka, topic)
@@ -116,14 +129,7 @@ def test_second_sigterm_while_waiting_for_room_ends_at_once(private_kafka, tmp_p
     wait_for_full_queue(run)
     run.signal(signal.SIGTERM)
     time.sleep(1)
-    second = time.monotonic()
-    run.signal(signal.SIGTERM)
-    run.wait(AT_ONCE + 10)
-    took = run.ended - second
-    print(f"\nexited {took:.1f}s after the second SIGTERM")
-    s = check_stopped_run(run, private_kafka, topic, tmp_path)
-    assert took <= AT_ONCE, f"exited {took:.1f}s after the second SIGTERM\n{s.text}"
-    assert s.failed(K) > 0 and run.proc.returncode == 1, s.text
+    s = second_sigterm(run, private_kafka, topic, tmp_path)
     assert s.reasons(K)[NOT_SENT] > 0, s.text
 
 
@@ -141,11 +147,4 @@ def test_second_sigterm_during_the_flush_ends_at_once(private_kafka, tmp_path):
     run.signal(signal.SIGTERM)
     time.sleep(2)  # flushing now, waiting for a broker that is gone
     assert run.proc.poll() is None, "exited before the second signal: no flush to interrupt"
-    second = time.monotonic()
-    run.signal(signal.SIGTERM)
-    run.wait(AT_ONCE + 10)
-    took = run.ended - second
-    print(f"\nexited {took:.1f}s after the second SIGTERM")
-    s = check_stopped_run(run, private_kafka, topic, tmp_path)
-    assert took <= AT_ONCE, f"exited {took:.1f}s after the second SIGTERM\n{s.text}"
-    assert s.failed(K) > 0 and run.proc.returncode == 1, s.text
+    second_sigterm(run, private_kafka, topic, tmp_path)
