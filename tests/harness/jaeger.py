@@ -20,6 +20,7 @@ from pathlib import Path
 from connector.testing import free_port
 from tests.harness.cli import wait_for
 from tests.harness.metrics import NO_PROXY
+from tests.harness.services import start_service
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "local-jaeger"
 
@@ -36,21 +37,12 @@ def jaeger_endpoints() -> dict:
         "run `scripts/local-jaeger start` in the repo root (needs Go once, to build Jaeger), "
         "or set JAEGER_QUERY, OTLP_ENDPOINT and OTLP_HTTP_ENDPOINT to a running Jaeger"
     )
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(SCRIPT), "start"], capture_output=True, text=True, timeout=3600
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise RuntimeError(f"local Jaeger unavailable ({e}); {how}") from e
-    found = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
     keys = {
         "otlp_grpc": "OTLP_ENDPOINT",
         "otlp_http": "OTLP_HTTP_ENDPOINT",
         "query": "JAEGER_QUERY",
     }
-    if proc.returncode or not all(k in found for k in keys.values()):
-        tail = "\n".join(proc.stderr.splitlines()[-20:])
-        raise RuntimeError(f"local Jaeger unavailable (exit {proc.returncode}); {how}\n{tail}")
+    found = start_service(SCRIPT, "local Jaeger", list(keys.values()), how, 3600)
     return {name: found[key] for name, key in keys.items()}
 
 

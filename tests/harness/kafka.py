@@ -18,10 +18,11 @@ from pathlib import Path
 
 from connector.testing import free_port
 from tests.harness.cli import wait_for
+from tests.harness.services import start_service
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "local-kafka"
 HOW_TO = "start one with `scripts/local-kafka start` or set KAFKA_BOOTSTRAP_SERVERS=host:port"
-PREFIX = "KAFKA_BOOTSTRAP_SERVERS="
+KEY = "KAFKA_BOOTSTRAP_SERVERS"
 
 _container_bootstrap: str | None = None
 
@@ -52,18 +53,8 @@ def _container() -> str | None:
 
 def start_local_kafka() -> str:
     """Start (or reuse) the scripts/local-kafka broker and return its bootstrap address."""
-    try:
-        # first start may download jars with Maven: allow minutes
-        r = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise RuntimeError(f"scripts/local-kafka start failed: {e}; {HOW_TO}") from e
-    lines = r.stdout.strip().splitlines()
-    if r.returncode != 0 or not lines or not lines[-1].startswith(PREFIX):
-        raise RuntimeError(
-            f"no Kafka broker: scripts/local-kafka start exited {r.returncode}:\n"
-            f"{r.stderr.strip()}\n{HOW_TO}"
-        )
-    return lines[-1].removeprefix(PREFIX)
+    # the first start may download jars with Maven: allow minutes
+    return start_service(SCRIPT, "Kafka broker", [KEY], HOW_TO, 600)[KEY]
 
 
 def kafka_bootstrap() -> str:

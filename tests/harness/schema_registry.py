@@ -5,9 +5,9 @@ Uses $SCHEMA_REGISTRY_URL when set, otherwise `scripts/local-schema-registry sta
 """
 
 import os
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.harness.services import start_service
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "local-schema-registry"
 
@@ -19,16 +19,7 @@ def schema_registry_url() -> str:
         "run `scripts/local-schema-registry start` in the repo root (needs cargo once, to "
         "install rivven-schema), or set SCHEMA_REGISTRY_URL to a running Schema Registry"
     )
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(SCRIPT), "start"], capture_output=True, text=True, timeout=1800
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise RuntimeError(f"local Schema Registry unavailable ({e}); {how}") from e
-    found = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
-    if proc.returncode or "SCHEMA_REGISTRY_URL" not in found:
-        tail = "\n".join(proc.stderr.splitlines()[-20:])
-        raise RuntimeError(f"local Schema Registry unavailable (exit {proc.returncode}); {how}\n{tail}")
+    found = start_service(SCRIPT, "local Schema Registry", ["SCHEMA_REGISTRY_URL"], how, 1800)
     return found["SCHEMA_REGISTRY_URL"]
 
 
