@@ -148,6 +148,23 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep serving /metrics this long after the run ends, for a last scrape (default: 0)",
     )
+    run.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write one self-contained HTML report of the run here when it ends "
+        "(default: report in the config, else none)",
+    )
+    run.add_argument(
+        "--view",
+        action="store_true",
+        help="the live view even when stderr is not a terminal (default: on a terminal)",
+    )
+    run.add_argument(
+        "--view-workers",
+        action="store_true",
+        help="with --workers: a row per worker in the live view (default: merged only)",
+    )
     _common(run)
 
     validate = sub.add_parser("validate", help="check a config and its script; send nothing")

@@ -65,7 +65,7 @@ class RunFacts:
     def of(
         cls, config: Config, mode: str, seed: int | None, workers: int, script: Path
     ) -> RunFacts:
-        dump = redacted(config.model_dump(mode="json"))
+        dump = redacted(config.model_dump(mode="json", exclude_none=True))
         return cls(
             name=config.name or (config.source.stem if config.source else "config"),
             version=__version__,
