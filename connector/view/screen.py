@@ -62,7 +62,7 @@ def _header(s: RunStats, now: float, where: Position, name: str) -> Text:
         parts.append(f"ended: {s.stop_reason or 'schedule complete'}")
     elif s.stop_reason:
         parts.append(f"stopping: {s.stop_reason}")
-    return Text(" | ".join(parts), style="bold")
+    return Text(" | ".join(parts), style="bold")  # Text: a stop reason is not markup
 
 
 def _inputs(s: RunStats, recent: Sequence[Sample]) -> Table:
@@ -80,7 +80,7 @@ def _inputs(s: RunStats, recent: Sequence[Sample]) -> Table:
         rates = rate(recent, lambda x, i=i: x.timestamps[i])
         target = s.target_rates[i]
         table.add_row(
-            name,
+            Text(name),
             "-" if target is None else f"{target:,.0f}",
             f"{rates[-1]:,.0f}" if rates else "-",
             f"{s.timestamps[i]:,}",
@@ -103,14 +103,14 @@ def _outputs(s: RunStats) -> Table:
             reasons = f"broken: {o.broken}" + (f"; {reasons}" if reasons else "")
         count = o.latency.count
         table.add_row(
-            o.name,
+            Text(o.name),
             f"{o.delivered:,}",
             f"{o.failed:,}",
             f"{o.filtered:,}" if o.routed else "-",
             f"{o.pending:,}",
             _ms(o.latency.quantile(0.5)) if count else "-",
             _ms(o.latency.quantile(0.99)) if count else "-",
-            reasons,
+            Text(reasons),  # reasons are data, never rich markup
         )
     return table
 
