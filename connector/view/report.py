@@ -46,8 +46,6 @@ def totals(s: RunStats) -> list[tuple[str, str, int]]:
     ]
     if s.replayed:
         rows.append(("replayed", "produce() calls replayed", s.replayed))
-    if s.checkpoints:
-        rows.append(("checkpoints", "checkpoints settled", s.checkpoints))
     for o in s.outputs:
         key = f"output:{o.name}"
         rows += [(f"{key}:delivered", f"{o.name}: delivered", o.delivered)]
@@ -99,6 +97,10 @@ def render(
         ("ended", stats.stop_reason or "schedule complete"),
         ("exit code", str(stats.exit_code())),
     ]
+    if stats.checkpoints:
+        about.append(
+            ("checkpoints settled", f"{stats.checkpoints} ({stats.checkpoint_seconds:.3f} s)")
+        )
     total_rows = "".join(
         f'<tr><th>{escape(label)}</th><td class="n" data-total="{escape(key)}">{n}</td></tr>'
         for key, label, n in totals(stats)
