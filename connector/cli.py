@@ -26,6 +26,8 @@ from connector.options import prepare
 from connector.outputs.validate import schema_check, schema_problems, time_warnings
 from connector.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cmd_run
 from connector.trace_check import TraceCheck
+from connector.view.top import add_parser as add_top_parser
+from connector.view.top import cmd_top
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -199,12 +201,15 @@ def _parser() -> argparse.ArgumentParser:
         "the events; exit 1 when any trace is broken (default: off)",
     )
     _common(preview)
+    _common(add_top_parser(sub))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format, args.quiet)
+    if args.command == "top":  # no config: it reads other processes' /metrics
+        return cmd_top(args)
     try:
         config = load_config(args.config)
         return {"run": cmd_run, "validate": cmd_validate, "preview": cmd_preview}[args.command](
