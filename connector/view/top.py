@@ -185,8 +185,8 @@ def frame(fleet: Fleet) -> RenderableType:
     title = f"fleet: {len(fleet.replicas)} replica(s), {up} up"
     if merged is None:
         return Group(Text(title, style="bold"), _replicas(fleet, parts, now))
-    down = len(fleet.replicas) - up
-    note = [Text("* a down replica's last numbers, kept in the merged view")] if down else []
+    kept = any(not r.up and r.page is not None for r in fleet.replicas.values())
+    note = [Text("* a down replica's last numbers, kept in the merged view")] if kept else []
     return Group(
         screen(merged, fleet.merged.recent(), now, name=title),
         _replicas(fleet, parts, now),

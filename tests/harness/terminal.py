@@ -19,7 +19,7 @@ from tests.harness.cli import wait_for
 
 
 class Terminal:
-    """`connector ARGS` with stdin and stderr on a pseudo-terminal of `cols` x `rows`."""
+    """`connector ARGS` with stdin, stdout and stderr on a pseudo-terminal of `cols` x `rows`."""
 
     def __init__(self, *args: str, cols: int = 160, rows: int = 70, cwd: Path | None = None):
         self.cols, self.rows = cols, rows
@@ -28,7 +28,7 @@ class Terminal:
         env = dict(os.environ, COLUMNS=str(cols), LINES=str(rows), TERM="xterm-256color")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "connector", *map(str, args)],
-            stdin=slave, stdout=subprocess.DEVNULL, stderr=slave, cwd=cwd, env=env,
+            stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
             start_new_session=True,
         )
         os.close(slave)
