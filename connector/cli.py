@@ -26,6 +26,8 @@ from connector.options import prepare
 from connector.outputs.validate import schema_check, schema_problems, time_warnings
 from connector.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cmd_run
 from connector.trace_check import TraceCheck
+from connector.view.top import add_parser as add_top_parser
+from connector.view.top import cmd_top
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -148,6 +150,23 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep serving /metrics this long after the run ends, for a last scrape (default: 0)",
     )
+    run.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write one self-contained HTML report of the run here when it ends "
+        "(default: report in the config, else none)",
+    )
+    run.add_argument(
+        "--view",
+        action="store_true",
+        help="the live view even when stderr is not a terminal (default: on a terminal)",
+    )
+    run.add_argument(
+        "--view-workers",
+        action="store_true",
+        help="with --workers: a row per worker in the live view (default: merged only)",
+    )
     _common(run)
 
     validate = sub.add_parser("validate", help="check a config and its script; send nothing")
@@ -182,12 +201,15 @@ def _parser() -> argparse.ArgumentParser:
         "the events; exit 1 when any trace is broken (default: off)",
     )
     _common(preview)
+    _common(add_top_parser(sub))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format, args.quiet)
+    if args.command == "top":  # no config: it reads other processes' /metrics
+        return cmd_top(args)
     try:
         config = load_config(args.config)
         return {"run": cmd_run, "validate": cmd_validate, "preview": cmd_preview}[args.command](

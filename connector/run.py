@@ -31,6 +31,10 @@ from connector.outputs.handle import build_output
 from connector.pipeline import Pipeline
 from connector.progress import Progress
 from connector.summary import print_summary
+from connector.view.facts import RunFacts
+from connector.view.report import report_problem
+from connector.view.screen import Position
+from connector.view.watch import Watch, wants_view
 from connector.workers import Workers
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "cmd_run"]
@@ -74,6 +78,10 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
         anchor = checkpoint.anchor.astimezone(config.tz)
         if anchor != now:  # a resume keeps the first run's window
             plan = schedule(config, mode, anchor, identity)
+    report = args.report or config.report
+    if report is not None and (problem := report_problem(report)):
+        print(problem, file=sys.stderr)
+        return EXIT_USAGE
     metrics = _start_metrics(config, args)
     who = "the workers' parent" if args.workers > 1 else ""
     memory = MemoryWatch(config.metrics.memory_warning, who)  # each worker has its own
@@ -116,12 +124,22 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
         script.path.name,
         args.workers,
     )
-    progress = None
+    progress, total = None, None
+    view = wants_view(args.view, args.quiet, any(e.plugin == "stdout" for e in config.output))
     if not args.quiet:
         # the bar needs the total; only a terminal shows the bar
-        bar = mode == "backfill" and sys.stderr.isatty()
+        bar = mode == "backfill" and (sys.stderr.isatty() or view)
         total = _count(plan) if bar else None
+    if not args.quiet and not view:
         progress = Progress(run.snapshot, total, args.progress_interval).start()
+    watch = Watch.begin(
+        run.snapshot,
+        RunFacts.of(config, mode, args.seed, args.workers, script.path),
+        report,
+        view,
+        Position(total if view else None, args.duration),
+        _parts(run) if args.view_workers else None,
+    )
     try:
         code = run.run(plan)
     except KeyboardInterrupt:  # yet another signal, as the run was settling: still summarise
@@ -133,11 +151,15 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
             progress.stop()
     flush_repeats()
     stats = run.snapshot()
+    if watch:
+        watch.stop(stats)
     if checkpoint is not None and stats.exhausted and not stats.interrupted:
         checkpoint.keep(None)  # the end: a rerun is refused, not a silent no-op
     print_summary(stats, sys.stderr)
     for bug in stats.bugs:  # after the summary: the accounts first, then what to report
         log.critical("a bug, please report it with this traceback:\n%s", bug.rstrip())
+    if watch:
+        watch.write(stats)
     if metrics:
         if args.linger > 0:
             lingering.append(True)
@@ -192,6 +214,13 @@ def _start_metrics(config: Config, args: argparse.Namespace) -> MetricsServer | 
         return None
     log.info("metrics on http://%s:%d/metrics", config.metrics.host, server.port)
     return server
+
+
+def _parts(run: Pipeline | Workers):
+    """--view-workers: each worker's own RunStats (one process has none)."""
+    if isinstance(run, Workers):
+        return lambda: [run.snapshots[w] for w in sorted(run.snapshots)]
+    return None
 
 
 def _count(stream, cap: int = 5_000_000) -> int | None:

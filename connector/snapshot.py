@@ -64,4 +64,6 @@ class Snapshot:
             behind=pace.behind() if self.options.mode == "live" and self.alive else 0.0,
             replayed=self.replayed,
             exhausted=self.exhausted,
+            checkpoints=0 if self.checkpoints is None else self.checkpoints.taken,
+            checkpoint_seconds=0.0 if self.checkpoints is None else self.checkpoints.spent,
         )

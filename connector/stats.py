@@ -191,6 +191,8 @@ class RunStats:
     behind: float = 0.0  # live: seconds the run is behind its schedule right now
     replayed: int = 0  # produce() calls replayed unsent to resume from a checkpoint
     exhausted: bool = False  # the schedule ran to its end
+    checkpoints: int = 0  # --checkpoint: checkpoints settled
+    checkpoint_seconds: float = 0.0  # the time they waited (what they cost)
 
     def __post_init__(self) -> None:
         n = len(self.input_names)
@@ -263,4 +265,6 @@ class RunStats:
             behind=max(self.behind, other.behind),
             replayed=self.replayed + other.replayed,
             exhausted=self.exhausted and other.exhausted,
+            checkpoints=self.checkpoints + other.checkpoints,
+            checkpoint_seconds=self.checkpoint_seconds + other.checkpoint_seconds,
         )

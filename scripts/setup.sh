@@ -70,6 +70,14 @@ _check_prometheus() {
   fi
 }
 
+_check_chromium() {
+  command -v chromium >/dev/null && return
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    _need "a chromium binary on PATH (the HTML report is opened in a real, headless browser)" \
+      "run as root with apt-get (Debian's chromium package is installed for you), or put chromium on PATH"
+  fi
+}
+
 require() {
   missing=()
   local what
@@ -86,6 +94,13 @@ install_prometheus() {
   echo "$(basename "$0"): installing Debian's prometheus" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
+install_chromium() {
+  command -v chromium >/dev/null && return
+  echo "$(basename "$0"): installing Debian's chromium" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null
 }
 
 # uv itself lives in a venv of its own in the cache, installed with pinned hashes.

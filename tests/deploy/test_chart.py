@@ -827,6 +827,12 @@ def test_notes_say_how_to_see_the_metrics():
     assert "/metrics" in notes
 
 
+def test_notes_say_how_to_watch_the_fleet_with_connector_top():
+    sharded = render(sharding={"enabled": True}, replicas=3).notes
+    assert "connector top dns://rel-connector-headless.load.svc:9464" in sharded
+    assert "connector top --file pods.txt" in render(replicas=2).notes
+
+
 def test_rendering_uses_helms_own_library():
     """Helm's Go SDK renders and lints here, bundled in helm-python-sdk: no binary to fetch."""
     assert re.fullmatch(r"v\d+\.\d+\.\d+", helm().helm_sdk_version())

@@ -1,0 +1,66 @@
+"""What watches a run, wired in one place for run.py: the sampler, the live view (on a
+terminal or with --view) and the report (--report or `report:`)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from connector.stats import RunStats
+from connector.view.facts import RunFacts
+from connector.view.live import LiveView
+from connector.view.report import write_report
+from connector.view.sampler import Sampler
+from connector.view.screen import Position
+
+__all__ = ["Watch", "wants_view"]
+
+
+def wants_view(asked: bool, quiet: bool, stdout_output: bool) -> bool:
+    """--view, or stderr a terminal; never with --quiet; not by itself when an output
+    writes to stdout on the same terminal (its events would tear the view)."""
+    if quiet:
+        return False
+    if asked:
+        return True
+    return sys.stderr.isatty() and not (stdout_output and sys.stdout.isatty())
+
+
+@dataclass
+class Watch:
+    sampler: Sampler
+    facts: RunFacts
+    report: Path | None = None
+    live: LiveView | None = None
+
+    @classmethod
+    def begin(
+        cls,
+        source: Callable[[], RunStats],
+        facts: RunFacts,
+        report: Path | None,
+        view: bool,
+        where: Position,
+        parts: Callable[[], list[RunStats]] | None = None,
+    ) -> Watch | None:
+        """Start sampling when a view or a report wants it; None when neither does."""
+        if report is None and not view:
+            return None
+        sampler = Sampler(source)
+        live = None
+        if view:
+            live = LiveView(sys.stderr, sampler.samples, where, facts.name, parts).start()
+            sampler.listeners.append(live.draw)
+        return cls(sampler.start(), facts, report, live)
+
+    def stop(self, final: RunStats) -> None:
+        """The run is over: its last numbers become the last sample and the last frame."""
+        self.sampler.stop(final)
+        if self.live is not None:
+            self.live.stop(final)
+
+    def write(self, final: RunStats) -> None:
+        if self.report is not None:
+            write_report(self.report, self.sampler.samples.history(), final, self.facts)
