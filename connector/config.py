@@ -25,6 +25,7 @@ from connector.fields import Strict, not_a_file
 from connector.inputs import INPUTS
 from connector.otlp.mapping import DEFAULT_MAPPING, SpanMapping
 from connector.outputs import OUTPUTS
+from connector.replay.config import ReplayConfig
 from connector.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_VALUES, LimitedLoader, YamlLimit
 
 __all__ = ["Config", "ConfigError", "collisions", "load_config", "parse_config"]
@@ -87,7 +88,14 @@ OutputEntry = _one_plugin("output", OUTPUTS)
 
 
 class EventConfig(Strict):
-    script: ScriptConfig
+    script: ScriptConfig | None = None
+    replay: ReplayConfig | None = None  # a recording played again (connector/replay/)
+
+    @model_validator(mode="after")
+    def _something(self) -> EventConfig:
+        if self.script is None and self.replay is None:
+            raise ValueError("name a script (script: {path: ...}) or a recording (replay: ...)")
+        return self
 
 
 class MetricsConfig(Strict):
@@ -298,6 +306,10 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
     if interpolate.missing:
         raise ConfigError(interpolate.missing)
     if problems := collisions(config.written_files()):
+        raise ConfigError(problems)
+    from connector.replay.wiring import check as replay_problems  # it imports the script's
+
+    if problems := replay_problems(config):
         raise ConfigError(problems)
     return config
 

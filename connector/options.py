@@ -26,6 +26,10 @@ def prepare(config: Config, seed: int | None) -> Script:
     """Seed `random`, then load the script once (so the seed covers module-level draws)."""
     if seed is not None:
         random.seed(seed)
+    if config.event.replay is not None:
+        from connector.replay.wiring import replay_script
+
+        return replay_script(config)
     try:
         return load_script(config.event.script)
     except ScriptLoadError as exc:
