@@ -42,10 +42,13 @@ class Ids(Protocol):
 
 class Source(Protocol):
     """A recording: `records()` reads it again from its start (one pass per loop), in
-    constant memory; `render` turns one record into event strings at `new_time`, with
+    constant memory; `check()` says what makes it unplayable (config errors: a missing
+topic, a range past the end); `render` turns one record into event strings at `new_time`, with
     its ids passed through `ids` (None: kept). `name` is shown in messages."""
 
     name: str
+
+    def check(self) -> list[str]: ...
 
     def records(self) -> Iterator[Record]: ...
 

@@ -9,7 +9,7 @@ from connector.replay.config import OtlpSource, ReplayConfig
 from connector.replay.files import lines
 from connector.replay.otlp_json import OtlpRecords, render_otlp
 from connector.replay.records import BadRecord, Ids, Record, Source
-from connector.replay.text import JsonlReader, LinesReader
+from connector.replay.text import JsonlReader, LinesReader, readable
 from connector.replay.traces import grouped
 
 __all__ = ["OtlpFileReader", "open_source"]
@@ -28,6 +28,9 @@ class OtlpFileReader:
                 yield BadRecord(None, f"{name}:{n}", error or "unreadable")
             elif line.strip():
                 yield from parse(line, f"{name}:{n}")
+
+    def check(self) -> list[str]:
+        return readable(self.config.path, "event.replay.otlp.path")
 
     def render(self, record: Record, new_time: datetime, ids: Ids | None) -> list[str]:
         return render_otlp(self.config.signal, record, new_time, ids, self.tz)

@@ -7,13 +7,14 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
+from pathlib import Path
 
 from connector.replay.config import JsonlSource, LinesSource
 from connector.replay.files import lines
 from connector.replay.records import BadRecord, Ids, Record
 from connector.replay.times import read_time, write_time
 
-__all__ = ["JsonlReader", "LinesReader", "renew_ids", "retime_doc"]
+__all__ = ["JsonlReader", "LinesReader", "readable", "render_doc", "renew_ids", "retime_doc"]
 
 
 def renew_ids(doc: dict, fields: tuple[str, ...], ids: Ids) -> None:
@@ -27,6 +28,24 @@ def renew_ids(doc: dict, fields: tuple[str, ...], ids: Ids) -> None:
 def retime_doc(doc: dict, field: str | None, new_time: datetime) -> None:
     if field is not None and field in doc:
         doc[field] = write_time(doc[field], new_time)
+
+
+def render_doc(doc: dict, time_field: str | None, id_fields: tuple[str, ...],
+               new_time: datetime, ids: Ids | None) -> list[str]:
+    """A JSON record at its new time, with its ids renewed, as one event."""
+    retime_doc(doc, time_field, new_time)
+    if ids is not None:
+        renew_ids(doc, id_fields, ids)
+    return [json.dumps(doc, ensure_ascii=False)]
+
+
+def readable(path: Path, key: str) -> list[str]:
+    """The recording can be opened (a config error now, not a failed run later)."""
+    try:
+        with open(path, "rb"):
+            return []
+    except OSError as exc:
+        return [f"{key}: cannot read {path}: {exc.strerror or exc}"]
 
 
 class JsonlReader:
@@ -57,12 +76,12 @@ class JsonlReader:
                     continue
             yield Record(when, doc, f"{name}:{n}")
 
+    def check(self) -> list[str]:
+        return readable(self.config.path, "event.replay.jsonl.path")
+
     def render(self, record: Record, new_time: datetime, ids: Ids | None) -> list[str]:
-        doc = record.data
-        retime_doc(doc, self.config.time_field, new_time)
-        if ids is not None:
-            renew_ids(doc, self.config.id_fields, ids)
-        return [json.dumps(doc, ensure_ascii=False)]
+        return render_doc(record.data, self.config.time_field, self.config.id_fields,
+                          new_time, ids)
 
 
 class LinesReader:
@@ -99,6 +118,9 @@ class LinesReader:
                 continue
             last = when if when.tzinfo else when.replace(tzinfo=tz)
             yield Record(last, (line, found.span(group)), where)
+
+    def check(self) -> list[str]:
+        return readable(self.config.path, "event.replay.lines.path")
 
     def render(self, record: Record, new_time: datetime, ids: Ids | None) -> list[str]:
         line, span = record.data

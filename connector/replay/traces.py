@@ -34,6 +34,9 @@ class TraceGroups:
         if spans:
             yield _trace(spans)
 
+    def check(self) -> list[str]:
+        return self.inner.check()
+
     def render(self, record: Record, new_time: datetime, ids: Ids | None) -> list[str]:
         root, out = record.when, []
         for span in record.data:

@@ -41,6 +41,10 @@ def check(config: Config) -> list[str]:
 def replay_script(config: Config) -> Script:
     """The replay (through the user's script when `event.script` is named too)."""
     replay = Replay(config.event.replay, config.tz, replay_seed())
+    if problems := replay.source.check():  # a missing topic, a range past the end
+        from connector.config import ConfigError
+
+        raise ConfigError(problems)
     user = config.event.script
     if user is None:
         # the config file stands for the script in a checkpoint's fingerprint (its whole
