@@ -3,19 +3,26 @@ recording), and the Script the pipeline calls."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from connector.events.script import Script, ScriptLoadError, load_script
 from connector.replay import recorded
 from connector.replay.player import Replay, ReplayScript, replay_seed
 
-if TYPE_CHECKING:
-    from connector.config import Config
+__all__ = ["SetupError", "check", "replay_script"]
 
-__all__ = ["check", "replay_script"]
+# `config` below is a connector.config.Config, which imports this module: not imported here
 
 
-def check(config: Config) -> list[str]:
+class SetupError(Exception):
+    """The replay cannot start; `problems` are `key: message` lines (config errors)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def check(config: Any) -> list[str]:
     """Problems of the config as a whole (`key: message`); links `recorded` inputs."""
     problems = []
     replay = config.event.replay
@@ -38,13 +45,11 @@ def check(config: Config) -> list[str]:
     return problems
 
 
-def replay_script(config: Config) -> Script:
+def replay_script(config: Any) -> Script:
     """The replay (through the user's script when `event.script` is named too)."""
     replay = Replay(config.event.replay, config.tz, replay_seed())
     if problems := replay.source.check():  # a missing topic, a range past the end
-        from connector.config import ConfigError
-
-        raise ConfigError(problems)
+        raise SetupError(problems)
     user = config.event.script
     if user is None:
         # the config file stands for the script in a checkpoint's fingerprint (its whole
@@ -53,7 +58,5 @@ def replay_script(config: Config) -> Script:
     try:
         script = load_script(user)
     except ScriptLoadError as exc:
-        from connector.config import ConfigError
-
-        raise ConfigError([f"event.script.path: {exc}"]) from None
+        raise SetupError([f"event.script.path: {exc}"]) from None
     return ReplayScript(replay, script.path, user.on_error, script.produce)

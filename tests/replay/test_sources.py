@@ -224,7 +224,7 @@ def test_schedule_pacing_ends_with_the_recording(tmp_path):
 
 
 @pytest.mark.parametrize("event, inputs, message", [
-    ({"script": None}, None, "event: name a script"),
+    ({"script": None}, None, "event.script: required key is missing"),
     ({"replay": {"new_ids": True}}, None, "name exactly one source"),
     ({"replay": {"jsonl": {"path": "nope.jsonl"}, "lines": {"path": "x", "pattern": "(x)",
                                                              "format": "%Y"}}}, None,
