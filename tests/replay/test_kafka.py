@@ -116,3 +116,29 @@ def test_a_missing_topic_and_a_range_past_the_end_are_config_errors(write, kafka
             no_traceback(result.stderr)
             assert result.code == 2, result.stderr
             assert "event.replay.kafka" in result.stderr and message in result.stderr
+
+
+def test_a_replay_backfill_resumes_from_its_checkpoint_exactly_once(tmp_path, write,
+                                                                   kafka_bootstrap, kafka_topic):
+    docs = recording(tmp_path / "rec.jsonl", 300)
+    for doc in docs:
+        doc["trace_id"] = f"{doc['n'] + 1:032x}"
+    (tmp_path / "rec.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    source = {"jsonl": {"path": "rec.jsonl"}, "new_ids": True, "loop": 2}
+    pace = {"recorded": {"speed": 4.0, "start": START.isoformat()}}
+    whole, cut = kafka_topic("whole", partitions=1), kafka_topic("cut", partitions=1)
+    once = replay_config(write, source, whole, kafka_bootstrap, pace, "once.yaml")
+    assert run_cli("run", once, "--seed", "9", "--metrics-port", "0").code == 0
+    twice = replay_config(write, source, cut, kafka_bootstrap, pace, "twice.yaml")
+    checkpoint = tmp_path / "replay.checkpoint"
+    args = ("run", twice, "--seed", "9", "--metrics-port", "0", "--checkpoint", checkpoint)
+    first = run_cli(*args, "--max-events", "250")
+    assert first.code == 0, first.stderr[-2000:]
+    second = run_cli(*args)
+    no_traceback(second.stderr)
+    assert second.code == 0, second.stderr[-2000:]
+    assert "resumed after 250 settled" in second.stderr
+    want = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, whole)]
+    got = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, cut)]
+    assert len(want) == 600 and got == want  # the same records, times and fresh ids, once
+    assert want[0]["trace_id"] != want[300]["trace_id"]  # the second loop's ids are its own
