@@ -3,7 +3,6 @@ a regex, read and written with a strptime format, the seed's replay case)."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
@@ -13,6 +12,7 @@ from connector.replay.config import JsonlSource, LinesSource
 from connector.replay.files import lines
 from connector.replay.records import BadRecord, Ids, Record
 from connector.replay.times import read_time, write_time
+from connector.values import dumps, loads
 
 __all__ = ["JsonlReader", "LinesReader", "readable", "render_doc", "renew_ids", "retime_doc"]
 
@@ -36,7 +36,7 @@ def render_doc(doc: dict, time_field: str | None, id_fields: tuple[str, ...],
     retime_doc(doc, time_field, new_time)
     if ids is not None:
         renew_ids(doc, id_fields, ids)
-    return [json.dumps(doc, ensure_ascii=False)]
+    return [dumps(doc)]
 
 
 def readable(path: Path, key: str) -> list[str]:
@@ -55,14 +55,13 @@ class JsonlReader:
 
     def records(self) -> Iterator[Record]:
         field, tz, name = self.config.time_field, self.tz, self.name
-        loads = json.loads
         for n, line, error in lines(self.config.path):
             if line is None:
                 yield BadRecord(None, f"{name}:{n}", error or "unreadable")
                 continue
             try:
-                doc = loads(line)
-            except ValueError as exc:  # UnicodeDecodeError included
+                doc = loads(line.decode())  # numbers exactly as recorded
+            except ValueError as exc:  # UnicodeDecodeError and orjson's error included
                 yield BadRecord(None, f"{name}:{n}", f"not JSON ({exc})")
                 continue
             if doc.__class__ is not dict:
