@@ -5,13 +5,15 @@ span / log / metric JSON events, which every output (otlp, kafka otlp_*) maps ba
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, tzinfo
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+import orjson
+
 from connector.replay.records import BadRecord, Ids, Record
-from connector.replay.times import from_nanos, nanos
+from connector.replay.times import EPOCH, from_nanos, nanos
+from connector.values import dumps
 
 __all__ = ["SIGNAL_KEYS", "OtlpRecords", "render_otlp"]
 
@@ -47,7 +49,7 @@ def _resource(block: dict) -> tuple[str, dict]:
 
 
 def _iso(value: int) -> str:
-    return from_nanos(value, UTC).isoformat()
+    return (EPOCH + timedelta(microseconds=value // 1000)).isoformat()
 
 
 class OtlpRecords:
@@ -58,8 +60,8 @@ class OtlpRecords:
 
     def parse(self, text: bytes | str, where: str) -> Iterator[Record]:
         try:
-            request = json.loads(text)
-        except ValueError as exc:
+            request = orjson.loads(text)
+        except ValueError as exc:  # orjson's JSONDecodeError is one
             yield BadRecord(None, where, f"not JSON ({exc})")
             return
         if not isinstance(request, dict):
@@ -129,13 +131,13 @@ def render_otlp(signal: str, record: Record, new_time: datetime, ids: Ids | None
             if log.get(key):
                 doc[name] = kind(log[key]) if kind else log[key]
         _extra(doc, _attrs(log.get("attributes")), resource)
-        return [json.dumps(doc, ensure_ascii=False)]
+        return [dumps(doc)]
     service, resource, name, point = record.data
     value = point.get("asDouble", point.get("asInt"))
     doc = {"timestamp": new_time.isoformat(), "service": service, "name": name,
            "value": float(value) if "asDouble" in point else int(value or 0)}
     _extra(doc, _attrs(point.get("attributes")), resource)
-    return [json.dumps(doc, ensure_ascii=False)]
+    return [dumps(doc)]
 
 
 def _extra(doc: dict, attributes: dict, resource: dict) -> None:
@@ -148,8 +150,8 @@ def _extra(doc: dict, attributes: dict, resource: dict) -> None:
 def _render_trace(record: Record, new_time: datetime, ids: Ids | None) -> list[str]:
     root, spans = record.data
     shift = nanos(new_time) - root  # every span keeps its offset from the root
-    trace = ids.trace if ids else _same
-    span_id = ids.span if ids else _same
+    trace = _Memo(ids.trace) if ids else _same
+    span_id = _Memo(ids.span) if ids else _same  # a parent's id is renewed once
     out = []
     for service, resource, s in spans:
         start, end = int(s["startTimeUnixNano"]), int(s["endTimeUnixNano"])
@@ -182,9 +184,23 @@ def _render_trace(record: Record, new_time: datetime, ids: Ids | None) -> list[s
                 for e in s["events"]
             ]
         _extra(doc, _attrs(s.get("attributes")), resource)
-        out.append(json.dumps(doc, ensure_ascii=False))
+        out.append(dumps(doc))
     return out
 
 
 def _same(value: str) -> str:
     return value
+
+
+class _Memo(dict):
+    """One record's old id -> new id: each id is hashed once however often it appears."""
+
+    def __init__(self, fresh: Callable[[str], str]):
+        super().__init__()
+        self.fresh = fresh
+
+    def __call__(self, old: str) -> str:
+        new = self.get(old)
+        if new is None:
+            new = self[old] = self.fresh(old)
+        return new
