@@ -36,4 +36,5 @@ class Anchoring:
             return None
         identity = self.options.identity
         stream = self.schedule.ticks(identity.worker, identity.workers)
+        stream = self.script.follow(stream, identity.worker, identity.workers)
         return self.limits.anchor(anchor, stream, self.options.mode == "live")

@@ -280,6 +280,7 @@ def cmd_preview(config: Config, args: argparse.Namespace) -> int:
         calls = ((at, i) for i, e in enumerate(config.input) for _ in range(e.settings.count))
     else:
         calls = iter(schedule(config, "preview", clock_now(SYSTEM, config.tz), _identity()))
+        calls = script.follow(calls)  # a replay ends with its recording
     checker = TraceCheck(config) if args.check_traces else None
     schema_checks = [  # outputs writing schema'd records: would each event fit?
         (f"output[{n}].{entry.plugin}", check)

@@ -18,13 +18,23 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from connector.events.script import ScriptConfig
 from connector.fields import ConfigPath, Strict, not_a_file
 from connector.inputs import INPUTS
 from connector.otlp.mapping import DEFAULT_MAPPING, SpanMapping
 from connector.outputs import OUTPUTS
+from connector.replay.config import ReplayConfig
+from connector.replay.wiring import check as replay_problems
 from connector.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_VALUES, LimitedLoader, YamlLimit
 
 __all__ = ["Config", "ConfigError", "collisions", "load_config", "parse_config"]
@@ -87,7 +97,16 @@ OutputEntry = _one_plugin("output", OUTPUTS)
 
 
 class EventConfig(Strict):
-    script: ScriptConfig
+    replay: ReplayConfig | None = None  # a recording played again (connector/replay/)
+    script: ScriptConfig | None = Field(None, validate_default=True)
+
+    @field_validator("script", mode="before")
+    @classmethod
+    def _something(cls, value: Any, info: ValidationInfo) -> Any:
+        # an invalid replay is not in info.data: its own errors say enough
+        if value is None and "replay" in info.data and info.data["replay"] is None:
+            raise PydanticCustomError("missing", "a script or a replay is required")
+        return value
 
 
 class MetricsConfig(Strict):
@@ -301,6 +320,8 @@ def parse_config(raw: Any, base_dir: Path, source: Path | None = None) -> Config
     if interpolate.missing:
         raise ConfigError(interpolate.missing)
     if problems := collisions(config.written_files()):
+        raise ConfigError(problems)
+    if problems := replay_problems(config):
         raise ConfigError(problems)
     return config
 

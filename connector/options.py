@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from connector.config import Config, ConfigError
 from connector.events.script import Script, ScriptLoadError, load_script
 from connector.identity import Identity
+from connector.replay.wiring import SetupError, replay_script
 
 __all__ = ["RunOptions", "prepare"]
 
@@ -26,6 +27,11 @@ def prepare(config: Config, seed: int | None) -> Script:
     """Seed `random`, then load the script once (so the seed covers module-level draws)."""
     if seed is not None:
         random.seed(seed)
+    if config.event.replay is not None:
+        try:
+            return replay_script(config)
+        except SetupError as exc:
+            raise ConfigError(exc.problems) from None
     try:
         return load_script(config.event.script)
     except ScriptLoadError as exc:

@@ -36,7 +36,7 @@ import signal
 import sys
 import traceback
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
@@ -112,6 +112,11 @@ class Script:
         self._seen: set[tuple[str, int]] = set()
         self._grace = 0.0
         self._alarm: Any = None  # SIGALRM's handler before the stop watch took it
+
+    def follow(self, stream: Iterator, worker: int = 0, workers: int = 1) -> Iterator:
+        """The ticks this script takes (worker `worker` of `workers`): all of them; a
+        replay ends them with its recording."""
+        return stream
 
     def events(self, params: dict) -> list[str]:
         """One call, normalised; [] (and the error counted) when produce() misbehaves."""

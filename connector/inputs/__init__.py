@@ -17,10 +17,11 @@ from datetime import datetime
 
 from connector.inputs import cron, rate
 from connector.inputs.base import InputConfig, InputPlugin
+from connector.replay import recorded  # the recording's own times (connector/replay/)
 
 __all__ = ["INPUTS", "InputConfig", "InputPlugin", "merge"]
 
-INPUTS: dict[str, InputPlugin] = {"cron": cron, "rate": rate}
+INPUTS: dict[str, InputPlugin] = {"cron": cron, "rate": rate, "recorded": recorded}
 
 
 def merge(streams: Iterable[Iterator[datetime]]) -> Iterator[tuple[datetime, int]]:

@@ -32,7 +32,7 @@ BAD = [
         input: [{crons: {expression: "* * * * *"}}]
         event: {script: {path: s.py}}
         """,
-        ["input[0]: unknown input plugin 'crons'; expected one of: cron, rate"],
+        ["input[0]: unknown input plugin 'crons'; expected one of: cron, rate, recorded"],
     ),
     (
         """
@@ -78,7 +78,7 @@ BAD = [
         output: [{kafka: {bootstrap_servers: x, topic: t, producer: {no.such.thing: 1}}}]
         """,
         [
-            "input[0]: expected exactly one input plugin (cron, rate), got 2",
+            "input[0]: expected exactly one input plugin (cron, rate, recorded), got 2",
             'output[0].kafka.producer: No such configuration property: "no.such.thing"',
         ],
     ),
