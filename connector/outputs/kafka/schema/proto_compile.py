@@ -36,7 +36,7 @@ def _well_known_root() -> str:
 
 def compile_proto(text: str, source: str, folder: str, name: str, message: str | None) -> Compiled:
     """`text` compiled as the file `name` in `folder` (raises ValueError naming `source`)."""
-    return _compile(text, source, folder, name, message)
+    return _compile(text, source, str(Path(folder).resolve()), name, message)
 
 
 @functools.lru_cache(maxsize=64)  # validate, preview and run each load a schema several times
@@ -56,7 +56,8 @@ def _compile(text: str, source: str, folder: str, name: str, message: str | None
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ValueError(f"{source}: cannot run protoc: {exc}") from None
         if done.returncode != 0:
-            lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+            said = (done.stderr or done.stdout).replace(f"{tmp}/", "")  # our copy: its name
+            lines = [ln for ln in said.splitlines() if ln.strip()]
             why = "; ".join(lines[:5]) or f"protoc exited {done.returncode}"
             raise ValueError(f"{source}: not a valid .proto file: {why}")
         files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())

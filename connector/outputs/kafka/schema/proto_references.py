@@ -23,13 +23,21 @@ def references(client: Any, loaded: Loaded, register: bool) -> list:
     done: dict[str, Any] = {}
     for name, text, deps in loaded.parsed.imports:  # each after what it imports
         schema = Schema(text, "PROTOBUF", [done[d] for d in deps if d in done])
-        if register:
-            client.register_schema(name, schema)
+        schema_id = client.register_schema(name, schema) if register else None
         try:
             version = client.lookup_schema(name, schema).version
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 raise LookupError(f"import {name} is not registered under subject {name}") from None
-            raise
+            version = _find(client, name, text, schema_id)  # a registry without lookup
         done[name] = SchemaReference(name, name, version)
     return [done[d] for d in loaded.parsed.references if d in done]
+
+
+def _find(client: Any, subject: str, text: str, schema_id: int | None) -> int:
+    """The version under `subject` with this id (or text), newest first."""
+    for version in sorted(client.get_versions(subject), reverse=True):
+        found = client.get_version(subject, version)
+        if found.schema_id == schema_id or found.schema.schema_str.strip() == text.strip():
+            return found.version
+    raise LookupError(f"import {subject} differs from every version under subject {subject}")
