@@ -6,6 +6,7 @@ the message the records are written as, and its Confluent message-index path."""
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,8 @@ from pathlib import Path
 __all__ = ["Compiled", "compile_proto"]
 
 _WELL_KNOWN = "google/protobuf/"
+# protoc's own log lines (abseil), not the file's errors
+_LOG = re.compile(r"WARNING: All log messages before absl|[IWEF]\d{4} \d")
 
 
 class Compiled:
@@ -57,7 +60,7 @@ def _compile(text: str, source: str, folder: str, name: str, message: str | None
             raise ValueError(f"{source}: cannot run protoc: {exc}") from None
         if done.returncode != 0:
             said = (done.stderr or done.stdout).replace(f"{tmp}/", "")  # our copy: its name
-            lines = [ln for ln in said.splitlines() if ln.strip()]
+            lines = [ln for ln in said.splitlines() if ln.strip() and not _LOG.match(ln)]
             why = "; ".join(lines[:5]) or f"protoc exited {done.returncode}"
             raise ValueError(f"{source}: not a valid .proto file: {why}")
         files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
