@@ -514,3 +514,33 @@ def test_message_is_for_protobuf_only(write):
     write("a.avsc", '{"type": "record", "name": "A", "fields": []}')
     with pytest.raises(ValueError, match="message is for format protobuf only"):
         sch.SchemaFile(format="avro", path=write("a.avsc", '"string"'), message="A")
+
+
+def test_subject_name_strategies_use_the_messages_full_name(wide):
+    path, _ = wide
+    loaded = sch.load(sch.SchemaFile(format="protobuf", path=path, message="Second"))
+    for strategy, expect in (("topic", "orders-value"), ("record", "t.Second"),
+                             ("topic_record", "orders-t.Second")):
+        config = type("C", (), {"subject_name_strategy": strategy, "topic": "orders"})
+        assert sch.subject(config, "value", loaded) == expect
+
+
+def test_auto_register_false_writes_with_the_registered_version(kafka_bootstrap, kafka_topic, schema_registry, write, tmp_path):
+    topic = kafka_topic("pb-latest")
+    client = SchemaRegistryClient({"url": schema_registry})
+    # registered under topic_record: the message with one more field than the file
+    registered = THING.replace("google.protobuf.Timestamp at = 4; }",
+                               "google.protobuf.Timestamp at = 4; string note = 5; }")
+    value_id = client.register_schema(f"{topic}-things.Thing", Schema(registered, "PROTOBUF"))
+    key_id = client.register_schema(f"{topic}-things.Key", Schema(THING, "PROTOBUF"))
+    config = bad_config(write, tmp_path, kafka_bootstrap, topic, schema_registry)
+    text = config.read_text()
+    indent = re.search(r"^( *)value_schema:", text, re.M).group(1)
+    config.write_text(text.replace(f"{indent}value_schema:", f"{indent}subject_name_strategy: "
+                                   f"topic_record\n{indent}auto_register: false\n{indent}value_schema:"))
+    result = run_cli("run", config, "--metrics-port", "0")
+    assert result.code == 1 and "delivered 19, failed 1" in result.stderr, result.stderr
+    assert client.get_latest_version(f"{topic}-things.Thing").version == 1  # nothing registered
+    for msg in read_topic(kafka_bootstrap, [topic]):
+        assert msg.value()[:6] == b"\x00" + value_id.to_bytes(4, "big") + b"\x00"
+        assert msg.key()[:7] == b"\x00" + key_id.to_bytes(4, "big") + b"\x02\x02"
