@@ -141,9 +141,10 @@ def encode(v, out):
             return [f"e{i}(x, out)"]
         kind, implicit = f.type, not f.has_presence
         if kind == _MESSAGE and f.message_type.full_name == "google.protobuf.Timestamp":
-            scope[f"e{i}"], scope[f"t{i}"] = _timestamp_payload(where), _tag(f, 2)
-            # at most 17 bytes: the length is one byte
-            return [f"m = e{i}(x)", f"out += t{i}", "out.append(len(m))", "out += m"]
+            # at most 17 bytes: a one-byte length, filled in once the payload is written
+            scope[f"e{i}"], scope[f"t{i}"] = _timestamp(where), _tag(f, 2)
+            return [f"out += t{i}", "k = len(out)", "out.append(0)", f"e{i}(x, out)",
+                    "out[k] = len(out) - k - 1"]
         if kind == _MESSAGE:
             scope[f"e{i}"], scope[f"t{i}"] = self.message(f.message_type, where), _tag(f, 2)
             return ["m = bytearray()", f"e{i}(x, m)", f"out += t{i}",
@@ -353,22 +354,13 @@ def _map_key(kind: int, where: str) -> Callable[[str], Any]:
 
 
 def _timestamp(path: str) -> Encode:
-    """google.protobuf.Timestamp from ISO-8601 (naive: UTC) or epoch milliseconds."""
-    payload = _timestamp_payload(path)
-
-    def encode(v: Any, out: bytearray) -> None:
-        out += payload(v)
-
-    return encode
-
-
-def _timestamp_payload(path: str) -> Callable[[Any], bytes]:
-    """A Timestamp message's bytes (seconds, nanos) for a JSON value."""
+    """google.protobuf.Timestamp's fields (seconds, nanos) from ISO-8601 (naive: UTC) or
+    epoch milliseconds."""
     parse = datetime.fromisoformat
     why = "expected an ISO-8601 time or epoch milliseconds"
     lo, hi = _SECONDS
 
-    def payload(v: Any) -> bytes:
+    def encode(v: Any, out: bytearray) -> None:
         if type(v) is str:
             try:
                 when = parse(v)
@@ -383,13 +375,11 @@ def _timestamp_payload(path: str) -> Callable[[Any], bytes]:
             raise Bad(path, why)
         if not lo <= seconds < hi:
             raise Bad(path, "outside Timestamp's range (years 1 to 9999)")
-        out = bytearray()
         if seconds:
             out.append(0x08)
-            _varint(seconds % _U64, out)
+            _varint(seconds if seconds > 0 else seconds + _U64, out)
         if nanos:
             out.append(0x10)
             _varint(nanos, out)
-        return out
 
-    return payload
+    return encode
