@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -78,12 +79,14 @@ def compile_here(folder: Path, name: str) -> descriptor_pool.DescriptorPool:
     """The .proto compiled by protoc in this process's own way (not the connector's)."""
     import grpc_tools
 
-    out = folder / "set.pb"
     wkt = Path(grpc_tools.__file__).parent / "_proto"
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{folder}", f"-I{wkt}",
-                    f"--descriptor_set_out={out}", "--include_imports", name], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "set.pb")
+        subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{folder}", f"-I{wkt}",
+                        f"--descriptor_set_out={out}", "--include_imports", name], check=True)
+        files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
     pool = descriptor_pool.DescriptorPool()
-    for proto in descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file:
+    for proto in files:
         pool.Add(proto)
     return pool
 
