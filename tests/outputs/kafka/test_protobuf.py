@@ -547,3 +547,22 @@ def test_auto_register_false_writes_with_the_registered_version(kafka_bootstrap,
     for msg in read_topic(kafka_bootstrap, [topic]):
         assert msg.value()[:6] == b"\x00" + value_id.to_bytes(4, "big") + b"\x00"
         assert msg.key()[:7] == b"\x00" + key_id.to_bytes(4, "big") + b"\x02\x02"
+
+
+def test_recursive_messages_and_deep_nesting(tmp_path):
+    (tmp_path / "tree.proto").write_text(
+        'syntax = "proto3";\nmessage Node { string name = 1; repeated Node children = 2; Node parent = 3; }\n')
+    ser = serializer(tmp_path / "tree.proto", subject="tree")
+    pool = compile_here(tmp_path, "tree.proto")
+    doc = {"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}], "parent": {"name": "p"}}
+    wire = ser.serialize(doc)
+    assert cls_of(pool, "Node").FromString(wire[6:]) == json_format.ParseDict(doc, cls_of(pool, "Node")())
+    with pytest.raises(sch.Mismatch, match="does not match schema tree"):
+        ser.serialize({"children": [{"children": [{"name": 5}]}]})
+    deep: dict = {}
+    node = deep
+    for _ in range(5000):  # deeper than Python's stack: a mismatch, never a crash
+        node["parent"] = node = {}
+    with pytest.raises(sch.Mismatch) as err:
+        ser.serialize(deep)
+    assert err.value.reason == "does not match schema tree: nested too deep"

@@ -87,14 +87,16 @@ def encoder(descriptor) -> Encode:
 class _Build:
     def __init__(self):
         self.built: dict[str, Encode] = {}
+        self.open: dict[str, str] = {}  # messages being built: a recursive reference
 
     def message(self, descriptor, path: str) -> Encode:
         if descriptor.full_name == "google.protobuf.Timestamp":
             return _timestamp(path)
+        if descriptor.full_name in self.open:  # recursive: the outer one, looked up when called
+            outer = self.open[descriptor.full_name]
+            return lambda v, out: self.built[outer](v, out)
         key = f"{descriptor.full_name}@{path}"
-        if key in self.built:  # a recursive type: looked up when called
-            return lambda v, out: self.built[key](v, out)
-        self.built[key] = _unfinished
+        self.open[descriptor.full_name] = key
         names = frozenset(f.name for f in descriptor.fields)
         scope: dict[str, Any] = {"Bad": Bad, "varint": _varint, "U64": _U64, "names": names,
                                  "unknown": _unknown}
@@ -127,6 +129,7 @@ def encode(v, out):
         unknown(v, names, {path!r})
 """
         exec(compile(code, f"<protobuf message {descriptor.full_name}>", "exec"), scope)
+        del self.open[descriptor.full_name]
         self.built[key] = scope["encode"]
         return scope["encode"]
 
@@ -290,10 +293,6 @@ def encode(v, out):
                 out += m
 
         return encode
-
-
-def _unfinished(v: Any, out: bytearray) -> None:  # pragma: no cover - replaced at once
-    raise RuntimeError("message encoder used before it was built")
 
 
 def _unknown(v: dict, names: frozenset, path: str) -> None:

@@ -99,6 +99,8 @@ class Serializer:
             if not exc.path and isinstance(exc, self.unknown):
                 raise Mismatch(f"{self.reason}: unknown field", exc.why) from None
             raise self._bad(exc, value) from None
+        except RecursionError:  # a recursive message nested deeper than Python's stack
+            raise Mismatch(f"{self.reason}: nested too deep", "nested too deep") from None
         return bytes(out)
 
     def _bad(self, exc: Bad, value: Any) -> Mismatch:
