@@ -486,6 +486,8 @@ def test_validate_reports_an_incompatible_proto(kafka_topic, schema_registry, wr
     ({"x.proto": b"\xff\xfe syntax"}, None, "cannot read schema file"),
     ({"x.proto": 'syntax = "proto3";\nimport "y.proto";\nmessage X { Y y = 1; }\n',
       "y.proto": 'syntax = "proto3";\nmessage Y { oops }\n'}, None, "y.proto"),
+    ({"x.proto": 'syntax = "proto2";\nmessage X { optional group G = 1 { optional int32 a = 2; } }\n'},
+     None, "is a group"),
 ])
 def test_hostile_proto_files_are_config_errors_naming_the_file(write, files, message, expect):
     script = write("s.py", "def produce(params):\n    return '{}'\n")
@@ -566,3 +568,19 @@ def test_recursive_messages_and_deep_nesting(tmp_path):
     with pytest.raises(sch.Mismatch) as err:
         ser.serialize(deep)
     assert err.value.reason == "does not match schema tree: nested too deep"
+
+
+def test_proto2_presence_and_required_fields(tmp_path):
+    (tmp_path / "two.proto").write_text(
+        'syntax = "proto2";\npackage p2;\nenum E { A = 0; B = 1; }\n'
+        "message Two { required string id = 1; optional int32 n = 2 [default = 5]; optional E e = 3;\n"
+        "  repeated int32 plain = 4; repeated int32 packed = 5 [packed = true]; }\n")
+    pool = compile_here(tmp_path, "two.proto")
+    for doc in ({"id": "", "n": 0, "e": "A", "plain": [1, 2], "packed": [3, 4]}, {"id": "x"}):
+        theirs = confluent_bytes(pool, "p2.Two", doc)
+        ser = serializer(tmp_path / "two.proto", subject="s-value",
+                         schema_id=int.from_bytes(theirs[1:5], "big"))  # the mock registry's
+        assert ser.serialize(doc) == theirs  # proto2 writes a present 0 and "": presence
+    with pytest.raises(sch.Mismatch) as err:
+        ser.serialize({"n": 1})
+    assert err.value.reason == "does not match schema s-value: field 'id'"

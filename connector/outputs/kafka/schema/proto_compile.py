@@ -69,6 +69,7 @@ def _compile(text: str, source: str, folder: str, name: str, message: str | None
         pool.Add(proto)
     main = pool.FindFileByName(name)
     descriptor = _message(main, message, source)
+    _no_groups(descriptor, source, set())
     imports = [
         (proto.name, Path(folder, proto.name).read_text(encoding="utf-8"), _own(proto.dependency))
         for proto in files.file
@@ -99,6 +100,16 @@ def _message(main, message: str | None, source: str):
             return found
     names = ", ".join(m.full_name for m in tops) or "none"
     raise ValueError(f"{source}: no message {message!r} in the file (it has {names})")
+
+
+def _no_groups(descriptor, source: str, seen: set[str]) -> None:
+    """proto2 groups have no JSON form here: refused at start, by name."""
+    seen.add(descriptor.full_name)
+    for f in descriptor.fields:
+        if f.type == f.TYPE_GROUP:
+            raise ValueError(f"{source}: field {f.full_name} is a group (not supported)")
+        if f.message_type is not None and f.message_type.full_name not in seen:
+            _no_groups(f.message_type, source, seen)
 
 
 def _find(messages, full_name: str):
