@@ -16,6 +16,7 @@ the measurements round by round (these machines are noisy):
   kafka tx  the same in transactions (commit_every 0.1 s; committed events only)
   kafka avro  the same, each event written as an Avro record (bench/basic.avsc, basic only)
               registered in the local Schema Registry
+  kafka protobuf  the same as Protobuf records (bench/basic.proto, basic only)
   otlp   the connector into the local Jaeger over OTLP gRPC (tracing only)
   perf   kafka-producer-perf-test (same Kafka release, same broker, same record size)
 
@@ -321,6 +322,10 @@ def _run_suite(
                 f"value_schema: {{format: avro, path: {ROOT / 'bench/basic.avsc'}}}}}}}"
             )
             plan.append((ex, "kafka avro", [*connector, config(ex, n, avro)], True, None))
+            proto = avro.replace("-avro,", "-protobuf,").replace(
+                f"format: avro, path: {ROOT / 'bench/basic.avsc'}",
+                f"format: protobuf, path: {ROOT / 'bench/basic.proto'}")
+            plan.append((ex, "kafka protobuf", [*connector, config(ex, n, proto)], True, None))
         if ex == "tracing":  # beside a peer: the same Collector receiver for both
             into = config(ex, n, otlp_output(ex, collector.grpc))
             plan.append((ex, "otlp collector", [*connector, into], True, "traces"))

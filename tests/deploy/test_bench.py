@@ -38,7 +38,7 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, schema_registr
     assert set(rows) == {"basic", "tracing", "multi-service"}
     expected = {"S", "K", "P", "null", "null rate", "null ramp", "kafka", "kafka --workers 2",
                 "kafka tx", "perf", "E", "C", "otlp"}
-    assert set(rows["basic"]) == expected | {"kafka avro"}
+    assert set(rows["basic"]) == expected | {"kafka avro", "kafka protobuf"}
     assert set(rows["tracing"]) == expected | {"otlp collector"}
     assert set(rows["multi-service"]) == {"S", "E", "C", "otlp"}
     for example, name in (("basic", "otlp"), ("multi-service", "otlp"), ("tracing", "otlp collector")):

@@ -62,6 +62,16 @@ AVRO_SCHEMA = {
     ],
 }
 
+PROTO_SCHEMA = """syntax = "proto3";
+package battery;
+import "google/protobuf/timestamp.proto";
+message Event {
+  string id = 1; int64 n = 2; string trace_id = 3; string span_id = 4; string service = 5;
+  string operation = 6; google.protobuf.Timestamp start_time = 7; int64 duration_ms = 8;
+  bool keep = 9;
+}
+"""
+
 
 def id_of(value: str | bytes | None) -> int | None:
     """The id in an event's text (a dead letter's value, a line, a raw record)."""
@@ -197,6 +207,21 @@ def _avro(value: bytes) -> list[int]:
     return [fastavro.schemaless_reader(io.BytesIO(value[5:]), schema)["n"]]
 
 
+def _protobuf(path: Path) -> Callable[[bytes], list[int]]:
+    from google.protobuf.message_factory import GetMessageClass
+
+    from connector.outputs.kafka import schema
+
+    loaded = schema.load(schema.SchemaFile(format="protobuf", path=path))
+    event = GetMessageClass(loaded.parsed.descriptor)
+
+    def decode(value: bytes) -> list[int]:
+        assert value[0] == 0 and value[5] == 0, "not in the Confluent wire format"
+        return [event.FromString(value[6:]).n]
+
+    return decode
+
+
 def _jaeger(query: str, trace: str) -> Callable[[int], Counter]:
     def read(delivered: int) -> Counter:
         spans = wait_for_trace(query, trace, delivered, timeout=30) if delivered else []
@@ -233,7 +258,7 @@ def _null(place: Place) -> Target:
     return Target("null")
 
 
-def _kafka(encoding: str = "raw", schema: bool = False, stall: bool = False):
+def _kafka(encoding: str = "raw", schema: bool = False, stall: bool = False, proto: bool = False):
     def setup(place: Place) -> Target:
         topics = place.fixture("kafka_topic")
         bootstrap, topic = topics.bootstrap, topics("battery", create=not stall)
@@ -251,6 +276,12 @@ def _kafka(encoding: str = "raw", schema: bool = False, stall: bool = False):
             settings["schema_registry"] = {"url": place.fixture("schema_registry")}
             settings["value_schema"] = {"format": "avro", "path": str(path)}
             decode = _avro
+        if proto:  # the same event as a Protobuf record
+            path = place.folder / "event.proto"
+            path.write_text(PROTO_SCHEMA)
+            settings["schema_registry"] = {"url": place.fixture("schema_registry")}
+            settings["value_schema"] = {"format": "protobuf", "path": str(path)}
+            decode = _protobuf(path)
         target = Target("kafka", settings, _topic(bootstrap, topic, decode))
         if stall:
             place.request.addfinalizer(broker.resume)
@@ -324,6 +355,8 @@ FORMS = [
          stalled=_kafka("otlp_proto", stall=True), private=True),
     Form("kafka-avro", "kafka", _kafka(schema=True), schema_mismatch, "does not match schema ",
          stalled=_kafka(schema=True, stall=True), private=True),
+    Form("kafka-protobuf", "kafka", _kafka(proto=True), schema_mismatch, "does not match schema ",
+         stalled=_kafka(proto=True, stall=True), private=True),
     Form("otlp-grpc", "otlp", _otlp("grpc"), not_json, "not JSON: cannot map to a span",
          stalled=_otlp("grpc", stall=True)),
     Form("otlp-http", "otlp", _otlp("http/protobuf"), not_json, "not JSON: cannot map to a span",

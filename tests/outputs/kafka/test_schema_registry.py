@@ -519,7 +519,7 @@ def test_subject_name_strategies():
     ("{kafka: {bootstrap_servers: x, topic: 't.{f}', schema_registry: {url: 'http://r'}, value_schema: {format: avro, path: s.avsc}}}", "subject_name_strategy: record"),
     ("{kafka: {bootstrap_servers: x, topic: t, schema_registry: {url: 'http://r'}, key_schema: {format: avro, path: s.avsc}}}", "key_schema needs key"),
     ("{kafka: {bootstrap_servers: x, topic: t, schema_registry: {url: 'http://r', basic_auth: nocolon}, value_schema: {format: avro, path: s.avsc}}}", "USER:PASSWORD"),
-    ("{kafka: {bootstrap_servers: x, topic: t, schema_registry: {url: 'http://r'}, value_schema: {format: protobuf, path: s.avsc}}}", "value_schema.format"),
+    ("{kafka: {bootstrap_servers: x, topic: t, schema_registry: {url: 'http://r'}, value_schema: {format: thrift, path: s.avsc}}}", "value_schema.format"),
     ("{kafka: {bootstrap_servers: x, topic: t, schema_registry: {url: 'http://r'}, value_schema: {format: avro, path: missing.avsc}}}", "cannot read schema file"),
     ("{kafka: {bootstrap_servers: x, topic: t, encoding: otlp_json, schema_registry: {url: 'http://r'}, value_schema: {format: avro, path: s.avsc}}}", "writes OTLP"),
 ])

@@ -1,4 +1,4 @@
-"""Schema'd Kafka records: Avro or JSON Schema, with a Schema Registry.
+"""Schema'd Kafka records: Avro, JSON Schema or Protobuf, with a Schema Registry.
 
 files.py         schema files: the config keys, reading and parsing, subjects
 registry.py      the Schema Registry: its config, registering at start, `validate`'s check
@@ -6,9 +6,12 @@ serializer.py    one subject's writer: an event -> the Confluent wire format, or
 avro.py          the strict Avro encoder, built once per schema
 converters.py    JSON -> Avro's logical types (times, dates, bytes, decimals)
 json_schema.py   JSON Schema's validator, and a failure named by the schema's own names
+proto_compile.py .proto files compiled at start (grpcio-tools' protoc), the message written
+proto_references.py  a .proto's imports registered as schema references
+protobuf.py      the strict Protobuf encoder, built once per message
 
-Imported by the kafka output only; fastavro, jsonschema and the registry client are
-imported when a schema needs them.
+Imported by the kafka output only; fastavro, jsonschema, protobuf and the registry client
+are imported when a schema needs them.
 """
 
 from connector.outputs.kafka.schema.converters import Bad

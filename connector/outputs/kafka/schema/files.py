@@ -1,6 +1,7 @@
 """Schema files: the config keys that name them, reading and parsing them (Avro with
-fastavro, JSON Schema checked against its metaschema), the kafka output's schema keys
-checked together, and the subject each schema is registered under."""
+fastavro, JSON Schema checked against its metaschema, Protobuf compiled by protoc), the
+kafka output's schema keys checked together, and the subject each schema is registered
+under."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ __all__ = ["Loaded", "SchemaFile", "SubjectStrategy", "check", "load", "subject"
 
 
 class SchemaFile(Strict):
-    format: Literal["avro", "json_schema"]
+    format: Literal["avro", "json_schema", "protobuf"]
     path: FilePath
+    message: str | None = None  # protobuf: the message written (optional with only one)
 
     @model_validator(mode="after")
     def _parses(self) -> SchemaFile:
+        if self.message is not None and self.format != "protobuf":
+            raise ValueError("message is for format protobuf only")
         load(self)  # a ValueError names the file and what is wrong
         return self
 
@@ -29,10 +33,20 @@ SubjectStrategy = Literal["topic", "record", "topic_record"]
 
 
 class Loaded:
-    """A parsed schema: its text (as registered), record name and writer."""
+    """A parsed schema: its text (as registered), record name and writer. A .proto file
+    needs its folder (its imports) and file name, and the message written."""
 
-    def __init__(self, fmt: str, text: str, source: str):
-        self.format, self.text, self.source = fmt, text, source
+    def __init__(
+        self, fmt: str, text: str, source: str, proto: tuple[str, str, str | None] | None = None
+    ):
+        self.format, self.text, self.source, self.proto = fmt, text, source, proto
+        if fmt == "protobuf":
+            from connector.outputs.kafka.schema.proto_compile import compile_proto
+
+            folder, name, message = proto or (".", "schema.proto", None)
+            self.parsed = compile_proto(text, source, folder, name, message)
+            self.name = self.parsed.full_name
+            return
         try:
             doc = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
@@ -72,7 +86,7 @@ class Loaded:
 
     @property
     def schema_type(self) -> str:
-        return "AVRO" if self.format == "avro" else "JSON"
+        return {"avro": "AVRO", "protobuf": "PROTOBUF"}.get(self.format, "JSON")
 
 
 def load(spec: SchemaFile) -> Loaded:
@@ -82,7 +96,9 @@ def load(spec: SchemaFile) -> Loaded:
         raise ValueError(f"cannot read schema file {spec.path}: {exc}") from None
     if not text:
         raise ValueError(f"{spec.path}: empty schema file")
-    return Loaded(spec.format, text, str(spec.path))
+    path = Path(spec.path)
+    proto = (str(path.parent), path.name, spec.message) if spec.format == "protobuf" else None
+    return Loaded(spec.format, text, str(spec.path), proto)
 
 
 def check(config) -> None:
@@ -106,7 +122,7 @@ def check(config) -> None:
         if spec and config.subject_name_strategy != "topic" and not load(spec).name:
             raise ValueError(
                 f"subject_name_strategy {config.subject_name_strategy} needs a named "
-                f"{part} schema (Avro 'name', JSON Schema 'title')"
+                f"{part} schema (Avro 'name', JSON Schema 'title', a Protobuf message)"
             )
 
 

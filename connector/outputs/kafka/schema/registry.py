@@ -16,6 +16,7 @@ from connector.fields import ConfigPath, Strict
 from connector.logs import add_secret, add_url_secrets, redact
 from connector.outputs.base import OutputError
 from connector.outputs.kafka.schema.files import Loaded, load, subject
+from connector.outputs.kafka.schema.proto_references import references
 from connector.outputs.kafka.schema.serializer import Serializer
 
 __all__ = ["Registry", "RegistryTls", "connect", "preload", "problems"]
@@ -115,12 +116,15 @@ def connect(config, client=None) -> tuple[Serializer | None, Serializer | None]:
         while True:
             try:
                 if config.auto_register:
-                    candidate = Schema(loaded.text, loaded.schema_type)
+                    refs = references(client, loaded, register=True)
+                    candidate = Schema(loaded.text, loaded.schema_type, refs)
                     schema_id = client.register_schema(name, candidate)
                 else:
                     latest = client.get_latest_version(name)
                     schema_id = latest.schema_id
-                    loaded = Loaded(loaded.format, latest.schema.schema_str, f"subject {name}")
+                    loaded = Loaded(
+                        loaded.format, latest.schema.schema_str, f"subject {name}", loaded.proto
+                    )
                 break
             except SchemaRegistryError as exc:
                 what = "register" if config.auto_register else "find the latest version of"
@@ -164,8 +168,9 @@ def problems(config, timeout: float = 5.0) -> tuple[list[str], list[str]]:
             continue
         loaded = load(spec)
         name = subject(config, part, loaded)
-        request = Schema(loaded.text, loaded.schema_type).to_dict()
         try:  # the REST call itself: test_compatibility() keeps only the yes/no, not why
+            refs = references(client, loaded, register=False)
+            request = Schema(loaded.text, loaded.schema_type, refs).to_dict()
             answer = client._rest_client.post(
                 f"compatibility/subjects/{_quote(name)}/versions/latest?verbose=true",
                 body=request,
@@ -174,6 +179,9 @@ def problems(config, timeout: float = 5.0) -> tuple[list[str], list[str]]:
             if exc.http_status_code == 404:  # nothing registered yet: anything goes
                 continue
             found.append(f"{part}_schema: the registry refused the check: {exc}")
+            continue
+        except LookupError as exc:  # an import not registered yet: the first run registers it
+            notes.append(f"{part}_schema: {exc}; compatibility not checked")
             continue
         except Exception as exc:
             notes.append(

@@ -1,11 +1,12 @@
 """Schema'd records in the Confluent wire format: a magic byte 0, the schema's registry id
-(4 bytes, big-endian), then the payload.
+(4 bytes, big-endian), for Protobuf the message-index array, then the payload.
 
 Per event the hot path is orjson's parse (the sink's routing), then for Avro the strict
 encoder (avro.py) or, for the schemas it does not cover, fastavro's schemaless writer
 after the logical-type converters (converters.py): the same bytes confluent-kafka's
 AvroSerializer writes, without its per-call rule and cache machinery. JSON Schema: a
 validator built once (json_schema.py), and orjson's compact JSON, as JSONSerializer writes.
+Protobuf: the strict encoder built once per message (protobuf.py).
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ class Serializer:
                 self.converter = Compiler(parsed).node(parsed, "")
                 self._write = schemaless_writer
                 self.serialize = self._fastavro
+        elif loaded.format == "protobuf":
+            from connector.outputs.kafka.schema import protobuf
+
+            self.header += protobuf.index_bytes(loaded.parsed.indexes)
+            self.buffer = bytearray(self.header)
+            self.encode = protobuf.encoder(loaded.parsed.descriptor)
+            self.unknown = protobuf.Unknown
+            self.serialize = self._protobuf
         else:
             self.validator = json_schema.validator(loaded.parsed)
             self.names = json_schema.property_names(loaded.parsed)
@@ -79,6 +88,19 @@ class Serializer:
         fields = self.fields
         if fields is not None and len(value) != self.count and not value.keys() <= fields:
             raise self._unknown(value)
+        return bytes(out)
+
+    def _protobuf(self, value: Any) -> bytes:
+        out = self.buffer
+        del out[len(self.header) :]
+        try:
+            self.encode(value, out)
+        except Bad as exc:
+            if not exc.path and isinstance(exc, self.unknown):
+                raise Mismatch(f"{self.reason}: unknown field", exc.why) from None
+            raise self._bad(exc, value) from None
+        except RecursionError:  # a recursive message nested deeper than Python's stack
+            raise Mismatch(f"{self.reason}: nested too deep", "nested too deep") from None
         return bytes(out)
 
     def _bad(self, exc: Bad, value: Any) -> Mismatch:
@@ -142,8 +164,10 @@ class Serializer:
 
     def text(self, wire: bytes) -> str:
         """A record back as JSON text (dead letters of records that failed after encoding)."""
-        if not isinstance(wire, bytes) or wire[:5] != self.header:
+        if not isinstance(wire, bytes) or wire[: len(self.header)] != self.header:
             return _show(wire)
+        if self.loaded.format == "protobuf":
+            return _proto_text(self.loaded.parsed.descriptor, wire[len(self.header) :], wire)
         if self.loaded.format != "avro":
             return wire[5:].decode("utf-8", "backslashreplace")
         from fastavro import schemaless_reader
@@ -153,6 +177,17 @@ class Serializer:
             return orjson.dumps(doc, default=_plain).decode()
         except Exception:
             return _show(wire)
+
+
+def _proto_text(descriptor: Any, payload: bytes, wire: bytes) -> str:
+    from google.protobuf import json_format
+    from google.protobuf.message_factory import GetMessageClass
+
+    try:
+        message = GetMessageClass(descriptor).FromString(payload)
+        return json_format.MessageToJson(message, indent=None, preserving_proto_field_name=True)
+    except Exception:
+        return _show(wire)
 
 
 def _plain(value: Any) -> Any:
