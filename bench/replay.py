@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -147,6 +148,7 @@ def main() -> None:
         if name == "K":
             print(f"| P | {p:,.0f} | 1.00 P | |")
     bench.delete_topics(kafka)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
