@@ -43,6 +43,7 @@ class KafkaReader:
     def _consumer(self) -> Consumer:
         c = self.config
         return Consumer({
+            "log_level": 0,  # its connection retries would flood stderr: errors come back here
             **c.consumer,
             "bootstrap.servers": c.bootstrap_servers,
             "group.id": "connector-replay (assign only, nothing committed)",
@@ -58,7 +59,10 @@ class KafkaReader:
         except _Problem as exc:
             return [str(exc)]
         except KafkaException as exc:
-            return [f"{_KEY}: cannot read topic {self.config.topic!r}: {exc.args[0]}"]
+            error = exc.args[0]
+            why = error.str() if isinstance(error, KafkaError) else str(error)
+            return [f"{_KEY}: cannot read topic {self.config.topic!r} from "
+                    f"{self.config.bootstrap_servers}: {why}"]
         return []
 
     def _resolve(self) -> list[tuple[int, int, int]]:

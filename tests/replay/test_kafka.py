@@ -102,20 +102,22 @@ def test_a_missing_topic_and_a_range_past_the_end_are_config_errors(write, kafka
     source = kafka_topic("src", partitions=1)
     produce_source(kafka_bootstrap, source, 5)
     pace = {"rate": {"per_second": 10, "start": START.isoformat(), "end": "2026-03-01T00:01:00Z"}}
-    for topic, start, message in (
-        ("no-such-topic-for-replay", "earliest", "does not exist"),
-        (source, 50, "offset 50 is past the end of partition 0"),
+    for topic, start, message, bootstrap in (
+        ("no-such-topic-for-replay", "earliest", "does not exist", kafka_bootstrap),
+        (source, 50, "offset 50 is past the end of partition 0", kafka_bootstrap),
+        (source, "earliest", "Broker transport failure", "127.0.0.1:1"),  # nobody there
     ):
         config = replay_config(
-            write, {"kafka": {"bootstrap_servers": kafka_bootstrap, "topic": topic,
+            write, {"kafka": {"bootstrap_servers": bootstrap, "topic": topic,
                               "start": start}},
             kafka_topic("dst"), kafka_bootstrap, pace)
-        for command in ("validate", "run"):
+        for command in ("validate", "run") if bootstrap == kafka_bootstrap else ("run",):
             result = run_cli(command, config, *(("--metrics-port", "0") if command == "run"
                                                 else ()))
             no_traceback(result.stderr)
             assert result.code == 2, result.stderr
             assert "event.replay.kafka" in result.stderr and message in result.stderr
+            assert "rdkafka" not in result.stderr  # the client's own retries stay quiet
 
 
 def test_a_replay_backfill_resumes_from_its_checkpoint_exactly_once(tmp_path, write,
