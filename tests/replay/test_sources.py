@@ -336,3 +336,14 @@ def test_a_line_whose_timestamp_does_not_match_the_format_fails_alone(tmp_path):
                                   "format": "%Y-%m-%d %H:%M:%S"}}}
     events, script = played(config(tmp_path, event))
     assert [e[-1] for e in events] == ["a", "c"] and script.errors["bad_record"] == 1
+
+
+def test_the_recorded_inputs_end_cuts_the_recording(tmp_path):
+    path = jsonl(tmp_path / "r.jsonl", [{"timestamp": n} for n in range(10)])
+    cfg = config(tmp_path, {"replay": {"jsonl": {"path": str(path)}}},
+                 [{"recorded": {"start": "2026-03-01T00:00:00Z", "end": "+1h"}}])
+    from connector.inputs.schedule import schedule
+
+    now = datetime(2026, 3, 1, 0, 0, 0, 500_000, tzinfo=UTC) - timedelta(hours=1)
+    got = [ts for ts, _ in schedule(cfg, "backfill", now)]  # end: 00:00:00.5
+    assert got == [datetime(2026, 3, 1, tzinfo=UTC)]
