@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -47,7 +48,8 @@ def write_jsonl(path: Path, events: int) -> None:
 
 
 def write_dump(path: Path, traces: int) -> None:
-    """The tracing example's traces as OTLP JSON requests, one per line (8 spans each)."""
+    """The tracing example's traces as OTLP JSON requests, one per line (8 spans each),
+    as the connector's own otlp output sends them (kind INTERNAL) and a Collector dumps them."""
     produce = _module(bench.EXAMPLES["tracing"]).produce
     with open(path, "w") as f:
         for k in range(traces):
@@ -58,7 +60,7 @@ def write_dump(path: Path, traces: int) -> None:
                 start = datetime.fromisoformat(s["start_time"])
                 ns = int(start.timestamp()) * 10**9 + start.microsecond * 1000
                 span = {"traceId": s["trace_id"], "spanId": s["span_id"],
-                        "name": s["operation"], "kind": 2, "startTimeUnixNano": str(ns),
+                        "name": s["operation"], "kind": 1, "startTimeUnixNano": str(ns),
                         "endTimeUnixNano": str(ns + round(s["duration_ms"] * 1e6))}
                 if s.get("parent_span_id"):
                     span["parentSpanId"] = s["parent_span_id"]
@@ -147,6 +149,7 @@ def main() -> None:
         if name == "K":
             print(f"| P | {p:,.0f} | 1.00 P | |")
     bench.delete_topics(kafka)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,9 @@ class KafkaSource(Strict):
     id_fields: tuple[str, ...] = ("trace_id", "span_id", "parent_span_id")
     schema_registry: str | None = Field(None, description="URL: avro and json_schema need it")
     consumer: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    idle_timeout: float = Field(
+        30.0, gt=0, description="seconds without a record before a partition's rest is given up"
+    )
 
     @model_validator(mode="after")
     def _registry(self) -> KafkaSource:

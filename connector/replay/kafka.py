@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import struct
+import time
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from decimal import Decimal
@@ -42,6 +43,7 @@ class KafkaReader:
     def _consumer(self) -> Consumer:
         c = self.config
         return Consumer({
+            "log_level": 0,  # its connection retries would flood stderr: errors come back here
             **c.consumer,
             "bootstrap.servers": c.bootstrap_servers,
             "group.id": "connector-replay (assign only, nothing committed)",
@@ -57,7 +59,10 @@ class KafkaReader:
         except _Problem as exc:
             return [str(exc)]
         except KafkaException as exc:
-            return [f"{_KEY}: cannot read topic {self.config.topic!r}: {exc.args[0]}"]
+            error = exc.args[0]
+            why = error.str() if isinstance(error, KafkaError) else str(error)
+            return [f"{_KEY}: cannot read topic {self.config.topic!r} from "
+                    f"{self.config.bootstrap_servers}: {why}"]
         return []
 
     def _resolve(self) -> list[tuple[int, int, int]]:
@@ -115,9 +120,18 @@ class KafkaReader:
             consumer.close()
 
     def _partition(self, consumer: Consumer, p: int, end: int) -> Iterator[Record]:
-        topic = self.config.topic
+        topic, idle = self.config.topic, self.config.idle_timeout
+        quiet_since = time.monotonic()
         while True:
-            for msg in consumer.consume(1000, timeout=1.0):
+            messages = consumer.consume(1000, timeout=1.0)
+            if messages:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > idle:  # the broker gone, an open transaction
+                yield BadRecord(None, f"{topic}/{p}", f"nothing read for {idle:g} s before "
+                                                      f"offset {end}; the rest of the partition "
+                                                      "is skipped")
+                return
+            for msg in messages:
                 error = msg.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:

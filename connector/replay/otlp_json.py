@@ -165,11 +165,15 @@ def _render_trace(record: Record, new_time: datetime, ids: Ids | None) -> list[s
         }
         if s.get("parentSpanId"):
             doc["parent_span_id"] = span_id(s["parentSpanId"])
+        # what an absent field means anyway (status UNSET, kind INTERNAL) is left out: the
+        # outputs then take their short path for the common span
         status = s.get("status") or {}
-        doc["status"] = _STATUS.get(int(status.get("code", 0)), "UNSET")
+        code = int(status.get("code", 0))
+        if code:
+            doc["status"] = _STATUS.get(code, "UNSET")
         if status.get("message"):
             doc["error_message"] = status["message"]
-        if s.get("kind"):
+        if s.get("kind") and int(s["kind"]) != 1:
             doc["kind"] = _KINDS.get(int(s["kind"]), "INTERNAL")
         if s.get("links"):
             doc["links"] = [

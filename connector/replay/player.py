@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, tzinfo
 from typing import Any
 
-from connector.events.script import Script
+from connector.events.script import Script, ScriptStop
 from connector.replay.config import ReplayConfig
 from connector.replay.ids import FreshIds
 from connector.replay.records import BadRecord, Record, RecordError, Source
@@ -113,8 +113,6 @@ class ReplayScript(Script):
         self.errors["bad_record"] += 1
         self.bad_records += 1
         if self.on_error == "stop":
-            from connector.events.script import ScriptStop
-
             raise ScriptStop(f"bad record: {exc}")
         if self.bad_records <= SHOWN:
             more = "; further ones are counted only" if self.bad_records == SHOWN else ""

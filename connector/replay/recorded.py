@@ -34,7 +34,8 @@ def link(config: Config, replay: ReplayConfig | None, tz: tzinfo) -> None:
 
 
 def implied_end(config: Config, origin: datetime) -> datetime | None:
-    return origin + HORIZON
+    """No end of its own (the recording ends the run) unless `end` cuts it short."""
+    return None if config.end is not None else origin + HORIZON
 
 
 def ticks(

@@ -4,8 +4,12 @@ whole run: each bad record fails alone, counted, never a traceback."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from tests.harness.cli import EXAMPLES, no_traceback, run_cli
 from tests.harness.kafka import read_topic
@@ -82,3 +86,26 @@ def test_hostile_recordings_fail_record_by_record(write, tmp_path):
     result, lines = run_recording(write, tmp_path, {"otlp": {"path": "dump.json"}})
     assert result.code == 1 and len(lines) == 1 and json.loads(lines[0])["operation"] == "x"
     assert "an OTLP logs request, not traces" in result.stderr
+
+
+@pytest.mark.wallclock
+def test_live_replay_keeps_the_recorded_gaps_on_the_clock(write, tmp_path):
+    """Live: each record is sent when its recorded gap (halved) has passed; its time is
+    the moment it was due, so the gaps in the output are the recording's."""
+    stamps = ["2026-01-01T00:00:00+00:00", "2026-01-01T00:00:00.400+00:00",
+              "2026-01-01T00:00:01+00:00"]
+    (tmp_path / "r.jsonl").write_text("".join(
+        json.dumps({"timestamp": t, "n": n}) + "\n" for n, t in enumerate(stamps)))
+    config = write("live.yaml", json.dumps({
+        "input": [{"recorded": {"speed": 2.0}}],
+        "event": {"replay": {"jsonl": {"path": "r.jsonl"}}},
+        "output": [{"file": {"path": "live.out"}}],
+    }))
+    before = datetime.now(UTC)
+    result = run_cli("run", config, "--metrics-port", "0")
+    assert result.code == 0, result.stderr
+    docs = [json.loads(x) for x in (tmp_path / "live.out").read_text().splitlines()]
+    times = [datetime.fromisoformat(d["timestamp"]) for d in docs]
+    assert [d["n"] for d in docs] == [0, 1, 2] and times[0] >= before - timedelta(seconds=1)
+    assert [b - a for a, b in itertools.pairwise(times)] == [timedelta(milliseconds=200),
+                                                          timedelta(milliseconds=300)]

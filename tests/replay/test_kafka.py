@@ -102,20 +102,22 @@ def test_a_missing_topic_and_a_range_past_the_end_are_config_errors(write, kafka
     source = kafka_topic("src", partitions=1)
     produce_source(kafka_bootstrap, source, 5)
     pace = {"rate": {"per_second": 10, "start": START.isoformat(), "end": "2026-03-01T00:01:00Z"}}
-    for topic, start, message in (
-        ("no-such-topic-for-replay", "earliest", "does not exist"),
-        (source, 50, "offset 50 is past the end of partition 0"),
+    for topic, start, message, bootstrap in (
+        ("no-such-topic-for-replay", "earliest", "does not exist", kafka_bootstrap),
+        (source, 50, "offset 50 is past the end of partition 0", kafka_bootstrap),
+        (source, "earliest", "Broker transport failure", "127.0.0.1:1"),  # nobody there
     ):
         config = replay_config(
-            write, {"kafka": {"bootstrap_servers": kafka_bootstrap, "topic": topic,
+            write, {"kafka": {"bootstrap_servers": bootstrap, "topic": topic,
                               "start": start}},
             kafka_topic("dst"), kafka_bootstrap, pace)
-        for command in ("validate", "run"):
+        for command in ("validate", "run") if bootstrap == kafka_bootstrap else ("run",):
             result = run_cli(command, config, *(("--metrics-port", "0") if command == "run"
                                                 else ()))
             no_traceback(result.stderr)
             assert result.code == 2, result.stderr
             assert "event.replay.kafka" in result.stderr and message in result.stderr
+            assert "rdkafka" not in result.stderr  # the client's own retries stay quiet
 
 
 def test_a_replay_backfill_resumes_from_its_checkpoint_exactly_once(tmp_path, write,
@@ -142,3 +144,45 @@ def test_a_replay_backfill_resumes_from_its_checkpoint_exactly_once(tmp_path, wr
     got = [json.loads(m.value()) for m in read_topic(kafka_bootstrap, cut)]
     assert len(want) == 600 and got == want  # the same records, times and fresh ids, once
     assert want[0]["trace_id"] != want[300]["trace_id"]  # the second loop's ids are its own
+
+
+def test_a_range_given_as_times_and_an_open_transaction_read_committed(
+        write, tmp_path, kafka_bootstrap, kafka_topic):
+    source = kafka_topic("src", partitions=1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for n in range(10):  # record timestamps T0 + n minutes
+        stamp = int((T0 + timedelta(minutes=n)).timestamp() * 1000)
+        producer.produce(source, json.dumps({"timestamp": n, "n": n}).encode(), timestamp=stamp)
+    assert producer.flush(30) == 0
+    pace = {"rate": {"per_second": 100, "start": START.isoformat(),
+                     "end": "2026-03-01T00:01:00Z"}}
+    target = kafka_topic("dst", partitions=1)
+    config = replay_config(write, {"kafka": {
+        "bootstrap_servers": kafka_bootstrap, "topic": source, "time_field": None,
+        "start": (T0 + timedelta(minutes=3)).isoformat(),
+        "end": (T0 + timedelta(minutes=7)).isoformat()}}, target, kafka_bootstrap, pace,
+        "times.yaml")
+    result = run_cli("run", config, "--metrics-port", "0")
+    assert result.code == 0, result.stderr[-2000:]
+    assert [json.loads(m.value())["n"] for m in read_topic(kafka_bootstrap, target)] == [
+        3, 4, 5, 6]  # [start, end) by the records' own timestamps
+
+    # a transaction left open: read_committed stops at the stable end, without waiting
+    tx = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"{source}-tx"})
+    tx.init_transactions(30)
+    tx.begin_transaction()
+    tx.produce(source, b'{"timestamp": 99, "n": 99}')
+    tx.flush(30)
+    try:
+        target = kafka_topic("dst2", partitions=1)
+        config = replay_config(write, {"kafka": {
+            "bootstrap_servers": kafka_bootstrap, "topic": source, "time_field": None,
+            "read_committed": True, "idle_timeout": 2}}, target, kafka_bootstrap, pace,
+            "open.yaml")
+        result = run_cli("run", config, "--metrics-port", "0")
+        no_traceback(result.stderr)
+        assert result.code == 0, result.stderr[-2000:]
+        got = [json.loads(m.value())["n"] for m in read_topic(kafka_bootstrap, target)]
+        assert got == list(range(10))  # what was committed before it, all of it
+    finally:
+        tx.abort_transaction(30)

@@ -11,6 +11,7 @@ gzipped. The same topic replays directly too (the kafka source, encoding otlp_js
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 from collections import defaultdict
@@ -121,3 +122,74 @@ def test_a_collector_capture_replays_into_jaeger_with_new_ids_and_the_same_shape
             root = min(s["startTime"] for s in body) / 1e6  # at the new time: the last minute
             assert 0 <= now.timestamp() - root <= 120
 
+
+
+def test_recorded_logs_and_metric_points_replay_through_the_collector(
+    kafka_bootstrap, kafka_topic, collector, write, tmp_path
+):
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    from tests.harness.otlp import read_requests
+
+    logs_topic, metrics_topic = kafka_topic("logs"), kafka_topic("metrics")
+    c = collector()
+    c.start(c.config(
+        exporters={"kafka": {"brokers": [kafka_bootstrap],
+                             "logs": {"topic": logs_topic, "encoding": "otlp_json"},
+                             "metrics": {"topic": metrics_topic, "encoding": "otlp_json"}}},
+        pipelines={"logs": {"receivers": ["otlp"], "exporters": ["kafka"]},
+                   "metrics": {"receivers": ["otlp"], "exporters": ["kafka"]}},
+    ))
+    base = 1_700_000_000 * 10**9
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]}
+    logs = {"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": [
+        {"timeUnixNano": str(base + k * 10**9), "severityText": "INFO",
+         "body": {"stringValue": f"line {k}"}, "traceId": f"{k + 1:032x}",
+         "spanId": f"{k + 1:016x}"} for k in range(20)]}]}]}
+    points = {"resourceMetrics": [{"resource": resource, "scopeMetrics": [{"metrics": [
+        {"name": "cpu", "gauge": {"dataPoints": [
+            {"timeUnixNano": str(base + k * 10**9), "asDouble": k / 4,
+             "attributes": [{"key": "core", "value": {"intValue": str(k % 2)}}]}
+            for k in range(20)]}}]}]}]}
+    (tmp_path / "logs.json").write_text(json.dumps(logs) + "\n")
+    (tmp_path / "metrics.json").write_text(json.dumps(points) + "\n")
+    for signal, mapping in (("logs", {}), ("metrics", {"name": "name", "value": "value"})):
+        config = write(f"{signal}.yaml", json.dumps({
+            "mode": "backfill",
+            "input": [{"recorded": {"speed": 10.0, "start": "-1m"}}],
+            "event": {"replay": {"otlp": {"path": f"{signal}.json", "signal": signal},
+                                 "new_ids": True}},
+            "output": [{"otlp": {"endpoint": c.otlp_grpc, "signal": signal,
+                                 **({"mapping": mapping} if mapping else {})}}],
+        }))
+        result = run_cli("run", config, "--seed", "1", "--metrics-port", "0")
+        no_traceback(result.stderr)
+        assert result.code == 0, result.stderr[-2000:]
+
+    got_logs = [r for q in read_requests(kafka_bootstrap, logs_topic, ExportLogsServiceRequest,
+                                         20, _log_count)
+                for rl in q.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+    assert [r.body.string_value for r in got_logs] == [f"line {k}" for k in range(20)]
+    assert all(r.trace_id.hex() != f"{k + 1:032x}" for k, r in enumerate(got_logs))
+    times = [r.time_unix_nano for r in got_logs]
+    assert [b - a for a, b in itertools.pairwise(times)] == [10**8] * 19  # 1 s / 10
+    assert abs(times[0] / 1e9 - datetime.now(UTC).timestamp()) < 600  # at the new time
+
+    got_points = [p for q in read_requests(kafka_bootstrap, metrics_topic,
+                                           ExportMetricsServiceRequest, 20, _point_count)
+                  for rm in q.resource_metrics for sm in rm.scope_metrics
+                  for m in sm.metrics for p in m.gauge.data_points]
+    assert [(p.as_double, p.attributes[0].value.int_value) for p in got_points] == [
+        (k / 4, k % 2) for k in range(20)]
+
+
+def _log_count(request) -> int:
+    return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+
+
+def _point_count(request) -> int:
+    return sum(len(m.gauge.data_points) for rm in request.resource_metrics
+               for sm in rm.scope_metrics for m in sm.metrics)

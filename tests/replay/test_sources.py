@@ -262,3 +262,88 @@ def test_open_source_streams(tmp_path):
     records = open_source(cfg.event.replay, UTC).records()
     first = next(records)
     assert not isinstance(first, BadRecord) and first.data == {"timestamp": 0}
+
+
+def test_otlp_logs_and_links_follow_the_new_ids(tmp_path):
+    trace, span = "ab" * 16, "cd" * 8
+    spans = otlp_request(trace, [(span, "", 10**18, 10**18 + 1000, "root")])
+    spans["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["links"] = [
+        {"traceId": trace, "spanId": span}]
+    logs = {"resourceLogs": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "svc"}},
+        {"key": "host", "value": {"stringValue": "h1"}}]},
+        "scopeLogs": [{"logRecords": [
+            {"timeUnixNano": str(10**18 + 5), "severityText": "WARN",
+             "body": {"kvlistValue": {"values": [{"key": "k", "value": {"doubleValue": 1.5}}]}},
+             "traceId": trace, "spanId": span,
+             "attributes": [{"key": "a", "value": {"boolValue": True}}]}]}]}]}
+    (tmp_path / "spans.json").write_text(json.dumps(spans) + "\n")
+    (tmp_path / "logs.json").write_text(json.dumps(logs) + "\n")
+    (s,), _ = played(config(tmp_path, {"replay": {"otlp": {"path": "spans.json"},
+                                                  "new_ids": True}}), seed=3)
+    (log,), _ = played(config(tmp_path, {"replay": {"otlp": {"path": "logs.json",
+                                                             "signal": "logs"},
+                                                    "new_ids": True}}), seed=3)
+    s, log = json.loads(s), json.loads(log)
+    assert s["links"] == [{"trace_id": s["trace_id"], "span_id": s["span_id"],
+                           "attributes": {}}]
+    assert (log["trace_id"], log["span_id"]) == (s["trace_id"], s["span_id"]) != (trace, span)
+    assert log == {"timestamp": "2026-03-01T00:00:00+00:00", "service": "svc",
+                   "severity": "WARN", "body": {"k": 1.5}, "trace_id": s["trace_id"],
+                   "span_id": s["span_id"], "attributes": {"a": True},
+                   "resource": {"host": "h1"}}
+
+
+def test_otlp_metric_points_keep_their_order_and_values(tmp_path):
+    points = [{"timeUnixNano": str(10**18 + k * 10**9), "asDouble": k / 2,
+               "attributes": [{"key": "cpu", "value": {"intValue": str(k)}}]} for k in range(3)]
+    request = {"resourceMetrics": [{"resource": {}, "scopeMetrics": [{"metrics": [
+        {"name": "load", "gauge": {"dataPoints": points}},
+        {"name": "latency", "histogram": {"dataPoints": []}}]}]}]}
+    (tmp_path / "m.json").write_text(json.dumps(request) + "\n")
+    events, script = played(config(tmp_path, {"replay": {"otlp": {"path": "m.json",
+                                                                  "signal": "metrics"}}}))
+    docs = [json.loads(e) for e in events]
+    assert [(d["name"], d["value"], d["attributes"]) for d in docs] == [
+        ("load", 0.0, {"cpu": 0}), ("load", 0.5, {"cpu": 1}), ("load", 1.0, {"cpu": 2})]
+    stamps = [datetime.fromisoformat(d["timestamp"]) for d in docs]
+    assert stamps[1] - stamps[0] == stamps[2] - stamps[1] == timedelta(seconds=1)
+    assert script.errors["bad_record"] == 1  # a histogram: no event the outputs map
+
+
+def test_group_traces_replays_a_span_jsonl_trace_per_tick(tmp_path):
+    trace_a, trace_b = "0a" * 16, "0b" * 16
+    path = jsonl(tmp_path / "spans.jsonl", [
+        {"trace_id": trace_a, "span_id": "01" * 8, "start_time": "2026-01-01T00:00:00+00:00"},
+        {"trace_id": trace_a, "span_id": "02" * 8, "parent_span_id": "01" * 8,
+         "start_time": "2026-01-01T00:00:00.003+00:00"},
+        {"trace_id": trace_b, "span_id": "03" * 8, "start_time": "2026-01-01T00:07:00+00:00"},
+    ])
+    cfg = config(tmp_path, {"replay": {"jsonl": {"path": str(path), "time_field": "start_time"},
+                                       "group_traces": True}},
+                 [{"rate": {"per_second": 1, "start": "2026-03-01T00:00:00Z",
+                            "end": "2026-03-01T00:01:00Z"}}])
+    events, _ = played(cfg)
+    starts = [json.loads(e)["start_time"] for e in events]
+    assert starts == ["2026-03-01T00:00:00+00:00", "2026-03-01T00:00:00.003000+00:00",
+                      "2026-03-01T00:00:01+00:00"]  # a trace per tick, offsets kept
+
+
+def test_a_line_whose_timestamp_does_not_match_the_format_fails_alone(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_text("2026-01-01 10:00:00 a\n2026-13-45 10:00:00 b\n2026-01-01 10:00:01 c\n")
+    event = {"replay": {"lines": {"path": str(log), "pattern": r"^(\S+ \S+)",
+                                  "format": "%Y-%m-%d %H:%M:%S"}}}
+    events, script = played(config(tmp_path, event))
+    assert [e[-1] for e in events] == ["a", "c"] and script.errors["bad_record"] == 1
+
+
+def test_the_recorded_inputs_end_cuts_the_recording(tmp_path):
+    path = jsonl(tmp_path / "r.jsonl", [{"timestamp": n} for n in range(10)])
+    cfg = config(tmp_path, {"replay": {"jsonl": {"path": str(path)}}},
+                 [{"recorded": {"start": "2026-03-01T00:00:00Z", "end": "+1h"}}])
+    from connector.inputs.schedule import schedule
+
+    now = datetime(2026, 3, 1, 0, 0, 0, 500_000, tzinfo=UTC) - timedelta(hours=1)
+    got = [ts for ts, _ in schedule(cfg, "backfill", now)]  # end: 00:00:00.5
+    assert got == [datetime(2026, 3, 1, tzinfo=UTC)]
