@@ -18,9 +18,17 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from connector.events.script import ScriptConfig
+from connector.events.topology import TopologyConfig
 from connector.fields import Strict, not_a_file
 from connector.inputs import INPUTS
 from connector.otlp.mapping import DEFAULT_MAPPING, SpanMapping
@@ -86,8 +94,32 @@ InputEntry = _one_plugin("input", INPUTS)
 OutputEntry = _one_plugin("output", OUTPUTS)
 
 
+_NO_SCRIPT = object()  # `topology:` given, so no script is needed
+
+
 class EventConfig(Strict):
-    script: ScriptConfig
+    """`script` (the seed's) or `topology` (connector/events/topology.py)."""
+
+    script: ScriptConfig | None = Field(None, validate_default=True)
+    topology: TopologyConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _topology_given(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "topology" in data:
+            if "script" in data:
+                raise ValueError("give either script or topology, not both")
+            return {**data, "script": _NO_SCRIPT}
+        return data
+
+    @field_validator("script", mode="before")
+    @classmethod
+    def _required(cls, value: Any) -> Any:
+        if value is _NO_SCRIPT:
+            return None
+        if value is None:
+            raise PydanticCustomError("missing", "required key is missing")
+        return value
 
 
 class MetricsConfig(Strict):
