@@ -90,7 +90,7 @@ class ValueSpec(Strict):
     ids: int | None = Field(None, ge=1, le=10_000_000)
     prefix: str = ""
     one_of: list[Any] | dict[str, float] | None = None
-    range: tuple[float, float] | tuple[int, int] | None = None
+    range: tuple[int, int] | tuple[float, float] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> ValueSpec:
