@@ -1,7 +1,8 @@
-"""The `topology` event plugin: traces (and their log lines) from a topology file, no script.
+"""The `topology` event plugin: traces, their log lines and RED metrics from a topology file,
+no script.
 
     event:
-      topology: {path: shop.yaml, signals: [spans, logs]}
+      topology: {path: shop.yaml, signals: [spans, logs, metrics]}
 
 The file is read once, when the run prepares (a bad file is a config error naming its file,
 line and key); each timestamp then makes one trace of a type drawn by weight. `--seed`
@@ -26,11 +27,11 @@ __all__ = ["TopologyConfig", "topology_script"]
 
 class TopologyConfig(Strict):
     path: ConfigPath
-    signals: list[Literal["spans", "logs"]] = Field(
+    signals: list[Literal["spans", "logs", "metrics"]] = Field(
         default_factory=lambda: ["spans"],
         min_length=1,
         description="with more than one, each event says which in its `signal` field "
-        "(span, log), for `when` routing",
+        "(span, log, metric), for `when` routing",
     )
 
     @field_validator("path")

@@ -22,7 +22,7 @@ from connector.synth.values import Latency, Sampler, ValueSpec
 
 __all__ = ["SIGNALS", "Generator"]
 
-SIGNALS = ("spans", "logs")
+SIGNALS = ("spans", "logs", "metrics")
 BEFORE, AFTER = 0.1, 0.1  # shares of a span's own latency before and after its children
 NETWORK = Latency(fixed=0.4)  # a call's time on the wire, both ways, by default
 DB_LATENCY = Latency(p50=2.0, p99=20.0)
@@ -132,6 +132,7 @@ class Generator:
         self.topology = topology
         self.rng = rng or random.Random()
         self.logs = "logs" in signals
+        self.metrics = "metrics" in signals
         self.spans = "spans" in signals
         self.tagged = len(signals) > 1  # events say what they are, for `when` routing
         self.calls: Counter[tuple[str, str]] = Counter()
@@ -341,7 +342,33 @@ class Generator:
                 events.append(span)
             if self.logs:
                 events.append(self._log(span, start))
+            if self.metrics and span["kind"] in ("SERVER", "CONSUMER"):
+                events.append(self._red(span, start))
         return events
+
+    @staticmethod
+    def _red(span: dict, start: datetime) -> dict:
+        """The span's RED observation: one request, an error or not, its duration; the ids
+        for the duration histogram's exemplar (the metrics mapping's `exemplars`)."""
+        failed = span["status"] == "ERROR"
+        red = {
+            "signal": "metric",
+            "timestamp": (start + timedelta(milliseconds=span["duration_ms"])).isoformat(),
+            "service": span["service"],
+            "attributes": {
+                "span.name": span["operation"],
+                "span.kind": span["kind"],
+                "status.code": "ERROR" if failed else "OK",
+            },
+            "requests": 1,
+            "errors": int(failed),
+            "duration_ms": span["duration_ms"],
+            "trace_id": span["trace_id"],
+            "span_id": span["span_id"],
+        }
+        if span.get("resource"):
+            red["resource"] = span["resource"]
+        return red
 
     def _log(self, span: dict, start: datetime) -> dict:
         failed = span["status"] == "ERROR"
