@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from bisect import bisect_left
 from collections import Counter, defaultdict
 
@@ -17,7 +18,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from tests.harness.cli import EXAMPLES, run_cli
-from tests.harness.otlp import attrs, nanos, read_requests
+from tests.harness.collector import kafka_receiver
+from tests.harness.kafka import read_topic
+from tests.harness.otlp import attrs, nanos, parse_otlp_json, read_requests
 
 BOUNDS = [0.5, 2, 8, 32, 128]
 SCALE, MAX_SIZE = 6, 24
@@ -59,52 +62,21 @@ def _exp_index(value: float, scale: int) -> int:
     return math.ceil(math.log2(value) * 2.0**scale) - 1
 
 
-@pytest.mark.wallclock
-def test_red_metrics_histograms_and_exemplars_through_the_collector(
-    kafka_bootstrap, kafka_topic, collector, write, tmp_path
-):
-    out_topic = kafka_topic("red-out")
-    c = collector()
-    c.start(c.config(
-        exporters={"kafka": {"brokers": [kafka_bootstrap],
-                             "metrics": {"topic": out_topic, "encoding": "otlp_json"}}},
-        pipelines={
-            "traces": {"receivers": ["otlp"], "exporters": ["spanmetrics"]},
-            "metrics": {"receivers": ["otlp", "spanmetrics"], "exporters": ["kafka"]},
-        },
-        receivers=None,
-    ) | {"connectors": {"spanmetrics": {"metrics_flush_interval": "1s",
-                                        "aggregation_temporality":
-                                            "AGGREGATION_TEMPORALITY_CUMULATIVE"}}})
-    (tmp_path / "shop.yaml").write_text((EXAMPLES / "topology" / "shop.yaml").read_text())
-    when = {"span": {"field": "signal", "equals": "span"},
-            "metric": {"field": "signal", "equals": "metric"}}
-    config = write("c.yaml", json.dumps({
-        "mode": "backfill",
-        "input": [{"rate": {"per_second": 20, "start": "-10m", "end": "-9m50s"}}],
-        "event": {"topology": {"path": "shop.yaml", "signals": ["spans", "metrics"]}},
-        "output": [
-            {"file": {"path": str(tmp_path / "spans.jsonl"), "when": when["span"]}},
-            {"otlp": {"endpoint": c.otlp_grpc, "when": when["span"]}},
-            {"otlp": {"endpoint": c.otlp_grpc, "signal": "metrics", "when": when["metric"],
-                      "mapping": DELTA, "batch": {"max_spans": 97}}},
-            {"otlp": {"endpoint": c.otlp_grpc, "signal": "metrics", "when": when["metric"],
-                      "mapping": CUMULATIVE}},
-        ],
-    }))
-    result = run_cli("run", config, "--quiet", "--metrics-port", "0")
-    assert result.code == 0, result.stderr
-    spans = [json.loads(line) for line in (tmp_path / "spans.jsonl").read_text().splitlines()]
+def check_red(bootstrap: str, topic: str, folder) -> tuple[list, dict]:
+    """Read what the Collector's kafka exporter wrote and hold it to the spans the run sent
+    (spans.jsonl in `folder`): the DELTA mapping's sums and histograms, the CUMULATIVE one's
+    exponential histograms, every exemplar. -> (the requests, durations per series)."""
+    spans = [json.loads(line) for line in (folder / "spans.jsonl").read_text().splitlines()]
     served = [s for s in spans if s["kind"] in ("SERVER", "CONSUMER")]
     by_id = {(s["trace_id"], s["span_id"]): s for s in spans}
-
     # what each series must hold: (service, span.name, status) -> durations
     want: dict[tuple, list[float]] = defaultdict(list)
     for s in served:
         want[(s["service"], s["operation"], s["kind"], s["status"])].append(s["duration_ms"])
     series = len(want)
-    requests = read_requests(kafka_bootstrap, out_topic, ExportMetricsServiceRequest,
-                             3 * len(served), _count)
+    # at least: a requests and an errors point per span, a histogram point per series each
+    requests = read_requests(bootstrap, topic, ExportMetricsServiceRequest,
+                             2 * len(served) + 2 * series, _count)
 
     def key(service, point):
         a = attrs(point.attributes)
@@ -173,8 +145,60 @@ def test_red_metrics_histograms_and_exemplars_through_the_collector(
         assert p.zero_count == sum(1 for d in durations if d == 0)
         for e in p.exemplars:
             assert by_id[(e.trace_id.hex(), e.span_id.hex())]["duration_ms"] == e.as_double
+    return requests, want
+
+
+@pytest.mark.wallclock
+def test_red_metrics_histograms_and_exemplars_through_the_collector(
+    kafka_bootstrap, kafka_topic, collector, write, tmp_path
+):
+    out_topic = kafka_topic("red-out")
+    c = collector()
+    c.start(c.config(
+        exporters={"kafka": {"brokers": [kafka_bootstrap],
+                             "metrics": {"topic": out_topic, "encoding": "otlp_json"}}},
+        pipelines={
+            "traces": {"receivers": ["otlp"], "exporters": ["spanmetrics"]},
+            "metrics": {"receivers": ["otlp", "spanmetrics"], "exporters": ["kafka"]},
+        },
+        receivers=None,
+    ) | {"connectors": {"spanmetrics": {"metrics_flush_interval": "1s",
+                                        "aggregation_temporality":
+                                            "AGGREGATION_TEMPORALITY_CUMULATIVE"}}})
+    (tmp_path / "shop.yaml").write_text((EXAMPLES / "topology" / "shop.yaml").read_text())
+    when = {"span": {"field": "signal", "equals": "span"},
+            "metric": {"field": "signal", "equals": "metric"}}
+    config = write("c.yaml", json.dumps({
+        "mode": "backfill",
+        "input": [{"rate": {"per_second": 20, "start": "-10m", "end": "-9m50s"}}],
+        "event": {"topology": {"path": "shop.yaml", "signals": ["spans", "metrics"]}},
+        "output": [
+            {"file": {"path": str(tmp_path / "spans.jsonl"), "when": when["span"]}},
+            {"otlp": {"endpoint": c.otlp_grpc, "when": when["span"]}},
+            {"otlp": {"endpoint": c.otlp_grpc, "signal": "metrics", "when": when["metric"],
+                      "mapping": DELTA, "batch": {"max_spans": 97}}},
+            {"otlp": {"endpoint": c.otlp_grpc, "signal": "metrics", "when": when["metric"],
+                      "mapping": CUMULATIVE}},
+        ],
+    }))
+    result = run_cli("run", config, "--quiet", "--metrics-port", "0")
+    assert result.code == 0, result.stderr
+    requests, want = check_red(kafka_bootstrap, out_topic, tmp_path)
 
     # spanmetrics: the Collector's own RED metrics from the same spans agree on the calls
+    # (it flushes every second: read until its cumulative counts have caught up)
+    expected = {k: len(v) for k, v in want.items()}
+    deadline = time.monotonic() + 60
+    while (calls := spanmetrics_calls(requests)) != expected and time.monotonic() < deadline:
+        time.sleep(1)
+        requests = [parse_otlp_json(m.value(), ExportMetricsServiceRequest)
+                    for m in read_topic(kafka_bootstrap, out_topic)]
+    assert calls == expected
+
+
+def spanmetrics_calls(requests) -> dict[tuple, int]:
+    """spanmetrics' calls of SERVER and CONSUMER spans, by (service, span name, kind, status):
+    the largest cumulative value seen."""
     calls: dict[tuple, int] = {}
     for _, name, p in _points(requests, "sum"):
         if name.endswith("calls"):
@@ -184,4 +208,37 @@ def test_red_metrics_histograms_and_exemplars_through_the_collector(
                 status = "ERROR" if a["status.code"] == "STATUS_CODE_ERROR" else "OK"
                 k = (a["service.name"], a["span.name"], kind, status)
                 calls[k] = max(calls.get(k, 0), p.as_int)
-    assert calls == {k: len(v) for k, v in want.items()}
+    return calls
+
+
+@pytest.mark.parametrize("encoding", ["otlp_proto", "otlp_json"])
+def test_histograms_on_kafka_through_the_collectors_kafka_receiver(
+    kafka_bootstrap, kafka_topic, collector, write, tmp_path, encoding
+):
+    topic, out_topic = kafka_topic("red-in"), kafka_topic("red-out")
+    (tmp_path / "shop.yaml").write_text((EXAMPLES / "topology" / "shop.yaml").read_text())
+    kafka = {"bootstrap_servers": kafka_bootstrap, "topic": topic, "encoding": encoding,
+             "signal": "metrics", "when": {"field": "signal", "equals": "metric"}}
+    config = write("c.yaml", json.dumps({
+        "mode": "backfill",
+        "input": [{"rate": {"per_second": 20, "start": "-10m", "end": "-9m50s"}}],
+        "event": {"topology": {"path": "shop.yaml", "signals": ["spans", "metrics"]}},
+        "output": [
+            {"file": {"path": str(tmp_path / "spans.jsonl"),
+                      "when": {"field": "signal", "equals": "span"}}},
+            {"kafka": kafka | {"mapping": DELTA}},
+            {"kafka": kafka | {"mapping": CUMULATIVE}},
+        ],
+    }))
+    result = run_cli("run", config, "--quiet", "--metrics-port", "0")
+    assert result.code == 0, result.stderr
+    c = collector()
+    c.start(c.config(
+        receivers=kafka_receiver(kafka_bootstrap, kafka_topic.group(),
+                                 metrics={"topic": topic, "encoding": encoding}),
+        exporters={"kafka": {"brokers": [kafka_bootstrap],
+                             "metrics": {"topic": out_topic, "encoding": "otlp_json"}}},
+        pipelines={"metrics": {"receivers": ["kafka"], "exporters": ["kafka"]}},
+    ))
+    assert c.wait_counter("otelcol_receiver_accepted_metric_points", 1, receiver="kafka")
+    check_red(kafka_bootstrap, out_topic, tmp_path)
