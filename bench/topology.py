@@ -1,6 +1,8 @@
 """Spans per second of produce() in a bare loop: the seed's hand-written tracing script
 beside the same shape as a topology (examples/topology/tracing.yaml), in one process,
-alternating rounds, the median reported.
+alternating rounds, the median reported. Then the metrics encoder on the shop's RED
+events (map, encode, build the export requests of 1,000 events): the duration as a gauge
+(a point per event) beside the same as a delta histogram (aggregated per series and request).
 
     python bench/topology.py [--traces 20000] [--rounds 3]
 """
@@ -19,7 +21,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import orjson  # noqa: E402
+
+from connector.otlp.mapping import MetricMapping  # noqa: E402
+from connector.otlp.signals import codec  # noqa: E402
 from connector.synth import Generator, load_topology  # noqa: E402
+
+RED = {
+    "requests": {"type": "sum", "monotonic": True, "temporality": "delta"},
+    "errors": {"type": "sum", "monotonic": True, "temporality": "delta"},
+}
+MAPPINGS = {
+    "metrics: duration as a gauge": MetricMapping(
+        metrics={**RED, "duration_ms": {"type": "gauge"}}, exemplars={}),
+    "metrics: duration as a histogram": MetricMapping(
+        metrics={**RED, "duration_ms": {"type": "histogram", "temporality": "delta"}},
+        exemplars={}),
+}
 
 
 def _script(path: Path):
@@ -33,6 +51,15 @@ def spans_per_second(produce, params: list[dict]) -> float:
     begin = time.perf_counter()
     spans = sum(len(produce(p)) for p in params)
     return spans / (time.perf_counter() - begin)
+
+
+def events_per_second(mapping: MetricMapping, events: list[bytes]) -> float:
+    """Map, encode and build requests of 1,000 events, as the otlp output does."""
+    c = codec("metrics", mapping)
+    begin = time.perf_counter()
+    for k in range(0, len(events), 1000):
+        c.request([c.encode(orjson.loads(e), mapping) for e in events[k:k + 1000]])
+    return len(events) / (time.perf_counter() - begin)
 
 
 def main() -> None:
@@ -61,6 +88,21 @@ def main() -> None:
     print("| produce() | spans/s, median (min-max) | / S |")
     print("|---|---|---|")
     for name, values in found.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median:,.0f} ({min(values):,.0f}-{max(values):,.0f}) "
+              f"| {median / base:.2f} |")
+    shop = Generator(load_topology(ROOT / "examples" / "topology" / "shop.yaml"),
+                     random.Random(1), ("metrics",))
+    events = [e.encode() for p in params for e in shop.produce(p)]
+    rates: dict[str, list[float]] = {name: [] for name in MAPPINGS}
+    for _ in range(args.rounds):
+        for name, mapping in MAPPINGS.items():
+            rates[name].append(events_per_second(mapping, events))
+    base = statistics.median(rates["metrics: duration as a gauge"])
+    print()
+    print(f"| encoder ({len(events):,} RED events) | events/s, median (min-max) | / gauge |")
+    print("|---|---|---|")
+    for name, values in rates.items():
         median = statistics.median(values)
         print(f"| {name} | {median:,.0f} ({min(values):,.0f}-{max(values):,.0f}) "
               f"| {median / base:.2f} |")

@@ -44,8 +44,9 @@ def exponential_index(value: float, scale: int) -> int:
     """The bucket of |value| > 0 at `scale`: (base^index, base^(index+1)], base = 2^2^-scale.
     Exact at powers of two (frexp), where floating-point log2 is not to be trusted."""
     mantissa, exponent = math.frexp(abs(value))  # value = mantissa * 2^exponent, 0.5 <= m < 1
-    if mantissa == 0.5:  # an exact power of two: the upper bound of its bucket
-        return ((exponent - 1) << scale) - 1 if scale >= 0 else ((exponent - 1) >> -scale) - 1
+    if mantissa == 0.5:  # 2^k exactly: index ceil(k * 2^scale) - 1, in integers
+        k = exponent - 1
+        return (k << scale) - 1 if scale >= 0 else -((-k) >> -scale) - 1
     if scale <= 0:
         return (exponent - 1) >> -scale
     return math.ceil(math.log2(abs(value)) * (1 << scale)) - 1

@@ -63,7 +63,8 @@ class MetricEncoder:
         service = parse_service(doc, m.service, required=False)
         key = make_key(service, parse_object(doc, m.resource))
         merged = extra_attributes(doc, m.known, parse_object(doc, m.attributes))
-        attrs = b"".join(field(b"\x3a", kv) for kv in attributes(merged)) if merged else b""
+        kvs = tuple(attributes(merged)) if merged else ()  # KeyValue messages
+        attrs = b"".join(field(b"\x3a", kv) for kv in kvs)
         if m.narrow:
             name = doc.get(m.name)
             if not isinstance(name, str) or not name:
@@ -82,7 +83,6 @@ class MetricEncoder:
             spec = self.spec(name)
             if spec.type in HISTOGRAMS:
                 self.seq += 1
-                kvs = tuple(attributes(merged)) if merged else ()
                 obs = Observation((key, name, attrs), kvs, number, time, *ids, self.seq)
                 points.append((name, obs))
                 continue

@@ -58,7 +58,7 @@ def _exp_index(value: float, scale: int) -> int:
     power-of-two exponent where log2 is exact."""
     m, e = math.frexp(value)
     if m == 0.5:
-        return math.floor((e - 1) * 2.0**scale) - 1 if scale >= 0 else ((e - 1) >> -scale) - 1
+        return math.ceil((e - 1) * 2.0**scale) - 1
     return math.ceil(math.log2(value) * 2.0**scale) - 1
 
 

@@ -64,8 +64,7 @@ def test_series_are_split_by_attributes_and_resource():
 def test_the_exponential_index_is_exact_at_powers_of_two(scale):
     for exponent in range(-20, 40):
         value = 2.0**exponent  # the upper bound of its bucket: base^(index+1)
-        assert exponential_index(value, scale) == (
-            exponent * 2**scale - 1 if scale >= 0 else (exponent >> -scale) - 1)
+        assert exponential_index(value, scale) == math.ceil(exponent * 2.0**scale) - 1
 
 
 @budget(200)
