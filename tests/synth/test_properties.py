@@ -8,10 +8,11 @@ import random
 from collections import defaultdict
 from datetime import UTC, datetime
 
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.synth import Generator, Topology
+from connector.synth import Generator, Topology, TopologyError, parse_topology
 from connector.synth.semconv import span_name
 from tests.harness.hypothesis_profiles import budget
 from tests.harness.topology import traces, window
@@ -109,3 +110,28 @@ def test_every_trace_keeps_the_rules(drawn, seed):
                 passed_up = propagate[s["service"]] and any(k["status"] == "ERROR" for k in kids)
                 assert (s["status"] == "ERROR") == (own == 1.0 or passed_up)
     assert len(users) <= IDS
+
+
+# -- hostile files: any text is a Topology or a TopologyError, nothing else ------------------
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 2000), st.floats(allow_nan=True),
+                    st.text(max_size=12), st.sampled_from(["a/op", "1..3", "20ms", "x/y/z"]))
+KEYS = st.sampled_from(["services", "traces", "operations", "calls", "call", "db", "publish",
+                        "parallel", "count", "latency", "p50", "p99", "fixed", "error_rate",
+                        "attributes", "ids", "one_of", "range", "root", "weight", "protocol",
+                        "consumer", "destination", "system", "operation", "a", "op"])
+DOCS = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(KEYS, inner, max_size=5)), max_leaves=30)
+
+
+@budget(300)
+@given(st.one_of(DOCS.map(lambda d: yaml.safe_dump(d)), st.text(max_size=200),
+                 st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
+def test_any_file_is_a_topology_or_a_named_problem(text):
+    try:
+        topology = parse_topology(text, "t.yaml")
+    except TopologyError as exc:
+        assert exc.problems and all(p.startswith("t.yaml") for p in exc.problems)
+        return
+    events = Generator(topology, random.Random(0)).trace(T0)  # a valid one generates
+    assert events
