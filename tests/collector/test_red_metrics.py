@@ -1,4 +1,4 @@
-"""The shop topology's RED metrics through a real Collector (otlp receiver -> kafka exporter as
+"""The shop topology's RED metrics (and its log lines) through a real Collector (otlp receiver -> kafka exporter as
 otlp_json), compared field by field with the spans the run really sent: explicit-bound
 histograms (delta) and exponential ones (cumulative), bucket counts, bounds, scale, count,
 sum, min, max, and exemplars that point at real spans. The Collector's `spanmetrics`
@@ -13,6 +13,7 @@ from bisect import bisect_left
 from collections import Counter, defaultdict
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -152,14 +153,16 @@ def check_red(bootstrap: str, topic: str, folder) -> tuple[list, dict]:
 def test_red_metrics_histograms_and_exemplars_through_the_collector(
     kafka_bootstrap, kafka_topic, collector, write, tmp_path
 ):
-    out_topic = kafka_topic("red-out")
+    out_topic, logs_topic = kafka_topic("red-out"), kafka_topic("logs-out")
     c = collector()
     c.start(c.config(
         exporters={"kafka": {"brokers": [kafka_bootstrap],
-                             "metrics": {"topic": out_topic, "encoding": "otlp_json"}}},
+                             "metrics": {"topic": out_topic, "encoding": "otlp_json"},
+                             "logs": {"topic": logs_topic, "encoding": "otlp_json"}}},
         pipelines={
             "traces": {"receivers": ["otlp"], "exporters": ["spanmetrics"]},
             "metrics": {"receivers": ["otlp", "spanmetrics"], "exporters": ["kafka"]},
+            "logs": {"receivers": ["otlp"], "exporters": ["kafka"]},
         },
         receivers=None,
     ) | {"connectors": {"spanmetrics": {"metrics_flush_interval": "1s",
@@ -171,10 +174,12 @@ def test_red_metrics_histograms_and_exemplars_through_the_collector(
     config = write("c.yaml", json.dumps({
         "mode": "backfill",
         "input": [{"rate": {"per_second": 20, "start": "-10m", "end": "-9m50s"}}],
-        "event": {"topology": {"path": "shop.yaml", "signals": ["spans", "metrics"]}},
+        "event": {"topology": {"path": "shop.yaml", "signals": ["spans", "logs", "metrics"]}},
         "output": [
             {"file": {"path": str(tmp_path / "spans.jsonl"), "when": when["span"]}},
             {"otlp": {"endpoint": c.otlp_grpc, "when": when["span"]}},
+            {"otlp": {"endpoint": c.otlp_grpc, "signal": "logs",
+                      "when": {"field": "signal", "equals": "log"}}},
             {"otlp": {"endpoint": c.otlp_grpc, "signal": "metrics", "when": when["metric"],
                       "mapping": DELTA, "batch": {"max_spans": 97}}},
             {"otlp": {"endpoint": c.otlp_grpc, "signal": "metrics", "when": when["metric"],
@@ -184,6 +189,25 @@ def test_red_metrics_histograms_and_exemplars_through_the_collector(
     result = run_cli("run", config, "--quiet", "--metrics-port", "0")
     assert result.code == 0, result.stderr
     requests, want = check_red(kafka_bootstrap, out_topic, tmp_path)
+
+    # every span's log line arrived, joined to it by its trace and span id
+    spans = {(s["trace_id"], s["span_id"]): s for s in map(
+        json.loads, (tmp_path / "spans.jsonl").read_text().splitlines())}
+    logs = read_requests(kafka_bootstrap, logs_topic, ExportLogsServiceRequest, len(spans),
+                         lambda r: sum(len(sl.log_records) for rl in r.resource_logs
+                                       for sl in rl.scope_logs))
+    joined = {}
+    for request in logs:
+        for rl in request.resource_logs:
+            service = attrs(rl.resource.attributes)["service.name"]
+            for record in (r for sl in rl.scope_logs for r in sl.log_records):
+                span = spans[(record.trace_id.hex(), record.span_id.hex())]
+                assert service == span["service"]
+                assert record.severity_text == ("ERROR" if span["status"] == "ERROR" else "INFO")
+                assert record.time_unix_nano == nanos(span["start_time"]) + round(
+                    span["duration_ms"] * 1e6)
+                joined[(record.trace_id.hex(), record.span_id.hex())] = record
+    assert set(joined) == set(spans)
 
     # spanmetrics: the Collector's own RED metrics from the same spans agree on the calls
     # (it flushes every second: read until its cumulative counts have caught up)
