@@ -51,7 +51,8 @@ class _Op:
         self, service: str, svc: Service, name: str, op: Operation, kind: str, extra: dict
     ):
         self.service, self.kind = service, kind
-        self.name = semconv.span_name(svc, name)
+        # a message's processing is named by the operation itself ("process orders")
+        self.name = semconv.span_name(svc, name) if kind == "SERVER" else name
         self.resource = dict(svc.resource) or None
         protocol = svc.protocol if kind == "SERVER" else None
         self.attrs, self.draws = _split({**extra, **op.attributes})

@@ -101,6 +101,7 @@ def test_database_and_messaging_spans():
     assert producer["attributes"]["messaging.destination.name"] == "order-events"
     assert producer["attributes"]["messaging.operation.type"] == "send"
     assert consumer["service"] == "worker" and consumer["parent_span_id"] is None
+    assert consumer["operation"] == "handle"
     assert consumer["trace_id"] != producer["trace_id"]
     assert consumer["links"] == [{"trace_id": producer["trace_id"],
                                   "span_id": producer["span_id"]}]

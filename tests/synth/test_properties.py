@@ -80,8 +80,9 @@ def topologies(draw) -> tuple[dict, dict[str, bool]]:
 def test_every_trace_keeps_the_rules(drawn, seed):
     raw, propagate = drawn
     topology = Topology.model_validate(raw)
-    error_rate = {(s, span_name(svc, op)): o.error_rate
-                  for s, svc in topology.services.items() for op, o in svc.operations.items()}
+    error_rate = {(s, name): o.error_rate  # SERVER spans by route or method, CONSUMER by name
+                  for s, svc in topology.services.items() for op, o in svc.operations.items()
+                  for name in (span_name(svc, op), op)}
     generator = Generator(topology, random.Random(seed))
     events = [e for _ in range(20) for e in generator.trace(T0)]
     users = set()
