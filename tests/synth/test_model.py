@@ -345,3 +345,10 @@ def test_count_bounds_are_read_in_every_form():
         per_trace = Counter(e["trace_id"] for e in events if e["kind"] == "CLIENT")
         seen = {per_trace.get(t, 0) for t in {e["trace_id"] for e in events}}
         assert seen == expected, count
+
+
+def test_the_shop_passes_the_trace_check():
+    result = run_cli("preview", EXAMPLES / "topology" / "shop-config.yaml", "--seed", "3",
+                     "--check-traces", "--events", "3000")
+    assert result.code == 0, result.stdout[-2000:] + result.stderr
+    assert "0 broken" in result.stdout
