@@ -352,3 +352,13 @@ def test_the_shop_passes_the_trace_check():
                      "--check-traces", "--events", "3000")
     assert result.code == 0, result.stdout[-2000:] + result.stderr
     assert "0 broken" in result.stdout
+
+
+def test_a_script_uses_the_library():
+    config = EXAMPLES / "topology" / "library-config.yaml"
+    result = run_cli("run", config, "--seed", "2")
+    assert result.code == 0, result.stderr
+    spans = [json.loads(line) for line in result.lines]
+    roots = [s for s in spans if s["parent_span_id"] is None and s["kind"] == "SERVER"]
+    assert len(roots) == 50 and {r["attributes"]["app.variant"] for r in roots} == {"a", "b"}
+    assert result.lines == run_cli("run", config, "--seed", "2").lines
