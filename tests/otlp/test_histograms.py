@@ -162,3 +162,32 @@ def test_bad_histogram_settings_are_refused(spec, message):
     with pytest.raises(ValidationError) as caught:
         MetricMapping(metrics={"ms": spec})
     assert message in str(caught.value)
+
+
+@budget(100)
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=60), st.integers(1, 7),
+       st.integers(-2, 8), st.integers(2, 12))
+def test_any_split_into_requests_adds_up_to_the_same_histogram(values, every, scale, size):
+    explicit = codec("metrics", mapping(bounds=[-10, 0, 1, 100], temporality="delta"))
+    exp = codec("metrics", MetricMapping(metrics={"ms": {
+        "type": "exponential_histogram", "scale": scale, "max_size": size}}, exemplars={}))
+    docs = [event(v, k) for k, v in enumerate(values)]
+    buckets, count, last = [0] * 5, 0, None
+    for k in range(0, len(docs), every):
+        (p,) = points(explicit, docs[k:k + every])
+        buckets = [a + b for a, b in zip(buckets, p.bucket_counts, strict=True)]
+        count += p.count
+        (last,) = points(exp, docs[k:k + every])
+    want = [sum(1 for v in values if v <= -10), sum(1 for v in values if -10 < v <= 0),
+            sum(1 for v in values if 0 < v <= 1), sum(1 for v in values if 1 < v <= 100),
+            sum(1 for v in values if v > 100)]
+    assert (buckets, count) == (want, len(values))
+    assert last.count == len(values) and last.sum == pytest.approx(math.fsum(values), abs=1e-3)
+    assert (last.min, last.max) == (min(values), max(values))
+    assert last.zero_count == values.count(0)
+    for sign, side in ((1, last.positive), (-1, last.negative)):
+        assert len(side.bucket_counts) <= size
+        found = [v for v in values if v * sign > 0]
+        assert sum(side.bucket_counts) == len(found)
+        for v in found:
+            assert 0 <= exponential_index(v, last.scale) - side.offset < len(side.bucket_counts)
