@@ -324,6 +324,10 @@ def test_odd_bytes_and_a_bad_file_are_config_errors_exit_2(write, tmp_path):
     (tmp_path / "t.yaml").unlink()
     result = run_cli("validate", config)
     assert result.code == 2 and "event.topology.path: topology not found" in result.stderr
+    (tmp_path / "t.yaml").mkdir()
+    result = run_cli("validate", config)
+    assert result.code == 2 and "is a directory, not a file" in result.stderr
+    no_traceback(result.stderr)
     both = write("both.yaml", """
         input: [{cron: {expression: "* * * * * *"}}]
         event: {topology: {path: t.yaml}, script: {path: s.py}}
