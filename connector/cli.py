@@ -248,7 +248,8 @@ def cmd_validate(config: Config, args: argparse.Namespace) -> int:
     outputs = ", ".join(e.plugin for e in config.output)
     print(
         f"{args.config}: valid ({len(config.input)} input(s): {inputs}; "
-        f"script {script.path.name}; {len(config.output)} output(s): {outputs}; mode {mode})"
+        f"{'topology' if config.event.topology else 'script'} {script.path.name}; "
+        f"{len(config.output)} output(s): {outputs}; mode {mode})"
     )
     # What the outputs would meet on the way (Kafka judging records by their time):
     # warnings only, the exit code stays 0.

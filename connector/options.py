@@ -1,4 +1,5 @@
-"""What one run is asked to do (RunOptions), and the script loaded once, seeded (prepare)."""
+"""What one run is asked to do (RunOptions), and the script (or topology) loaded once,
+seeded (prepare)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from dataclasses import dataclass, field
 
 from connector.config import Config, ConfigError
 from connector.events.script import Script, ScriptLoadError, load_script
+from connector.events.topology import topology_script
 from connector.identity import Identity
 from connector.replay.wiring import SetupError, replay_script
+from connector.synth import TopologyError
 
 __all__ = ["RunOptions", "prepare"]
 
@@ -32,6 +35,11 @@ def prepare(config: Config, seed: int | None) -> Script:
             return replay_script(config)
         except SetupError as exc:
             raise ConfigError(exc.problems) from None
+    if config.event.topology is not None:
+        try:
+            return topology_script(config.event.topology)
+        except TopologyError as exc:
+            raise ConfigError([f"event.topology.path: {p}" for p in exc.problems]) from None
     try:
         return load_script(config.event.script)
     except ScriptLoadError as exc:

@@ -61,6 +61,14 @@ def otlp_json(request: bytes, signal: str = "traces") -> bytes:
                     _hex_ids(item)
                     for link in item.get("links", ()):
                         _hex_ids(link)
+    else:  # histograms' exemplars carry ids too
+        for rs in doc.get(resources, []):
+            for ss in rs.get(scopes, []):
+                for metric in ss.get(items, []):
+                    for data in metric.values():
+                        for point in data.get("dataPoints", ()) if isinstance(data, dict) else ():
+                            for exemplar in point.get("exemplars", ()):
+                                _hex_ids(exemplar)
     return orjson.dumps(doc)
 
 

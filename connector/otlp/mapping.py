@@ -7,6 +7,8 @@ the offending value (the dead-letter record).
 
 from __future__ import annotations
 
+import itertools
+import math
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal
@@ -17,6 +19,7 @@ from connector.fields import Strict
 
 __all__ = [
     "DEFAULT_MAPPING",
+    "ExemplarFields",
     "LogMapping",
     "MappingError",
     "MetricMapping",
@@ -76,20 +79,42 @@ class LogMapping(_FieldNames):
     resource: str = "resource"
 
 
+# OpenTelemetry SDKs' default explicit bounds
+DEFAULT_BOUNDS = (0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000)
+HISTOGRAMS = ("histogram", "exponential_histogram")
+
+
 class MetricSpec(Strict):
-    type: Literal["gauge", "sum"] = "gauge"
+    type: Literal["gauge", "sum", "histogram", "exponential_histogram"] = "gauge"
     monotonic: bool = False
     temporality: Literal["cumulative", "delta"] = "cumulative"
     unit: str = ""
+    bounds: tuple[float, ...] | None = Field(None, description="histogram: bucket upper bounds")
+    scale: int = Field(20, ge=-10, le=20, description="exponential_histogram: the first scale")
+    max_size: int = Field(160, ge=2, le=16_384, description="exponential_histogram: buckets "
+                          "per sign; the scale goes down to fit")
 
     @model_validator(mode="after")
     def _sum_only(self) -> MetricSpec:
-        if self.type == "gauge" and self.monotonic:
+        if self.type != "sum" and self.monotonic:
             raise ValueError("monotonic applies to type: sum only")
+        if self.bounds is not None:
+            if self.type != "histogram":
+                raise ValueError("bounds apply to type: histogram only")
+            finite = all(math.isfinite(b) for b in self.bounds)
+            if not finite or any(a >= b for a, b in itertools.pairwise(self.bounds)):
+                raise ValueError("bounds must be finite and strictly increasing")
         return self
 
 
 GAUGE = MetricSpec()
+
+
+class ExemplarFields(Strict):
+    """The event fields holding the trace and span id of a histogram's observation."""
+
+    trace_id: str = "trace_id"
+    span_id: str = "span_id"
 
 
 class MetricMapping(Strict):
@@ -103,6 +128,9 @@ class MetricMapping(Strict):
     name: str | None = Field(None, description="narrow events: the field holding the name")
     value: str | None = Field(None, description="narrow events: the field holding the value")
     metrics: dict[str, MetricSpec] = Field(default_factory=dict)
+    exemplars: ExemplarFields | None = Field(
+        None, description="histograms: the fields holding each observation's trace/span id"
+    )
 
     @model_validator(mode="after")
     def _one_shape(self) -> MetricMapping:
@@ -123,6 +151,8 @@ class MetricMapping(Strict):
     def known(self) -> frozenset[str]:
         """Fields that are no data-point attribute."""
         fields = {self.timestamp, self.service, self.attributes, self.resource}
+        if self.exemplars is not None:
+            fields |= {self.exemplars.trace_id, self.exemplars.span_id}
         if self.narrow:
             return frozenset(fields | {self.name, self.value})
         return frozenset(fields | set(self.metrics))

@@ -9,15 +9,19 @@ point this encoder saw), the previous point of the same series for delta.
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Any
 
+from connector.otlp.histograms import Histograms, Observation
 from connector.otlp.mapping import (
     GAUGE,
+    HISTOGRAMS,
     MappingError,
     MetricMapping,
     MetricSpec,
     extra_attributes,
+    parse_id,
     parse_nanos,
     parse_object,
     parse_service,
@@ -30,6 +34,8 @@ __all__ = ["MetricEncoder"]
 _SFIXED64 = struct.Struct("<q").pack
 _INT64 = (-(2**63), 2**63)
 _DELTA, _CUMULATIVE = 1, 2  # AggregationTemporality
+# Metric.data: gauge 5, sum 7, histogram 9, exponential_histogram 10
+_TAGS = {"gauge": b"\x2a", "sum": b"\x3a", "histogram": b"\x4a", "exponential_histogram": b"\x52"}
 MAX_SERIES = 100_000  # delta series whose last point is kept: bounded memory
 
 
@@ -41,6 +47,8 @@ class MetricEncoder:
         self.start: int | None = None  # the run's start: the first point's time
         self.last: dict[tuple, int] = {}  # delta series -> time of its previous point
         self._headers: dict[str, tuple[bytes, bytes]] = {}
+        self.histograms = Histograms()
+        self.seq = 0  # observations numbered as encoded (histograms.py)
 
     def spec(self, name: str) -> MetricSpec:
         return self.mapping.metrics.get(name, GAUGE)
@@ -55,7 +63,8 @@ class MetricEncoder:
         service = parse_service(doc, m.service, required=False)
         key = make_key(service, parse_object(doc, m.resource))
         merged = extra_attributes(doc, m.known, parse_object(doc, m.attributes))
-        attrs = b"".join(field(b"\x3a", kv) for kv in attributes(merged)) if merged else b""
+        kvs = tuple(attributes(merged)) if merged else ()  # KeyValue messages
+        attrs = b"".join(field(b"\x3a", kv) for kv in kvs)
         if m.narrow:
             name = doc.get(m.name)
             if not isinstance(name, str) or not name:
@@ -67,10 +76,16 @@ class MetricEncoder:
                 raise MappingError("none of the mapped metric fields is set")
         if self.start is None:
             self.start = time
-        numbers = [(name, _value(value, source)) for name, value, source in values]
+        numbers = [(name, self._number(name, value, source)) for name, value, source in values]
+        ids = self._ids(doc)
         points = []
         for name, number in numbers:  # checked first: a failed event leaves no state
             spec = self.spec(name)
+            if spec.type in HISTOGRAMS:
+                self.seq += 1
+                obs = Observation((key, name, attrs), kvs, number, time, *ids, self.seq)
+                points.append((name, obs))
+                continue
             start = b""
             if spec.type == "sum":
                 begin = self.start
@@ -82,7 +97,24 @@ class MetricEncoder:
                     self.last[series] = time
                 start = b"\x11" + fixed64(min(begin, time))
             points.append((name, start + b"\x19" + fixed64(time) + number + attrs))
-        return key, tuple(points), b"".join(p for _, p in points)
+        size = b"".join(p if isinstance(p, bytes) else bytes(48) for _, p in points)
+        return key, tuple(points), size  # only its length counts (an observation's: a guess)
+
+    def _number(self, name: str, value: Any, source: str) -> Any:
+        """The point's value field, or a histogram's observation as a finite float."""
+        if self.spec(name).type not in HISTOGRAMS:
+            return _value(value, source)
+        if value.__class__ not in (int, float) or not math.isfinite(value):
+            raise MappingError(f"field '{source}' must be a finite number", value)
+        return float(value)
+
+    def _ids(self, doc: dict) -> tuple[bytes, bytes]:
+        """The exemplar's (trace id, span id) of a histogram observation; b"" without."""
+        fields = self.mapping.exemplars
+        if fields is None:
+            return b"", b""
+        return (parse_id(doc, fields.trace_id, 16, required=False),
+                parse_id(doc, fields.span_id, 8, required=False))
 
     def header(self, name: str) -> tuple[bytes, bytes]:
         """(Metric's name and unit, the Sum's temporality and monotonic), once per name."""
@@ -93,6 +125,8 @@ class MetricEncoder:
                 field(b"\x1a", spec.unit.encode()) if spec.unit else b""
             )
             tail = b""
+            if spec.type in HISTOGRAMS:  # Histogram / ExponentialHistogram: temporality 2
+                tail = b"\x10" + bytes((_DELTA if spec.temporality == "delta" else _CUMULATIVE,))
             if spec.type == "sum":
                 tail = b"\x10" + bytes((_DELTA if spec.temporality == "delta" else _CUMULATIVE,))
                 tail += b"\x18\x01" if spec.monotonic else b""
@@ -119,8 +153,11 @@ class MetricEncoder:
             metrics = []
             for name, points in names.items():
                 head, tail = self.header(name)
+                spec = self.spec(name)
+                if spec.type in HISTOGRAMS:
+                    points = self.histograms.points(spec, points, self.start or 0)
                 data = b"".join(field(b"\x0a", p) for p in points)
-                tag = b"\x3a" if self.spec(name).type == "sum" else b"\x2a"
+                tag = _TAGS[spec.type]
                 metrics.append(field(b"\x12", head + field(tag, data + tail)))
             scoped = field(b"\x0a", SCOPE) + b"".join(metrics)
             out.append(

@@ -46,16 +46,18 @@ MIB = 200.0  # and with at most this much memory
 EXAMPLE_FILES = sorted(
     p
     for p in (ROOT / "examples").glob("*/*.yaml")
-    # the chart's values, and a Collector's own config beside an example: not connector configs
+    # the chart's values, a Collector's own config, a topology: not connector configs
     if p.parent.name != "helm" and p.name != "collector.yaml"
+    and "event" in yaml.safe_load(p.read_text())
 )
 
 
 def _example(path: Path) -> dict:
-    """An example config as data, its script path made absolute so it loads from anywhere."""
+    """An example config as data, its script (or topology) path made absolute so it loads
+    from anywhere."""
     doc = yaml.safe_load(path.read_text())
-    script = doc["event"]["script"]
-    script["path"] = str((path.parent / script["path"]).resolve())
+    plugin = doc["event"].get("script") or doc["event"]["topology"]
+    plugin["path"] = str((path.parent / plugin["path"]).resolve())
     return doc
 
 

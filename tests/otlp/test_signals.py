@@ -338,7 +338,7 @@ def test_a_failed_event_leaves_no_delta_state():
     ("{}", "metrics: name the value fields of wide events"),
     ("{value: v}", "narrow events need both name and value"),
     ("{metrics: {x: {type: gauge, monotonic: true}}}", "monotonic applies to type: sum only"),
-    ("{metrics: {x: {type: histogram}}}", "mapping.metrics.x.type"),
+    ("{metrics: {x: {type: summary}}}", "mapping.metrics.x.type"),
     ("{metrics: {x: {temporality: sometimes}}}", "mapping.metrics.x.temporality"),
     ("{metrics: {x: {}}, body: message}", "mapping.body: unknown key"),
 ])
