@@ -159,8 +159,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--view",
-        action="store_true",
-        help="the live view even when stderr is not a terminal (default: on a terminal)",
+        action=argparse.BooleanOptionalAction,
+        help="--view: the live view even when stderr is not a terminal; --no-view: the "
+        "progress line even on a terminal (default: the view on a terminal)",
     )
     run.add_argument(
         "--view-workers",

@@ -18,10 +18,11 @@ from connector.view.screen import Position
 __all__ = ["Watch", "wants_view"]
 
 
-def wants_view(asked: bool, quiet: bool, stdout_output: bool) -> bool:
-    """--view, or stderr a terminal; never with --quiet; not by itself when an output
-    writes to stdout on the same terminal (its events would tear the view)."""
-    if quiet:
+def wants_view(asked: bool | None, quiet: bool, stdout_output: bool) -> bool:
+    """--view, or stderr a terminal (not with --no-view); never with --quiet; not by
+    itself when an output writes to stdout on the same terminal (its events would tear
+    the view)."""
+    if quiet or asked is False:
         return False
     if asked:
         return True

@@ -103,7 +103,9 @@ def test_a_kafka_run_stopped_by_sigterm(tmp_path, kafka_bootstrap, kafka_topic):
     assert any("ended: SIGTERM received" in line for line in screen), "\n".join(screen)
 
 
-def test_off_a_terminal_the_progress_lines_stay_and_quiet_shows_nothing(tmp_path):
+def test_off_a_terminal_the_progress_lines_stay_view_forces_the_view_quiet_shows_nothing(
+    tmp_path,
+):
     cfg = config(tmp_path, "  - rate: {per_second: 200}\n", mode="live")
     piped = subprocess.run([sys.executable, "-m", "connector", "run", cfg, "--duration", "2.5",
                             "--progress-interval", "1"], capture_output=True, text=True,
@@ -111,6 +113,11 @@ def test_off_a_terminal_the_progress_lines_stay_and_quiet_shows_nothing(tmp_path
     assert piped.returncode == 0, piped.stderr
     assert "INFO connector.progress: progress: " in piped.stderr
     assert "┏" not in piped.stderr and "outputs" not in piped.stderr
+    forced = subprocess.run([sys.executable, "-m", "connector", "run", cfg, "--duration", "1.5",
+                             "--view"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stderr.splitlines().count("outputs") == 1  # off a terminal: the last frame
+    assert "progress: " not in forced.stderr
     term = Terminal("run", cfg, "--duration", "2.5", "--quiet", cwd=tmp_path)
     assert term.wait() == 0
     text = term.text()
