@@ -219,10 +219,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="a replica slower than this to answer is down (default: 2)",
     )
     top.add_argument(
-        "--once",
-        action="store_true",
-        help="read once, print the view and exit (1 when a replica is down)",
+        "--count",
+        type=int,
+        metavar="N",
+        help="read N times (every --interval), print the last view and exit: 1 when a "
+        "replica is down then (default: a live view until Ctrl-C)",
     )
+    top.add_argument("--once", action="store_const", const=1, dest="count", help="--count 1")
     return top
 
 
@@ -233,6 +236,8 @@ def cmd_top(args: argparse.Namespace) -> int:
             raise ValueError("name at least one replica: URL... or --file FILE")
         if not (args.interval > 0 and args.timeout > 0):
             raise ValueError("--interval and --timeout must be greater than 0")
+        if args.count is not None and args.count < 1:
+            raise ValueError("--count must be at least 1")
         targets(sources)  # a malformed URL is a usage error now, not a down replica
     except ValueError as exc:
         print(f"connector top: {exc}", file=sys.stderr)
@@ -241,8 +246,12 @@ def cmd_top(args: argparse.Namespace) -> int:
     console = Console(file=sys.stdout, highlight=False)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends it as Ctrl-C
     try:
-        if args.once:
-            fleet.poll()
+        if args.count is not None:
+            for n in range(args.count):
+                began = time.monotonic()
+                fleet.poll()
+                if n + 1 < args.count:
+                    time.sleep(max(args.interval - (time.monotonic() - began), 0.05))
             console.print(frame(fleet))
             return EXIT_OK if all(r.up for r in fleet.replicas.values()) else EXIT_DOWN
         with Live(console=console, auto_refresh=False) as live:

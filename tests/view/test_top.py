@@ -115,6 +115,7 @@ def test_dns_names_expand_to_every_address_and_a_gone_name_to_none():
     (("--file", "bad.txt"), "--file bad.txt, line 2: not a URL"),
     (("--file", "binary.txt"), "--file binary.txt: cannot read it"),
     (("x:1", "--interval", "0"), "must be greater than 0"),
+    (("x:1", "--count", "0"), "--count must be at least 1"),
 ])
 def test_bad_sources_are_usage_errors(tmp_path, args, says):
     (tmp_path / "bad.txt").write_text("http://a:1\nhttp://b:2 and more\n")
