@@ -32,8 +32,8 @@ from connector.pipeline import Pipeline
 from connector.progress import Progress
 from connector.summary import print_summary
 from connector.view.facts import RunFacts
+from connector.view.position import Position
 from connector.view.report import report_problem
-from connector.view.screen import Position
 from connector.view.watch import Watch, wants_view
 from connector.workers import Workers
 

@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.live import Live
 
 from connector.stats import RunStats
+from connector.view.position import Position
 from connector.view.samples import Samples
-from connector.view.screen import Position, screen
+from connector.view.screen import screen
 
 __all__ = ["LiveView"]
 
@@ -57,3 +58,5 @@ class LiveView:
         """Draw the run's last numbers (the summary's) and leave them on the screen."""
         self.draw(final)
         self.live.stop()
+        if not self.console.is_terminal:  # the one frame printed ends its last line
+            self.console.line()

@@ -4,13 +4,13 @@ samples: a pure function, so the sampler's thread draws and a test can render it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from connector.stats import RunStats
+from connector.view.position import NOWHERE, Position
 from connector.view.samples import Sample
 from connector.view.series import rate
 
@@ -37,15 +37,6 @@ def _ms(seconds: float) -> str:
 def _clock(seconds: float) -> str:
     seconds = max(int(seconds), 0)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where the run stands in its schedule: a backfill's total calls, or the seconds a
-    --duration allows (None when unknown)."""
-
-    total: int | None = None
-    duration: float | None = None
 
 
 def _header(s: RunStats, now: float, where: Position, name: str) -> Text:
@@ -135,7 +126,7 @@ def screen(
     s: RunStats,
     recent: Sequence[Sample],
     now: float,
-    where: Position = Position(),
+    where: Position = NOWHERE,
     name: str = "",
     parts: Sequence[RunStats] = (),
     verify: Mapping[str, int] | None = None,

@@ -7,13 +7,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connector.stats import RunStats
 from connector.view.facts import RunFacts
-from connector.view.live import LiveView
+from connector.view.position import Position
 from connector.view.report import write_report
 from connector.view.sampler import Sampler
-from connector.view.screen import Position
+
+if TYPE_CHECKING:
+    from connector.view.live import LiveView
 
 __all__ = ["Watch", "wants_view"]
 
@@ -51,7 +54,9 @@ class Watch:
             return None
         sampler = Sampler(source)
         live = None
-        if view:
+        if view:  # rich is imported only when a view is drawn
+            from connector.view.live import LiveView
+
             live = LiveView(sys.stderr, sampler.samples, where, facts.name, parts).start()
             sampler.listeners.append(live.draw)
         return cls(sampler.start(), facts, report, live)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connector.view.top import read_sources, targets
+from connector.view.sources import read_sources, targets
 from tests.harness.cli import Run, run_cli, wait_for
 from tests.harness.kafka import read_topic
 from tests.harness.terminal import Terminal, number, view_rows
