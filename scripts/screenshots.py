@@ -115,7 +115,7 @@ def view_and_report(work: Path) -> None:
         sys.exit("screenshots: chromium is missing (apt-get install chromium)")
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                     f"--user-data-dir={work / 'profile'}", "--proxy-server=127.0.0.1:9",
-                    "--virtual-time-budget=10000", "--window-size=1100,2300",
+                    "--virtual-time-budget=10000", "--window-size=1200,2300",
                     f"--screenshot={IMAGES / 'report.png'}", (work / "report.html").as_uri()],
                    check=True, capture_output=True, timeout=120)
 
@@ -134,17 +134,17 @@ def top(work: Path) -> None:
         for port in ports:  # every replica serves its metrics before top starts
             wait_answers(f"http://127.0.0.1:{port}/metrics")
         time.sleep(2)
-        watch = connector("top", *(f"127.0.0.1:{p}" for p in ports), "--count", "8",
+        watch = connector("top", *(f"127.0.0.1:{p}" for p in ports), "--count", "12",
                           "--interval", "0.5", cwd=work, stdout=subprocess.PIPE, text=True,
-                          env=dict(os.environ, COLUMNS="132"))
-        time.sleep(1.5)
+                          env=dict(os.environ, COLUMNS="140"))
+        time.sleep(5)  # top has started and read every replica a few times
         replicas[2].send_signal(signal.SIGTERM)  # one replica stops: shown down, kept
         out, _ = watch.communicate(timeout=60)
     finally:
         for r in replicas:
             r.send_signal(signal.SIGTERM)
             r.wait(30)
-    svg(out.rstrip("\n"), IMAGES / "top.svg", "connector top", 132)
+    svg(out.rstrip("\n"), IMAGES / "top.svg", "connector top", 140)
 
 
 def main() -> None:
