@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import logging
 import signal
@@ -134,7 +135,7 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
         progress = Progress(run.snapshot, total, args.progress_interval).start()
     watch = Watch.begin(
         run.snapshot,
-        RunFacts.of(config, mode, args.seed, args.workers, script.path),
+        functools.partial(RunFacts.of, config, mode, args.seed, args.workers, script.path),
         report,
         view,
         Position(total if view else None, args.duration),

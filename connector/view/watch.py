@@ -43,7 +43,7 @@ class Watch:
     def begin(
         cls,
         source: Callable[[], RunStats],
-        facts: RunFacts,
+        facts: Callable[[], RunFacts],
         report: Path | None,
         view: bool,
         where: Position,
@@ -52,14 +52,15 @@ class Watch:
         """Start sampling when a view or a report wants it; None when neither does."""
         if report is None and not view:
             return None
+        about = facts()  # the config dumped, the script hashed: only when asked for
         sampler = Sampler(source)
         live = None
         if view:  # rich is imported only when a view is drawn
             from connector.view.live import LiveView
 
-            live = LiveView(sys.stderr, sampler.samples, where, facts.name, parts).start()
+            live = LiveView(sys.stderr, sampler.samples, where, about.name, parts).start()
             sampler.listeners.append(live.draw)
-        return cls(sampler.start(), facts, report, live)
+        return cls(sampler.start(), about, report, live)
 
     def stop(self, final: RunStats) -> None:
         """The run is over: its last numbers become the last sample and the last frame."""

@@ -47,7 +47,7 @@ output:
         folder = tmp_path / f"r{i}"
         folder.mkdir()
         monkeypatch.setenv("CONNECTOR_REPLICA_INDEX", str(i))
-        runs.append(Run(folder, tmp_path / "c.yaml", "--linger", "4"))
+        runs.append(Run(folder, tmp_path / "c.yaml", "--linger", "8"))  # top reads the finals
     urls = [f"http://127.0.0.1:{r.metrics_port}" for r in runs]
     (tmp_path / "urls.txt").write_text(f"# the third replica\n{urls[2]}\n\n")
     top = None
@@ -79,7 +79,11 @@ output:
             done = "kafka" in rows and number(rows["kafka"][1]) == total
             return screen if done and "0 up" in "\n".join(screen) else None
 
-        screen = wait_for("the merged view at the replicas' totals", merged_done, 30, 0.3)
+        try:
+            screen = wait_for("the merged view at the replicas' totals", merged_done, 30, 0.3)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; expected {total} delivered, the screen:\n"
+                                 + "\n".join(top.screen())) from None
         inputs = view_rows(screen, "inputs")
         assert number(inputs["rate-0"][4]) == produced
         for r in runs:
