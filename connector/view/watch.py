@@ -4,7 +4,7 @@ terminal or with --view) and the report (--report or `report:`)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,6 +38,9 @@ class Watch:
     facts: RunFacts
     report: Path | None = None
     live: LiveView | None = None
+    # the verify canary's numbers (found, missing...) when it is on: the view and the
+    # report show them in their own place
+    verify: Callable[[], Mapping[str, int] | None] | None = None
 
     @classmethod
     def begin(
@@ -48,6 +51,7 @@ class Watch:
         view: bool,
         where: Position,
         parts: Callable[[], list[RunStats]] | None = None,
+        verify: Callable[[], Mapping[str, int] | None] | None = None,
     ) -> Watch | None:
         """Start sampling when a view or a report wants it; None when neither does."""
         if report is None and not view:
@@ -58,9 +62,10 @@ class Watch:
         if view:  # rich is imported only when a view is drawn
             from connector.view.live import LiveView
 
-            live = LiveView(sys.stderr, sampler.samples, where, about.name, parts).start()
+            live = LiveView(sys.stderr, sampler.samples, where, about.name, parts, verify)
+            live.start()
             sampler.listeners.append(live.draw)
-        return cls(sampler.start(), about, report, live)
+        return cls(sampler.start(), about, report, live, verify)
 
     def stop(self, final: RunStats) -> None:
         """The run is over: its last numbers become the last sample and the last frame."""
@@ -70,4 +75,5 @@ class Watch:
 
     def write(self, final: RunStats) -> None:
         if self.report is not None:
-            write_report(self.report, self.sampler.samples.history(), final, self.facts)
+            found = self.verify() if self.verify else None
+            write_report(self.report, self.sampler.samples.history(), final, self.facts, found)

@@ -240,3 +240,12 @@ output:
         run.kill()
     assert "report: cannot write" in run.stderr and "r.html" in run.stderr
     assert "Traceback" not in run.stderr and run.summary.printed
+
+
+def test_the_verify_canarys_numbers_have_their_place():
+    stats = RunStats(mode="backfill", input_names=["in"], counts=[1], lag=Histogram(LAG_BUCKETS),
+                     outputs=[], calls=[3], events=[3])
+    facts = RunFacts("v", "0", "backfill", None, 1, "s.py", "0" * 64, "{}\n", "now")
+    shown = render([], stats, facts, verify={"found": 3, "missing": 0})
+    assert '<table id="verify-table"><tr><th>found</th><td>3</td></tr>' in shown
+    assert "The run was not verified." in render([], stats, facts)
