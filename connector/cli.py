@@ -209,9 +209,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format, args.quiet)
-    if args.command == "top":  # no config: it reads other processes' /metrics
-        return cmd_top(args)
     try:
+        if args.command == "top":  # no config: it reads other processes' /metrics
+            return cmd_top(args)
         config = load_config(args.config)
         return {"run": cmd_run, "validate": cmd_validate, "preview": cmd_preview}[args.command](
             config, args

@@ -21,7 +21,7 @@ BARS = "▁▂▃▄▅▆▇█"
 
 def sparkline(values: Sequence[float], width: int = 60) -> str:
     """The last `width` values as block characters, scaled to their own maximum."""
-    values = list(values)[-width:]
+    values = [max(v, 0.0) for v in list(values)[-width:]]  # a counter reset reads as 0
     top = max(values, default=0.0)
     if top <= 0:
         return BARS[0] * len(values)

@@ -5,12 +5,17 @@ the topic holds. Plus the sources: a file of URLs, dns:// names, bad input."""
 
 from __future__ import annotations
 
+import io
 import signal
 import socket
 from datetime import UTC, datetime
 
 import pytest
+from rich.console import Console
 
+from connector.view.fleet import Fleet, Replica, frame
+from connector.view.samples import Sample
+from connector.view.scrape import parse
 from connector.view.sources import read_sources, targets
 from tests.harness.cli import Run, run_cli, wait_for
 from tests.harness.kafka import read_topic
@@ -162,3 +167,22 @@ def test_a_replica_that_answers_garbage_or_nothing_is_down(tmp_path):
 def test_read_sources_skips_comments_and_blank_lines(tmp_path):
     (tmp_path / "u.txt").write_text("# fleet\n\nhttp://a:1  # first\nb:2\n")
     assert read_sources(["c:3"], tmp_path / "u.txt") == ["c:3", "http://a:1", "b:2"]
+
+
+def test_a_replica_that_restarted_counters_from_zero_draws_no_negative_rate():
+    page = ("connector_timestamps_total{{input=\"in\"}} {n}\n"
+            "connector_events_produced_total{{input=\"in\"}} {n}\n"
+            "connector_events_delivered_total{{output=\"out\"}} {n}\n")
+    fleet = Fleet(["127.0.0.1:1"])
+    replica = fleet.replicas.setdefault("r", Replica("r"))
+    for t, n in ((0, 0), (1, 5000), (2, 10)):  # restarted between 1 and 2
+        replica.page, replica.up = parse(page.format(n=n)), True
+        merged, parts = fleet.stats()
+        replica.samples.add(Sample.of(float(t), parts[0]))
+        fleet.merged.add(Sample.of(float(t), merged))
+    out = io.StringIO()
+    Console(file=out, width=200).print(frame(fleet))
+    fleet.close()
+    lines = out.getvalue().splitlines()
+    assert view_rows(lines, "replicas")["r"][6] == "0", lines
+    assert view_rows(lines, "inputs")["in"][2] == "0", lines
