@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -138,7 +139,10 @@ output:
     run = Run(tmp_path, tmp_path / "c.yaml", "--report", str(report),
               "--checkpoint", str(tmp_path / "cp.json"), "--checkpoint-every", "0.2")
     try:
-        run.wait_delivered(150_000, timeout=120)  # some seconds: samples to draw
+        run.wait_delivered(1000, timeout=120)
+        # some seconds of sending: samples to draw (the sampler reads once a second)
+        time.sleep(3.5)
+        run.check_alive()
         run.signal(signal.SIGTERM)
         run.wait(120)
     finally:
