@@ -138,7 +138,9 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
         functools.partial(RunFacts.of, config, mode, args.seed, args.workers, script.path),
         report,
         view,
-        Position(total if view else None, args.duration),
+        Position(
+            total if view else None, args.duration, plan.last_end if mode == "live" else None
+        ),
         _parts(run) if args.view_workers else None,
     )
     try:

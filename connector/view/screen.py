@@ -4,6 +4,7 @@ samples: a pure function, so the sampler's thread draws and a test can render it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -47,8 +48,11 @@ def _header(s: RunStats, now: float, where: Position, name: str) -> Text:
         share = min(done / where.total, 1.0)
         eta = elapsed * (1 - share) / share if share else 0.0
         parts.append(f"schedule {share:.0%} ({done:,}/{where.total:,}), left {_clock(eta)}")
-    elif where.duration:
-        parts.append(f"left {_clock(where.duration - elapsed)}")
+    elif where.duration or where.end:
+        left = [where.duration - elapsed] if where.duration else []
+        if where.end is not None:
+            left.append((where.end - datetime.now(where.end.tzinfo)).total_seconds())
+        parts.append(f"left {_clock(min(left))}")
     if not s.alive:
         parts.append(f"ended: {s.stop_reason or 'schedule complete'}")
     elif s.stop_reason:

@@ -4,6 +4,7 @@ numbers are the summary's. Off a terminal the progress lines stay; --quiet shows
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -64,6 +65,9 @@ def test_a_ramp_shows_target_and_achieved_rates_and_a_sparkline(tmp_path):
     live = term.wait_screen("rate-0", timeout=30)  # while it runs: a target, a rate
     row = view_rows(live, "inputs")["rate-0"]
     assert number(row[1]) > 0, row
+    header = next(line for line in live if "elapsed" in line)
+    left = re.search(r"left 0:00:(\d\d)", header)  # the schedule's 6 s, not --duration's 30
+    assert left and int(left[1]) <= 6, header
     assert term.wait() == 0
     screen = term.screen()
     inputs = check_last_frame(screen, Summary.parse("\n".join(screen)))
