@@ -48,7 +48,7 @@ def _header(s: RunStats, now: float, where: Position, name: str) -> Text:
         share = min(done / where.total, 1.0)
         eta = elapsed * (1 - share) / share if share else 0.0
         parts.append(f"schedule {share:.0%} ({done:,}/{where.total:,}), left {_clock(eta)}")
-    elif where.duration or where.end:
+    elif (where.duration or where.end) and s.alive:
         left = [where.duration - elapsed] if where.duration else []
         if where.end is not None:
             left.append((where.end - datetime.now(where.end.tzinfo)).total_seconds())

@@ -73,7 +73,6 @@ def test_a_ramp_shows_target_and_achieved_rates_and_a_sparkline(tmp_path):
     inputs = check_last_frame(screen, Summary.parse("\n".join(screen)))
     spark = inputs["rate-0"][5]
     assert len(set(spark)) > 1 and set(spark) <= set("▁▂▃▄▅▆▇█"), spark  # it rose
-    assert any("left 0:00:" in line for line in screen)  # --duration: the time left
 
 
 def test_two_workers_merged_and_per_worker(tmp_path):
