@@ -159,8 +159,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--view",
-        action="store_true",
-        help="the live view even when stderr is not a terminal (default: on a terminal)",
+        action=argparse.BooleanOptionalAction,
+        help="--view: the live view even when stderr is not a terminal; --no-view: the "
+        "progress line even on a terminal (default: the view on a terminal)",
     )
     run.add_argument(
         "--view-workers",
@@ -208,9 +209,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format, args.quiet)
-    if args.command == "top":  # no config: it reads other processes' /metrics
-        return cmd_top(args)
     try:
+        if args.command == "top":  # no config: it reads other processes' /metrics
+            return cmd_top(args)
         config = load_config(args.config)
         return {"run": cmd_run, "validate": cmd_validate, "preview": cmd_preview}[args.command](
             config, args

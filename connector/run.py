@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import logging
 import signal
@@ -32,8 +33,8 @@ from connector.pipeline import Pipeline
 from connector.progress import Progress
 from connector.summary import print_summary
 from connector.view.facts import RunFacts
+from connector.view.position import Position
 from connector.view.report import report_problem
-from connector.view.screen import Position
 from connector.view.watch import Watch, wants_view
 from connector.workers import Workers
 
@@ -134,10 +135,12 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
         progress = Progress(run.snapshot, total, args.progress_interval).start()
     watch = Watch.begin(
         run.snapshot,
-        RunFacts.of(config, mode, args.seed, args.workers, script.path),
+        functools.partial(RunFacts.of, config, mode, args.seed, args.workers, script.path),
         report,
         view,
-        Position(total if view else None, args.duration),
+        Position(
+            total if view else None, args.duration, plan.last_end if mode == "live" else None
+        ),
         _parts(run) if args.view_workers else None,
     )
     try:

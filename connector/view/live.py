@@ -8,11 +8,14 @@ from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from rich.console import Console
+from rich.file_proxy import FileProxy
 from rich.live import Live
 
+from connector.logs import QuietStream
 from connector.stats import RunStats
+from connector.view.position import Position
 from connector.view.samples import Samples
-from connector.view.screen import Position, screen
+from connector.view.screen import screen
 
 __all__ = ["LiveView"]
 
@@ -29,7 +32,11 @@ class LiveView:
     ):
         self.samples, self.where, self.name = samples, where, name
         self.parts, self.verify = parts, verify  # per-worker rows; the canary's numbers
-        self.console = Console(file=stream, highlight=False)
+        # Log lines and the script's prints reach stderr through logs.QuietStream: while
+        # the view is up they go through rich, which prints them above it.
+        self._quiet = stream if isinstance(stream, QuietStream) and stream.stream else None
+        under = self._quiet.stream if self._quiet else stream
+        self.console = Console(file=under, highlight=False)
         self.live = Live(
             console=self.console,
             auto_refresh=False,
@@ -39,6 +46,8 @@ class LiveView:
 
     def start(self) -> LiveView:
         self.live.start()
+        if self._quiet is not None:
+            self._quiet.stream = FileProxy(self.console, self.console.file)
         return self
 
     def draw(self, stats: RunStats) -> None:
@@ -56,4 +65,9 @@ class LiveView:
     def stop(self, final: RunStats) -> None:
         """Draw the run's last numbers (the summary's) and leave them on the screen."""
         self.draw(final)
+        if self._quiet is not None:
+            self._quiet.stream.flush()
+            self._quiet.stream = self.console.file
         self.live.stop()
+        if not self.console.is_terminal:  # the one frame printed ends its last line
+            self.console.line()

@@ -13,12 +13,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
-
 from connector.stats import RunStats
 from connector.summary import print_summary
-from connector.view.charts import ABSENT, charts
 from connector.view.facts import RunFacts
 from connector.view.samples import Sample
 
@@ -81,6 +77,12 @@ def render(
     verify: Mapping[str, int] | None = None,
 ) -> str:
     """The whole page, as text."""
+    # plotly takes most of a second to import: only a run that writes a report pays it
+    import plotly.io as pio
+    from plotly.offline import get_plotlyjs
+
+    from connector.view.charts import ABSENT, charts
+
     summary = io.StringIO()
     print_summary(stats, summary)
     elapsed = max(stats.finished - stats.started, 0.0)

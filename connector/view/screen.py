@@ -4,13 +4,14 @@ samples: a pure function, so the sampler's thread draws and a test can render it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from datetime import datetime
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from connector.stats import RunStats
+from connector.view.position import NOWHERE, Position
 from connector.view.samples import Sample
 from connector.view.series import rate
 
@@ -21,7 +22,7 @@ BARS = "▁▂▃▄▅▆▇█"
 
 def sparkline(values: Sequence[float], width: int = 60) -> str:
     """The last `width` values as block characters, scaled to their own maximum."""
-    values = list(values)[-width:]
+    values = [max(v, 0.0) for v in list(values)[-width:]]  # a counter reset reads as 0
     top = max(values, default=0.0)
     if top <= 0:
         return BARS[0] * len(values)
@@ -39,15 +40,6 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-@dataclass(frozen=True)
-class Position:
-    """Where the run stands in its schedule: a backfill's total calls, or the seconds a
-    --duration allows (None when unknown)."""
-
-    total: int | None = None
-    duration: float | None = None
-
-
 def _header(s: RunStats, now: float, where: Position, name: str) -> Text:
     elapsed = (s.finished if not s.alive and s.finished else now) - s.started
     parts = [f"connector {name}", s.mode, f"elapsed {_clock(elapsed)}"]
@@ -56,8 +48,11 @@ def _header(s: RunStats, now: float, where: Position, name: str) -> Text:
         share = min(done / where.total, 1.0)
         eta = elapsed * (1 - share) / share if share else 0.0
         parts.append(f"schedule {share:.0%} ({done:,}/{where.total:,}), left {_clock(eta)}")
-    elif where.duration:
-        parts.append(f"left {_clock(where.duration - elapsed)}")
+    elif (where.duration or where.end) and s.alive:
+        left = [where.duration - elapsed] if where.duration else []
+        if where.end is not None:
+            left.append((where.end - datetime.now(where.end.tzinfo)).total_seconds())
+        parts.append(f"left {_clock(min(left))}")
     if not s.alive:
         parts.append(f"ended: {s.stop_reason or 'schedule complete'}")
     elif s.stop_reason:
@@ -135,7 +130,7 @@ def screen(
     s: RunStats,
     recent: Sequence[Sample],
     now: float,
-    where: Position = Position(),
+    where: Position = NOWHERE,
     name: str = "",
     parts: Sequence[RunStats] = (),
     verify: Mapping[str, int] | None = None,

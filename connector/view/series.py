@@ -22,7 +22,8 @@ def rate(samples: Sequence[Sample], count: Callable[[Sample], int]) -> list[floa
     out = []
     for a, b in itertools.pairwise(samples):
         dt = b.t - a.t
-        out.append(round((count(b) - count(a)) / dt, 3) if dt > 0 else 0.0)
+        # counters only grow; a fleet replica that restarted reads as 0, not below
+        out.append(round(max(count(b) - count(a), 0) / dt, 3) if dt > 0 else 0.0)
     return out
 
 

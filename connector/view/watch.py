@@ -4,24 +4,28 @@ terminal or with --view) and the report (--report or `report:`)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connector.stats import RunStats
 from connector.view.facts import RunFacts
-from connector.view.live import LiveView
+from connector.view.position import Position
 from connector.view.report import write_report
 from connector.view.sampler import Sampler
-from connector.view.screen import Position
+
+if TYPE_CHECKING:
+    from connector.view.live import LiveView
 
 __all__ = ["Watch", "wants_view"]
 
 
-def wants_view(asked: bool, quiet: bool, stdout_output: bool) -> bool:
-    """--view, or stderr a terminal; never with --quiet; not by itself when an output
-    writes to stdout on the same terminal (its events would tear the view)."""
-    if quiet:
+def wants_view(asked: bool | None, quiet: bool, stdout_output: bool) -> bool:
+    """--view, or stderr a terminal (not with --no-view); never with --quiet; not by
+    itself when an output writes to stdout on the same terminal (its events would tear
+    the view)."""
+    if quiet or asked is False:
         return False
     if asked:
         return True
@@ -34,26 +38,34 @@ class Watch:
     facts: RunFacts
     report: Path | None = None
     live: LiveView | None = None
+    # the verify canary's numbers (found, missing...) when it is on: the view and the
+    # report show them in their own place
+    verify: Callable[[], Mapping[str, int] | None] | None = None
 
     @classmethod
     def begin(
         cls,
         source: Callable[[], RunStats],
-        facts: RunFacts,
+        facts: Callable[[], RunFacts],
         report: Path | None,
         view: bool,
         where: Position,
         parts: Callable[[], list[RunStats]] | None = None,
+        verify: Callable[[], Mapping[str, int] | None] | None = None,
     ) -> Watch | None:
         """Start sampling when a view or a report wants it; None when neither does."""
         if report is None and not view:
             return None
+        about = facts()  # the config dumped, the script hashed: only when asked for
         sampler = Sampler(source)
         live = None
-        if view:
-            live = LiveView(sys.stderr, sampler.samples, where, facts.name, parts).start()
+        if view:  # rich is imported only when a view is drawn
+            from connector.view.live import LiveView
+
+            live = LiveView(sys.stderr, sampler.samples, where, about.name, parts, verify)
+            live.start()
             sampler.listeners.append(live.draw)
-        return cls(sampler.start(), facts, report, live)
+        return cls(sampler.start(), about, report, live, verify)
 
     def stop(self, final: RunStats) -> None:
         """The run is over: its last numbers become the last sample and the last frame."""
@@ -63,4 +75,5 @@ class Watch:
 
     def write(self, final: RunStats) -> None:
         if self.report is not None:
-            write_report(self.report, self.sampler.samples.history(), final, self.facts)
+            found = self.verify() if self.verify else None
+            write_report(self.report, self.sampler.samples.history(), final, self.facts, found)

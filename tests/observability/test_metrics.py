@@ -155,9 +155,11 @@ def test_progress_line_on_a_terminal_and_logs_when_piped(write):
         event: {{script: {{path: {BASIC}}}}}
         output: [{{null: {{}}}}]
         """)
-    # under a pseudo-terminal: a refreshed line with a bar
+    # under a pseudo-terminal with --no-view: a refreshed line with a bar (without it, the
+    # live view: tests/view/test_live.py)
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "connector", "run", str(config), "--metrics-port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "connector", "run", str(config), "--metrics-port", "0",
+                             "--no-view"],
                             stdout=subprocess.DEVNULL, stderr=follower, stdin=subprocess.DEVNULL)
     os.close(follower)
     seen = b""

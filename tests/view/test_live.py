@@ -4,6 +4,7 @@ numbers are the summary's. Off a terminal the progress lines stay; --quiet shows
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -64,12 +65,14 @@ def test_a_ramp_shows_target_and_achieved_rates_and_a_sparkline(tmp_path):
     live = term.wait_screen("rate-0", timeout=30)  # while it runs: a target, a rate
     row = view_rows(live, "inputs")["rate-0"]
     assert number(row[1]) > 0, row
+    header = next(line for line in live if "elapsed" in line)
+    left = re.search(r"left 0:00:(\d\d)", header)  # the schedule's 6 s, not --duration's 30
+    assert left and int(left[1]) <= 6, header
     assert term.wait() == 0
     screen = term.screen()
     inputs = check_last_frame(screen, Summary.parse("\n".join(screen)))
     spark = inputs["rate-0"][5]
     assert len(set(spark)) > 1 and set(spark) <= set("▁▂▃▄▅▆▇█"), spark  # it rose
-    assert any("left 0:00:" in line for line in screen)  # --duration: the time left
 
 
 def test_two_workers_merged_and_per_worker(tmp_path):
@@ -103,7 +106,9 @@ def test_a_kafka_run_stopped_by_sigterm(tmp_path, kafka_bootstrap, kafka_topic):
     assert any("ended: SIGTERM received" in line for line in screen), "\n".join(screen)
 
 
-def test_off_a_terminal_the_progress_lines_stay_and_quiet_shows_nothing(tmp_path):
+def test_off_a_terminal_the_progress_lines_stay_view_forces_the_view_quiet_shows_nothing(
+    tmp_path,
+):
     cfg = config(tmp_path, "  - rate: {per_second: 200}\n", mode="live")
     piped = subprocess.run([sys.executable, "-m", "connector", "run", cfg, "--duration", "2.5",
                             "--progress-interval", "1"], capture_output=True, text=True,
@@ -111,7 +116,33 @@ def test_off_a_terminal_the_progress_lines_stay_and_quiet_shows_nothing(tmp_path
     assert piped.returncode == 0, piped.stderr
     assert "INFO connector.progress: progress: " in piped.stderr
     assert "┏" not in piped.stderr and "outputs" not in piped.stderr
+    forced = subprocess.run([sys.executable, "-m", "connector", "run", cfg, "--duration", "1.5",
+                             "--view"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert [line.strip() for line in forced.stderr.splitlines()].count("outputs") == 1  # off a terminal: the last frame
+    assert "progress: " not in forced.stderr
     term = Terminal("run", cfg, "--duration", "2.5", "--quiet", cwd=tmp_path)
     assert term.wait() == 0
     text = term.text()
     assert "┏" not in text and "progress" not in text and "summary: " in text
+
+
+def test_log_lines_and_the_scripts_prints_go_above_the_view(tmp_path):
+    (tmp_path / "s.py").write_text(
+        "import logging, sys\nn = 0\ndef produce(params):\n    global n\n    n += 1\n"
+        "    if n % 20000 == 0:\n        print(f'script says {n}', file=sys.stderr)\n"
+        "        logging.getLogger('connector.x').warning('a warning %d', n)\n"
+        "    return '{}'\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text('mode: backfill\nmetrics: {port: 0}\ninput:\n  - cron: {expression: "* * * * * *", '
+                   'start: "2026-01-01T00:00:00Z", end: "2026-01-02T00:00:00Z"}\n'
+                   "event:\n  script: {path: s.py}\noutput:\n  - null: {}\n    name: sink\n")
+    term = Terminal("run", cfg, cwd=tmp_path, rows=60)
+    assert term.wait() == 0
+    screen = term.screen()
+    said = [i for i, line in enumerate(screen) if line.startswith("script says")]
+    warned = [i for i, line in enumerate(screen) if "WARNING connector.x: a warning" in line]
+    assert len(said) == len(warned) == 4, "\n".join(screen)
+    titles = [i for i, line in enumerate(screen) if line.strip() == "outputs"]
+    assert len(titles) == 1 and max(said + warned) < titles[0], "\n".join(screen)
+    check_last_frame(screen, Summary.parse("\n".join(screen)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -138,7 +139,10 @@ output:
     run = Run(tmp_path, tmp_path / "c.yaml", "--report", str(report),
               "--checkpoint", str(tmp_path / "cp.json"), "--checkpoint-every", "0.2")
     try:
-        run.wait_delivered(150_000, timeout=120)  # some seconds: samples to draw
+        run.wait_delivered(1000, timeout=120)
+        # some seconds of sending: samples to draw (the sampler reads once a second)
+        time.sleep(3.5)
+        run.check_alive()
         run.signal(signal.SIGTERM)
         run.wait(120)
     finally:
@@ -191,3 +195,61 @@ def test_an_hour_of_a_busy_run_stays_under_about_5_mb(tmp_path):
     facts = RunFacts("hour", "0", "live", 1, 1, "s.py", "0" * 64, "input: []\n", "now")
     page = render(samples.history(), final, facts)
     assert len(page.encode()) < 5_500_000, len(page.encode())
+
+
+def test_two_workers_report_the_merged_totals(tmp_path):
+    (tmp_path / "s.py").write_text(SCRIPT)
+    (tmp_path / "c.yaml").write_text("""
+mode: backfill
+metrics: {port: 0}
+input:
+  - cron: {expression: "* * * * * *", start: "2026-01-01T00:00:00Z", end: "2026-01-01T06:00:00Z"}
+event:
+  script: {path: s.py}
+output:
+  - file: {path: out.txt, dead_letter: dead.jsonl}
+    name: file
+""")
+    result = run_cli("run", tmp_path / "c.yaml", "--workers", "2", "--report", "w.html",
+                     cwd=tmp_path)
+    assert result.code == 1, result.stderr[-3000:]  # every 25th event of each worker fails
+    summary = Summary.parse(result.stderr)
+    assert summary.produced == 6 * 3600
+    page = (tmp_path / "w.html").read_text()
+    totals = dict(re.findall(r'data-total="([^"]+)">(\d+)<', page))
+    assert {k: int(v) for k, v in totals.items()} == expected_totals(summary)
+    assert "<th>workers</th><td>2</td>" in page
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_said_and_changes_no_exit_code(tmp_path):
+    (tmp_path / "s.py").write_text("def produce(p):\n    return 'x'\n")
+    (tmp_path / "c.yaml").write_text("""
+mode: live
+input:
+  - rate: {per_second: 50}
+event:
+  script: {path: s.py}
+output:
+  - null: {}
+""")
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    run = Run(tmp_path, tmp_path / "c.yaml", "--report", str(folder / "r.html"),
+              "--duration", "3")
+    try:
+        run.wait_delivered(10)
+        folder.rmdir()  # gone before the run ends
+        assert run.wait(60) == 0
+    finally:
+        run.kill()
+    assert "report: cannot write" in run.stderr and "r.html" in run.stderr
+    assert "Traceback" not in run.stderr and run.summary.printed
+
+
+def test_the_verify_canarys_numbers_have_their_place():
+    stats = RunStats(mode="backfill", input_names=["in"], counts=[1], lag=Histogram(LAG_BUCKETS),
+                     outputs=[], calls=[3], events=[3])
+    facts = RunFacts("v", "0", "backfill", None, 1, "s.py", "0" * 64, "{}\n", "now")
+    shown = render([], stats, facts, verify={"found": 3, "missing": 0})
+    assert '<table id="verify-table"><tr><th>found</th><td>3</td></tr>' in shown
+    assert "The run was not verified." in render([], stats, facts)

@@ -63,6 +63,7 @@ def test_sparkline_scales_to_its_maximum_and_takes_odd_values():
     assert sparkline([0, 0, 0]) == "▁▁▁"
     assert sparkline([1, 2, 4, 8]) == "▂▃▅█"
     assert sparkline([]) == ""
+    assert sparkline([-5, 0, 10]) == "▁▁█"  # a replica restarted: its counters went back
     assert len(sparkline(range(500))) == 60
 
 

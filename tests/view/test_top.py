@@ -5,13 +5,18 @@ the topic holds. Plus the sources: a file of URLs, dns:// names, bad input."""
 
 from __future__ import annotations
 
+import io
 import signal
 import socket
 from datetime import UTC, datetime
 
 import pytest
+from rich.console import Console
 
-from connector.view.top import read_sources, targets
+from connector.view.fleet import Fleet, Replica, frame
+from connector.view.samples import Sample
+from connector.view.scrape import parse
+from connector.view.sources import read_sources, targets
 from tests.harness.cli import Run, run_cli, wait_for
 from tests.harness.kafka import read_topic
 from tests.harness.terminal import Terminal, number, view_rows
@@ -47,7 +52,7 @@ output:
         folder = tmp_path / f"r{i}"
         folder.mkdir()
         monkeypatch.setenv("CONNECTOR_REPLICA_INDEX", str(i))
-        runs.append(Run(folder, tmp_path / "c.yaml", "--linger", "4"))
+        runs.append(Run(folder, tmp_path / "c.yaml", "--linger", "8"))  # top reads the finals
     urls = [f"http://127.0.0.1:{r.metrics_port}" for r in runs]
     (tmp_path / "urls.txt").write_text(f"# the third replica\n{urls[2]}\n\n")
     top = None
@@ -79,7 +84,11 @@ output:
             done = "kafka" in rows and number(rows["kafka"][1]) == total
             return screen if done and "0 up" in "\n".join(screen) else None
 
-        screen = wait_for("the merged view at the replicas' totals", merged_done, 30, 0.3)
+        try:
+            screen = wait_for("the merged view at the replicas' totals", merged_done, 30, 0.3)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; expected {total} delivered, the screen:\n"
+                                 + "\n".join(top.screen())) from None
         inputs = view_rows(screen, "inputs")
         assert number(inputs["rate-0"][4]) == produced
         for r in runs:
@@ -115,6 +124,7 @@ def test_dns_names_expand_to_every_address_and_a_gone_name_to_none():
     (("--file", "bad.txt"), "--file bad.txt, line 2: not a URL"),
     (("--file", "binary.txt"), "--file binary.txt: cannot read it"),
     (("x:1", "--interval", "0"), "must be greater than 0"),
+    (("x:1", "--count", "0"), "--count must be at least 1"),
 ])
 def test_bad_sources_are_usage_errors(tmp_path, args, says):
     (tmp_path / "bad.txt").write_text("http://a:1\nhttp://b:2 and more\n")
@@ -157,3 +167,22 @@ def test_a_replica_that_answers_garbage_or_nothing_is_down(tmp_path):
 def test_read_sources_skips_comments_and_blank_lines(tmp_path):
     (tmp_path / "u.txt").write_text("# fleet\n\nhttp://a:1  # first\nb:2\n")
     assert read_sources(["c:3"], tmp_path / "u.txt") == ["c:3", "http://a:1", "b:2"]
+
+
+def test_a_replica_that_restarted_counters_from_zero_draws_no_negative_rate():
+    page = ("connector_timestamps_total{{input=\"in\"}} {n}\n"
+            "connector_events_produced_total{{input=\"in\"}} {n}\n"
+            "connector_events_delivered_total{{output=\"out\"}} {n}\n")
+    fleet = Fleet(["127.0.0.1:1"])
+    replica = fleet.replicas.setdefault("r", Replica("r"))
+    for t, n in ((0, 0), (1, 5000), (2, 10)):  # restarted between 1 and 2
+        replica.page, replica.up = parse(page.format(n=n)), True
+        merged, parts = fleet.stats()
+        replica.samples.add(Sample.of(float(t), parts[0]))
+        fleet.merged.add(Sample.of(float(t), merged))
+    out = io.StringIO()
+    Console(file=out, width=200).print(frame(fleet))
+    fleet.close()
+    lines = out.getvalue().splitlines()
+    assert view_rows(lines, "replicas")["r"][6] == "0", lines
+    assert view_rows(lines, "inputs")["in"][2] == "0", lines
