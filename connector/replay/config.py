@@ -77,11 +77,13 @@ class KafkaSource(Strict):
     start: int | datetime | Literal["earliest"] = "earliest"
     end: int | datetime | Literal["latest"] = "latest"
     read_committed: bool = False
-    encoding: Literal["raw", "otlp_json", "otlp_proto", "avro", "json_schema"] = "raw"
+    encoding: Literal["raw", "otlp_json", "otlp_proto", "avro", "json_schema", "protobuf"] = "raw"
     signal: Literal["traces", "logs", "metrics"] = "traces"
     time_field: str | None = "timestamp"
     id_fields: tuple[str, ...] = ("trace_id", "span_id", "parent_span_id")
-    schema_registry: str | None = Field(None, description="URL: avro and json_schema need it")
+    schema_registry: str | None = Field(
+        None, description="URL: avro, json_schema and protobuf need it"
+    )
     consumer: dict[str, str | int | float | bool] = Field(default_factory=dict)
     idle_timeout: float = Field(
         30.0, gt=0, description="seconds without a record before a partition's rest is given up"
@@ -89,7 +91,7 @@ class KafkaSource(Strict):
 
     @model_validator(mode="after")
     def _registry(self) -> KafkaSource:
-        if self.encoding in ("avro", "json_schema") and not self.schema_registry:
+        if self.encoding in ("avro", "json_schema", "protobuf") and not self.schema_registry:
             raise ValueError(f"encoding {self.encoding} needs schema_registry (its URL)")
         for key in ("bootstrap.servers", "group.id", "isolation.level"):
             if key in self.consumer:

@@ -2,7 +2,7 @@
 `start` to `end` (offsets, times, or earliest/latest as they are when the run starts),
 read one partition after another, as `read_committed` when asked. Values are decoded as
 the connector writes them: raw (JSON with `time_field`, else text at the record's own
-timestamp), otlp_json, otlp_proto, Avro or JSON Schema (the registry's wire format)."""
+timestamp), otlp_json, otlp_proto, Avro, JSON Schema or Protobuf (the registry's wire format)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from connector.replay.config import KafkaSource
 from connector.replay.otlp_json import OtlpRecords, render_otlp
+from connector.replay.protobuf import ProtoRecords
 from connector.replay.records import BadRecord, Ids, Record
 from connector.replay.text import render_doc
 from connector.replay.times import from_nanos, nanos, read_time
@@ -38,6 +39,7 @@ class KafkaReader:
         self._ranges: list[tuple[int, int, int]] | None = None  # (partition, start, end)
         self._schemas: dict[int, Any] = {}
         self._registry: Any = None
+        self._proto: ProtoRecords | None = None
 
     # -- the range, resolved once -----------------------------------------------------
     def _consumer(self) -> Consumer:
@@ -189,20 +191,28 @@ class KafkaReader:
         if encoding == "json_schema":
             return json.loads(body)
         schema_id = struct.unpack(">I", value[1:5])[0]
+        if encoding == "protobuf":
+            if self._proto is None:
+                self._proto = ProtoRecords(self._client())
+            return self._proto.decode(schema_id, body)
         from fastavro import schemaless_reader
 
         return schemaless_reader(io.BytesIO(body), self._avro(schema_id), None)
 
+    def _client(self) -> Any:
+        if self._registry is None:
+            from confluent_kafka.schema_registry import SchemaRegistryClient
+
+            self._registry = SchemaRegistryClient({"url": self.config.schema_registry})
+        return self._registry
+
     def _avro(self, schema_id: int) -> Any:
         parsed = self._schemas.get(schema_id)
         if parsed is None:
-            from confluent_kafka.schema_registry import SchemaRegistryClient
             from fastavro import parse_schema
 
-            if self._registry is None:
-                self._registry = SchemaRegistryClient({"url": self.config.schema_registry})
             try:
-                text = self._registry.get_schema(schema_id).schema_str
+                text = self._client().get_schema(schema_id).schema_str
             except Exception as exc:  # the registry's errors have no one base class
                 raise ValueError(f"schema id {schema_id}: {exc}") from None
             parsed = self._schemas[schema_id] = parse_schema(json.loads(text))

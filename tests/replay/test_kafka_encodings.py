@@ -1,6 +1,6 @@
-"""A topic range in each encoding the connector writes (Avro and JSON Schema through the
-registry, otlp_proto, otlp_json), written by the connector itself, replayed through a
-`stages` shape into a second topic: the count per second follows the shape (within 1/s),
+"""A topic range in each encoding the connector writes (Avro, JSON Schema and Protobuf
+through the registry, otlp_proto, otlp_json), written by the connector itself, replayed
+through a `stages` shape into a second topic: the count per second follows the shape (within 1/s),
 and each record's content is the recorded one's but for the rewritten time (and ids)."""
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import pytest
 
 from tests.harness.cli import EXAMPLES, no_traceback, run_cli
 from tests.harness.kafka import read_topic
+from tests.harness.protobuf import compile_here
 
 _US = timedelta(microseconds=1)
 SHAPE_START = datetime(2026, 3, 1, tzinfo=UTC)
 TICKS = 300  # the ramp 0 -> 60/s over 10 s: 6s + 3 ticks in second s
 
+PROTOBUF = EXAMPLES / "kafka-protobuf"
 WRITERS = {  # encoding -> (script, its kafka output's settings, the time field or None)
     "avro": (EXAMPLES / "kafka-avro" / "orders.py",
              {"value_schema": {"format": "avro",
@@ -28,6 +30,10 @@ WRITERS = {  # encoding -> (script, its kafka output's settings, the time field 
                     {"value_schema": {"format": "json_schema", "path": str(
                         EXAMPLES / "kafka-json-schema" / "schemas" / "payment.json")}},
                     "at"),
+    "protobuf": (PROTOBUF / "payments.py",
+                 {"value_schema": {"format": "protobuf", "message": "shop.Payment",
+                                   "path": str(PROTOBUF / "schemas" / "payment.proto")}},
+                 "created_at"),
     "otlp_proto": (EXAMPLES / "tracing" / "tracing.py",
                    {"encoding": "otlp_proto", "signal": "traces"}, None),
     "otlp_json": (EXAMPLES / "tracing" / "tracing.py",
@@ -95,6 +101,15 @@ def decode(encoding: str, value: bytes, registry_url: str) -> dict:
     """The recorded record, read independently of the replay (confluent's deserializer)."""
     if encoding == "json_schema":
         return json.loads(value[5:])
+    if encoding == "protobuf":  # protoc's own compile, confluent's deserializer
+        from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+        from google.protobuf.json_format import MessageToDict
+        from google.protobuf.message_factory import GetMessageClass
+
+        pool = compile_here(PROTOBUF / "schemas", "payment.proto")
+        cls = GetMessageClass(pool.FindMessageTypeByName("shop.Payment"))
+        message = ProtobufDeserializer(cls, {"use.deprecated.format": False})(value, None)
+        return MessageToDict(message, preserving_proto_field_name=True)
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext

@@ -10,9 +10,6 @@ import base64
 import json
 import os
 import re
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,7 @@ from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (
 )
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format
+from google.protobuf import descriptor_pool, json_format
 from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +28,7 @@ from hypothesis import strategies as st
 from connector.outputs.kafka import schema as sch
 from tests.harness.cli import EXAMPLES, run_cli
 from tests.harness.kafka import read_topic
+from tests.harness.protobuf import compile_here
 
 WIDE = """
 syntax = "proto3";
@@ -73,22 +71,6 @@ message Wide {
 
 message Second { string id = 1; Wide.Inner inner = 2; }
 """
-
-
-def compile_here(folder: Path, name: str) -> descriptor_pool.DescriptorPool:
-    """The .proto compiled by protoc in this process's own way (not the connector's)."""
-    import grpc_tools
-
-    wkt = Path(grpc_tools.__file__).parent / "_proto"
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp, "set.pb")
-        subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{folder}", f"-I{wkt}",
-                        f"--descriptor_set_out={out}", "--include_imports", name], check=True)
-        files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
-    pool = descriptor_pool.DescriptorPool()
-    for proto in files:
-        pool.Add(proto)
-    return pool
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["Compiled", "compile_proto"]
+__all__ = ["Compiled", "compile_file", "compile_proto"]
 
 _WELL_KNOWN = "google/protobuf/"
 # protoc's own log lines (abseil), not the file's errors
@@ -44,6 +44,26 @@ def compile_proto(text: str, source: str, folder: str, name: str, message: str |
 
 @functools.lru_cache(maxsize=64)  # validate, preview and run each load a schema several times
 def _compile(text: str, source: str, folder: str, name: str, message: str | None) -> Compiled:
+    main, files = _file(text, source, folder, name)
+    descriptor = _message(main, message, source)
+    _no_groups(descriptor, source, set())
+    imports = [
+        (proto.name, Path(folder, proto.name).read_text(encoding="utf-8"), _own(proto.dependency))
+        for proto in files.file
+        if proto.name != name and not proto.name.startswith(_WELL_KNOWN)
+    ]
+    main_deps = next(proto.dependency for proto in files.file if proto.name == name)
+    return Compiled(descriptor, _indexes(descriptor), imports, _own(main_deps))
+
+
+def compile_file(text: str, source: str, folder: str, name: str):
+    """`text` compiled as the file `name` in `folder`: its FileDescriptor (a reader picks
+    the message by a record's message indexes). Raises ValueError naming `source`."""
+    return _file(text, source, str(Path(folder).resolve()), name)[0]
+
+
+def _file(text: str, source: str, folder: str, name: str):
+    """(the file's descriptor, the FileDescriptorSet of it and its imports)."""
     from google.protobuf import descriptor_pb2, descriptor_pool
 
     with tempfile.TemporaryDirectory(prefix="connector-proto-") as tmp:
@@ -67,16 +87,7 @@ def _compile(text: str, source: str, folder: str, name: str, message: str | None
     pool = descriptor_pool.DescriptorPool()
     for proto in files.file:  # dependencies come first
         pool.Add(proto)
-    main = pool.FindFileByName(name)
-    descriptor = _message(main, message, source)
-    _no_groups(descriptor, source, set())
-    imports = [
-        (proto.name, Path(folder, proto.name).read_text(encoding="utf-8"), _own(proto.dependency))
-        for proto in files.file
-        if proto.name != name and not proto.name.startswith(_WELL_KNOWN)
-    ]
-    main_deps = next(proto.dependency for proto in files.file if proto.name == name)
-    return Compiled(descriptor, _indexes(descriptor), imports, _own(main_deps))
+    return pool.FindFileByName(name), files
 
 
 def _own(dependencies) -> list[str]:
