@@ -128,6 +128,8 @@ class OtlpOutput:
     # -- pipeline side ---------------------------------------------------------
     def start(self) -> None:
         """Wait (up to connect_timeout) until the endpoint answers, then start sending."""
+        if self.config.secure:  # a certificate problem is said as such, not as unreachable
+            self._check_tls()
         connecting = Connecting(self.acks, self.config.endpoint, self.config.connect_timeout)
         cause = "no answer"
         while True:
@@ -206,6 +208,18 @@ class OtlpOutput:
         return rejected
 
     # -- protocols -------------------------------------------------------------
+    def _check_tls(self) -> None:
+        from connector.tls_check import server_problem
+
+        ca = str(self.config.tls.ca_file) if self.config.tls.ca_file else None
+        problem = server_problem(*self._host_port(), ca)
+        if problem is not None:
+            where = f"tls.ca_file {ca}" if ca else "the system's CA store"
+            raise OutputError(redact(
+                f"TLS: certificate verify failed for the OTLP endpoint {self.config.endpoint}: "
+                f"{problem} (CA file in use: {where})"
+            ))
+
     def _host_port(self) -> tuple[str, int]:
         url = self.config.endpoint
         parts = urlsplit(url if "://" in url else f"//{url}")

@@ -95,6 +95,8 @@ def test_mtls_without_a_client_certificate_or_with_another_cas_ca_fails(
         result = run_cli("run", _config(write, otlp, name.replace(" ", "-")))
         assert result.code == 1, (name, result.stderr)
         no_traceback(result.stderr)
+        if name == "untrusted server":
+            assert "TLS: certificate verify failed" in result.stderr, result.stderr
     assert c.counter("otelcol_receiver_accepted_spans") == 0
 
 
@@ -166,3 +168,32 @@ def test_headers_from_the_environment_arrive_exactly(write):
         assert set(got) - {"x-scope-orgid", "authorization"} <= {
             "host", "content-type", "content-length", "content-encoding", "user-agent",
             "accept", "accept-encoding", "connection"}, got
+
+
+@pytest.mark.parametrize("server, ca, says", [
+    ("broker", "other-ca.pem", "the server's certificate is not signed by a CA in the CA file"),
+    ("broker-wronghost", "ca.pem", "hostname mismatch: the server's certificate is not valid "
+                                   "for 127.0.0.1"),
+    ("broker-expired", "ca.pem", "the server's certificate has expired"),
+])
+def test_a_certificate_problem_is_named_not_called_unreachable(certs, write, server, ca, says):
+    """A TLS server with that certificate (the tests' TLS proxy, to nowhere): the run fails
+    at start naming the cause and the CA file, over gRPC and HTTP."""
+    from tests.harness.tls import TlsProxy
+
+    proxy = TlsProxy(("127.0.0.1", free_port()), certs / f"{server}.pem", certs / f"{server}.key")
+    try:
+        for endpoint, protocol in [(f"127.0.0.1:{proxy.port}", "grpc"),
+                                   (f"https://127.0.0.1:{proxy.port}", "http/protobuf")]:
+            otlp = {"endpoint": endpoint, "protocol": protocol,
+                    "tls": {"insecure": False, "ca_file": str(certs / ca)}}
+            result = run_cli("run", _config(write, otlp, protocol[:4]))
+            assert result.code == 1, result.stderr
+            no_traceback(result.stderr)
+            assert f"TLS: certificate verify failed for the OTLP endpoint {endpoint}: " in (
+                result.stderr)
+            assert says in result.stderr, result.stderr
+            assert f"(CA file in use: tls.ca_file {certs / ca})" in result.stderr
+            assert "cannot reach" not in result.stderr
+    finally:
+        proxy.close()

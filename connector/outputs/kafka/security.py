@@ -14,7 +14,6 @@ spoken to a plaintext port, or the reverse). Nothing here runs per event.
 from __future__ import annotations
 
 import os
-import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from connector.outputs.kafka.client_log import strip
+from connector.tls_check import server_problem, speaks_tls
 
 __all__ = ["Diagnosis", "creation_problem", "files_problem"]
 
@@ -106,7 +106,7 @@ class Diagnosis:
         if not self.tls and not self.refused and self.probes < 3 and waited >= self._next_probe:
             self.probes += 1
             self._next_probe = waited + _PROBE_AFTER * 2
-            if _speaks_tls(*self._first()):
+            if speaks_tls(*self._first()):
                 return self._mismatch("TLS", self.protocol)
         return None
 
@@ -129,29 +129,10 @@ class Diagnosis:
 
     def _server_cause(self) -> str:
         host, port = self._first()
-        ctx = ssl.create_default_context(cafile=self.ca) if self.ca else (
-            ssl.create_default_context())
         algorithm = str(self.producer.get("ssl.endpoint.identification.algorithm", "https"))
-        ctx.check_hostname = algorithm.lower() == "https"
-        try:
-            with socket.create_connection((host, port), timeout=3) as sock, ctx.wrap_socket(
-                sock, server_hostname=host
-            ):
-                return "the broker's certificate could not be verified"
-        except ssl.SSLCertVerificationError as exc:
-            message = str(exc.verify_message or exc)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            return f"the broker's certificate could not be verified ({exc})"
-        lowered = message.lower()
-        if "expired" in lowered:
-            return "the broker's certificate has expired; renew it on the broker"
-        if "hostname mismatch" in lowered or "ip address mismatch" in lowered:
-            return (f"hostname mismatch: the broker's certificate is not valid for {host}; "
-                    "connect by a name its subjectAltName lists, or reissue it with this one")
-        if "not yet valid" in lowered:
-            return "the broker's certificate is not valid yet (check the clocks)"
-        return (f"the broker's certificate is not signed by a CA in the CA file ({message}); "
-                "point ssl.ca.location at the CA that signed it")
+        cause = server_problem(host, port, self.ca, algorithm.lower() == "https")
+        return (cause or "the server's certificate could not be verified").replace(
+            "the server's", "the broker's")
 
     def _client_refused(self, text: str) -> str:
         alert = next(a for a in _REFUSED if a in text)
@@ -171,22 +152,6 @@ class Diagnosis:
         first = first.split("://", 1)[-1]
         host, _, port = first.rpartition(":")
         return host.strip("[]") or first, int(port) if port.isdigit() else 9092
-
-
-def _speaks_tls(host: str, port: int) -> bool:
-    """A TLS handshake of our own gets a server's answer (a certificate, or an alert)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    try:
-        with socket.create_connection((host, port), timeout=5) as sock, ctx.wrap_socket(
-            sock, server_hostname=host
-        ):
-            return True
-    except ssl.SSLError as exc:
-        # an alert from the server is TLS; a connection closed or reset mid-handshake is not
-        return "alert" in str(exc).lower()
-    except (OSError, ValueError):
-        return False
 
 
 def _not_after(path: str) -> float | None:
