@@ -43,6 +43,8 @@ def files_problem(producer: Mapping[str, Any]) -> str | None:
             continue
         if not os.path.exists(path):
             return f"{key}: {path} does not exist"
+        if os.path.isdir(path) and key == "ssl.ca.location":
+            continue  # librdkafka takes a folder of CA certificates too
         if not os.path.isfile(path):
             return f"{key}: {path} is not a file"
         try:

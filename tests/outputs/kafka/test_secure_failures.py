@@ -111,7 +111,7 @@ def test_under_workers_the_cause_is_said_once(secure_kafka, write):
     ("ssl.key.location", "missing.key", "does not exist"),
     ("ssl.key.location", "a-folder", "is not a file"),
     ("ssl.certificate.location", "missing.pem", "does not exist"),
-    ("ssl.ca.location", "a-folder", "is not a file"),
+    ("ssl.ca.location", "missing-ca.pem", "does not exist"),
 ])
 def test_an_unreadable_tls_file_is_a_config_error(secure_kafka, write, tmp_path, setting,
                                                   path, says):
