@@ -6,6 +6,7 @@ real secured broker of this test process (scripts/local-kafka start --secure).""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -145,9 +146,49 @@ def test_an_unknown_scram_mechanism_is_a_config_error(secure_kafka, write):
     assert secure_kafka.password not in result.stderr
 
 
-def test_a_key_without_read_permission_is_named(tmp_path, monkeypatch):
-    """As root every file is readable, so the refusal is made by open() here: the check
-    reads the file the way the client would, and says which setting and why."""
+def test_a_key_without_read_permission_is_a_config_error(secure_kafka):
+    """A key file mode 000: run as a user other than its owner (root reads anything, so the
+    run is made as nobody then), `validate` and `run` exit 2 naming the setting and why."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="secure-perm-"))  # /tmp: nobody may enter it
+    try:
+        folder.chmod(0o755)
+        for name in ("client.pem", "client.key", "ca.pem"):
+            shutil.copy(secure_kafka.file(name), folder / name)
+        producer = {**secure_kafka.producer("mtls"),
+                    **{k: str(folder / Path(v).name) for k, v in
+                       secure_kafka.producer("mtls").items() if k.endswith("location")}}
+        (folder / "s.py").write_text("def produce(p):\n    return 'x'\n")
+        config = folder / "c.yaml"
+        config.write_text(yaml.safe_dump({
+            "input": [{"rate": {"per_second": 1}}], "event": {"script": {"path": "s.py"}},
+            "output": [{"kafka": {"bootstrap_servers": secure_kafka.address("mtls"),
+                                  "topic": "t", "producer": producer}}]}))
+        for p in folder.iterdir():  # readable by all, but the key: by nobody
+            p.chmod(0o000 if p.name == "client.key" else 0o644)
+        as_other = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if (
+            os.geteuid() == 0) else []
+        for command in ("validate", "run"):
+            result = subprocess.run(
+                [*as_other, sys.executable, "-m", "connector", command, str(config),
+                 *(["--metrics-port", "0"] if command == "run" else [])],
+                capture_output=True, text=True, timeout=120, cwd=folder,
+                env={**os.environ, "HOME": str(folder)})
+            assert result.returncode == 2, result.stderr
+            assert "Traceback" not in result.stderr
+            assert (f"ssl.key.location: cannot read {folder / 'client.key'} (Permission "
+                    "denied); check its permissions") in result.stderr, result.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_permission_check_reads_the_file_as_the_client_would(tmp_path, monkeypatch):
+    """The same refusal made by open() (a filesystem whose permission bits say little)."""
     import builtins
 
     key = tmp_path / "client.key"
