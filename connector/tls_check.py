@@ -12,17 +12,20 @@ __all__ = ["server_problem", "speaks_tls"]
 
 
 def server_problem(host: str, port: int, ca_file: str | None, check_hostname: bool = True,
-                   timeout: float = 3.0) -> str | None:
-    """Why the server's certificate is not trusted, in words a user acts on; None when it
-    is (or the server could not be asked: that is another failure's to say)."""
+                   timeout: float = 3.0, client: tuple[str, str] | None = None) -> str | None:
+    """Why the server's certificate is not trusted, or why the server refused ours (mTLS:
+    `client` is the certificate and key files), in words a user acts on; None when all is
+    well (or the server could not be asked: that is another failure's to say)."""
     ctx = ssl.create_default_context(cafile=ca_file) if ca_file else (
         ssl.create_default_context())
     ctx.check_hostname = check_hostname
     try:
+        if client is not None:
+            ctx.load_cert_chain(*client)
         with socket.create_connection((host, port), timeout=timeout) as sock, ctx.wrap_socket(
             sock, server_hostname=host
-        ):
-            return None
+        ) as tls:
+            return _refused(tls, client)
     except ssl.SSLCertVerificationError as exc:
         message = str(exc.verify_message or exc)
     except (OSError, ssl.SSLError, ValueError):
@@ -37,6 +40,26 @@ def server_problem(host: str, port: int, ca_file: str | None, check_hostname: bo
         return "the server's certificate is not valid yet (check the clocks)"
     return (f"the server's certificate is not signed by a CA in the CA file ({message}); "
             "point the CA file at the CA that signed it")
+
+
+def _refused(tls: ssl.SSLSocket, client: tuple[str, str] | None) -> str | None:
+    """TLS 1.3 servers judge the client's certificate after the handshake: their alert is
+    the first thing read (a server waiting for our request sends nothing)."""
+    tls.settimeout(0.3)
+    try:
+        tls.recv(1)
+    except ssl.SSLError as exc:
+        text = str(exc).lower()
+        if "certificate" not in text and "unknown ca" not in text:
+            return None
+        if client is None:
+            return ("the server requires a client certificate (mTLS) and none is configured "
+                    "(alert: " + text.split("alert", 1)[-1].split("(")[0].strip() + ")")
+        return (f"the server refused the client certificate {client[0]} (expired, or not "
+                "signed by a CA it trusts)")
+    except OSError:
+        return None
+    return None
 
 
 def speaks_tls(host: str, port: int, timeout: float = 5.0) -> bool:

@@ -211,13 +211,16 @@ class OtlpOutput:
     def _check_tls(self) -> None:
         from connector.tls_check import server_problem
 
-        ca = str(self.config.tls.ca_file) if self.config.tls.ca_file else None
-        problem = server_problem(*self._host_port(), ca)
+        tls = self.config.tls
+        ca = str(tls.ca_file) if tls.ca_file else None
+        client = (str(tls.cert_file), str(tls.key_file)) if tls.cert_file and tls.key_file else None
+        problem = server_problem(*self._host_port(), ca, client=client)
         if problem is not None:
             where = f"tls.ca_file {ca}" if ca else "the system's CA store"
+            what = "TLS" if "client certificate" in problem else "TLS: certificate verify failed"
             raise OutputError(redact(
-                f"TLS: certificate verify failed for the OTLP endpoint {self.config.endpoint}: "
-                f"{problem} (CA file in use: {where})"
+                f"{what} for the OTLP endpoint {self.config.endpoint}: {problem} "
+                f"(CA file in use: {where})"
             ))
 
     def _host_port(self) -> tuple[str, int]:

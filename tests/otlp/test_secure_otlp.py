@@ -97,6 +97,9 @@ def test_mtls_without_a_client_certificate_or_with_another_cas_ca_fails(
         no_traceback(result.stderr)
         if name == "untrusted server":
             assert "TLS: certificate verify failed" in result.stderr, result.stderr
+        else:
+            assert "requires a client certificate (mTLS) and none is configured" in (
+                result.stderr), result.stderr
     assert c.counter("otelcol_receiver_accepted_spans") == 0
 
 
