@@ -53,6 +53,26 @@ def _otlp_server(seen: list[str]):
     return server
 
 
+def _rendered_chart(config: Path) -> str:
+    """The chart deploying the matrix's config, its credentials from existing Secrets."""
+    try:
+        import helm_python
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        pytest.fail(f"helm-python-sdk is missing ({exc}): pip install -e '.[test]'")
+    from tests.harness.cli import ROOT
+
+    values = {"config": yaml.safe_load(config.read_text()),
+              "secrets": [{"env": "KAFKA_PASSWORD", "existingSecret": "kafka", "key": "pw"},
+                          {"env": "OTLP_TOKEN", "existingSecret": "tempo", "key": "token"}],
+              "tls": {"existingSecret": "kafka-tls"},
+              "scripts": {"s.py": (config.parent / "s.py").read_text()}}
+    rendered = helm_python.Chart.load(ROOT / "charts" / "connector").render(
+        values, name="rel", namespace="load")
+    text = "\n".join(rendered.values())
+    assert "${KAFKA_PASSWORD}" in text and "secretKeyRef" in text
+    return text
+
+
 def _secrets(secure) -> list[str]:
     key_lines = [line for line in Path(secure.file("client.key")).read_text().splitlines()
                  if line and not line.startswith("-----")]
@@ -128,6 +148,7 @@ def test_no_secret_in_any_output_of_a_debug_run_of_the_secured_matrix(secure_kaf
     assert "sasl" in stderr.lower() and "ssl" in stderr.lower()  # librdkafka's debug is on
 
     places = {
+        "rendered chart": _rendered_chart(config),
         "stderr": stderr + tx_stderr,
         "stdout": (tmp_path / "run.out").read_text(errors="replace")
         + (tmp_path / "tx" / "run.out").read_text(errors="replace"),
