@@ -1,7 +1,7 @@
 # Sourced by scripts/test and scripts/demo: check the prerequisites first, then install the
 # project into its own virtual environment (.venv) exactly as uv.lock says.
 #
-#   require python java maven go cargo prometheus   # each names what is missing and how to get it
+#   require python java maven go cargo openssl prometheus   # each names what is missing and how to get it
 #   sync_venv [--extra test]                        # uv sync --frozen into .venv; puts it on PATH
 
 UV_VERSION=0.13.9  # keep equal to scripts/uv-requirements.txt
@@ -41,6 +41,11 @@ _check_java() {
 
 _check_maven() {
   command -v mvn >/dev/null || _need "Maven (fetches the Kafka jars once)" "apt-get install maven"
+}
+
+_check_openssl() {
+  command -v openssl >/dev/null ||
+    _need "the openssl CLI (makes the secured test broker's CA)" "apt-get install openssl"
 }
 
 _check_cargo() {

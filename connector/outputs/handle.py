@@ -80,7 +80,11 @@ def build_output(
 ) -> OutputHandle:
     settings = entry.settings
     acks = Acks(name, entry.plugin, settings.dead_letter, routed=settings.when is not None)
-    return OutputHandle(OUTPUTS[entry.plugin].build(settings, acks, context))
+    handle = OutputHandle(OUTPUTS[entry.plugin].build(settings, acks, context))
+    # under --workers every worker meets the same start failure: one of them says it (the
+    # summary names each worker's reason)
+    handle.says_start_errors = context.identity.worker == 0
+    return handle
 
 
 class OutputHandle:
@@ -97,6 +101,7 @@ class OutputHandle:
         self.started = False
         self.ready = False  # started, and the last ready() said so
         self.could_not_start: str | None = None
+        self.says_start_errors = True  # False in workers other than the first
         self.broken: str | None = None
         self.fatal: str | None = None  # the run must stop for it (fenced)
         self.flush_by: float | None = None  # clock.monotonic(), from the first stop request
@@ -110,7 +115,8 @@ class OutputHandle:
             self.output.start()
         except OutputError as exc:
             self.could_not_start = str(exc)
-            log.error("output %s could not start: %s", self.name, exc)
+            level = logging.ERROR if self.says_start_errors else logging.DEBUG
+            log.log(level, "output %s could not start: %s", self.name, exc)
         except Exception as exc:
             self.could_not_start = f"{type(exc).__name__}: {exc}"
             run.bugs.append(traceback.format_exc())

@@ -128,6 +128,8 @@ class OtlpOutput:
     # -- pipeline side ---------------------------------------------------------
     def start(self) -> None:
         """Wait (up to connect_timeout) until the endpoint answers, then start sending."""
+        if self.config.secure:  # a certificate problem is said as such, not as unreachable
+            self._check_tls()
         connecting = Connecting(self.acks, self.config.endpoint, self.config.connect_timeout)
         cause = "no answer"
         while True:
@@ -206,6 +208,21 @@ class OtlpOutput:
         return rejected
 
     # -- protocols -------------------------------------------------------------
+    def _check_tls(self) -> None:
+        from connector.tls_check import server_problem
+
+        tls = self.config.tls
+        ca = str(tls.ca_file) if tls.ca_file else None
+        client = (str(tls.cert_file), str(tls.key_file)) if tls.cert_file and tls.key_file else None
+        problem = server_problem(*self._host_port(), ca, client=client)
+        if problem is not None:
+            where = f"tls.ca_file {ca}" if ca else "the system's CA store"
+            what = "TLS" if "client certificate" in problem else "TLS: certificate verify failed"
+            raise OutputError(redact(
+                f"{what} for the OTLP endpoint {self.config.endpoint}: {problem} "
+                f"(CA file in use: {where})"
+            ))
+
     def _host_port(self) -> tuple[str, int]:
         url = self.config.endpoint
         parts = urlsplit(url if "://" in url else f"//{url}")

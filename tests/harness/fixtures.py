@@ -219,6 +219,21 @@ def private_kafka(_private_kafka):
 
 
 @pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory):
+    """A secured broker of this test process's own (tests/harness/secure_kafka.py), started
+    once, stopped at the end: SASL_SSL (SCRAM, PLAIN) and SSL (mTLS...) listeners."""
+    from tests.harness.secure_kafka import start_secure_kafka
+
+    state = tmp_path_factory.mktemp("secure-kafka")
+    kafka = start_secure_kafka(state / "broker")
+    try:
+        yield kafka
+    finally:
+        kafka.broker.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def _private_jaeger(tmp_path_factory):
     from tests.harness.jaeger import PrivateJaeger
 

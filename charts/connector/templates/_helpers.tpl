@@ -237,6 +237,7 @@ spec:
         - name: CONNECTOR_REPLICA_INDEX
           value: "0"
         {{- end }}
+        {{- include "connector.secretEnv" . | nindent 8 }}
         {{- with .Values.env }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -268,6 +269,7 @@ spec:
           readOnly: true
         - name: tmp
           mountPath: /tmp
+        {{- include "connector.tlsMount" . | nindent 8 }}
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -283,6 +285,7 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: {{ .Values.tmpSizeLimit }}
+    {{- include "connector.tlsVolume" . | nindent 4 }}
     {{- with .Values.extraVolumes }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

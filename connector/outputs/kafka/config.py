@@ -16,7 +16,7 @@ from connector.identity import Identity
 from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
 from connector.otlp.signals import MAPPINGS
 from connector.outputs.base import OutputConfig
-from connector.outputs.kafka import schema
+from connector.outputs.kafka import schema, security
 
 __all__ = [
     "DEFAULTS",
@@ -121,12 +121,14 @@ class Config(OutputConfig):
             raise ValueError(
                 "'bootstrap.servers' is set by bootstrap_servers; remove it from producer"
             )
+        if (problem := security.files_problem(value)) is not None:
+            raise ValueError(problem)
         # librdkafka checks names, values and combinations (acks vs idempotence)
         # when a client is created; one with no brokers never connects.
         try:
             Producer({**DEFAULTS, **value}, logger=QUIET)
         except KafkaException as exc:
-            raise ValueError(exc.args[0].str()) from None
+            raise ValueError(security.creation_problem(value, exc.args[0].str())) from None
         return value
 
     @field_validator("topic")

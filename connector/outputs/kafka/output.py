@@ -22,6 +22,7 @@ from connector.outputs.kafka.config import (
     transactional_id,
 )
 from connector.outputs.kafka.positions import MarkerTopicStore
+from connector.outputs.kafka.security import Diagnosis
 from connector.outputs.kafka.sink import KafkaSink
 from connector.outputs.kafka.transactions import TransactionalSink
 
@@ -87,10 +88,16 @@ class KafkaOutput:
             self.sink.value_schema, self.sink.key_schema = schema.connect(
                 self.config, self.registry
             )
+        diagnosis = Diagnosis(servers, self.config.producer)
+
+        def on_error(err: KafkaError) -> None:  # the TLS story first, then the sink's
+            diagnosis.saw(err)
+            self.sink.on_error(err)
+
         self.producer = Producer(
             self.config.properties(self.transactional_id),
             logger=self.client_log,
-            error_cb=self.sink.on_error,
+            error_cb=on_error,
         )
         connecting = Connecting(self.acks, servers, self.config.connect_timeout)
         while True:  # librdkafka reconnects by itself; ask again until the deadline
@@ -116,6 +123,12 @@ class KafkaOutput:
                         else f"Kafka client failed for good: {strip(err.str())}"
                     )
                 )
+            trouble = diagnosis.verdict(connecting.timeout - connecting.left)
+            if trouble is not None:  # TLS or a protocol mismatch: waiting will not help
+                # the client's own lines (at debug) are what this explains: not repeated
+                self.client_log.open.clear()
+                self.producer = None  # nothing was produced; close() has nothing to report
+                raise OutputError(redact(trouble))
             if not connecting.tick():
                 self.client_log.close()
                 cause = strip((err or failure).str())
