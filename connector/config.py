@@ -21,20 +21,16 @@ import yaml
 from pydantic import (
     Field,
     ValidationError,
-    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from connector.events.script import ScriptConfig
-from connector.events.topology import TopologyConfig
+from connector.events.config import EventConfig
 from connector.fields import ConfigPath, Strict, not_a_file
 from connector.inputs import INPUTS
 from connector.otlp.mapping import DEFAULT_MAPPING, SpanMapping
 from connector.outputs import OUTPUTS
-from connector.replay.config import ReplayConfig
 from connector.replay.wiring import check as replay_problems
 from connector.yaml_limits import MAX_BYTES, MAX_DEPTH, MAX_VALUES, LimitedLoader, YamlLimit
 
@@ -95,38 +91,6 @@ def _one_plugin(kind: str, registry: dict[str, Any]) -> type[Strict]:
 
 InputEntry = _one_plugin("input", INPUTS)
 OutputEntry = _one_plugin("output", OUTPUTS)
-
-
-_NO_SCRIPT = object()  # `topology:` given, so no script is needed
-
-
-class EventConfig(Strict):
-    """`script` (the seed's), `topology` (connector/events/topology.py), or `replay`
-    (connector/replay/: a recording played again, which a script may transform)."""
-
-    replay: ReplayConfig | None = None
-    topology: TopologyConfig | None = None
-    script: ScriptConfig | None = Field(None, validate_default=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _topology_given(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "topology" in data:
-            for other in ("script", "replay"):
-                if other in data:
-                    raise ValueError(f"give either {other} or topology, not both")
-            return {**data, "script": _NO_SCRIPT}
-        return data
-
-    @field_validator("script", mode="before")
-    @classmethod
-    def _required(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is _NO_SCRIPT:
-            return None
-        # an invalid replay is not in info.data: its own errors say enough
-        if value is None and "replay" in info.data and info.data["replay"] is None:
-            raise PydanticCustomError("missing", "required key is missing")
-        return value
 
 
 class MetricsConfig(Strict):
