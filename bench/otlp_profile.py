@@ -104,8 +104,8 @@ def profile_signal(
 ) -> dict[str, float]:
     """µs per event of each stage for one signal."""
     import grpc
-
     import otlp_rows  # bench/otlp_rows.py: the mappings of the otlp rows
+
     from connector import values
     from connector.otlp.signals import MAPPINGS, codec
 

@@ -631,7 +631,7 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="only the OTLP encoders: µs per event of each stage, per signal (bench/otlp_profile.py)",
+        help="only the OTLP encoders: µs per event of each stage, per signal",
     )
     parser.add_argument(
         "--profile-endpoint",
