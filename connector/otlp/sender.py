@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import orjson
 from pydantic import Field
 
-from connector import values
 from connector.delivery import (
     NOT_SENT,
     UNDELIVERED,
@@ -159,7 +158,7 @@ class Sender:
         not yet in a batch have been failed first; batched ones settle later. Past the
         stop deadline a batch that finds no room fails as not sent."""
         c = self.codec
-        encode, mapping, noun, fail = c.encode, c.mapping, c.signal.noun, self.acks.fail
+        encode, noun, fail = c.from_text, c.signal.noun, self.acks.fail
         max_items, max_bytes = self.batch.max_spans, self.batch.max_bytes
         budget = max_bytes - max_bytes // 32  # headroom for the resource and scope framing
         items = self.pending.items
@@ -171,7 +170,7 @@ class Sender:
             for i, event in enumerate(events):  # noqa: B007 - read by the handler below
                 taken = False
                 try:
-                    item = (encode(values.loads(event), mapping), event)
+                    item = (encode(event), event)
                 except (orjson.JSONDecodeError, MappingError) as exc:
                     fail(mapping_reason(exc, noun), event, detail=mapping_detail(exc))
                     taken = True
