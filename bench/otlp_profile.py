@@ -140,7 +140,13 @@ def profile_signal(
     if endpoint:
         for stage, compression in (("export", None), ("gzip", grpc.Compression.Gzip)):
             channel = grpc.insecure_channel(endpoint, compression=compression)
-            grpc.channel_ready_future(channel).result(timeout=30)
+            try:
+                grpc.channel_ready_future(channel).result(timeout=10)
+            except grpc.FutureTimeoutError:
+                channel.close()
+                raise SystemExit(
+                    f"--profile: the OTLP/gRPC endpoint {endpoint} does not answer (10 s)"
+                ) from None
             call = channel.unary_unary(c.signal.method)  # bytes in, bytes out
             out[stage] = _best(rounds, lambda call=call: [call(b, timeout=30) for b in bodies], n)
             channel.close()
