@@ -10,7 +10,8 @@ from connector.testing import free_port
 from tests.harness.cli import ROOT
 
 SIGNALS = ["logs (basic)", "traces (tracing)", "metrics (multi-service)"]
-STAGES = ["script", "parse", "map", "write", "encode", "request", "export", "gzip", "E", "S/E"]
+STAGES = ["script", "parse", "map", "write", "encode", "text", "request", "export", "gzip", "E",
+          "S/E"]
 
 
 def _profile(*args: str, tmp_path) -> subprocess.CompletedProcess:
