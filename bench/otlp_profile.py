@@ -12,6 +12,9 @@ fastest is the least disturbed):
   write    encode() minus map: writing the item's protobuf bytes
   text     parse + encode as the otlp output does it, from the event's text
            (codec.from_text where the codec has it: one parse shared with the encoder's checks)
+  checked  the same with the checked encoders alone (values.loads, then traces.encode_span or
+           logs.encode_log: the code before the compiled encoders), in rounds alternating
+           with `text`, so `checked / text` is a ratio measured side by side
   request  grouping items by resource and framing the Export...ServiceRequest (8,192 a request)
   export   the gRPC call with the request already built (framing, the socket, the receiver's
            answer); `gzip` the same with gRPC's gzip compression on the channel
@@ -31,18 +34,24 @@ from typing import Any
 BATCH = 8192  # items a request, as the otlp output's batch
 
 
-def _events(script: Path, calls: int, start: datetime) -> tuple[list[str], float]:
-    """The example's events for `calls` timestamps, and the µs per event produce() took."""
+def _events(
+    script: Path, calls: int, start: datetime, rounds: int
+) -> tuple[list[str], float]:
+    """The example's events for `calls` timestamps, and the µs per event produce() took
+    (the fastest of `rounds`, as every stage)."""
     spec = importlib.util.spec_from_file_location("bench_script", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     stamps = [start + timedelta(seconds=k) for k in range(calls)]
-    events: list[str] = []
-    began = time.perf_counter()
-    for ts in stamps:
-        r = module.produce({"timestamp": ts, "tags": ()})
-        events += [r] if isinstance(r, str) else r
-    return events, (time.perf_counter() - began) * 1e6 / len(events)
+    best = float("inf")
+    for _ in range(rounds):
+        events: list[str] = []
+        began = time.perf_counter()
+        for ts in stamps:
+            r = module.produce({"timestamp": ts, "tags": ()})
+            events += [r] if isinstance(r, str) else r
+        best = min(best, time.perf_counter() - began)
+    return events, best * 1e6 / len(events)
 
 
 def _best(rounds: int, run: Callable[[], Any], n: int) -> float:
@@ -53,6 +62,30 @@ def _best(rounds: int, run: Callable[[], Any], n: int) -> float:
         run()
         best = min(best, time.perf_counter() - began)
     return best * 1e6 / n
+
+
+def _alternating(rounds: int, runs: dict[str, Callable[[], Any]], n: int) -> dict[str, float]:
+    """µs per event of the fastest run of each, the runs alternating round by round."""
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, run in runs.items():
+            began = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - began)
+    return {name: seconds * 1e6 / n for name, seconds in best.items()}
+
+
+def _checked(signal: str, model: Any) -> Callable[[Any, Any], Any] | None:
+    """The checked encoder of a signal (traces and logs; metrics have only the one)."""
+    if signal == "traces":
+        from connector.otlp.traces import encode_span
+
+        return encode_span
+    if signal == "logs":
+        from connector.otlp.logs import encode_log
+
+        return encode_log
+    return None
 
 
 def _reader(signal: str, mapping: Any) -> Callable[[Any], Any]:
@@ -111,7 +144,7 @@ def profile_signal(
     from connector import values
     from connector.otlp.signals import MAPPINGS, codec
 
-    events, script_us = _events(script, calls, start)
+    events, script_us = _events(script, calls, start, rounds)
     n = len(events)
     mapping = otlp_rows.MAPPINGS[signal]
     model = MAPPINGS[signal]() if mapping is None else MAPPINGS[signal].model_validate(mapping)
@@ -145,11 +178,17 @@ def profile_signal(
         "parse": _best(rounds, lambda: [loads(e) for e in events], n),
         "map": _best(rounds, lambda: [read(doc) for doc in docs], n),
         "encode": _best(rounds, encode_all, n),
-        "text": _best(rounds, text_all, n),
         "request": _best(rounds, lambda: [c.request(chunk) for chunk in chunks], n),
         "bytes": sum(map(len, bodies)) / n,
     }
     out["write"] = max(out["encode"] - out["map"], 0.0)
+    checked = _checked(signal, model)
+    runs = {"text": text_all}
+    if checked is not None:
+        runs["checked"] = lambda: [checked(loads(e), model) for e in events]
+    out |= _alternating(rounds, runs, n)
+    if checked is not None:
+        out["checked/text"] = out["checked"] / out["text"]
     if endpoint:
         for stage, compression in (("export", None), ("gzip", grpc.Compression.Gzip)):
             channel = grpc.insecure_channel(endpoint, compression=compression)
@@ -176,7 +215,10 @@ def table(results: dict[str, dict[str, float]]) -> str:
         f"| {'stage':<8} | " + " | ".join(f"{n:>16}" for n in names) + " |",
         f"|{'-' * 10}|" + "|".join("-" * 18 for _ in names) + "|",
     ]
-    stages = ("script", "parse", "map", "write", "encode", "text", "request", "export", "gzip", "E")
+    stages = (
+        "script", "parse", "map", "write", "encode", "text", "checked", "checked/text",
+        "request", "export", "gzip", "E",
+    )
     for stage in stages:
         cells = [results[n].get(stage) for n in names]
         lines.append(
