@@ -37,8 +37,8 @@ __all__ = ["Encoders", "log_encoder", "span_encoder"]
 Item = tuple[tuple, Any, bytes]
 Encoders = tuple[Callable[[Any, Any], Item], Callable[[str], Item]]
 
-_CACHED = 4096  # entries per cache: names, bodies and levels repeat; a flood of new ones
-_LONGEST = 128  # does not grow the caches past this, nor strings longer than this
+_CACHED = 4096  # at most this many entries per cache (span names, bodies, levels repeat)
+_LONGEST = 128  # a longer string is encoded each time, never cached
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 _STATUS_CODES = {"OK": 1, "ERROR": 2, "UNSET": 0}
 # trace_id 1, span_id 2 (parent_span_id 4): fixed sizes, one pack
