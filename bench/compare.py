@@ -4,7 +4,7 @@ run, alternating (these machines are noisy, so side by side is the only fair com
 REF is exported with `git archive` into the run's temp folder and installed there into a
 venv of its own, from its own uv.lock, with its own scripts/setup.sh: the old code with the
 old dependencies. Every connector row then gets a twin `NAME @REF` that runs right after it
-in each round, with the same config, from that folder.
+in each round, with the same config, from that folder; so does the encoder's bare loop E.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ def twins(plan: list[tuple], folder: Path, ref: str) -> list[tuple]:
         ex, name, cmd, from_summary, counted = step
         if from_summary and cmd[:3] == [sys.executable, "-m", "connector"]:
             out.append((ex, f"{name} @{ref}", [python, *cmd[1:]], True, counted, folder))
+        elif cmd[2:4] == ["--inner", "encode"]:  # E: REF's own encoder, by REF's bench
+            twin = [python, str(folder / "bench" / "run.py"), *cmd[2:]]
+            out.append((ex, f"{name} @{ref}", twin, False, counted, folder))
     return out
 
 

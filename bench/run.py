@@ -3,6 +3,7 @@
     python bench/run.py                  # defaults: each connector run lasts >= 10 s
     python bench/run.py --size 20000 --rounds 1 --live-seconds 0   # a smoke run
     python bench/run.py --compare main~3   # every connector row beside the code at a git ref
+    python bench/run.py --profile --size 200000   # the OTLP encoders' cost, stage by stage
 
 For the basic and the tracing examples in backfill mode it measures, alternating
 the measurements round by round (these machines are noisy):
@@ -55,6 +56,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import compare  # bench/compare.py: --compare REF, the old code beside this one
+import otlp_profile  # bench/otlp_profile.py: --profile, the OTLP encoders stage by stage
 import otlp_rows  # bench/otlp_rows.py: E, the bench's Collector, telemetrygen
 import readback  # bench/readback.py: /metrics, topics and summaries read back
 
@@ -575,6 +577,33 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def profile(args: argparse.Namespace) -> None:
+    """--profile: each signal's stages, in this process, against one Collector receiver."""
+    global WORK
+    calls = {"basic": args.size, "tracing": max(args.size // 8, 1),
+             "multi-service": max(args.size // 4, 1)}
+    with tempfile.TemporaryDirectory(prefix="bench-") as work:
+        WORK = Path(work)
+        collector = None
+        endpoint = args.profile_endpoint
+        if endpoint is None:
+            collector = otlp_rows.Collector(WORK)
+            collector.start()
+            endpoint = collector.grpc
+        try:
+            results = {
+                f"{SIGNAL[ex]} ({ex})": otlp_profile.profile_signal(
+                    SIGNAL[ex], EXAMPLES[ex], n, endpoint, args.rounds, START
+                )
+                for ex, n in calls.items()
+            }
+        finally:
+            if collector is not None:
+                collector.stop()
+    print(f"{machine()}; --size {args.size}, {args.rounds} round(s) per stage")
+    print(otlp_profile.table(results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -604,6 +633,15 @@ def main() -> None:
         metavar="REF",
         help="also run every connector row on the code at git REF, alternating, and compare",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only the OTLP encoders: µs per event of each stage, per signal",
+    )
+    parser.add_argument(
+        "--profile-endpoint",
+        help="--profile: export to this OTLP/gRPC endpoint (default: the bench's own Collector)",
+    )
     parser.add_argument("--inner", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
@@ -614,6 +652,9 @@ def main() -> None:
         (inner_script if kind == "script" else inner_client)(example, int(ticks), *rest)
         return
     global WORK
+    if args.profile:
+        profile(args)
+        return
     kafka = None
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
         WORK = Path(work)

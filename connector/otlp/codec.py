@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 from google.protobuf.json_format import MessageToDict
 
-from connector import values
 from connector.otlp.mapping import MappingError, mapping_detail, mapping_reason, unexpected_reason
 from connector.otlp.signals import Codec, codec
 from connector.otlp.traces import export_request
@@ -101,10 +100,10 @@ def otlp_encoder(
 
 def _mapped(c: Codec, events: list[str], fail: Callable) -> Iterator[tuple[tuple, str]]:
     """(item, event) for each event that maps; the others fail alone."""
-    encode, mapping, noun = c.encode, c.mapping, c.signal.noun
+    encode, noun = c.from_text, c.signal.noun
     for event in events:
         try:
-            yield encode(values.loads(event), mapping), event
+            yield encode(event), event
         except (orjson.JSONDecodeError, MappingError) as exc:
             fail(mapping_reason(exc, noun), event, detail=mapping_detail(exc))
         except Exception as exc:  # a defect in the mapping still fails one event alone

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import orjson
 from pydantic import Field
 
-from connector import values
 from connector.delivery import (
     NOT_SENT,
     UNDELIVERED,
@@ -154,12 +153,14 @@ class Sender:
         self.stop_deadline = deadline
 
     # -- the caller's thread -----------------------------------------------------
-    def write(self, events: list[str]) -> None:
+    def write(self, events: list[str], docs: list | None = None) -> None:
         """Map events into the pending batch. If this raises (a second signal), the events
         not yet in a batch have been failed first; batched ones settle later. Past the
-        stop deadline a batch that finds no room fails as not sent."""
+        stop deadline a batch that finds no room fails as not sent. `docs`: the events
+        already parsed (a `when` rule did it; None where not JSON), encoded as they are."""
         c = self.codec
-        encode, mapping, noun, fail = c.encode, c.mapping, c.signal.noun, self.acks.fail
+        encode, noun, fail = c.from_text, c.signal.noun, self.acks.fail
+        encode_doc, mapping = c.encode, c.mapping
         max_items, max_bytes = self.batch.max_spans, self.batch.max_bytes
         budget = max_bytes - max_bytes // 32  # headroom for the resource and scope framing
         items = self.pending.items
@@ -168,10 +169,12 @@ class Sender:
         append, size = items.append, self.pending.size
         i, taken = 0, False  # as in kafka.write_batch: exact under an interrupt
         try:
-            for i, event in enumerate(events):  # noqa: B007 - read by the handler below
+            for i, event in enumerate(events):  # i: also read by the handler below
                 taken = False
                 try:
-                    item = (encode(values.loads(event), mapping), event)
+                    doc = None if docs is None else docs[i]
+                    # not JSON (None): from the text, which fails with the parser's reason
+                    item = (encode(event) if doc is None else encode_doc(doc, mapping), event)
                 except (orjson.JSONDecodeError, MappingError) as exc:
                     fail(mapping_reason(exc, noun), event, detail=mapping_detail(exc))
                     taken = True

@@ -62,12 +62,21 @@ MAPPINGS = {"traces": SpanMapping, "logs": LogMapping, "metrics": MetricMapping}
 @dataclass
 class Codec:
     """One output's signal: `encode(doc, mapping)` -> an item (or MappingError),
-    `request(items)` -> the serialized Export...ServiceRequest."""
+    `request(items)` -> the serialized Export...ServiceRequest, and `from_text(event)`:
+    encode(values.loads(event), mapping), or a faster way to the same item and errors."""
 
     signal: Signal
     mapping: Any
     encode: Callable[[Any, Any], tuple]
     request: Callable[[list[tuple]], bytes]
+    from_text: Callable[[str], tuple] | None = None
+
+    def __post_init__(self) -> None:
+        if self.from_text is None:
+            from connector import values
+
+            encode, mapping, loads = self.encode, self.mapping, values.loads
+            self.from_text = lambda event: encode(loads(event), mapping)
 
     def response(self):
         module, name = self.signal.response.split(":")
@@ -79,13 +88,19 @@ def codec(signal: str, mapping: Any = None) -> Codec:
     if mapping is None:
         mapping = MAPPINGS[signal]()
     if signal == "traces":
-        from connector.otlp.traces import encode_span, export_request, group_spans
+        from connector.otlp.compiled import span_encoder
+        from connector.otlp.traces import export_request, group_spans
 
+        encode, from_text = span_encoder(mapping)
         return Codec(
-            SIGNALS[signal], mapping, encode_span, lambda items: export_request(group_spans(items))
+            SIGNALS[signal],
+            mapping,
+            encode,
+            lambda items: export_request(group_spans(items)),
+            from_text,
         )
     if signal == "logs":
-        from connector.otlp.logs import encode_log
+        from connector.otlp.compiled import log_encoder
         from connector.otlp.wire import request
 
         def logs_request(items: list[tuple]) -> bytes:
@@ -94,7 +109,8 @@ def codec(signal: str, mapping: Any = None) -> Codec:
                 grouped.setdefault(key, []).append(record)
             return request(grouped)
 
-        return Codec(SIGNALS[signal], mapping, encode_log, logs_request)
+        encode, from_text = log_encoder(mapping)
+        return Codec(SIGNALS[signal], mapping, encode, logs_request, from_text)
     from connector.otlp.metrics import MetricEncoder
 
     encoder = MetricEncoder(mapping)

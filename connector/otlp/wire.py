@@ -103,6 +103,20 @@ def resource_message(key: tuple) -> bytes:
 SCOPE = field(b"\x0a", b"connector") + field(b"\x12", __version__.encode())
 
 
+# the tag and length of an item (field 2) under 4 KiB: spans and log records mostly are
+_ITEM_HEADS = [b"\x12" + varint(n) for n in range(4096)]
+
+
+def _items(items: list[bytes]) -> bytes:
+    """Each item as field 2 (what field() writes), joined: heads from the table, one join."""
+    parts: list[bytes] = []
+    extend, heads = parts.extend, _ITEM_HEADS
+    for item in items:
+        n = len(item)
+        extend((heads[n] if n < 4096 else b"\x12" + varint(n), item))
+    return b"".join(parts)
+
+
 def request(grouped: dict[tuple, list[bytes]]) -> bytes:
     """An Export{Trace,Logs}ServiceRequest: both have the same shape and field numbers.
 
@@ -110,7 +124,7 @@ def request(grouped: dict[tuple, list[bytes]]) -> bytes:
     """
     out = []
     for key, items in grouped.items():
-        scoped = field(b"\x0a", SCOPE) + b"".join(field(b"\x12", s) for s in items)
+        scoped = field(b"\x0a", SCOPE) + _items(items)
         out.append(
             field(b"\x0a", field(b"\x0a", resource_message(key)) + field(b"\x12", scoped))
         )

@@ -292,6 +292,9 @@ class Batch:
     # how far the run has handed over once this batch is: {"worker": k, "ticks": n}, every
     # produce() call up to tick n (written into the transaction that holds those calls)
     position: dict | None = None
+    # each event parsed (parse_event; None when not JSON), when a `when` rule parsed them:
+    # an output that reads the events' fields may take these instead of parsing again
+    docs: list | None = None
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ class Router:
 
     def select(self, batch: Batch) -> list[Batch]:
         events, times, starts = batch.events, batch.times, batch.call_starts
-        docs = list(map(parse_event, events))
+        docs = batch.docs = list(map(parse_event, events))  # shared with the outputs
         done: dict[tuple, Batch] = {}
         selected = []
         for rule in self.rules:
@@ -154,6 +154,7 @@ class Router:
                         None if times is None else [times[i] for i in keep],
                         starts_of(keep, starts),
                         batch.position,
+                        [docs[i] for i in keep],
                     )
             selected.append(done[key])
         return selected

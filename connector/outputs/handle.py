@@ -184,6 +184,7 @@ class OutputHandle:
             batch.times if caps.times else None,
             batch.call_starts if caps.calls else None,
             batch.position if caps.transactional else None,
+            batch.docs,
         )
 
     def not_sent(self, batch: Batch, total: int) -> None:

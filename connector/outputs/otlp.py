@@ -162,7 +162,7 @@ class OtlpOutput:
         self.sender.start()
 
     def write_batch(self, batch: Batch) -> None:
-        self.sender.write(batch.events)
+        self.sender.write(batch.events, batch.docs)
 
     def stop_within(self, seconds: float) -> None:
         """Waiting for room in the sender's queue ends `seconds` from now."""
