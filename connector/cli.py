@@ -26,6 +26,7 @@ from connector.options import prepare
 from connector.outputs.validate import schema_check, schema_problems, time_warnings
 from connector.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cmd_run
 from connector.trace_check import TraceCheck
+from connector.verify.cli import add_manifest_flags, add_verify_parser, cmd_verify
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -148,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep serving /metrics this long after the run ends, for a last scrape (default: 0)",
     )
+    add_manifest_flags(run)
     _common(run)
 
     validate = sub.add_parser("validate", help="check a config and its script; send nothing")
@@ -182,12 +184,15 @@ def _parser() -> argparse.ArgumentParser:
         "the events; exit 1 when any trace is broken (default: off)",
     )
     _common(preview)
+    add_verify_parser(sub, _common)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format, args.quiet)
+    if args.command == "verify":  # reads a manifest, not a config
+        return cmd_verify(args)
     try:
         config = load_config(args.config)
         return {"run": cmd_run, "validate": cmd_validate, "preview": cmd_preview}[args.command](

@@ -21,7 +21,7 @@ import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from connector.events.script import ScriptConfig
-from connector.fields import Strict, not_a_file
+from connector.fields import ConfigPath, Strict, not_a_file
 from connector.inputs import INPUTS
 from connector.otlp.mapping import DEFAULT_MAPPING, SpanMapping
 from connector.outputs import OUTPUTS
@@ -117,6 +117,9 @@ class Config(Strict):
     mode: Literal["live", "backfill"] = "live"
     metrics: MetricsConfig = MetricsConfig()
     check_traces: bool = False
+    manifest: ConfigPath | None = Field(
+        None, description="record what each output acknowledged here (connector verify)"
+    )
     source: Path | None = Field(None, exclude=True)  # the file it was read from
 
     @field_validator("timezone")

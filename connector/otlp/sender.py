@@ -144,6 +144,8 @@ class Sender:
             log,
         )
         self.answered: bool | None = None  # did the last export reach the endpoint?
+        # --manifest: told the items of each batch the endpoint took whole (sender thread)
+        self.accepted: Callable[[list], None] | None = None
         self.thread = threading.Thread(target=self._send_loop, name="otlp-sender", daemon=True)
 
     def start(self) -> None:
@@ -367,6 +369,8 @@ class Sender:
             accepted = len(batch.items) - rejected
             self.acks.delivered += accepted
             self.acks.latency.observe_many(time.monotonic() - batch.handed, accepted)
+            if self.accepted is not None and not rejected:  # partial: which is unknown
+                self.accepted(batch.items)
             for _ in range(rejected):  # OTLP does not say which items it refused
                 self.acks.fail(
                     "rejected by the endpoint (partial success)", None, endpoint=self.endpoint

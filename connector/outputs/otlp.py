@@ -162,6 +162,12 @@ class OtlpOutput:
     def write_batch(self, batch: Batch) -> None:
         self.sender.write(batch.events)
 
+    def record_to(self, writer, name: str) -> None:
+        """--manifest: trace and span ids, or counts per resource (otlp_recording.py)."""
+        from connector.outputs.otlp_recording import record_to
+
+        record_to(self, writer, name)
+
     def stop_within(self, seconds: float) -> None:
         """Waiting for room in the sender's queue ends `seconds` from now."""
         self.sender.stop_by(time.monotonic() + seconds)

@@ -67,6 +67,12 @@ class KafkaOutput:
     def producer(self, producer: Producer | None) -> None:
         self.sink.producer = producer
 
+    def record_to(self, writer, name: str) -> None:
+        """--manifest: each acknowledged record's offset and hash (recording.py)."""
+        from connector.outputs.kafka.recording import record_to
+
+        record_to(self, writer, name)
+
     def positions(self) -> MarkerTopicStore | None:
         """Where the committed positions are (built with positions: --checkpoint)."""
         return self.store if self.transactions is not None and self.transactions.positions else None

@@ -1,0 +1,55 @@
+"""The kafka output's part of the run manifest (--manifest): each delivery report the
+broker acknowledged goes to a KafkaRecorder, which hashes the record later, in bulk.
+
+The delivery callback is wrapped once here, so a run without a manifest runs the very
+same callback as before. A transactional output records what the broker acknowledged
+inside a transaction; `connector verify` reads those read_committed and calls the
+records of a transaction that was aborted afterwards `aborted`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from connector.manifest.hashing import header_bytes
+from connector.outputs.kafka.config import SECRET_PROPERTY, client_properties
+
+if TYPE_CHECKING:
+    from connector.manifest import ManifestWriter
+    from connector.outputs.kafka.output import KafkaOutput
+
+__all__ = ["record_to"]
+
+
+def record_to(output: KafkaOutput, writer: ManifestWriter, name: str) -> None:
+    config, sink = output.config, output.sink
+    templated = any(template for template, _ in sink.headers.values())
+    # headers made from event fields differ per record and the report does not carry
+    # them: those records are hashed without their headers (the manifest says so)
+    headers = None if templated else header_bytes(list(config.headers.items()))
+    settings = {
+        **{k: v for k, v in client_properties(config).items() if not _secret(k)},
+        "topic": config.topic,
+        "encoding": config.encoding,
+        "signal": config.signal,
+        "transactional_id": output.transactional_id,
+    }
+    recorder = writer.kafka(name, settings, headers)
+    add = recorder.add
+    sink.recorder = recorder
+    if output.transactions is not None:
+        output.transactions._on_delivery = _also(output.transactions._on_delivery, add)
+    sink._on_delivery = _also(sink._on_delivery, add)
+
+
+def _secret(name: str) -> bool:
+    return bool(SECRET_PROPERTY.search(name))
+
+
+def _also(callback, add):
+    def on_delivery(err, msg) -> None:
+        callback(err, msg)
+        if err is None:
+            add(msg)
+
+    return on_delivery
