@@ -155,7 +155,7 @@ def test_a_transaction_aborted_by_a_fenced_producer_is_reported_aborted(kafka_bo
     script = write_script(tmp_path / "s.py", pad=20)
     config = write_config(tmp_path / "c.yaml", script, [{"kafka": {
         "bootstrap_servers": kafka_bootstrap, "topic": topic, "key": "id",
-        "transactions": {"id": tid, "commit_every": 120}}}], per_second=200)
+        "transactions": {"id": tid, "commit_every": 25}}}], per_second=200)
     manifest = tmp_path / "m.manifest"
     run = Run(tmp_path, config, "--duration", "100", "--manifest", manifest, metrics=False)
     try:
