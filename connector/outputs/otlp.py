@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -26,6 +26,10 @@ from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
 from connector.otlp.sender import BatchConfig, ExportError, Sender, grpc_retry_delay
 from connector.otlp.signals import MAPPINGS, codec
 from connector.outputs.base import Acks, Batch, BuildContext, Connecting, OutputConfig, OutputError
+from connector.outputs.otlp_recording import record_to
+
+if TYPE_CHECKING:
+    from connector.manifest import ManifestWriter
 
 __all__ = ["Config", "OtlpOutput", "build"]
 
@@ -162,11 +166,11 @@ class OtlpOutput:
     def write_batch(self, batch: Batch) -> None:
         self.sender.write(batch.events)
 
-    def record_to(self, writer, name: str) -> None:
+    def record_to(self, writer: ManifestWriter, name: str) -> None:
         """--manifest: trace and span ids, or counts per resource (otlp_recording.py)."""
-        from connector.outputs.otlp_recording import record_to
-
-        record_to(self, writer, name)
+        c = self.config
+        settings = {"endpoint": c.endpoint, "protocol": c.protocol, "signal": c.signal}
+        record_to(self.sender, settings, writer, name)
 
     def stop_within(self, seconds: float) -> None:
         """Waiting for room in the sender's queue ends `seconds` from now."""

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from connector.manifest import ManifestWriter
-    from connector.outputs.otlp import OtlpOutput
+    from connector.otlp.sender import Sender
 
 __all__ = ["record_to"]
 
 
-def record_to(output: OtlpOutput, writer: ManifestWriter, name: str) -> None:
-    config = output.config
-    settings = {"endpoint": config.endpoint, "protocol": config.protocol, "signal": config.signal}
-    if config.signal == "traces":
+def record_to(sender: Sender, settings: dict, writer: ManifestWriter, name: str) -> None:
+    """`settings`: the output's endpoint, protocol and signal (no headers: they carry
+    tokens)."""
+    if settings["signal"] == "traces":
         recorder = writer.traces(name, "otlp", settings)
         add = recorder.add
 
@@ -33,4 +33,4 @@ def record_to(output: OtlpOutput, writer: ManifestWriter, name: str) -> None:
         def accepted(items: list) -> None:
             add_counts([str(item[0][0]) for item, _ in items])
 
-    output.sender.accepted = accepted
+    sender.accepted = accepted

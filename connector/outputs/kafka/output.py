@@ -8,6 +8,7 @@ transactions.py's, and the committed position is the marker-topic store's (posit
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -22,8 +23,12 @@ from connector.outputs.kafka.config import (
     transactional_id,
 )
 from connector.outputs.kafka.positions import MarkerTopicStore
+from connector.outputs.kafka.recording import record_to
 from connector.outputs.kafka.sink import KafkaSink
 from connector.outputs.kafka.transactions import TransactionalSink
+
+if TYPE_CHECKING:
+    from connector.manifest import ManifestWriter
 
 __all__ = ["KafkaOutput"]
 
@@ -67,11 +72,9 @@ class KafkaOutput:
     def producer(self, producer: Producer | None) -> None:
         self.sink.producer = producer
 
-    def record_to(self, writer, name: str) -> None:
+    def record_to(self, writer: ManifestWriter, name: str) -> None:
         """--manifest: each acknowledged record's offset and hash (recording.py)."""
-        from connector.outputs.kafka.recording import record_to
-
-        record_to(self, writer, name)
+        record_to(self.config, self.sink, self.transactions, writer, name)
 
     def positions(self) -> MarkerTopicStore | None:
         """Where the committed positions are (built with positions: --checkpoint)."""

@@ -16,13 +16,20 @@ from connector.outputs.kafka.config import SECRET_PROPERTY, client_properties
 
 if TYPE_CHECKING:
     from connector.manifest import ManifestWriter
-    from connector.outputs.kafka.output import KafkaOutput
+    from connector.outputs.kafka.config import Config
+    from connector.outputs.kafka.sink import KafkaSink
+    from connector.outputs.kafka.transactions import TransactionalSink
 
 __all__ = ["record_to"]
 
 
-def record_to(output: KafkaOutput, writer: ManifestWriter, name: str) -> None:
-    config, sink = output.config, output.sink
+def record_to(
+    config: Config,
+    sink: KafkaSink,
+    transactions: TransactionalSink | None,
+    writer: ManifestWriter,
+    name: str,
+) -> None:
     templated = any(template for template, _ in sink.headers.values())
     # headers made from event fields differ per record and the report does not carry
     # them: those records are hashed without their headers (the manifest says so)
@@ -32,13 +39,13 @@ def record_to(output: KafkaOutput, writer: ManifestWriter, name: str) -> None:
         "topic": config.topic,
         "encoding": config.encoding,
         "signal": config.signal,
-        "transactional_id": output.transactional_id,
+        "transactional_id": None if transactions is None else transactions.transactional_id,
     }
     recorder = writer.kafka(name, settings, headers)
     add = recorder.add
     sink.recorder = recorder
-    if output.transactions is not None:
-        output.transactions._on_delivery = _also(output.transactions._on_delivery, add)
+    if transactions is not None:
+        transactions._on_delivery = _also(transactions._on_delivery, add)
     sink._on_delivery = _also(sink._on_delivery, add)
 
 
