@@ -57,27 +57,30 @@ def verify_kafka(record: OutputRecord, client: dict[str, Any], progress: Progres
             ) from None
         compacted = _compacted_topics(client, topics)
         total = sum(len(part.offsets) for part in record.kafka.values())
-        done = 0
         headers_hashed = bool(record.settings.get("headers_hashed", True))
-        for (topic, partition), part in sorted(record.kafka.items()):
-            gaps = _read(consumer, topic, partition, part, tally, headers_hashed)
-            low, high = _watermarks(consumer, topic, partition)
-            if gaps and record.transactional:
-                raw = Consumer({**base, "isolation.level": "read_uncommitted"})
-                try:
-                    gaps = _aborted(raw, topic, partition, gaps, tally, headers_hashed)
-                finally:
-                    raw.close()
-            for offset, _ in gaps:
-                if offset < low:
-                    reason = BELOW_START
-                elif offset >= high:
-                    reason = PAST_END
-                else:
-                    reason = COMPACTED if topic in compacted else GONE
-                tally.add("missing", reason, topic=topic, partition=partition, offset=offset)
-            done += len(part.offsets)
-            progress.update(f"kafka {record.name}", done, total)
+        seen = 0
+        for topic in topics:
+            parts = {p: part for (t, p), part in record.kafka.items() if t == topic}
+            checks = _read_topic(consumer, topic, parts, tally, headers_hashed)
+            for partition, check in sorted(checks.items()):
+                gaps = check.gaps
+                low, high = _watermarks(consumer, topic, partition)
+                if gaps and record.transactional:
+                    raw = Consumer({**base, "isolation.level": "read_uncommitted"})
+                    try:
+                        gaps = _aborted(raw, topic, partition, gaps, tally)
+                    finally:
+                        raw.close()
+                for offset, _ in gaps:
+                    if offset < low:
+                        reason = BELOW_START
+                    elif offset >= high:
+                        reason = PAST_END
+                    else:
+                        reason = COMPACTED if topic in compacted else GONE
+                    tally.add("missing", reason, topic=topic, partition=partition, offset=offset)
+            seen += sum(len(part.offsets) for part in parts.values())
+            progress.update(f"kafka {record.name}", seen, total)
     finally:
         consumer.close()
     return tally
@@ -90,47 +93,97 @@ def _watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, in
         raise VerifyError(f"Kafka: {topic}[{partition}]: {exc.args[0].str()}") from None
 
 
-def _read(
+class _Check:
+    """One partition's merge of what is read with what was recorded."""
+
+    __slots__ = ("expected", "first", "gaps", "i", "last", "n")
+
+    def __init__(self, part: KafkaPart):
+        self.expected = part.sorted_pairs()
+        self.first, self.last = self.expected[0][0], self.expected[-1][0]
+        self.i, self.n = 0, len(self.expected)
+        self.gaps: list[tuple[int, int]] = []
+
+    def finish(self) -> None:
+        self.gaps.extend(self.expected[self.i :])
+        self.i = self.n
+
+
+def _read_topic(
     consumer: Consumer,
     topic: str,
-    partition: int,
-    part: KafkaPart,
+    parts: dict[int, KafkaPart],
     tally: Tally,
     headers_hashed: bool,
-) -> list[tuple[int, int]]:
-    """Merge what the partition holds with the recorded (offset, hash) pairs; the pairs
-    not read come back for their reasons."""
-    expected = part.sorted_pairs()
-    tally.expected += len(expected)
-    first, last = expected[0][0], expected[-1][0]
-    gaps: list[tuple[int, int]] = []
-    i, n = 0, len(expected)
-    for msg in _messages(consumer, topic, partition, first, last):
-        offset = msg.offset()
-        while i < n and expected[i][0] < offset:
-            gaps.append(expected[i])
-            i += 1
-        if i < n and expected[i][0] == offset:
-            headers = header_bytes(msg.headers()) if headers_hashed else b""
-            if record_hash(msg.key(), msg.value(), headers) == expected[i][1]:
-                tally.found += 1
-            else:
-                tally.add(
-                    "altered",
-                    "the record's hash differs",
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                )
-            i += 1
-        else:
-            tally.extra += 1
-    gaps.extend(expected[i:])
-    return gaps
+) -> dict[int, _Check]:
+    """Read every recorded partition of a topic at once, from its first recorded offset
+    to its last (or the partition's end), merging as records come: found, altered, extra;
+    what was not read is left in each check's gaps for its reason."""
+    checks = {p: _Check(part) for p, part in parts.items()}
+    tally.expected += sum(c.n for c in checks.values())
+    consumer.assign([TopicPartition(topic, p, c.first) for p, c in checks.items()])
+    left, idle = set(checks), 0
+    found = altered = extra = 0
+    try:
+        while left:
+            batch = consumer.consume(num_messages=10_000, timeout=1.0)
+            if not batch:
+                idle += 1
+                if idle >= 30:  # nothing for 30 s and no end of partition: give up
+                    raise VerifyError(f"Kafka: {topic}: no answer for 30 s")
+                continue
+            idle = 0
+            for msg in batch:
+                err = msg.error()
+                partition = msg.partition()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        if partition in left:
+                            left.discard(partition)
+                            checks[partition].finish()
+                        continue
+                    raise VerifyError(f"Kafka: {topic}[{partition}]: {err.str()}")
+                if partition not in left:
+                    continue
+                check, offset = checks[partition], msg.offset()
+                if offset < check.first:  # reset to the log's start, below the range
+                    continue
+                expected, i, n = check.expected, check.i, check.n
+                while i < n and expected[i][0] < offset:
+                    check.gaps.append(expected[i])
+                    i += 1
+                if i < n and expected[i][0] == offset:
+                    headers = header_bytes(msg.headers()) if headers_hashed else b""
+                    if record_hash(msg.key(), msg.value(), headers) == expected[i][1]:
+                        found += 1
+                    else:
+                        altered += 1
+                        tally.add(
+                            "altered",
+                            "the record's hash differs",
+                            n=0,
+                            topic=topic,
+                            partition=partition,
+                            offset=offset,
+                        )
+                    i += 1
+                elif offset <= check.last:
+                    extra += 1
+                check.i = i
+                if offset >= check.last:
+                    left.discard(partition)
+                    check.finish()
+    finally:
+        consumer.unassign()
+    tally.found += found
+    tally.extra += extra
+    if altered:
+        tally.add("altered", "the record's hash differs", n=altered)
+    return checks
 
 
 def _messages(consumer: Consumer, topic: str, partition: int, first: int, last: int):
-    """The partition's records from `first` through `last` (or its end), in order."""
+    """One partition's records from `first` through `last` (or its end), in order."""
     consumer.assign([TopicPartition(topic, partition, first)])
     idle = 0
     try:
@@ -138,7 +191,7 @@ def _messages(consumer: Consumer, topic: str, partition: int, first: int, last: 
             batch = consumer.consume(num_messages=10_000, timeout=1.0)
             if not batch:
                 idle += 1
-                if idle >= 30:  # nothing for 30 s and no end of partition: give up on it
+                if idle >= 30:
                     raise VerifyError(f"Kafka: {topic}[{partition}]: no answer for 30 s")
                 continue
             idle = 0
@@ -147,14 +200,11 @@ def _messages(consumer: Consumer, topic: str, partition: int, first: int, last: 
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
                         return
-                    if err.code() == KafkaError.OFFSET_OUT_OF_RANGE:
-                        return
                     raise VerifyError(f"Kafka: {topic}[{partition}]: {err.str()}")
                 if msg.offset() > last:
                     return
-                if msg.offset() < first:  # reset to the log's start, below the range
-                    continue
-                yield msg
+                if msg.offset() >= first:
+                    yield msg
                 if msg.offset() == last:
                     return
     finally:
@@ -167,7 +217,6 @@ def _aborted(
     partition: int,
     gaps: list[tuple[int, int]],
     tally: Tally,
-    headers_hashed: bool,
 ) -> list[tuple[int, int]]:
     """Read the gaps' range read_uncommitted: what shows there was aborted."""
     wanted = dict(gaps)
