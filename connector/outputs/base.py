@@ -165,6 +165,10 @@ class Acks:
         # transactional outputs only (zero elsewhere): outcomes, and begin -> commit seconds
         self.transactions: Counter[str] = Counter()
         self.transaction_seconds = Histogram(self.TX_BUCKETS)
+        # the live canary's (connector/canary/), when the output has one: checks by result,
+        # and seconds from acknowledgement until readable
+        self.canary: Counter[str] | None = None
+        self.canary_seconds: Histogram | None = None
         self._dead_letter_path = dead_letter
         self._dead_letter: int | None = None  # its fd, opened at the first failure
         self.dead_letter_lost = 0  # records the dead letter could not take (disk full...)

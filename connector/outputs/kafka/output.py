@@ -23,7 +23,7 @@ from connector.outputs.kafka.config import (
     transactional_id,
 )
 from connector.outputs.kafka.positions import MarkerTopicStore
-from connector.outputs.kafka.recording import record_to
+from connector.outputs.kafka.recording import canary, record_to
 from connector.outputs.kafka.sink import KafkaSink
 from connector.outputs.kafka.transactions import TransactionalSink
 
@@ -63,6 +63,9 @@ class KafkaOutput:
         if self.transactional:
             self.store = MarkerTopicStore(config, transactional_id(config, context.identity))
             self.transactions = TransactionalSink(self.sink, self.store, context.positions)
+        self.canary = None  # the live canary (`verify:`), started with the output
+        if config.verify is not None:
+            self.canary = canary(config, self.sink, self.transactions)
 
     @property
     def producer(self) -> Producer | None:
@@ -110,6 +113,8 @@ class KafkaOutput:
                 if self.transactions is not None:
                     self.transactions.start(connecting)
                 self.client_log.probe = self._probe  # started: a warning is judged first
+                if self.canary is not None:
+                    self.canary.start()
                 return
             except KafkaException as exc:
                 failure = exc.args[0]
@@ -213,6 +218,8 @@ class KafkaOutput:
         producer = self.producer
         if producer is None:
             return
+        if self.canary is not None:
+            self.canary.stop()
         if self.transactions is not None:
             self.transactions.close()
         if len(producer):

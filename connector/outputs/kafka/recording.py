@@ -15,6 +15,7 @@ from connector.manifest.hashing import header_bytes
 from connector.outputs.kafka.config import SECRET_PROPERTY, client_properties
 
 if TYPE_CHECKING:
+    from connector.canary.kafka import KafkaCanary
     from connector.manifest import ManifestWriter
     from connector.outputs.kafka.config import Config
     from connector.outputs.kafka.sink import KafkaSink
@@ -47,6 +48,20 @@ def record_to(
     if transactions is not None:
         transactions._on_delivery = _also(transactions._on_delivery, add)
     sink._on_delivery = _also(sink._on_delivery, add)
+
+
+def canary(
+    config: Config, sink: KafkaSink, transactions: TransactionalSink | None
+) -> KafkaCanary:
+    """The live canary of an output with a `verify:` block, fed its delivery reports."""
+    from connector.canary.kafka import KafkaCanary, attach  # only canary users pay for it
+
+    templated = any(template for template, _ in sink.headers.values())
+    headers = b"" if templated else header_bytes(list(config.headers.items()))
+    client = client_properties(config)
+    made = KafkaCanary(config.verify, client, sink.acks, headers, transactions is not None)
+    attach(made, sink, transactions)
+    return made
 
 
 def _secret(name: str) -> bool:

@@ -1,0 +1,19 @@
+"""The live canary's line in the run summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from connector.stats import Histogram
+
+__all__ = ["canary_line"]
+
+
+def canary_line(checked: Counter[str], visible: Histogram | None) -> str:
+    line = (
+        f"    canary: found {checked['found']}, missing {checked['missing']}, "
+        f"altered {checked['altered']}"
+    )
+    if visible is not None and visible.count:
+        line += f"; visible p99 <= {visible.quantile(0.99):g} s"
+    return line
