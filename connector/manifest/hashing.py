@@ -25,13 +25,19 @@ def header_bytes(headers: list | None) -> bytes:
     return b"\x1e".join(parts) + b"\x1e"
 
 
+_NO_KEY = b"\x00"  # the stream hashed: a key tag (and the key), a value tag (and the
+_VALUE, _NO_VALUE = b"\x02", b"\x03"  # value), then the headers
+_SEEDS = {v: (crc32(_NO_KEY + v), adler32(_NO_KEY + v)) for v in (_VALUE, _NO_VALUE)}
+
+
 def record_hash(key: bytes | None, value: bytes | None, headers: bytes = b"") -> int:
+    tag = _NO_VALUE if value is None else _VALUE
     if key is None:
-        high, low = 0, 1
+        high, low = _SEEDS[tag]
     else:
-        high, low = crc32(key, 0x5A), adler32(key, 0x5A5A)
+        prefix = b"\x01" + key + tag
+        high, low = crc32(prefix), adler32(prefix)
     if value is not None:
-        high, low = crc32(b"\x02", high), adler32(b"\x02", low)
         high, low = crc32(value, high), adler32(value, low)
     if headers:
         high, low = crc32(headers, high), adler32(headers, low)
