@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from zlib import adler32, crc32
 
-__all__ = ["header_bytes", "record_hash", "sampled"]
+__all__ = ["KEYLESS", "header_bytes", "record_hash", "sampled"]
 
 
 def header_bytes(headers: list | None) -> bytes:
@@ -28,6 +28,7 @@ def header_bytes(headers: list | None) -> bytes:
 _NO_KEY = b"\x00"  # the stream hashed: a key tag (and the key), a value tag (and the
 _VALUE, _NO_VALUE = b"\x02", b"\x03"  # value), then the headers
 _SEEDS = {v: (crc32(_NO_KEY + v), adler32(_NO_KEY + v)) for v in (_VALUE, _NO_VALUE)}
+KEYLESS = _SEEDS[_VALUE]  # the seeds of a record with a value and no key
 
 
 def record_hash(key: bytes | None, value: bytes | None, headers: bytes = b"") -> int:

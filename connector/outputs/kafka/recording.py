@@ -43,11 +43,10 @@ def record_to(
         "transactional_id": None if transactions is None else transactions.transactional_id,
     }
     recorder = writer.kafka(name, settings, headers)
-    add = recorder.add
     sink.recorder = recorder
     if transactions is not None:
-        transactions._on_delivery = _also(transactions._on_delivery, add)
-    sink._on_delivery = _also(sink._on_delivery, add)
+        transactions._on_delivery = recorder.callback(transactions._on_delivery)
+    sink._on_delivery = recorder.callback(sink._on_delivery)
 
 
 def canary(
@@ -66,12 +65,3 @@ def canary(
 
 def _secret(name: str) -> bool:
     return bool(SECRET_PROPERTY.search(name))
-
-
-def _also(callback, add):
-    def on_delivery(err, msg) -> None:
-        callback(err, msg)
-        if err is None:
-            add(msg)
-
-    return on_delivery
