@@ -189,3 +189,28 @@ def test_an_unreachable_query_api_or_none_given_exits_2(tmp_path):
     assert result.code == 2 and f"cannot reach the trace query API at {dead}" in result.stderr
     result = run_cli("verify", tmp_path / "m.manifest")
     assert result.code == 2 and "give --traces-query URL" in result.stderr
+
+
+def test_manifest_sample_keeps_the_same_traces_in_every_process(jaeger, tmp_path):
+    """--manifest-sample 3 keeps the traces whose id hash falls on one in 3, in each
+    worker alike; verify --sample 2 checks a further half of those."""
+    from connector.manifest.hashing import sampled
+
+    parts = tmp_path / "parts"
+    result = run_cli("run", config(tmp_path, jaeger["otlp_grpc"], start="12:00"), "--workers",
+                     "2", "--manifest", parts, "--manifest-sample", "3", "--quiet")
+    assert result.code == 0, result.stderr
+    kept = read_manifest(parts).outputs[OUT].traces
+    assert kept and all(sampled(t, 3) for t in kept)
+    assert len(kept) < 30
+    for spans in kept.values():
+        assert len(spans) == 8  # a kept trace keeps every span
+
+    def checked():
+        code, report = verify(parts, jaeger["query"], "--sample", "2")
+        return report if code == 0 else None
+
+    report = wait_for("Jaeger to hold the sampled traces", checked, 60, 1)
+    (row,) = report["outputs"]
+    assert row["expected"] == sum(1 for t in kept if sampled(t, 2)) == row["found"]
+    assert any("one trace in 3" in note for note in report["notes"])
