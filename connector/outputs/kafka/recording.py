@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import orjson
+
 from connector.manifest.hashing import header_bytes
 from connector.outputs.kafka.config import SECRET_PROPERTY, client_properties
 
 if TYPE_CHECKING:
     from connector.canary.kafka import KafkaCanary
     from connector.manifest import ManifestWriter
+    from connector.manifest.writer import TraceRecorder
     from connector.outputs.kafka.config import Config
     from connector.outputs.kafka.sink import KafkaSink
     from connector.outputs.kafka.transactions import TransactionalSink
@@ -44,14 +47,14 @@ def record_to(
     }
     recorder = writer.kafka(name, settings, headers)
     sink.recorder = recorder
+    if config.encoding != "raw" and config.signal == "traces":
+        sink.trace_recorder = _spans(writer.traces(name, "kafka", settings), config.mapping.span_id)
     if transactions is not None:
         transactions._on_delivery = recorder.callback(transactions._on_delivery)
     sink._on_delivery = recorder.callback(sink._on_delivery)
 
 
-def canary(
-    config: Config, sink: KafkaSink, transactions: TransactionalSink | None
-) -> KafkaCanary:
+def canary(config: Config, sink: KafkaSink, transactions: TransactionalSink | None) -> KafkaCanary:
     """The live canary of an output with a `verify:` block, fed its delivery reports."""
     from connector.canary.kafka import KafkaCanary, attach  # only canary users pay for it
 
@@ -65,3 +68,23 @@ def canary(
 
 def _secret(name: str) -> bool:
     return bool(SECRET_PROPERTY.search(name))
+
+
+def _spans(recorder: TraceRecorder, field: str):
+    """(message key, the events in it) -> the trace's span ids in the manifest: an otlp
+    trace encoding keys each message by its trace id (hex) and the events are its spans."""
+
+    def record(key: bytes, events: list[str]) -> None:
+        try:
+            trace = bytes.fromhex(key.decode())
+        except (AttributeError, ValueError):
+            return
+        spans = []
+        for event in events:
+            try:
+                spans.append((trace, bytes.fromhex(orjson.loads(event)[field])))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # the encoder took it, so this does not happen
+        recorder.add(spans)
+
+    return record
