@@ -21,7 +21,8 @@ from collections import defaultdict
 
 import pytest
 
-PRIVATE = {"private_kafka", "_private_kafka", "private_jaeger", "_private_jaeger"}
+PRIVATE = {"private_kafka", "_private_kafka", "private_jaeger", "_private_jaeger",
+           "retention_kafka"}
 SHARED = {"kafka_bootstrap", "kafka_topic", "jaeger", "schema_registry", "schema_registry_url",
           "collector"}
 PARTS = ("unit", "battery", "services", "faults", "fuzz", "soak")
