@@ -101,7 +101,8 @@ METRICS = {
     "connector_verify_checked_total": (
         "counter",
         ("output", "result"),
-        "Live canary: acknowledged records read back, by result (found, missing, altered).",
+        "Live canary: acknowledged records or traces read back, by result (found, missing, "
+        "altered, incomplete).",
     ),
     "connector_verify_visible_seconds": (
         "histogram",
@@ -161,10 +162,8 @@ class _Collector:
                     [o.name], seconds.buckets(), seconds.sum
                 )
             if o.verify_checked is not None:
-                for result in ("found", "missing", "altered"):
-                    families["connector_verify_checked_total"].add_metric(
-                        [o.name, result], o.verify_checked[result]
-                    )
+                for result, n in sorted(o.verify_checked.items()):
+                    families["connector_verify_checked_total"].add_metric([o.name, result], n)
             if o.verify_visible is not None:
                 families["connector_verify_visible_seconds"].add_metric(
                     [o.name], o.verify_visible.buckets(), o.verify_visible.sum

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 
 from connector.fields import Strict
 
-__all__ = ["CanaryConfig", "seconds"]
+__all__ = ["CanaryConfig", "TraceCanaryConfig", "seconds"]
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
 
@@ -39,3 +40,12 @@ class CanaryConfig(Strict):
         if got < 0 or (got == 0 and info.field_name != "delay"):
             raise ValueError(f"{info.field_name} must be greater than 0")
         return got
+
+
+class TraceCanaryConfig(CanaryConfig):
+    """An otlp output's canary: `sample` traces at a time, read back from a trace store."""
+
+    query: str = Field(
+        min_length=1, description="the store's query API: Jaeger http://HOST:16686, Tempo :3200"
+    )
+    backend: Literal["jaeger", "tempo"] = "jaeger"

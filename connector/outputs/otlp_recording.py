@@ -33,4 +33,4 @@ def record_to(sender: Sender, settings: dict, writer: ManifestWriter, name: str)
         def accepted(items: list) -> None:
             add_counts([str(item[0][0]) for item, _ in items])
 
-    sender.accepted = accepted
+    sender.accepted.append(accepted)
