@@ -9,6 +9,7 @@ write() per chunk under a lock (the OTLP sender reports from its own thread).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import threading
@@ -25,6 +26,8 @@ from connector.manifest.hashing import KEYLESS as _KEYLESS
 from connector.manifest.hashing import record_hash, sampled
 
 __all__ = ["CHUNK_RECORDS", "KafkaRecorder", "LineRecorder", "ManifestWriter", "TraceRecorder"]
+
+log = logging.getLogger("connector")
 
 CHUNK_RECORDS = 65_536
 FLUSH_SECONDS = 2.0
@@ -48,6 +51,7 @@ class ManifestWriter:
         self._lock = threading.Lock()
         self._recorders: list = []
         self._closed = False
+        self.error: str | None = None  # the first write that failed
         meta = {
             "connector": __version__,
             "replica": identity.replica,
@@ -58,14 +62,36 @@ class ManifestWriter:
             "started": time.time(),
         }
         self._write(fmt.header_bytes() + fmt.chunk_bytes(fmt.META, fmt.json_payload(meta)))
+        self._done = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="manifest", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        """Every FLUSH_SECONDS, what each recorder holds becomes chunks: a slow live run's
+        manifest grows as it goes, and a crash loses at most the last seconds."""
+        while not self._done.wait(FLUSH_SECONDS):
+            for recorder in list(self._recorders):
+                if recorder is not None and recorder.periodic:
+                    recorder.flush()
 
     def _write(self, data: bytes) -> None:
+        """Append whole chunks. A write that fails (a full disk) is logged once and the
+        manifest stops there: it never raises into a delivery callback or the run."""
         with self._lock:
-            if self._closed:
+            if self._closed or self.error is not None:
                 return
             view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                self.error = exc.strerror or str(exc)
+                log.error(
+                    "manifest %s cannot be written (%s): it ends at its last whole chunk; "
+                    "verify it with --partial",
+                    self.path,
+                    self.error,
+                )
 
     def chunk(self, kind: int, payload: bytes) -> None:
         self._write(fmt.chunk_bytes(kind, payload))
@@ -104,6 +130,8 @@ class ManifestWriter:
 
     def close(self) -> None:
         """Write what the recorders hold and the END chunk: the manifest is complete."""
+        self._done.set()
+        self._ticker.join(timeout=10)
         totals = {}
         for recorder in self._recorders:
             if recorder is not None:
@@ -116,10 +144,12 @@ class ManifestWriter:
 
 
 class _Recorder:
+    periodic = True  # the writer's ticker writes what it holds every FLUSH_SECONDS
+
     def __init__(self, writer: ManifestWriter, oid: int):
         self.writer, self.oid = writer, oid
         self.recorded = 0
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # the ticker's flush against the adding thread's
         self._due = time.monotonic() + FLUSH_SECONDS
 
     def _maybe_flush(self, held: int) -> None:
@@ -164,8 +194,10 @@ class KafkaRecorder(_Recorder):
         return on_delivery
 
     def _hash_reports(self) -> None:
-        reports = self.reports[:]
-        self.reports.clear()  # the same list: callback() holds it
+        held = self.reports  # the same list: callback() holds it and appends meanwhile
+        n = len(held)
+        reports = held[:n]
+        del held[:n]
         parts, headers = self.parts, self.headers
         h0, l0 = _KEYLESS
         for msg in reports:
@@ -183,12 +215,14 @@ class KafkaRecorder(_Recorder):
         self.held += len(reports)
 
     def _drain(self) -> None:
-        self._hash_reports()
-        self._maybe_flush(self.held)
+        with self.lock:
+            self._hash_reports()
+            self._maybe_flush(self.held)
 
     def flush(self) -> None:
-        self._hash_reports()
-        self._write_parts()
+        with self.lock:
+            self._hash_reports()
+            self._write_parts()
 
     def _write_parts(self) -> None:
         parts, self.parts = self.parts, defaultdict(lambda: ([], []))
@@ -234,6 +268,10 @@ class TraceRecorder(_Recorder):
             self._maybe_flush(self.held)
 
     def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
         traces, self.traces = self.traces, defaultdict(list)
         self.recorded += self.held
         self.held = 0
@@ -262,13 +300,18 @@ class LineRecorder(_Recorder):
         except OSError:
             return  # a pipe: nothing to read back
         offset = end - len(data)
-        pack, rows = _LINE.pack, self.rows
-        for line in data.split(b"\n")[:-1]:
-            rows.append(pack(offset, len(line) + 1, record_hash(None, line)))
-            offset += len(line) + 1
-        self._maybe_flush(len(rows))
+        with self.lock:
+            pack, rows = _LINE.pack, self.rows
+            for line in data.split(b"\n")[:-1]:
+                rows.append(pack(offset, len(line) + 1, record_hash(None, line)))
+                offset += len(line) + 1
+            self._maybe_flush(len(rows))
 
     def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
         rows, self.rows = self.rows, []
         self.recorded += len(rows)
         self._due = time.monotonic() + FLUSH_SECONDS
@@ -279,7 +322,10 @@ class LineRecorder(_Recorder):
 
 
 class CountRecorder(_Recorder):
-    """Logs and metrics over OTLP: counts per resource, not read back."""
+    """Logs and metrics over OTLP: counts per resource, not read back (written at the end:
+    the counts are totals)."""
+
+    periodic = False
 
     def __init__(self, writer: ManifestWriter, oid: int, signal: str):
         super().__init__(writer, oid)
