@@ -207,3 +207,22 @@ def test_json_report_of_a_manifest_with_only_counts(tmp_path):
     assert result.code == 0, result.stderr
     (row,) = json.loads(result.stdout)["outputs"]
     assert row["expected"] == 2 and "not read back" in row["note"]
+
+
+def test_no_secret_reaches_the_manifest(tmp_path):
+    from connector.manifest.format import read_chunks
+    from connector.outputs.base import Acks
+    from connector.outputs.kafka import Config, KafkaOutput
+
+    config = Config(bootstrap_servers="broker:9093", topic="t", producer={
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "svc",
+        "sasl.password": "hunter2-secret", "ssl.key.password": "hunter3-secret"})
+    output = KafkaOutput(config, Acks("k", "kafka"))
+    writer = ManifestWriter(tmp_path / "m.manifest", Identity())
+    output.record_to(writer, "k")
+    writer.close()
+    settings = read_manifest(tmp_path / "m.manifest").outputs["k"].settings
+    assert settings["security.protocol"] == "SASL_SSL" and settings["sasl.username"] == "svc"
+    assert not any("password" in name for name in settings)
+    chunks, _ = read_chunks((tmp_path / "m.manifest").read_bytes(), "m")
+    assert not any(b"secret" in chunk.payload for chunk in chunks)
