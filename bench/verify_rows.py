@@ -45,7 +45,10 @@ def run(path: Path, *args: str) -> float:
     """Acknowledged events per second of one `connector run` (from its summary)."""
     proc = subprocess.run(
         [sys.executable, "-m", "connector", "run", str(path), "--quiet", *args],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
@@ -58,9 +61,15 @@ def bare_consumer(bootstrap: str, topic: str) -> tuple[int, float]:
     """(records, seconds): every partition read from the start to its end."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-bare",
-                         "enable.auto.commit": False, "enable.partition.eof": True,
-                         "fetch.max.bytes": 52_428_800})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench-bare",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 52_428_800,
+        }
+    )
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     began = time.perf_counter()
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
@@ -109,20 +118,25 @@ def main() -> None:
         manifest = folder / f"{topic}-{r}.manifest"
         topic2 = f"{topic}-m"
         topics.append(topic2)
-        recorded.append(run(config(folder, args.size, bootstrap, topic2), "--manifest",
-                            str(manifest)))
+        recorded.append(
+            run(config(folder, args.size, bootstrap, topic2), "--manifest", str(manifest))
+        )
         sizes.append(manifest.stat().st_size / args.size * 1_000_000)
     bare_n, bare_s = bare_consumer(bootstrap, topics[-1])
     ver_n, ver_s = verify_rate(manifest)
     p, m = statistics.median(plain), statistics.median(recorded)
     print(f"events a run: {args.size:,}, rounds: {args.size and args.rounds}")
     print(f"kafka row:             {p:,.0f} events/s median ({min(plain):,.0f}-{max(plain):,.0f})")
-    print(f"kafka row --manifest:  {m:,.0f} events/s median ({min(recorded):,.0f}-"
-          f"{max(recorded):,.0f}): {100 * (p - m) / p:+.1f}% cost")
+    print(
+        f"kafka row --manifest:  {m:,.0f} events/s median ({min(recorded):,.0f}-"
+        f"{max(recorded):,.0f}): {100 * (p - m) / p:+.1f}% cost"
+    )
     print(f"manifest size:         {statistics.median(sizes) / 1e6:.1f} MB per million records")
     print(f"bare consumer:         {bare_n / bare_s:,.0f} records/s ({bare_n:,} records)")
-    print(f"verify read-back:      {ver_n / ver_s:,.0f} records/s "
-          f"({ver_n / ver_s / (bare_n / bare_s):.2f} of the bare consumer)")
+    print(
+        f"verify read-back:      {ver_n / ver_s:,.0f} records/s "
+        f"({ver_n / ver_s / (bare_n / bare_s):.2f} of the bare consumer)"
+    )
     from confluent_kafka.admin import AdminClient
 
     AdminClient({"bootstrap.servers": bootstrap}).delete_topics(topics)
