@@ -26,6 +26,7 @@ from connector.options import prepare
 from connector.outputs.validate import schema_check, schema_problems, time_warnings
 from connector.run import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cmd_run
 from connector.trace_check import TraceCheck
+from connector.verify.cli import add_manifest_flags, add_verify_parser, cmd_verify
 from connector.view.top import add_parser as add_top_parser
 from connector.view.top import cmd_top
 
@@ -168,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --workers: a row per worker in the live view (default: merged only)",
     )
+    add_manifest_flags(run)
     _common(run)
 
     validate = sub.add_parser("validate", help="check a config and its script; send nothing")
@@ -203,12 +205,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(preview)
     _common(add_top_parser(sub))
+    add_verify_parser(sub, _common)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format, args.quiet)
+    if args.command == "verify":  # reads a manifest, not a config
+        return cmd_verify(args)
     try:
         if args.command == "top":  # no config: it reads other processes' /metrics
             return cmd_top(args)

@@ -123,6 +123,9 @@ class Config(Strict):
     report: ConfigPath | None = Field(
         None, description="write the run's HTML report here when it ends (--report overrides)"
     )
+    manifest: ConfigPath | None = Field(
+        None, description="record what each output acknowledged here (connector verify)"
+    )
     source: Path | None = Field(None, exclude=True)  # the file it was read from
 
     @field_validator("timezone")

@@ -98,6 +98,17 @@ METRICS = {
         ("output",),
         "Transactional outputs: seconds from a transaction's begin to its commit.",
     ),
+    "connector_verify_checked_total": (
+        "counter",
+        ("output", "result"),
+        "Live canary: acknowledged records or traces read back, by result (found, missing, "
+        "altered, incomplete).",
+    ),
+    "connector_verify_visible_seconds": (
+        "histogram",
+        ("output",),
+        "Live canary: seconds from a record's acknowledgement until it could be read back.",
+    ),
     "connector_info": ("gauge", ("version", "config_name"), "Always 1; carries the labels."),
 }
 
@@ -149,6 +160,13 @@ class _Collector:
                 seconds = o.transaction_seconds
                 families["connector_transaction_seconds"].add_metric(
                     [o.name], seconds.buckets(), seconds.sum
+                )
+            if o.verify_checked is not None:
+                for result, n in sorted(o.verify_checked.items()):
+                    families["connector_verify_checked_total"].add_metric([o.name, result], n)
+            if o.verify_visible is not None:
+                families["connector_verify_visible_seconds"].add_metric(
+                    [o.name], o.verify_visible.buckets(), o.verify_visible.sum
                 )
         families["connector_schedule_lag_seconds"].add_metric([], s.lag.buckets(), s.lag.sum)
         for name, target in zip(s.input_names, s.target_rates, strict=True):

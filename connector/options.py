@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from connector.config import Config, ConfigError
 from connector.events.script import Script, ScriptLoadError, load_script
@@ -24,6 +25,8 @@ class RunOptions:
     batch_size: int = 1000
     identity: Identity = field(default_factory=Identity)  # the worker's share of the schedule
     checkpoint_every: float | None = None  # --checkpoint: settle and save this often (s)
+    manifest: Path | None = None  # --manifest (or the config's manifest:): file or folder
+    manifest_sample: int = 1  # --manifest-sample: one trace in N
 
 
 def prepare(config: Config, seed: int | None) -> Script:

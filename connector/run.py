@@ -25,6 +25,8 @@ from connector.fields import not_a_file
 from connector.identity import Identity
 from connector.inputs.schedule import schedule
 from connector.logs import LogSetup, flush_repeats, secrets
+from connector.manifest import ManifestError
+from connector.manifest.writer import manifest_path, open_manifest
 from connector.metrics import MemoryWatch, MetricsServer
 from connector.options import RunOptions, prepare
 from connector.outputs.base import BuildContext
@@ -65,6 +67,8 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
     options = RunOptions(
         mode=mode, max_events=args.max_events, duration=args.duration, identity=identity
     )
+    options.manifest = manifest_path(args, config)
+    options.manifest_sample = getattr(args, "manifest_sample", None) or 1
     script = prepare(config, seed)  # also proves the script loads before workers start
     now = clock_now(clock, config.tz)
     plan = schedule(config, mode, now, identity)  # window errors: before anything starts
@@ -89,13 +93,19 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
     if metrics:
         metrics.memory = memory
     run: Pipeline | Workers
+    manifest = None  # --manifest: each worker opens its own part
     if args.workers > 1:
         logs = LogSetup(args.log_level, args.log_format, args.quiet, tuple(secrets()))
         run = Workers(
             args.config, options, args.workers, seed, logs, checkpoint=checkpoint, clock=clock
         )
     else:
-        context = BuildContext(identity, positions=checkpoint is not None)
+        try:
+            manifest = open_manifest(options)
+        except ManifestError as exc:
+            print(f"{exc}", file=sys.stderr)
+            return EXIT_USAGE
+        context = BuildContext(identity, positions=checkpoint is not None, manifest=manifest)
         names = config.output_names()
         outputs = [build_output(e, n, context) for e, n in zip(config.output, names, strict=True)]
         store = None if checkpoint is None else FileStore(checkpoint)
@@ -153,6 +163,8 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
         if progress:
             progress.stop()
     flush_repeats()
+    if manifest is not None:
+        manifest.close()
     stats = run.snapshot()
     if watch:
         watch.stop(stats)

@@ -94,6 +94,9 @@ class OutputStats:
     transaction_seconds: Histogram | None = None
     filtered: int = 0  # events its `when` rule kept from it (never handed over)
     routed: bool = False  # it has a `when` rule
+    # its live canary's (else None): checks by result, acknowledgement -> readable seconds
+    verify_checked: Counter[str] | None = None
+    verify_visible: Histogram | None = None
 
     @property
     def pending(self) -> int:
@@ -119,6 +122,8 @@ class OutputStats:
             transaction_seconds=None if seconds is None else seconds.copy(),
             filtered=acks.filtered,
             routed=acks.routed,
+            verify_checked=None if acks.canary is None else Counter(dict(acks.canary)),
+            verify_visible=None if acks.canary_seconds is None else acks.canary_seconds.copy(),
         )
 
     def merge(self, other: OutputStats) -> OutputStats:
@@ -141,6 +146,8 @@ class OutputStats:
             _add_histogram(self.transaction_seconds, other.transaction_seconds),
             self.filtered + other.filtered,
             self.routed or other.routed,
+            _add(self.verify_checked, other.verify_checked),
+            _add_histogram(self.verify_visible, other.verify_visible),
         )
 
 

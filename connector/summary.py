@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from connector.canary.summary import canary_line
 from connector.stats import RunStats
 from connector.trace_check import summary as trace_summary
 
@@ -36,6 +37,8 @@ def print_summary(s: RunStats, out: TextIO) -> None:
                 f"    transactions: committed {o.transactions['committed']}, "
                 f"aborted {o.transactions['aborted']}"
             )
+        if o.verify_checked is not None:
+            lines.append(canary_line(o.verify_checked, o.verify_visible))
         if o.broken is not None:
             lines.append(f"    broken: {o.broken}")
         lines += [f"    failed: {reason}: {n}" for reason, n in o.reasons.most_common()]

@@ -35,6 +35,7 @@ from connector.events.script import HUNG
 from connector.inputs.schedule import Schedule
 from connector.ledger import Ledger, died
 from connector.logs import LogSetup, flush_repeats
+from connector.manifest.writer import open_manifest
 from connector.metrics import MemoryWatch
 from connector.options import RunOptions, prepare
 from connector.outputs import Acks
@@ -92,8 +93,9 @@ def _worker(
     logs.apply()  # the same format, level, rate limits and redaction as the parent
     w = options.identity.worker
     checkpointing = options.checkpoint_every is not None
-    context = BuildContext(options.identity, checkpointing, stdout_lock)
     try:
+        manifest = open_manifest(options)
+        context = BuildContext(options.identity, checkpointing, stdout_lock, manifest)
         config = load_config(path)
         script = prepare(config, None if seed is None else seed + w)
         names = config.output_names()
@@ -160,6 +162,8 @@ def _worker(
     reporter.start()
     memory = MemoryWatch(config.metrics.memory_warning, f"worker {w}")
     pipeline.run(plan)
+    if manifest is not None:
+        manifest.close()
     memory.stop()
     done.set()
     reporter.join(timeout=5)

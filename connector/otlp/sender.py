@@ -143,6 +143,9 @@ class Sender:
             log,
         )
         self.answered: bool | None = None  # did the last export reach the endpoint?
+        # told the items of each batch the endpoint took whole, on the sender thread
+        # (--manifest, the live canary)
+        self.accepted: list[Callable[[list], None]] = []
         self.thread = threading.Thread(target=self._send_loop, name="otlp-sender", daemon=True)
 
     def start(self) -> None:
@@ -370,6 +373,9 @@ class Sender:
             accepted = len(batch.items) - rejected
             self.acks.delivered += accepted
             self.acks.latency.observe_many(time.monotonic() - batch.handed, accepted)
+            if self.accepted and not rejected:  # partial: which is unknown
+                for tell in self.accepted:
+                    tell(batch.items)
             for _ in range(rejected):  # OTLP does not say which items it refused
                 self.acks.fail(
                     "rejected by the endpoint (partial success)", None, endpoint=self.endpoint

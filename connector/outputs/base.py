@@ -14,7 +14,8 @@ output is built (outputs/handle.py); nothing probes an output afterwards:
 - `TakesCalls`: keeps produce() calls whole (`Batch.call_starts`);
 - `Transactional`: commits whole calls in transactions, each with the position it reaches
   (`Batch.position`), and keeps its committed positions in a `PositionStore`;
-- `WaitsForRoom`: may wait for room in a queue, and stops waiting at the stop deadline.
+- `WaitsForRoom`: may wait for room in a queue, and stops waiting at the stop deadline;
+- `Recorded`: tells the run manifest (connector/manifest/) what it acknowledged.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from connector.stats import Histogram
 
 if TYPE_CHECKING:
     from connector.checkpoint import PositionStore
+    from connector.manifest import ManifestWriter
 
 __all__ = [
     "NOT_SENT",
@@ -54,6 +56,7 @@ __all__ = [
     "OutputError",
     "OutputFatal",
     "OutputPlugin",
+    "Recorded",
     "TakesCalls",
     "TakesTimes",
     "Transactional",
@@ -162,6 +165,10 @@ class Acks:
         # transactional outputs only (zero elsewhere): outcomes, and begin -> commit seconds
         self.transactions: Counter[str] = Counter()
         self.transaction_seconds = Histogram(self.TX_BUCKETS)
+        # the live canary's (connector/canary/), when the output has one: checks by result,
+        # and seconds from acknowledgement until readable
+        self.canary: Counter[str] | None = None
+        self.canary_seconds: Histogram | None = None
         self._dead_letter_path = dead_letter
         self._dead_letter: int | None = None  # its fd, opened at the first failure
         self.dead_letter_lost = 0  # records the dead letter could not take (disk full...)
@@ -306,6 +313,7 @@ class BuildContext:
     identity: Identity = field(default_factory=Identity)
     positions: bool = False
     stdout_lock: str | None = None
+    manifest: ManifestWriter | None = None  # --manifest: this process's part
 
 
 class Output(Protocol):
@@ -353,6 +361,16 @@ class WaitsForRoom(Protocol):
     def stop_within(self, seconds: float) -> None:
         """The run is stopping: from now on it has `seconds` in all, waiting for room and
         the final flush together; past that, a batch that finds no room fails as not sent."""
+        ...
+
+
+@runtime_checkable
+class Recorded(Protocol):
+    """Records what it acknowledged in the run manifest (--manifest)."""
+
+    def record_to(self, writer: ManifestWriter, name: str) -> None:
+        """Called once, before start(): from then on every acknowledged record goes to
+        `writer` under the output `name` (off the per-event path as far as it can)."""
         ...
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import select
 import stat
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -27,6 +27,10 @@ from connector.outputs.formatter import (
     torn,
     write_all,
 )
+
+if TYPE_CHECKING:
+    from connector.manifest import ManifestWriter
+    from connector.manifest.writer import LineRecorder
 
 __all__ = ["Config", "FileOutput", "build"]
 
@@ -44,6 +48,7 @@ class FileOutput:
         self.file = None
         self.fd = -1
         self.atomic = 0  # write() size that a pipe keeps whole (see formatter.write_all)
+        self.recorder: LineRecorder | None = None  # --manifest
 
     def start(self) -> None:
         path = self.config.path
@@ -70,9 +75,15 @@ class FileOutput:
         written, error = write_all(self.fd, data, self.atomic)
         if error is not None:  # first the file, so it holds whole lines whatever follows
             cut_torn_line(self.fd, torn(data, written))
+        if self.recorder is not None and written:
+            self.recorder.add_written(self.fd, data[:written])
         account(data, lines, written, error, self.acks.ok, fail)
         if error is not None and not isinstance(error, OSError):
             raise error  # a second signal: every event of the batch is accounted for
+
+    def record_to(self, writer: ManifestWriter, name: str) -> None:
+        """--manifest: the path, and each line's byte range and hash."""
+        self.recorder = writer.lines(name, {"path": str(self.config.path)})
 
     def poll(self) -> None:
         pass

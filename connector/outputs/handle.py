@@ -24,6 +24,7 @@ from connector.outputs.base import (
     Output,
     OutputError,
     OutputFatal,
+    Recorded,
     TakesCalls,
     TakesTimes,
     Transactional,
@@ -80,7 +81,10 @@ def build_output(
 ) -> OutputHandle:
     settings = entry.settings
     acks = Acks(name, entry.plugin, settings.dead_letter, routed=settings.when is not None)
-    handle = OutputHandle(OUTPUTS[entry.plugin].build(settings, acks, context))
+    output = OUTPUTS[entry.plugin].build(settings, acks, context)
+    if context.manifest is not None and isinstance(output, Recorded):
+        output.record_to(context.manifest, name)
+    handle = OutputHandle(output)
     # under --workers every worker meets the same start failure: one of them says it (the
     # summary names each worker's reason)
     handle.says_start_errors = context.identity.worker == 0

@@ -14,11 +14,12 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from connector.canary.config import TraceCanaryConfig
 from connector.delivery import RetryConfig, retry_after
 from connector.fields import ConfigPath, Strict
 from connector.logs import add_secret, redact
@@ -26,6 +27,10 @@ from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
 from connector.otlp.sender import BatchConfig, ExportError, Sender, grpc_retry_delay
 from connector.otlp.signals import MAPPINGS, codec
 from connector.outputs.base import Acks, Batch, BuildContext, Connecting, OutputConfig, OutputError
+from connector.outputs.otlp_recording import record_to
+
+if TYPE_CHECKING:
+    from connector.manifest import ManifestWriter
 
 __all__ = ["Config", "OtlpOutput", "build"]
 
@@ -72,6 +77,9 @@ class Config(OutputConfig):
     connect_timeout: float = Field(
         30.0, gt=0, description="seconds start() waits for the endpoint to answer"
     )
+    verify: TraceCanaryConfig | None = Field(
+        None, description="the live canary (traces): read accepted traces back from a store"
+    )
 
     @field_validator("mapping", mode="wrap")
     @classmethod
@@ -96,6 +104,15 @@ class Config(OutputConfig):
     def _tls_pair(self) -> Config:
         if bool(self.tls.cert_file) != bool(self.tls.key_file):
             raise ValueError("tls: cert_file and key_file go together")
+        return self
+
+    @model_validator(mode="after")
+    def _canary_reads_traces(self) -> Config:
+        if self.verify is not None and self.signal != "traces":
+            raise ValueError(
+                f"verify: the live canary reads traces back from a store; signal {self.signal} "
+                "is not read back (remove verify, or use it on a traces output)"
+            )
         return self
 
     @property
@@ -124,6 +141,12 @@ class OtlpOutput:
             config.queue_size,
             config.endpoint,
         )
+        self.canary = None  # the live canary (`verify:`, traces only), started with the output
+        if config.verify is not None and config.signal == "traces":
+            from connector.canary.traces import TraceCanary  # only canary users pay for it
+
+            self.canary = TraceCanary(config.verify, acks)
+            self.sender.accepted.append(self.canary.accepted)
 
     # -- pipeline side ---------------------------------------------------------
     def start(self) -> None:
@@ -160,9 +183,17 @@ class OtlpOutput:
                     )
                 )
         self.sender.start()
+        if self.canary is not None:
+            self.canary.start()
 
     def write_batch(self, batch: Batch) -> None:
         self.sender.write(batch.events, batch.docs)
+
+    def record_to(self, writer: ManifestWriter, name: str) -> None:
+        """--manifest: trace and span ids, or counts per resource (otlp_recording.py)."""
+        c = self.config
+        settings = {"endpoint": c.endpoint, "protocol": c.protocol, "signal": c.signal}
+        record_to(self.sender, settings, writer, name)
 
     def stop_within(self, seconds: float) -> None:
         """Waiting for room in the sender's queue ends `seconds` from now."""
@@ -191,6 +222,8 @@ class OtlpOutput:
         return self.sender.flush(timeout)
 
     def close(self) -> None:
+        if self.canary is not None:
+            self.canary.stop()
         self.sender.close()
 
     def _partial(self, response) -> int:

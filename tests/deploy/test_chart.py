@@ -52,6 +52,8 @@ METRICS = {
     "connector_events_filtered_total",
     "connector_transactions_total",
     "connector_transaction_seconds",
+    "connector_verify_checked_total",
+    "connector_verify_visible_seconds",
     "connector_info",
 }
 SECRET_KEY = re.compile(r"(password|passwd|secret|token|authorization|api[_.-]?key)$", re.I)

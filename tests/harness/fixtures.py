@@ -218,6 +218,23 @@ def private_kafka(_private_kafka):
     return _private_kafka
 
 
+@pytest.fixture
+def retention_kafka(tmp_path_factory):
+    """A broker of the test's own that enforces retention every second (the shared one
+    checks every 5 minutes, a setting no client can change), stopped after the test."""
+    state = tmp_path_factory.mktemp("retention-kafka")
+    kafka = ks.PrivateKafka(state / "broker")
+    kafka.env["LOCAL_KAFKA_PROPERTIES"] = (
+        "log.retention.check.interval.ms=1000\nlog.initial.task.delay.ms=0\n"
+    )
+    try:
+        kafka.start()
+        yield kafka
+    finally:
+        kafka.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def secure_kafka(tmp_path_factory):
     """A secured broker of this test process's own (tests/harness/secure_kafka.py), started

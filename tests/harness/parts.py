@@ -22,7 +22,7 @@ from collections import defaultdict
 import pytest
 
 PRIVATE = {"private_kafka", "_private_kafka", "private_jaeger", "_private_jaeger",
-           "secure_kafka"}
+           "secure_kafka", "retention_kafka"}
 SHARED = {"kafka_bootstrap", "kafka_topic", "jaeger", "schema_registry", "schema_registry_url",
           "collector"}
 PARTS = ("unit", "battery", "services", "faults", "fuzz", "soak")

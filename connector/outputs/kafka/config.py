@@ -11,6 +11,7 @@ from typing import Any, Literal
 from confluent_kafka import KafkaException, Producer
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from connector.canary.config import CanaryConfig
 from connector.fields import Strict
 from connector.identity import Identity
 from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
@@ -107,6 +108,9 @@ class Config(OutputConfig):
     )
     transactions: Transactions | None = Field(
         None, description="atomic ticks: a read_committed consumer sees whole produce() calls"
+    )
+    verify: CanaryConfig | None = Field(
+        None, description="the live canary: read acknowledged records back while running"
     )
     schema_registry: schema.Registry | None = None
     value_schema: schema.SchemaFile | None = None

@@ -8,6 +8,7 @@ transactions.py's, and the committed position is the marker-topic store's (posit
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -22,9 +23,13 @@ from connector.outputs.kafka.config import (
     transactional_id,
 )
 from connector.outputs.kafka.positions import MarkerTopicStore
+from connector.outputs.kafka.recording import canary, record_to
 from connector.outputs.kafka.security import Diagnosis
 from connector.outputs.kafka.sink import KafkaSink
 from connector.outputs.kafka.transactions import TransactionalSink
+
+if TYPE_CHECKING:
+    from connector.manifest import ManifestWriter
 
 __all__ = ["KafkaOutput"]
 
@@ -59,6 +64,9 @@ class KafkaOutput:
         if self.transactional:
             self.store = MarkerTopicStore(config, transactional_id(config, context.identity))
             self.transactions = TransactionalSink(self.sink, self.store, context.positions)
+        self.canary = None  # the live canary (`verify:`), started with the output
+        if config.verify is not None:
+            self.canary = canary(config, self.sink, self.transactions)
 
     @property
     def producer(self) -> Producer | None:
@@ -67,6 +75,10 @@ class KafkaOutput:
     @producer.setter
     def producer(self, producer: Producer | None) -> None:
         self.sink.producer = producer
+
+    def record_to(self, writer: ManifestWriter, name: str) -> None:
+        """--manifest: each acknowledged record's offset and hash (recording.py)."""
+        record_to(self.config, self.sink, self.transactions, writer, name)
 
     def positions(self) -> MarkerTopicStore | None:
         """Where the committed positions are (built with positions: --checkpoint)."""
@@ -108,6 +120,8 @@ class KafkaOutput:
                 if self.transactions is not None:
                     self.transactions.start(connecting)
                 self.client_log.probe = self._probe  # started: a warning is judged first
+                if self.canary is not None:
+                    self.canary.start()
                 return
             except KafkaException as exc:
                 failure = exc.args[0]
@@ -217,6 +231,8 @@ class KafkaOutput:
         producer = self.producer
         if producer is None:
             return
+        if self.canary is not None:
+            self.canary.stop()
         if self.transactions is not None:
             self.transactions.close()
         if len(producer):

@@ -72,6 +72,8 @@ class KafkaSink:
         self.last_error: KafkaError | None = None  # from the error callback (start's reason)
         # time.monotonic() past which waiting for room is over (the run is stopping)
         self.stop_deadline: float | None = None
+        self.recorder = None  # --manifest: a KafkaRecorder (recording.py)
+        self.trace_recorder = None  # --manifest, otlp trace encodings: (key, events) -> None
 
     def write_batch(self, events: list[str], times: list[int] | None = None) -> None:
         """Hand events to the client. If this raises (a second signal...), the events the
@@ -287,6 +289,10 @@ class KafkaSink:
                 self.acks.delivered += len(events)
                 if (latency := msg.latency()) is not None:
                     self.acks.latency.observe_many(latency, len(events))
+                if self.recorder is not None:
+                    self.recorder.add(msg)
+                if self.trace_recorder is not None:
+                    self.trace_recorder(msg.key(), events)
             else:
                 failure = errors.delivery_failure(err)
                 where = {"topic": msg.topic(), "key": _decode(msg.key())}

@@ -1,0 +1,1 @@
+"""The live canary (`verify:` on a kafka output): config.py, kafka.py."""
