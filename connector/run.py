@@ -14,6 +14,7 @@ import itertools
 import logging
 import signal
 import sys
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -152,6 +153,7 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
             total if view else None, args.duration, plan.last_end if mode == "live" else None
         ),
         _parts(run) if args.view_workers else None,
+        functools.partial(_canary, run),
     )
     try:
         code = run.run(plan)
@@ -236,6 +238,12 @@ def _parts(run: Pipeline | Workers):
     if isinstance(run, Workers):
         return lambda: [run.snapshots[w] for w in sorted(run.snapshots)]
     return None
+
+
+def _canary(run: Pipeline | Workers) -> dict[str, int] | None:
+    """The verify canary's results (found, missing...) over every output; None when off."""
+    checked = [o.verify_checked for o in run.snapshot().outputs if o.verify_checked is not None]
+    return dict(sum(checked, Counter())) if checked else None
 
 
 def _count(stream, cap: int = 5_000_000) -> int | None:

@@ -1,7 +1,7 @@
 """The live canary (`verify:` on a kafka output) against a broker of the test's own:
 while the run goes on it reads acknowledged records back; paused past `timeout`, the
-samples in flight are missing; resumed, it finds records again. /metrics and the
-summary show both."""
+samples in flight are missing; resumed, it finds records again. /metrics, the
+summary and the HTML report show both."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_the_canary_reports_a_paused_broker_and_recovers(private_kafka, tmp_path
         "bootstrap_servers": bootstrap, "topic": topic, "key": "id",
         "verify": {"every": "0.5s", "sample": 5, "delay": "2s", "timeout": "4s"}}}],
         per_second=50)
-    run = Run(tmp_path, config, "--duration", "120")
+    run = Run(tmp_path, config, "--duration", "120", "--report", str(tmp_path / "r.html"))
     try:
         wait_for("the canary to find records", lambda: run.check_alive() and run.metric(
             CHECKED, output="kafka-0", result="found") >= 10, 60, 0.2)
@@ -59,3 +59,8 @@ def test_the_canary_reports_a_paused_broker_and_recovers(private_kafka, tmp_path
         r"found (\d+), missing (\d+), altered (\d+)", line)[0])
     assert gone >= missing >= 1 and found >= 20 and altered == 0, line
     assert "visible p99 <=" in line
+    # the HTML report's verify table says what the summary says
+    page = (tmp_path / "r.html").read_text()
+    table = page.split('id="verify-table">', 1)[1].split("</table>", 1)[0]
+    rows = dict(re.findall(r"<tr><th>(\w+)</th><td>(\d+)</td></tr>", table))
+    assert rows.get("found") == str(found) and rows.get("missing") == str(gone), table
