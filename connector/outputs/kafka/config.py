@@ -132,7 +132,9 @@ class Config(OutputConfig):
         try:
             Producer({**DEFAULTS, **value}, logger=QUIET)
         except KafkaException as exc:
-            raise ValueError(security.creation_problem(value, exc.args[0].str())) from None
+            message = exc.args[0].str()
+            if not security.key_mismatch(message):  # a credential problem: the start says it
+                raise ValueError(security.creation_problem(value, message)) from None
         return value
 
     @field_validator("topic")

@@ -14,7 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from connector.logs import add_secret, redact
 from connector.outputs.base import Acks, Batch, BuildContext, Connecting, OutputError
-from connector.outputs.kafka import schema
+from connector.outputs.kafka import schema, security
 from connector.outputs.kafka.client_log import ClientLog, strip
 from connector.outputs.kafka.config import (
     SECRET_PROPERTY,
@@ -106,11 +106,14 @@ class KafkaOutput:
             diagnosis.saw(err)
             self.sink.on_error(err)
 
-        self.producer = Producer(
-            self.config.properties(self.transactional_id),
-            logger=self.client_log,
-            error_cb=on_error,
-        )
+        properties = self.config.properties(self.transactional_id)
+        try:
+            self.producer = Producer(properties, logger=self.client_log, error_cb=on_error)
+        except KafkaException as exc:  # a client key that is not the certificate's
+            self.client_log.close()
+            raise OutputError(
+                redact(security.creation_problem(properties, exc.args[0].str()))
+            ) from None
         connecting = Connecting(self.acks, servers, self.config.connect_timeout)
         while True:  # librdkafka reconnects by itself; ask again until the deadline
             try:

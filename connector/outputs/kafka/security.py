@@ -55,9 +55,15 @@ def files_problem(producer: Mapping[str, Any]) -> str | None:
     return None
 
 
+def key_mismatch(message: str) -> bool:
+    """librdkafka refused the client key: it is not the certificate's (a wrong credential,
+    like a wrong password, not a config error)."""
+    return "key values mismatch" in message
+
+
 def creation_problem(producer: Mapping[str, Any], message: str) -> str:
     """librdkafka's refusal to create a client, said with the files it concerns."""
-    if "key values mismatch" in message:
+    if key_mismatch(message):
         return (
             f"ssl.key.location ({producer.get('ssl.key.location')}) is not the private key of "
             f"ssl.certificate.location ({producer.get('ssl.certificate.location')}): "

@@ -126,15 +126,18 @@ def test_an_unreadable_tls_file_is_a_config_error(secure_kafka, write, tmp_path,
         assert setting in result.stderr and says in result.stderr, result.stderr
 
 
-def test_a_key_that_is_not_the_certificates_is_a_config_error(secure_kafka, write):
+def test_a_key_that_is_not_the_certificates_fails_at_start(secure_kafka, write):
+    """A wrong credential, like a wrong password: the output cannot start (exit 1), named,
+    without its secrets."""
     producer = {**secure_kafka.producer("mtls"),
                 "ssl.key.location": secure_kafka.file("expired-client.key")}
     result = run_cli("run", _config(write, secure_kafka.address("mtls"), producer),
                      env=secure_kafka.env())
-    assert result.code == 2, result.stderr
+    assert result.code == 1, result.stderr
     no_traceback(result.stderr)
     assert "is not the private key of ssl.certificate.location" in result.stderr
     assert "client.pem" in result.stderr and "key values mismatch" in result.stderr
+    assert "PRIVATE KEY" not in result.stderr
 
 
 def test_an_unknown_scram_mechanism_is_a_config_error(secure_kafka, write):
