@@ -53,11 +53,14 @@ EXAMPLE_FILES = sorted(
 
 
 def _example(path: Path) -> dict:
-    """An example config as data, its script (or topology) path made absolute so it loads
-    from anywhere."""
+    """An example config as data, its script, topology or replayed file made absolute so it
+    loads from anywhere."""
     doc = yaml.safe_load(path.read_text())
-    plugin = doc["event"].get("script") or doc["event"]["topology"]
-    plugin["path"] = str((path.parent / plugin["path"]).resolve())
+    event = doc["event"]
+    plugins = [event["replay"][k] for k in event["replay"] if k in ("jsonl", "lines", "otlp")] \
+        if "replay" in event else [event.get("script") or event["topology"]]
+    for plugin in plugins:
+        plugin["path"] = str((path.parent / plugin["path"]).resolve())
     return doc
 
 
