@@ -148,14 +148,8 @@ class Config(Strict):
         """The span field names the outputs use: those of the first output that sends spans
         (an otlp output, or kafka with an otlp encoding, with signal traces). An output of
         logs or metrics, or kafka's raw encoding, says nothing about spans."""
-        for entry in self.output:
-            settings = entry.settings
-            if getattr(settings, "signal", None) != "traces":
-                continue
-            if getattr(settings, "encoding", "otlp") == "raw":
-                continue
-            return settings.mapping
-        return DEFAULT_MAPPING
+        spans = (e.settings.spans() for e in self.output)
+        return next((m for m in spans if m is not None), DEFAULT_MAPPING)
 
     def written_files(self) -> list[tuple[str, Path]]:
         """(key, path) of every file the outputs write: file outputs' paths, dead letters."""

@@ -119,12 +119,7 @@ def summary(reports: list[TraceReport], unreadable: int) -> str:
 def traced_output(config: Config) -> int | None:
     """The output whose spans the trace check reads (as Config.span_mapping() picks it):
     the first one sending traces over OTLP. None: none does."""
-    for k, entry in enumerate(config.output):
-        settings = entry.settings
-        traces = getattr(settings, "signal", None) == "traces"
-        if traces and getattr(settings, "encoding", "otlp") != "raw":
-            return k
-    return None
+    return next((k for k, e in enumerate(config.output) if e.settings.spans() is not None), None)
 
 
 class TraceCheck:

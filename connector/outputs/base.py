@@ -44,6 +44,7 @@ from connector.stats import Histogram
 if TYPE_CHECKING:
     from connector.checkpoint import PositionStore
     from connector.manifest import ManifestWriter
+    from connector.otlp.mapping import SpanMapping
 
 __all__ = [
     "NOT_SENT",
@@ -133,6 +134,10 @@ class OutputConfig(Strict):
     flush_timeout: float = Field(
         30.0, gt=0, description="seconds to wait for acknowledgements at shutdown"
     )
+
+    def spans(self) -> SpanMapping | None:
+        """The span field names, when this output sends spans (the trace check reads them)."""
+        return None
 
 
 class OutputError(Exception):

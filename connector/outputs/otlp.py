@@ -81,6 +81,9 @@ class Config(OutputConfig):
         None, description="the live canary (traces): read accepted traces back from a store"
     )
 
+    def spans(self) -> SpanMapping | None:
+        return self.mapping if self.signal == "traces" else None
+
     @field_validator("mapping", mode="wrap")
     @classmethod
     def _signal_mapping(cls, value: Any, handler: Any, info: ValidationInfo) -> Any:

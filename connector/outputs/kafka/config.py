@@ -203,6 +203,10 @@ class Config(OutputConfig):
         schema.check(self)
         return self
 
+    def spans(self) -> SpanMapping | None:
+        """raw records say nothing about spans; the otlp encodings do."""
+        return self.mapping if self.signal == "traces" and self.encoding != "raw" else None
+
     def properties(self, transactional_id: str | None = None) -> dict[str, Any]:
         """librdkafka's settings: the defaults, the producer's, and the transactional id
         (the producer's own, from `transactional_id()`) when given."""
