@@ -19,7 +19,7 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, schema_registr
            "BENCH_TOPIC_PREFIX": prefix, "TMPDIR": str(scratch),
            "SCHEMA_REGISTRY_URL": schema_registry_url}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--size", "4000", "--rounds", "2",
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--size", "4000", "--rounds", "1",
          "--live-rate", "200", "--live-seconds", "2", "--ramp-seconds", "3", "--out", str(tmp_path / "out"),
          "--no-telemetrygen"],
         capture_output=True, text=True, timeout=600, env=env)

@@ -248,6 +248,8 @@ class PrivateJaeger:
                 [str(self.binary), "--config", str(self.config)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # as scripts/local-jaeger: no self-tracing to flush to an absent 4317 at stop
+                env={"OTEL_TRACES_SAMPLER": "always_off", **os.environ},
             )
         wait_for("the private Jaeger to answer", self.ready, timeout, 0.1)
 
