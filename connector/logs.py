@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ __all__ = [
     "CONNECTING",
     "LogSetup",
     "QuietStream",
+    "UpTheLink",
     "add_secret",
     "add_url_secrets",
     "flush_repeats",
@@ -160,6 +162,35 @@ class QuietStream(io.TextIOBase):
         return getattr(self.stream, "errors", None) or "backslashreplace"
 
 
+class UpTheLink(io.TextIOBase):
+    """A worker's stderr while its parent shows the live view: whole lines go up the link
+    and the parent prints them above the view (a worker writing to the terminal itself
+    would tear it). `under` is the stream it stands in for."""
+
+    def __init__(self, send: Callable[[tuple], None], under: Any):
+        self.send, self.under, self.partial = send, under, ""
+
+    def write(self, text: str) -> int:
+        lines, newline, self.partial = (self.partial + text).rpartition("\n")
+        if newline:
+            self.send(("stderr", lines + newline))
+        return len(text)
+
+    def flush(self) -> None:
+        if self.partial:
+            text, self.partial = self.partial, ""
+            self.send(("stderr", text))
+
+    def fileno(self) -> int:  # faulthandler writes to the descriptor itself
+        return self.under.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+
 def quiet_stderr() -> None:
     """Make sys.stderr a QuietStream, and give a closed standard descriptor (`2>&-`)
     /dev/null: else the next file opened would take its number, and a library writing
@@ -188,6 +219,7 @@ class LogSetup:
     fmt: str = "text"
     quiet: bool = False
     secrets: tuple[str, ...] = ()
+    up_the_link: bool = False  # the parent shows the live view: stderr goes through it
 
     def apply(self) -> None:
         for value in self.secrets:

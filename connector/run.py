@@ -95,8 +95,9 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
         metrics.memory = memory
     run: Pipeline | Workers
     manifest = None  # --manifest: each worker opens its own part
+    view = wants_view(args.view, args.quiet, any(e.plugin == "stdout" for e in config.output))
     if args.workers > 1:
-        logs = LogSetup(args.log_level, args.log_format, args.quiet, tuple(secrets()))
+        logs = LogSetup(args.log_level, args.log_format, args.quiet, tuple(secrets()), view)
         run = Workers(
             args.config, options, args.workers, seed, logs, checkpoint=checkpoint, clock=clock
         )
@@ -137,7 +138,6 @@ def cmd_run(config: Config, args: argparse.Namespace, clock: Clock = SYSTEM) -> 
         args.workers,
     )
     progress, total = None, None
-    view = wants_view(args.view, args.quiet, any(e.plugin == "stdout" for e in config.output))
     if not args.quiet:
         # the bar needs the total; only a terminal shows the bar
         bar = mode == "backfill" and (sys.stderr.isatty() or view)

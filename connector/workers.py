@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from connector.ending import end_process
 from connector.events.script import HUNG
 from connector.inputs.schedule import Schedule
 from connector.ledger import Ledger, died
-from connector.logs import LogSetup, flush_repeats
+from connector.logs import LogSetup, UpTheLink, flush_repeats
 from connector.manifest.writer import open_manifest
 from connector.metrics import MemoryWatch
 from connector.options import RunOptions, prepare
@@ -91,6 +92,15 @@ def _worker(
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards a SIGTERM instead
     logs.apply()  # the same format, level, rate limits and redaction as the parent
+    sending = threading.Lock()  # the main thread and the report thread share the link
+
+    def up(message: tuple) -> None:
+        with sending:
+            link.send(message)
+
+    stderr = sys.stderr.stream  # a QuietStream's, since logs.apply()
+    if logs.up_the_link:
+        sys.stderr.stream = UpTheLink(up, stderr)
     w = options.identity.worker
     checkpointing = options.checkpoint_every is not None
     try:
@@ -105,12 +115,6 @@ def _worker(
     except Exception:  # the parent loaded the same config: this is ours
         log.critical("worker %d could not set up; a bug, please report", w, exc_info=True)
         end_process(1)
-
-    sending = threading.Lock()  # the main thread and the report thread share the link
-
-    def up(message: tuple) -> None:
-        with sending:
-            link.send(message)
 
     def send(final: bool) -> None:
         up(("stats", pipeline.snapshot(), final))
@@ -169,7 +173,9 @@ def _worker(
     reporter.join(timeout=5)
     flush_repeats()
     with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
+        sys.stderr.flush()
         send(True)
+    sys.stderr.stream = stderr  # the parent reads no more after the final word
     end_process(0)  # threads the script left running cannot keep the worker alive
 
 
@@ -320,6 +326,9 @@ class Workers:
             except (EOFError, OSError):  # gone without a final word
                 self.procs[w].join(timeout=5)
                 self._died(w)
+                continue
+            if message[0] == "stderr":  # a worker's lines, above the parent's live view
+                sys.stderr.write(message[1])
                 continue
             if message[0] == "position":
                 if self.checkpoint is not None:

@@ -127,17 +127,20 @@ def test_off_a_terminal_the_progress_lines_stay_view_forces_the_view_quiet_shows
     assert "┏" not in text and "progress" not in text and "summary: " in text
 
 
-def test_log_lines_and_the_scripts_prints_go_above_the_view(tmp_path):
+@pytest.mark.wallclock  # a pause before each line, so frames are drawn between them
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: each worker's lines, through the parent
+def test_log_lines_and_the_scripts_prints_go_above_the_view(tmp_path, workers):
     (tmp_path / "s.py").write_text(
-        "import logging, sys\nn = 0\ndef produce(params):\n    global n\n    n += 1\n"
-        "    if n % 20000 == 0:\n        print(f'script says {n}', file=sys.stderr)\n"
+        "import logging, sys, time\nn = 0\ndef produce(params):\n    global n\n    n += 1\n"
+        "    if n % 20000 == 0:\n        time.sleep(1.2)\n"
+        "        print(f'script says {n}', file=sys.stderr)\n"
         "        logging.getLogger('connector.x').warning('a warning %d', n)\n"
         "    return '{}'\n")
     cfg = tmp_path / "c.yaml"
     cfg.write_text('mode: backfill\nmetrics: {port: 0}\ninput:\n  - cron: {expression: "* * * * * *", '
                    'start: "2026-01-01T00:00:00Z", end: "2026-01-02T00:00:00Z"}\n'
                    "event:\n  script: {path: s.py}\noutput:\n  - null: {}\n    name: sink\n")
-    term = Terminal("run", cfg, cwd=tmp_path, rows=60)
+    term = Terminal("run", cfg, "--workers", workers, cwd=tmp_path, rows=60)
     assert term.wait() == 0
     screen = term.screen()
     said = [i for i, line in enumerate(screen) if line.startswith("script says")]
@@ -145,4 +148,6 @@ def test_log_lines_and_the_scripts_prints_go_above_the_view(tmp_path):
     assert len(said) == len(warned) == 4, "\n".join(screen)
     titles = [i for i, line in enumerate(screen) if line.strip() == "outputs"]
     assert len(titles) == 1 and max(said + warned) < titles[0], "\n".join(screen)
+    # no frame torn by a line written under it: one header, the last frame's
+    assert sum(line.startswith("connector c |") for line in screen) == 1, "\n".join(screen)
     check_last_frame(screen, Summary.parse("\n".join(screen)))
