@@ -72,23 +72,32 @@ def cmd_top(args: argparse.Namespace) -> int:
 
     fleet = Fleet(sources, args.timeout)
     console = Console(file=sys.stdout, highlight=False)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends it as Ctrl-C
+    # Ctrl-C and SIGTERM set a flag the loop reads: a KeyboardInterrupt raised wherever the
+    # main thread happens to be (a finalizer run by the garbage collector) can be swallowed.
+    stopped: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, _frame: stopped.append(signum))
+
+    def pause(began: float) -> None:
+        time.sleep(max(args.interval - (time.monotonic() - began), 0.05))
+
     try:
         if args.count is not None:
             for n in range(args.count):
                 began = time.monotonic()
                 fleet.poll()
+                if stopped:
+                    return EXIT_OK
                 if n + 1 < args.count:
-                    time.sleep(max(args.interval - (time.monotonic() - began), 0.05))
+                    pause(began)
             console.print(frame(fleet))
             return EXIT_OK if all(r.up for r in fleet.replicas.values()) else EXIT_DOWN
         with Live(console=console, auto_refresh=False) as live:
-            while True:
+            while not stopped:
                 began = time.monotonic()
                 fleet.poll()
                 live.update(frame(fleet), refresh=True)
-                time.sleep(max(args.interval - (time.monotonic() - began), 0.05))
-    except KeyboardInterrupt:
+                pause(began)
         return EXIT_OK
     finally:
         fleet.close()
