@@ -74,13 +74,20 @@ class MetricEncoder:
             values = [(f, doc[f], f) for f in m.metrics if doc.get(f) is not None]
             if not values:
                 raise MappingError("none of the mapped metric fields is set")
+        # every value checked first: a failed event leaves no state
+        get, numbers, observed = m.metrics.get, [], False
+        for name, value, source in values:
+            spec = get(name, GAUGE)
+            if spec.type in HISTOGRAMS:
+                numbers.append((name, spec, _observation(value, source)))
+                observed = True
+            else:
+                numbers.append((name, spec, _value(value, source)))
+        ids = self._ids(doc) if observed else (b"", b"")
         if self.start is None:
             self.start = time
-        numbers = [(name, self._number(name, value, source)) for name, value, source in values]
-        ids = self._ids(doc)
         points = []
-        for name, number in numbers:  # checked first: a failed event leaves no state
-            spec = self.spec(name)
+        for name, spec, number in numbers:
             if spec.type in HISTOGRAMS:
                 self.seq += 1
                 obs = Observation((key, name, attrs), kvs, number, time, *ids, self.seq)
@@ -97,16 +104,11 @@ class MetricEncoder:
                     self.last[series] = time
                 start = b"\x11" + fixed64(min(begin, time))
             points.append((name, start + b"\x19" + fixed64(time) + number + attrs))
-        size = b"".join(p if isinstance(p, bytes) else bytes(48) for _, p in points)
-        return key, tuple(points), size  # only its length counts (an observation's: a guess)
-
-    def _number(self, name: str, value: Any, source: str) -> Any:
-        """The point's value field, or a histogram's observation as a finite float."""
-        if self.spec(name).type not in HISTOGRAMS:
-            return _value(value, source)
-        if value.__class__ not in (int, float) or not math.isfinite(value):
-            raise MappingError(f"field '{source}' must be a finite number", value)
-        return float(value)
+        if observed:  # only the size counts (an observation's: a guess)
+            size = b"".join(p if isinstance(p, bytes) else bytes(48) for _, p in points)
+        else:
+            size = b"".join([p for _, p in points])
+        return key, tuple(points), size
 
     def _ids(self, doc: dict) -> tuple[bytes, bytes]:
         """The exemplar's (trace id, span id) of a histogram observation; b"" without."""
@@ -164,6 +166,13 @@ class MetricEncoder:
                 field(b"\x0a", field(b"\x0a", resource_message(key)) + field(b"\x12", scoped))
             )
         return b"".join(out)
+
+
+def _observation(value: Any, source: str) -> float:
+    """A histogram's observation: a finite number, as a float."""
+    if value.__class__ not in (int, float) or not math.isfinite(value):
+        raise MappingError(f"field '{source}' must be a finite number", value)
+    return float(value)
 
 
 def _value(value: Any, name: str) -> bytes:
