@@ -1,31 +1,23 @@
 """The live canary of a kafka output: every `every` seconds it takes the next `sample`
 acknowledged records, waits `delay`, and reads each back by its offset, in a thread of
-its own with a consumer of its own, until `timeout` after its acknowledgement.
-
-The produce path only hands it delivery reports while it asks for some (one attribute
-test a report). Results go to the output's Acks: `canary` (found, missing, altered) and
-`canary_seconds` (acknowledgement -> readable), which the summary and /metrics read.
+its own with a consumer of its own, until `timeout` after its acknowledgement: found,
+missing, or altered. The produce path only hands it delivery reports while it asks for
+some (one attribute test a report).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from connector.canary.config import CanaryConfig
+from connector.canary.loop import CanaryLoop
 from connector.manifest.hashing import header_bytes, record_hash
-from connector.stats import Histogram
 
-__all__ = ["VISIBLE_BUCKETS", "KafkaCanary"]
-
-log = logging.getLogger("connector.canary")
-VISIBLE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+__all__ = ["KafkaCanary"]
 
 
 @dataclass(slots=True)
@@ -37,7 +29,7 @@ class _Sample:
     acked: float  # time.monotonic() of its acknowledgement
 
 
-class KafkaCanary:
+class KafkaCanary(CanaryLoop):
     def __init__(
         self,
         config: CanaryConfig,
@@ -46,7 +38,8 @@ class KafkaCanary:
         headers: bytes,
         transactional: bool,
     ):
-        self.config, self.acks, self.headers = config, acks, headers
+        super().__init__(config, acks, ("found", "missing", "altered"), "kafka-canary")
+        self.headers = headers
         self.client = {
             **client,
             "group.id": "connector-canary",
@@ -55,59 +48,29 @@ class KafkaCanary:
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed" if transactional else "read_uncommitted",
         }
-        acks.canary = Counter({"found": 0, "missing": 0, "altered": 0})
-        acks.canary_seconds = Histogram(VISIBLE_BUCKETS)
-        self.want = 0  # reports the produce path should hand over now
-        self._taken: list[_Sample] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="kafka-canary", daemon=True)
+        self.consumer: Consumer | None = None
 
     # -- the produce path (delivery reports) -------------------------------------------
     def take(self, msg) -> None:
         if self.want <= 0:
             return
         self.want -= 1
-        sample = _Sample(
-            msg.topic(),
-            msg.partition(),
-            msg.offset(),
-            record_hash(msg.key(), msg.value(), self.headers),
-            time.monotonic(),
-        )
-        with self._lock:
-            self._taken.append(sample)
+        digest = record_hash(msg.key(), msg.value(), self.headers)
+        self._hand([_Sample(msg.topic(), msg.partition(), msg.offset(), digest, time.monotonic())])
 
     # -- its own thread ------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
+    def _begin(self) -> None:
+        self.consumer = Consumer(self.client)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def _end(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
 
-    def _loop(self) -> None:
-        consumer = Consumer(self.client)
-        waiting: list[_Sample] = []
-        next_sample = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                now = time.monotonic()
-                if now >= next_sample:
-                    self.want = self.config.sample
-                    next_sample = now + self.config.every
-                with self._lock:
-                    waiting += self._taken
-                    self._taken = []
-                due = [s for s in waiting if now - s.acked >= self.config.delay]
-                if due:
-                    left = self._check(consumer, due)
-                    waiting = [s for s in waiting if s not in due] + left
-                self._stop.wait(0.2)
-        except Exception:  # the canary never takes the run down
-            log.exception("the canary of output %s stopped", self.acks.name)
-        finally:
-            consumer.close()
+    def _round(self, waiting: list[_Sample], now: float) -> list[_Sample]:
+        due = [s for s in waiting if now - s.acked >= self.config.delay]
+        if not due:
+            return waiting
+        return [s for s in waiting if s not in due] + self._check(self.consumer, due)
 
     def _check(self, consumer: Consumer, due: list[_Sample]) -> list[_Sample]:
         """Read each due sample; the ones not readable yet (and not past timeout) stay."""
@@ -120,9 +83,10 @@ class KafkaCanary:
                 else:
                     left.append(sample)
                 continue
-            self.acks.canary[result] += 1
             if result == "found":
-                self.acks.canary_seconds.observe(time.monotonic() - sample.acked)
+                self._found(sample.acked)
+            else:
+                self.acks.canary[result] += 1
         return left
 
     def _read(self, consumer: Consumer, s: _Sample) -> str | None:
