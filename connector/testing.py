@@ -12,6 +12,7 @@ acknowledges until it is closed (the stop deadline). Each takes an `OutputConfig
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from collections.abc import Callable, Collection
@@ -33,13 +34,22 @@ __all__ = [
 def free_port(span: int = 1) -> int:
     """A port p with p..p+span-1 free, below the ephemeral range: a client reconnecting to
     a stopped server on an ephemeral port can connect to itself and hold the port, and the
-    server then cannot bind it again."""
+    server then cannot bind it again. Under pytest-xdist each worker draws from a slice of
+    its own: a port one worker found free is not taken by another before its server binds."""
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
+    first, end = 10_000, low
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get(
+        "PYTEST_XDIST_WORKER_COUNT", ""
+    )
+    if worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 1:
+        size = (low - first) // int(count)
+        first += int(worker[2:]) * size
+        end = first + size
     for _ in range(200):
-        port = random.randrange(10_000, low - span)
+        port = random.randrange(first, end - span)
         try:
             for p in range(port, port + span):
                 with socket.socket() as s:

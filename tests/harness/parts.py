@@ -1,8 +1,10 @@
 """How the run is scheduled and reported (a plugin of tests/conftest.py).
 
 Scheduling: a test that uses a private service (a broker or Jaeger of its own, to kill)
-joins the pytest-xdist group `private`, so a parallel run (`--dist loadgroup`) starts each
-private service once, in one worker, and those tests never hurt each other. A test that
+joins the pytest-xdist group `private`, meant to run those tests in one worker
+(`--dist loadgroup`). pytest 9.2 ignores the group pytest-xdist 3.8 writes into a test's
+id, so today each worker starts the private services it needs, on ports of a slice of its
+own (connector.testing.free_port). A test that
 needs the wall clock says so with the `wallclock` marker.
 
 Reporting: each test belongs to one part of the suite, and the time of each part is printed
@@ -50,12 +52,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "clock, an outage of some seconds, a deadline in seconds); its length is its own")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if PRIVATE & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("private"))
-        item.user_properties.append(("part", part_of(item)))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # as each test is collected: xdist reads the groups in its own collection hook, and a
+    # marker added in ours (even tryfirst) came too late, so no group was ever formed
+    if PRIVATE & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.xdist_group("private"))
+    item.user_properties.append(("part", part_of(item)))
 
 
 class _Times:
