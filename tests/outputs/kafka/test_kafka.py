@@ -158,9 +158,13 @@ def test_wrong_bootstrap_says_what_it_waits_for_then_fails_clearly(write):
     assert f"cannot reach Kafka at 127.0.0.1:{port} within 11s (" in result.stderr
     assert f"Connect to ipv4#127.0.0.1:{port} failed: Connection refused)" in result.stderr
     assert "hunter2-secret" not in result.stderr + result.stdout  # not even at debug
-    # the refusals were coalesced: one WARNING with the count, none per attempt
+    # the refusals were coalesced: one WARNING with the count, none per attempt (on a loaded
+    # machine one more refusal can open a fresh condition just before the stop, reported
+    # once as unresolved at shutdown; see the closing note of this wave)
     warnings = [line for line in result.stderr.splitlines() if " WARNING " in line]
-    assert len([w for w in warnings if "Connection refused" in w]) == 1, warnings
+    refused = [w for w in warnings if "Connection refused" in w]
+    at_stop = [w for w in refused if w.endswith("unresolved at shutdown)")]
+    assert len(refused) - len(at_stop) == 1 and len(at_stop) <= 1, warnings
     assert "brokers are down" not in result.stderr  # the error callback no longer logs
 
 
