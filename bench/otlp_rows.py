@@ -30,6 +30,12 @@ METRIC_MAPPING = {"metrics": {
     "request_count": {"type": "sum", "monotonic": True, "temporality": "delta"},
 }}
 MAPPINGS = {"traces": None, "logs": LOG_MAPPING, "metrics": METRIC_MAPPING}
+# the same metrics aggregated: CPU and memory as histograms (explicit and exponential)
+HISTOGRAM_MAPPING = {"metrics": {
+    **METRIC_MAPPING["metrics"],
+    "cpu_percent": {"type": "histogram", "unit": "%", "temporality": "delta"},
+    "memory_mb": {"type": "exponential_histogram", "unit": "MiBy"},
+}}
 
 
 class Collector:

@@ -13,7 +13,8 @@ the measurements round by round (these machines are noisy):
          callback per message, counting acknowledged messages
   P      1 / (1/S + 1/K): one process doing both and nothing else
   null   the connector with the null output
-  kafka  the connector into the local Kafka (acknowledged events only), 1 and 2 workers
+  kafka  the connector into the local Kafka (acknowledged events only), 1 and 2 workers;
+         kafka --view: the same with the live view drawn all along
   kafka tx  the same in transactions (commit_every 0.1 s; committed events only)
   kafka avro  the same, each event written as an Avro record (bench/basic.avsc, basic only)
               registered in the local Schema Registry
@@ -28,7 +29,8 @@ traces; see bench/otlp.py):
          over OTLP/gRPC to the same receiver as the connector's otlp row
   C      1 / (1/S + 1/E): the ceiling of one process doing both
   otlp   the connector into that receiver (logs, metrics: a local Collector's otlp receiver
-         feeding `nop`; traces: the local Jaeger)
+         feeding `nop`; traces: the local Jaeger); otlp histograms: the metrics with CPU
+         and memory aggregated as histograms (explicit and exponential) before export
   otlp collector, telemetrygen
          traces into the same Collector: the connector, and OpenTelemetry's telemetrygen
          (unthrottled, 8-span traces); spans the receiver accepted per second, and the loss
@@ -239,8 +241,8 @@ def perf_test(bootstrap: str, records: int, size: int) -> list[str]:
 # -- the suite ---------------------------------------------------------------------------
 
 
-def otlp_output(ex: str, endpoint: str) -> str:
-    signal, mapping = SIGNAL[ex], otlp_rows.MAPPINGS[SIGNAL[ex]]
+def otlp_output(ex: str, endpoint: str, mapping: dict | None = None) -> str:
+    signal, mapping = SIGNAL[ex], mapping or otlp_rows.MAPPINGS[SIGNAL[ex]]
     extra = f", signal: {signal}, mapping: {json.dumps(mapping)}" if mapping else ""
     return f"{{otlp: {{endpoint: '{endpoint}'{extra}}}}}"
 
@@ -262,6 +264,8 @@ def _run_suite(
         sys.executable,
         [sys.executable, "-m", "connector", "run", "--quiet", "--metrics-port", "0"],
     )
+    # the live view drawn all along (into a pipe: --view), the summary after it
+    viewed = [sys.executable, "-m", "connector", "run", "--view", "--metrics-port", "0"]
     # about the same events: basic one a tick, tracing 8, multi-service 4
     ticks = {"basic": args.size, "tracing": max(args.size // 8, 1),
              "multi-service": max(args.size // 4, 1)}
@@ -276,8 +280,12 @@ def _run_suite(
              None if signal == "traces" else signal),
         ]
         if ex == "multi-service":
+            aggregated = otlp_output(ex, receiver, otlp_rows.HISTOGRAM_MAPPING)
             plan += [(ex, "S", [py, __file__, "--inner", "script", ex, str(n)], False, None),
-                     *signal_rows]
+                     *signal_rows,
+                     # no loss column: the receiver counts aggregated points, not events
+                     (ex, "otlp histograms", [*connector, config(ex, n, aggregated)], True,
+                      None)]
             continue
         plan += [
             (ex, "S", [py, __file__, "--inner", "script", ex, str(n)], False, None),
@@ -290,6 +298,18 @@ def _run_suite(
                 "kafka",
                 [
                     *connector,
+                    config(
+                        ex, n, f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}}}}}"
+                    ),
+                ],
+                True,
+                None,
+            ),
+            (
+                ex,
+                "kafka --view",
+                [
+                    *viewed,
                     config(
                         ex, n, f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}}}}}"
                     ),

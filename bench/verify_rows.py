@@ -41,20 +41,23 @@ def config(folder: Path, ticks: int, bootstrap: str, topic: str) -> Path:
     return path
 
 
-def run(path: Path, *args: str) -> float:
-    """Acknowledged events per second of one `connector run` (from its summary)."""
-    proc = subprocess.run(
+def run(path: Path, *args: str) -> tuple[float, float]:
+    """(acknowledged events per second, CPU microseconds an event) of one `connector run`:
+    the rate from its summary, the CPU (user and system, its threads included) from wait4.
+    The CPU is the steadier of the two on a shared machine."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "connector", "run", str(path), "--quiet", *args],
-        capture_output=True,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        check=False,
     )
-    if proc.returncode:
-        raise RuntimeError(proc.stderr[-3000:])
-    seconds = float(re.search(r"^summary: .* after ([\d.]+)s", proc.stderr, re.M).group(1))
-    delivered = int(re.search(r"delivered (\d+), failed", proc.stderr).group(1))
-    return delivered / seconds
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(err[-3000:])
+    seconds = float(re.search(r"^summary: .* after ([\d.]+)s", err, re.M).group(1))
+    delivered = int(re.search(r"delivered (\d+), failed", err).group(1))
+    return delivered / seconds, (usage.ru_utime + usage.ru_stime) / delivered * 1e6
 
 
 def bare_consumer(bootstrap: str, topic: str) -> tuple[int, float]:
@@ -109,18 +112,21 @@ def main() -> None:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:19092"
     folder = Path(tempfile.mkdtemp(prefix="bench-verify-"))
     plain, recorded, sizes = [], [], []
+    cpu_plain, cpu_recorded = [], []
     topics = []
     for r in range(args.rounds):
         topic = f"bench-verify-{uuid.uuid4().hex[:8]}"
         topics.append(topic)
         path = config(folder, args.size, bootstrap, topic)
-        plain.append(run(path))
+        rate, cpu = run(path)
+        plain.append(rate)
+        cpu_plain.append(cpu)
         manifest = folder / f"{topic}-{r}.manifest"
         topic2 = f"{topic}-m"
         topics.append(topic2)
-        recorded.append(
-            run(config(folder, args.size, bootstrap, topic2), "--manifest", str(manifest))
-        )
+        rate, cpu = run(config(folder, args.size, bootstrap, topic2), "--manifest", str(manifest))
+        recorded.append(rate)
+        cpu_recorded.append(cpu)
         sizes.append(manifest.stat().st_size / args.size * 1_000_000)
     bare_n, bare_s = bare_consumer(bootstrap, topics[-1])
     ver_n, ver_s = verify_rate(manifest)
@@ -130,6 +136,11 @@ def main() -> None:
     print(
         f"kafka row --manifest:  {m:,.0f} events/s median ({min(recorded):,.0f}-"
         f"{max(recorded):,.0f}): {100 * (p - m) / p:+.1f}% cost"
+    )
+    cp, cm = statistics.median(cpu_plain), statistics.median(cpu_recorded)
+    print(
+        f"CPU an event:          {cp:.2f} us without, {cm:.2f} us with --manifest "
+        f"(medians): {100 * (cm - cp) / cp:+.1f}%"
     )
     print(f"manifest size:         {statistics.median(sizes) / 1e6:.1f} MB per million records")
     print(f"bare consumer:         {bare_n / bare_s:,.0f} records/s ({bare_n:,} records)")

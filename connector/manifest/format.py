@@ -1,7 +1,8 @@
 """The manifest's bytes: a header, then self-checking chunks, each compressed on its own.
 
     header   b"CMANIFST"  u16 version  u16 0                            (12 bytes)
-    chunk    b"CK"  u8 kind  u32 payload length  u32 crc32(payload)  payload (zlib)
+    chunk    b"CK"  u8 kind  u32 payload length  u32 crc32(payload)  payload (zlib; KAFKA
+             and TRACES stored, not compressed: random bytes do not compress)
 
 A chunk is written whole with one write; a crash leaves at most one torn chunk at the
 end, and everything before it reads. Kinds (payloads little-endian, before compression):
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 MAGIC = b"CMANIFST"
-VERSION = 1
+VERSION = 2  # 2: records hashed with XXH3 (hashing.py); 1 is still read
 HEADER = struct.Struct("<8sHH")
 CHUNK = struct.Struct("<2sBII")
 META, OUTPUT, KAFKA, TRACES, LINES, COUNTS, END = 1, 2, 3, 4, 5, 6, 9
@@ -68,7 +69,8 @@ def header_bytes() -> bytes:
 
 
 def chunk_bytes(kind: int, payload: bytes) -> bytes:
-    body = zlib.compress(payload, 1)
+    # hashes and trace ids are random bytes: compressing them costs time and saves nothing
+    body = zlib.compress(payload, 0 if kind in (KAFKA, TRACES) else 1)
     return CHUNK.pack(b"CK", kind, len(body), zlib.crc32(body)) + body
 
 
@@ -76,8 +78,9 @@ def json_payload(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def read_chunks(data: bytes, name: str) -> tuple[list[Chunk], bool]:
-    """(the chunks, whether the manifest ends torn: cut inside its last chunk).
+def read_chunks(data: bytes, name: str) -> tuple[list[Chunk], bool, int]:
+    """(the chunks, whether the manifest ends torn: cut inside its last chunk, its format
+    version).
     ManifestError for anything that is not a crash's torn tail."""
     if len(data) < HEADER.size:
         raise ManifestError(f"{name}: too short to be a manifest ({len(data)} bytes)")
@@ -91,7 +94,7 @@ def read_chunks(data: bytes, name: str) -> tuple[list[Chunk], bool]:
         )
     if version < 1:
         raise ManifestError(f"{name}: manifest format version {version} is not valid")
-    return list(_chunks(data, name)), _torn(data)
+    return list(_chunks(data, name)), _torn(data), version
 
 
 def _walk(data: bytes) -> Iterator[tuple[int, int, int, int]]:

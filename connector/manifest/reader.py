@@ -41,6 +41,7 @@ class OutputRecord:
     lines: dict[str, list[tuple[int, int, int]]] = field(default_factory=lambda: defaultdict(list))
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     signal: str = ""
+    version: int = 2  # the format its parts were written in: how its records are hashed
 
     @property
     def transactional(self) -> bool:
@@ -79,7 +80,7 @@ def read_manifest(path: Path, partial: bool = False) -> Manifest:
 
 
 def _read_part(manifest: Manifest, data: bytes, name: str, partial: bool) -> None:
-    chunks, torn = fmt.read_chunks(data, name)
+    chunks, torn, version = fmt.read_chunks(data, name)
     ended = any(c.kind == fmt.END for c in chunks)
     if not ended and not partial:
         how = "cut inside a chunk" if torn else "without its end"
@@ -93,14 +94,16 @@ def _read_part(manifest: Manifest, data: bytes, name: str, partial: bool) -> Non
     sections: dict[int, OutputRecord] = {}
     for chunk in chunks:
         try:
-            _apply(manifest, sections, chunk)
+            _apply(manifest, sections, chunk, version)
         except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise ManifestError(
                 f"{name}: chunk at byte {chunk.at} cannot be read ({type(exc).__name__}: {exc})"
             ) from None
 
 
-def _apply(manifest: Manifest, sections: dict[int, OutputRecord], chunk: fmt.Chunk) -> None:
+def _apply(
+    manifest: Manifest, sections: dict[int, OutputRecord], chunk: fmt.Chunk, version: int
+) -> None:
     kind, data = chunk.kind, chunk.payload
     if kind == fmt.META:
         meta = json.loads(data)
@@ -114,9 +117,15 @@ def _apply(manifest: Manifest, sections: dict[int, OutputRecord], chunk: fmt.Chu
         name, plugin = str(doc["name"]), str(doc["plugin"])
         record = manifest.outputs.get(name)
         if record is None:
-            record = manifest.outputs[name] = OutputRecord(name, plugin, dict(doc["settings"]))
+            record = manifest.outputs[name] = OutputRecord(
+                name, plugin, dict(doc["settings"]), version=version
+            )
         elif record.plugin != plugin:
             raise ValueError(f"output {name} is {record.plugin} in one part, {plugin} in another")
+        elif record.version != version:
+            raise ValueError(
+                f"output {name} is in format {record.version} in one part, {version} in another"
+            )
         sections[int(doc["id"])] = record
         return
     (oid,) = struct.unpack_from("<H", data)

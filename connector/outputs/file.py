@@ -30,7 +30,7 @@ from connector.outputs.formatter import (
 
 if TYPE_CHECKING:
     from connector.manifest import ManifestWriter
-    from connector.manifest.writer import LineRecorder
+    from connector.manifest.recorders import LineRecorder
 
 __all__ = ["Config", "FileOutput", "build"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector.manifest.hashing import record_hash
+from connector.manifest.hashing import hasher
 from connector.manifest.reader import OutputRecord
 from connector.verify.report import Progress, Tally
 
@@ -11,6 +11,7 @@ __all__ = ["verify_files"]
 
 def verify_files(record: OutputRecord, progress: Progress) -> Tally:
     tally = Tally(record.name, "file", "lines", ", ".join(sorted(record.lines)))
+    record_hash = hasher(record.version)
     for path, rows in sorted(record.lines.items()):
         tally.expected += len(rows)
         try:

@@ -11,12 +11,13 @@ order (read_committed for a transactional output) and merged with the recorded o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from connector.manifest.hashing import header_bytes, record_hash
+from connector.manifest.hashing import hasher, header_bytes
 from connector.manifest.reader import KafkaPart, OutputRecord
 from connector.verify.report import Progress, Tally
 
@@ -61,7 +62,9 @@ def verify_kafka(record: OutputRecord, client: dict[str, Any], progress: Progres
         seen = 0
         for topic in topics:
             parts = {p: part for (t, p), part in record.kafka.items() if t == topic}
-            checks = _read_topic(consumer, topic, parts, tally, headers_hashed)
+            checks = _read_topic(
+                consumer, topic, parts, tally, headers_hashed, hasher(record.version)
+            )
             for partition, check in sorted(checks.items()):
                 gaps = check.gaps
                 low, high = _watermarks(consumer, topic, partition)
@@ -115,6 +118,7 @@ def _read_topic(
     parts: dict[int, KafkaPart],
     tally: Tally,
     headers_hashed: bool,
+    record_hash: Callable[[bytes | None, bytes | None, bytes], int],
 ) -> dict[int, _Check]:
     """Read every recorded partition of a topic at once, from its first recorded offset
     to its last (or the partition's end), merging as records come: found, altered, extra;

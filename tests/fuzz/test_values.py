@@ -235,6 +235,55 @@ def test_line_outputs_read_back_what_they_accept(tmp_path_factory, kind, fmt, do
     check_line_output(tmp_path_factory.mktemp("values"), kind, fmt, docs)
 
 
+# -- values.loads, the reader every routed output uses ---------------------------------------
+
+def _model(value):
+    """A value read by values.loads, in the exact model's shape (as_map of read())."""
+    if isinstance(value, list):
+        return [_model(v) for v in value]
+    if isinstance(value, dict):
+        return ("object", sorted((k, _model(v)) for k, v in value.items()))
+    if type(value) is int:
+        return ("int", value)
+    if type(value) is float:
+        return ("float", value.hex())
+    return value
+
+
+@budget(300)
+@given(doc=documents)
+@example(doc=BIG)
+@example(doc="-9223372036854775809")  # 19 digits, past 64 bits
+@example(doc='{"a": "1234567890123456789", "b": 18446744073709551616}')
+@example(doc="[" * 300 + "1" + "]" * 300)  # deeper than orjson writes
+@example(doc='{"a": [1e17, 12345678901234567.0, -0.0]}')
+def test_loads_reads_every_value_exactly(doc):
+    """What values.loads returns is the document's exact value (a key given twice: the last
+    one); what it refuses is not JSON, not keepable, or nested deeper than it reads."""
+    with deep_enough():  # the model's own reading of 1,500 levels
+        _check_loads(doc)
+
+
+def _check_loads(doc: str) -> None:
+    import orjson
+
+    from connector import values as exact
+
+    try:
+        want = as_map(read(doc))
+    except ValueError:
+        want = None
+    try:
+        got = _model(exact.loads(doc))
+    except exact.Unkept:
+        assert want is None or doc.count("[") + doc.count("{") > 250, doc
+        return
+    except orjson.JSONDecodeError:
+        assert want is None, doc
+        return
+    assert got == want, doc
+
+
 # -- when -----------------------------------------------------------------------------------
 
 def _neighbour(value):

@@ -10,13 +10,16 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connector.identity import Identity
 from connector.manifest import ManifestError, ManifestWriter, read_manifest
 from connector.manifest import format as fmt
 from connector.manifest.hashing import header_bytes, record_hash, sampled
-from connector.manifest.writer import CHUNK_RECORDS
+from connector.manifest.recorders import CHUNK_RECORDS, _hashes
 from tests.harness.cli import no_traceback, run_cli
+from tests.harness.hypothesis_profiles import budget
 
 
 class Report:
@@ -109,6 +112,85 @@ def test_the_hash_covers_key_value_and_headers():
     assert record_hash(None, b"v") != record_hash(b"", b"v")
     assert record_hash(b"kv", b"") != record_hash(b"k", b"v")
     assert header_bytes([("h", "1")]) == header_bytes([("h", b"1")])  # str as the producer sends
+
+
+keys = st.one_of(st.none(), st.binary(max_size=12))
+
+
+@budget(200)
+@given(
+    records=st.lists(st.tuples(keys, st.one_of(st.none(), st.binary(max_size=40))), min_size=1),
+    headers=st.sampled_from([b"", header_bytes([("h", b"1")])]),
+    alike=st.booleans(),
+)
+def test_hashes_in_bulk_are_each_records_hash(records, headers, alike):
+    """The recorder's C loops give record_hash of every record, keyed, keyless, mixed or
+    with tombstones, with and without headers."""
+    if alike:  # the common batches: every key absent, or every key present, values all there
+        records = [(records[0][0] if k is None else k, v or b"") for k, v in records]
+    got = _hashes([k for k, _ in records], [v for _, v in records], headers)
+    assert got == [record_hash(k, v, headers) for k, v in records]
+    if all(k is None for k, _ in records):  # an output without keys: they are not read
+        assert _hashes(None, [v for _, v in records], headers) == got
+
+
+@budget(100)
+@given(
+    offsets=st.lists(st.integers(0, 2**40), min_size=1, max_size=300, unique=True),
+    partitions=st.lists(st.integers(0, 3), min_size=300, max_size=300),
+    topics=st.booleans(),
+)
+def test_reports_in_any_order_round_trip(tmp_path_factory, offsets, partitions, topics):
+    """Offsets out of order, runs broken across partitions and topics (a templated topic):
+    every report reads back at its offset with its hash."""
+    folder = tmp_path_factory.mktemp("m")
+    writer = ManifestWriter(folder / "m.manifest", Identity())
+    fixed = None if topics else "t"
+    recorder = writer.kafka("k", {"bootstrap.servers": "x:1", "topic": "t"}, b"", fixed)
+    sent = {}
+    for i, offset in enumerate(offsets):
+        topic = f"t{i % 2}" if topics else "t"
+        report = Report(topic, partitions[i], offset, None, b"v%d" % offset)
+        recorder.add(report)
+        sent[(topic, partitions[i], offset)] = record_hash(None, b"v%d" % offset)
+    writer.close()
+    read = {
+        (topic, partition, offset): digest
+        for (topic, partition), part in read_manifest(folder / "m.manifest").outputs["k"]
+        .kafka.items()
+        for offset, digest in part.sorted_pairs()
+    }
+    assert read == sent
+
+
+def test_a_format_1_manifest_verifies_with_format_1s_hash(tmp_path):
+    """Manifests written before XXH3 (format 1: CRC-32 and Adler-32) still verify."""
+    from zlib import adler32, crc32
+
+    from connector.verify.files import verify_files
+    from connector.verify.report import Progress
+
+    out = tmp_path / "out"
+    out.write_bytes(b"a\nbb\n")
+    old = [(0, 2, (crc32(b"\x00\x02a") << 32) | adler32(b"\x00\x02a")),
+           (2, 3, (crc32(b"\x00\x02bb") << 32) | adler32(b"\x00\x02bb"))]
+    name = str(out).encode()
+    rows = b"".join(struct.pack("<QIQ", *row) for row in old)
+    output = {"id": 0, "name": "f", "plugin": "file", "settings": {"path": str(out)}}
+    data = (
+        fmt.HEADER.pack(fmt.MAGIC, 1, 0)
+        + fmt.chunk_bytes(fmt.META, fmt.json_payload({"sample": 1}))
+        + fmt.chunk_bytes(fmt.OUTPUT, fmt.json_payload(output))
+        + fmt.chunk_bytes(fmt.LINES, struct.pack(f"<HH{len(name)}sI", 0, len(name), name, 2) + rows)
+        + fmt.chunk_bytes(fmt.END, fmt.json_payload({"recorded": {"0": 2}}))
+    )
+    (tmp_path / "m.manifest").write_bytes(data)
+    record = read_manifest(tmp_path / "m.manifest").outputs["f"]
+    assert record.version == 1
+    tally = verify_files(record, Progress(quiet=True))
+    assert (tally.expected, tally.found) == (2, 2)
+    out.write_bytes(b"a\nbc\n")
+    assert verify_files(record, Progress(quiet=True)).found == 1
 
 
 def test_sampling_keeps_the_same_traces_everywhere():
@@ -224,5 +306,5 @@ def test_no_secret_reaches_the_manifest(tmp_path):
     settings = read_manifest(tmp_path / "m.manifest").outputs["k"].settings
     assert settings["security.protocol"] == "SASL_SSL" and settings["sasl.username"] == "svc"
     assert not any("password" in name for name in settings)
-    chunks, _ = read_chunks((tmp_path / "m.manifest").read_bytes(), "m")
+    chunks, _, _ = read_chunks((tmp_path / "m.manifest").read_bytes(), "m")
     assert not any(b"secret" in chunk.payload for chunk in chunks)

@@ -19,7 +19,7 @@ from connector.outputs.kafka.config import SECRET_PROPERTY, client_properties
 if TYPE_CHECKING:
     from connector.canary.kafka import KafkaCanary
     from connector.manifest import ManifestWriter
-    from connector.manifest.writer import TraceRecorder
+    from connector.manifest.recorders import TraceRecorder
     from connector.outputs.kafka.config import Config
     from connector.outputs.kafka.sink import KafkaSink
     from connector.outputs.kafka.transactions import TransactionalSink
@@ -45,13 +45,15 @@ def record_to(
         "signal": config.signal,
         "transactional_id": None if transactions is None else transactions.transactional_id,
     }
-    recorder = writer.kafka(name, settings, headers)
+    topic = None if sink.topic else config.topic  # a template: each report names its own
+    keyed = config.key is not None or config.encoding != "raw"  # otlp: trace id, service
+    recorder = writer.kafka(name, settings, headers, topic, keyed)
     sink.recorder = recorder
     if config.encoding != "raw" and config.signal == "traces":
         sink.trace_recorder = _spans(writer.traces(name, "kafka", settings), config.mapping.span_id)
     if transactions is not None:
         transactions._on_delivery = recorder.callback(transactions._on_delivery)
-    sink._on_delivery = recorder.callback(sink._on_delivery)
+    sink.record(recorder)
 
 
 def canary(config: Config, sink: KafkaSink, transactions: TransactionalSink | None) -> KafkaCanary:

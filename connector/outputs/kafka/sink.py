@@ -13,19 +13,23 @@ import math
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from confluent_kafka import KafkaError, Producer
 
 from connector import values
 from connector.delivery import NOT_SENT, not_sent
+from connector.manifest.recorders import DRAIN
 from connector.outputs.base import Acks
 from connector.outputs.kafka import errors
 from connector.outputs.kafka.client_log import ClientLog
 from connector.outputs.kafka.config import PLACEHOLDER, Config, TimeField, valid_topic
 from connector.outputs.kafka.errors import INVALID_TOPIC
 from connector.outputs.kafka.schema import Mismatch, Serializer
+
+if TYPE_CHECKING:
+    from connector.manifest.recorders import KafkaRecorder
 
 __all__ = ["KafkaSink", "RouteError", "Stop", "field", "message_time"]
 
@@ -72,7 +76,7 @@ class KafkaSink:
         self.last_error: KafkaError | None = None  # from the error callback (start's reason)
         # time.monotonic() past which waiting for room is over (the run is stopping)
         self.stop_deadline: float | None = None
-        self.recorder = None  # --manifest: a KafkaRecorder (recording.py)
+        self.recorder: KafkaRecorder | None = None  # --manifest (record())
         self.trace_recorder = None  # --manifest, otlp trace encodings: (key, events) -> None
 
     def write_batch(self, events: list[str], times: list[int] | None = None) -> None:
@@ -266,6 +270,11 @@ class KafkaSink:
         failure = errors.produce_failure(exc)
         self.acks.fail_all(failure.reason, events, failure.detail, topic=topic, key=key)
 
+    def record(self, recorder: KafkaRecorder) -> None:
+        """--manifest: every delivered message is also kept by `recorder`."""
+        self.recorder = recorder
+        self._on_delivery = self._on_delivery_recorded
+
     def _on_delivery(self, err: KafkaError | None, msg) -> None:
         if err is None:
             self.acks.delivered += 1
@@ -273,13 +282,30 @@ class KafkaSink:
             if latency is not None:
                 self.acks.latency.observe(latency)
         else:
-            failure = errors.delivery_failure(err)
-            value = msg.value()
-            if self.value_schema is not None:  # the event as JSON again, not the Avro bytes
-                value = self.value_schema.text(value)
-            self.acks.fail(
-                failure.reason, value, failure.detail, topic=msg.topic(), key=_decode(msg.key())
-            )
+            self._failed(err, msg)
+
+    def _on_delivery_recorded(self, err: KafkaError | None, msg) -> None:
+        # _on_delivery and the recorder's append in one frame: this runs once a message
+        if err is None:
+            self.acks.delivered += 1
+            latency = msg.latency()
+            if latency is not None:
+                self.acks.latency.observe(latency)
+            reports = self.recorder.reports
+            reports.append(msg)
+            if len(reports) >= DRAIN:
+                self.recorder.drain()
+        else:
+            self._failed(err, msg)
+
+    def _failed(self, err: KafkaError, msg) -> None:
+        failure = errors.delivery_failure(err)
+        value = msg.value()
+        if self.value_schema is not None:  # the event as JSON again, not the Avro bytes
+            value = self.value_schema.text(value)
+        self.acks.fail(
+            failure.reason, value, failure.detail, topic=msg.topic(), key=_decode(msg.key())
+        )
 
     def _group_callback(self, events: list[str]):
         """One Kafka message carrying several events (OTLP encodings): ack them together."""
