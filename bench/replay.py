@@ -105,7 +105,7 @@ def main() -> None:
     if args.inner:
         inner_reader(args.inner[0], int(args.inner[1]))
         return
-    kafka, otlp, _ = bench.services()
+    kafka, otlp, _, _ = bench.services()
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
     bench.WORK = work
     n, traces = args.size, args.size // 8

@@ -14,7 +14,8 @@ the measurements round by round (these machines are noisy):
   P      1 / (1/S + 1/K): one process doing both and nothing else
   null   the connector with the null output
   kafka  the connector into the local Kafka (acknowledged events only), 1 and 2 workers;
-         kafka --view: the same with the live view drawn all along
+         kafka --view: the same with the live view drawn all along; kafka canary: with
+         the live canary reading 20 records back every second
   kafka tx  the same in transactions (commit_every 0.1 s; committed events only)
   kafka avro  the same, each event written as an Avro record (bench/basic.avsc, basic only)
               registered in the local Schema Registry
@@ -30,7 +31,8 @@ traces; see bench/otlp.py):
   C      1 / (1/S + 1/E): the ceiling of one process doing both
   otlp   the connector into that receiver (logs, metrics: a local Collector's otlp receiver
          feeding `nop`; traces: the local Jaeger); otlp histograms: the metrics with CPU
-         and memory aggregated as histograms (explicit and exponential) before export
+         and memory aggregated as histograms (explicit and exponential) before export;
+         otlp canary: traces with the live canary asking Jaeger for 20 every second
   otlp collector, telemetrygen
          traces into the same Collector: the connector, and OpenTelemetry's telemetrygen
          (unthrottled, 8-span traces); spans the receiver accepted per second, and the loss
@@ -82,10 +84,10 @@ def sh(*cmd: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
 
 
-def services() -> tuple[str, str, str]:
-    """Bootstrap, OTLP gRPC endpoint and registry URL of the local Kafka, Jaeger and
-    Schema Registry (started if needed; $KAFKA_BOOTSTRAP_SERVERS, $OTLP_ENDPOINT and
-    $SCHEMA_REGISTRY_URL name running ones)."""
+def services() -> tuple[str, str, str, str]:
+    """Bootstrap, OTLP gRPC endpoint, registry URL and Jaeger query URL of the local Kafka,
+    Jaeger and Schema Registry (started if needed; $KAFKA_BOOTSTRAP_SERVERS,
+    $OTLP_ENDPOINT, $SCHEMA_REGISTRY_URL and $JAEGER_QUERY name running ones)."""
     kafka = (
         os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         or sh(str(ROOT / "scripts/local-kafka"), "start")
@@ -93,8 +95,14 @@ def services() -> tuple[str, str, str]:
         .splitlines()[-1]
         .split("=", 1)[1]
     )
+    started = ""
+    if not (os.environ.get("OTLP_ENDPOINT") and os.environ.get("JAEGER_QUERY")):
+        started = sh(str(ROOT / "scripts/local-jaeger"), "start").stdout
     otlp = os.environ.get("OTLP_ENDPOINT") or re.search(
-        r"^OTLP_ENDPOINT=(\S+)", sh(str(ROOT / "scripts/local-jaeger"), "start").stdout, re.M
+        r"^OTLP_ENDPOINT=(\S+)", started, re.M
+    ).group(1)
+    query = os.environ.get("JAEGER_QUERY") or re.search(
+        r"^JAEGER_QUERY=(\S+)", started, re.M
     ).group(1)
     registry = os.environ.get("SCHEMA_REGISTRY_URL") or (
         sh(str(ROOT / "scripts/local-schema-registry"), "start")
@@ -102,7 +110,7 @@ def services() -> tuple[str, str, str]:
         .splitlines()[-1]
         .split("=", 1)[1]
     )
-    return kafka, otlp, registry
+    return kafka, otlp, registry, query
 
 
 def measure(cmd: list[str], cwd: Path | None = None) -> tuple[str, float]:
@@ -241,24 +249,28 @@ def perf_test(bootstrap: str, records: int, size: int) -> list[str]:
 # -- the suite ---------------------------------------------------------------------------
 
 
-def otlp_output(ex: str, endpoint: str, mapping: dict | None = None) -> str:
+def otlp_output(ex: str, endpoint: str, mapping: dict | None = None, more: str = "") -> str:
     signal, mapping = SIGNAL[ex], mapping or otlp_rows.MAPPINGS[SIGNAL[ex]]
     extra = f", signal: {signal}, mapping: {json.dumps(mapping)}" if mapping else ""
-    return f"{{otlp: {{endpoint: '{endpoint}'{extra}}}}}"
+    return f"{{otlp: {{endpoint: '{endpoint}'{extra}{more}}}}}"
+
+
+# the live canary in a run of seconds: a sample every second, read back a second later
+CANARY = "verify: {every: 1s, sample: 20, delay: 1s, timeout: 30s"
 
 
 def run_suite(args: argparse.Namespace) -> dict:
-    kafka, jaeger, registry = services()
+    kafka, jaeger, registry, query = services()
     collector = otlp_rows.Collector(WORK)
     collector.start()
     try:
-        return _run_suite(args, kafka, jaeger, registry, collector)
+        return _run_suite(args, kafka, jaeger, registry, query, collector)
     finally:
         collector.stop()
 
 
 def _run_suite(
-    args: argparse.Namespace, kafka: str, jaeger: str, registry: str, collector
+    args: argparse.Namespace, kafka: str, jaeger: str, registry: str, query: str, collector
 ) -> dict:
     py, connector = (
         sys.executable,
@@ -307,6 +319,21 @@ def _run_suite(
             ),
             (
                 ex,
+                "kafka canary",
+                [
+                    *connector,
+                    config(
+                        ex,
+                        n,
+                        f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}-c, "
+                        f"{CANARY}}}}}}}",
+                    ),
+                ],
+                True,
+                None,
+            ),
+            (
+                ex,
                 "kafka --view",
                 [
                     *viewed,
@@ -348,6 +375,9 @@ def _run_suite(
                 f"format: avro, path: {ROOT / 'bench/basic.avsc'}",
                 f"format: protobuf, path: {ROOT / 'bench/basic.proto'}")
             plan.append((ex, "kafka protobuf", [*connector, config(ex, n, proto)], True, None))
+        if ex == "tracing":
+            watched = otlp_output(ex, receiver, more=f", {CANARY}, query: '{query}'}}")
+            plan.append((ex, "otlp canary", [*connector, config(ex, n, watched)], True, None))
         if ex == "tracing":  # beside a peer: the same Collector receiver for both
             into = config(ex, n, otlp_output(ex, collector.grpc))
             plan.append((ex, "otlp collector", [*connector, into], True, "traces"))
@@ -681,7 +711,7 @@ def main() -> None:
         try:
             if args.compare:
                 args.compare_tree = compare.build(ROOT, args.compare, WORK)
-            kafka, _, registry = services()
+            kafka, _, registry, _ = services()
             report = run_suite(args)
         finally:
             if kafka:

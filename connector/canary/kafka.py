@@ -47,14 +47,23 @@ class KafkaCanary(CanaryLoop):
             "enable.partition.eof": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed" if transactional else "read_uncommitted",
+            # a sample is a few records: no prefetching of megabytes past them (librdkafka
+            # fetches ahead by default, which costs the machine the run is using)
+            "queued.min.messages": 100,
+            "queued.max.messages.kbytes": 1024,
+            "fetch.max.bytes": 1_048_576,
+            "max.partition.fetch.bytes": 262_144,
         }
         self.consumer: Consumer | None = None
 
     # -- the produce path (delivery reports) -------------------------------------------
     def take(self, msg) -> None:
-        if self.want <= 0:
-            return
-        self.want -= 1
+        with self._lock:  # taken `sample` times a round: the lock is not per report
+            if self.want <= 0:
+                return
+            self.want -= 1
+            if not self.want:
+                self.switch(False)
         digest = record_hash(msg.key(), msg.value(), self.headers)
         self._hand([_Sample(msg.topic(), msg.partition(), msg.offset(), digest, time.monotonic())])
 
@@ -73,10 +82,17 @@ class KafkaCanary(CanaryLoop):
         return [s for s in waiting if s not in due] + self._check(self.consumer, due)
 
     def _check(self, consumer: Consumer, due: list[_Sample]) -> list[_Sample]:
-        """Read each due sample; the ones not readable yet (and not past timeout) stay."""
+        """Read each due sample; the ones not readable yet (and not past timeout) stay. The
+        samples of a partition are read in one pass (they are mostly consecutive)."""
+        by_partition: dict[tuple[str, int], dict[int, _Sample]] = {}
+        for sample in due:
+            by_partition.setdefault((sample.topic, sample.partition), {})[sample.offset] = sample
+        results = {
+            where: self._read(consumer, *where, samples) for where, samples in by_partition.items()
+        }
         left = []
         for sample in due:
-            result = self._read(consumer, sample)
+            result = results[(sample.topic, sample.partition)].get(sample.offset)
             if result is None:
                 if time.monotonic() - sample.acked >= self.config.timeout:
                     self.acks.canary["missing"] += 1
@@ -89,30 +105,42 @@ class KafkaCanary(CanaryLoop):
                 self.acks.canary[result] += 1
         return left
 
-    def _read(self, consumer: Consumer, s: _Sample) -> str | None:
-        """found / altered, or None: not readable now."""
+    def _read(
+        self, consumer: Consumer, topic: str, partition: int, samples: dict[int, _Sample]
+    ) -> dict[int, str]:
+        """offset -> found / altered, for the samples of one partition read now; an offset
+        not there (compacted, deleted, not yet visible) is left out."""
+        first, last = min(samples), max(samples)
+        results: dict[int, str] = {}
         try:
-            consumer.assign([TopicPartition(s.topic, s.partition, s.offset)])
+            consumer.assign([TopicPartition(topic, partition, first)])
             deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline and not self._stop.is_set():
                 msg = consumer.poll(0.2)
                 if msg is None or msg.error() is not None:
                     continue
-                if msg.offset() != s.offset:
-                    return None  # it is not there (compacted, deleted)
-                headers = header_bytes(msg.headers()) if self.headers else b""
-                same = record_hash(msg.key(), msg.value(), headers) == s.digest
-                return "found" if same else "altered"
-            return None
+                offset = msg.offset()
+                if offset < first:  # the first is gone: the consumer reset to the start
+                    break
+                sample = samples.get(offset)
+                if sample is not None:
+                    headers = header_bytes(msg.headers()) if self.headers else b""
+                    same = record_hash(msg.key(), msg.value(), headers) == sample.digest
+                    results[offset] = "found" if same else "altered"
+                if offset >= last:
+                    break
         except KafkaException:
-            return None
+            pass
         finally:
             consumer.unassign()
+        return results
 
 
 def attach(canary: KafkaCanary, sink, transactions) -> None:
     """Hand the canary delivery reports while it asks for some (sink: a KafkaSink;
-    transactions: its TransactionalSink or None)."""
+    transactions: its TransactionalSink or None): its callback is swapped in then, and out
+    once it has its sample, so a report costs nothing more the rest of the time. A batch
+    reads the callback when it starts: the swap counts from the next one."""
 
     def wrap(callback):
         def on_delivery(err, msg) -> None:
@@ -122,6 +150,11 @@ def attach(canary: KafkaCanary, sink, transactions) -> None:
 
         return on_delivery
 
-    if transactions is not None:
-        transactions._on_delivery = wrap(transactions._on_delivery)
-    sink._on_delivery = wrap(sink._on_delivery)
+    owner = transactions if transactions is not None else sink
+    plain = owner._on_delivery
+    wrapped = wrap(plain)
+
+    def switch(on: bool) -> None:  # attribute swaps: atomic, from either thread
+        owner._on_delivery = wrapped if on else plain
+
+    canary.switch = switch

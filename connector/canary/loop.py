@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from connector.stats import Histogram
@@ -26,6 +27,9 @@ class CanaryLoop:
         acks.canary = Counter(dict.fromkeys(results, 0))
         acks.canary_seconds = Histogram(VISIBLE_BUCKETS)
         self.want = 0  # items the hot path should hand over now
+        # called with True when the canary starts wanting items: a hot path that pays per
+        # item for handing them over (Kafka's delivery callback) installs it only then
+        self.switch: Callable[[bool], None] = _ignore
         self._taken: list = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -55,7 +59,9 @@ class CanaryLoop:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= next_sample:
-                    self.want = self.config.sample
+                    with self._lock:  # against take() switching it off meanwhile
+                        self.want = self.config.sample
+                        self.switch(True)
                     next_sample = now + self.config.every
                 with self._lock:
                     waiting += self._taken
@@ -76,3 +82,7 @@ class CanaryLoop:
     def _round(self, waiting: list, now: float) -> list:
         """Check what waits; return what still has no result."""
         raise NotImplementedError
+
+
+def _ignore(on: bool) -> None:
+    pass

@@ -65,6 +65,7 @@ class _Agg:
     zero: int = 0
     scale: int = 0
     exemplars: dict = field(default_factory=dict)  # bucket -> Observation
+    spans: dict = field(default_factory=dict)  # exponential: sign -> (lowest, highest index)
 
     def add(self, obs: Observation, bucket: object) -> None:
         self.count += 1
@@ -128,18 +129,20 @@ class Histograms:
         sign = 1 if obs.value > 0 else -1
         index = exponential_index(obs.value, agg.scale)
         agg.add(obs, (sign, index))
-        _fit(agg, spec.max_size)
+        low, high = agg.spans.get(sign, (index, index))
+        agg.spans[sign] = low, high = min(low, index), max(high, index)
+        if high - low + 1 > spec.max_size:  # only then are the buckets looked at
+            _fit(agg, spec.max_size)
 
 
 def _fit(agg: _Agg, max_size: int) -> None:
     """Lower the scale until each sign's buckets span at most max_size indexes."""
     while True:
-        wide = False
-        for sign in (1, -1):
-            found = [i for s, i in agg.buckets if s == sign]
-            if found and max(found) - min(found) + 1 > max_size:
-                wide = True
-        if not wide:
+        agg.spans = {}
+        for sign, index in agg.buckets:
+            low, high = agg.spans.get(sign, (index, index))
+            agg.spans[sign] = min(low, index), max(high, index)
+        if all(high - low + 1 <= max_size for low, high in agg.spans.values()):
             return
         agg.scale -= 1
         merged: dict = {}

@@ -191,3 +191,11 @@ def test_any_split_into_requests_adds_up_to_the_same_histogram(values, every, sc
         assert sum(side.bucket_counts) == len(found)
         for v in found:
             assert 0 <= exponential_index(v, last.scale) - side.offset < len(side.bucket_counts)
+        if found:  # each value in its bucket at the final scale
+            indexes = [exponential_index(v, last.scale) - side.offset for v in found]
+            counts = [indexes.count(i) for i in range(len(side.bucket_counts))]
+            assert list(side.bucket_counts) == counts
+    if last.scale < scale:  # the scale went no lower than it had to: one finer is too wide
+        finer = [[exponential_index(v, last.scale + 1) for v in values if v * s > 0]
+                 for s in (1, -1)]
+        assert any(f and max(f) - min(f) + 1 > size for f in finer)
