@@ -1,0 +1,127 @@
+"""What a feature costs a row: the same run without and with it, alternating, each in a fresh
+process, by rate (from the run's summary) and by CPU an event (user and system time of the
+process and its threads, from wait4: the steadier figure on a shared machine).
+
+    python bench/costs.py                         # kafka: --manifest, canary, --view
+    python bench/costs.py --size 1000000 --rounds 7
+    python bench/costs.py --row otlp              # traces into Jaeger: the trace canary
+
+Uses the local Kafka and Jaeger ($KAFKA_BOOTSTRAP_SERVERS, $OTLP_ENDPOINT, $JAEGER_QUERY).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START = datetime(2026, 2, 20, 10, tzinfo=UTC)
+# a sample every second, read back a second later: the canary at work all through a short run
+CANARY = {"every": "1s", "sample": 20, "delay": "1s", "timeout": "30s"}
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:19092"
+TOPICS: list[str] = []  # deleted at the end
+
+
+def config(folder: Path, script: str, ticks: int, output: dict) -> Path:
+    end = START + timedelta(seconds=ticks)
+    path = folder / f"{uuid.uuid4().hex[:8]}.yaml"
+    path.write_text(
+        "mode: backfill\nmetrics: {port: 0}\n"
+        f"input: [{{cron: {{expression: '* * * * * *', start: '{START.isoformat()}', "
+        f"end: '{end.isoformat()}'}}}}]\n"
+        f"event: {{script: {{path: '{ROOT / 'examples' / script}'}}}}\n"
+        f"output: [{json.dumps(output)}]\n"
+    )
+    return path
+
+
+def run(path: Path, *args: str) -> tuple[float, float]:
+    """(acknowledged events per second, CPU microseconds an event) of one `connector run`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector", "run", str(path), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(err[-3000:])
+    seconds = float(re.search(r"^summary: .* after ([\d.]+)s", err, re.M).group(1))
+    delivered = int(re.search(r"delivered (\d+), failed", err).group(1))
+    return delivered / seconds, (usage.ru_utime + usage.ru_stime) / delivered * 1e6
+
+
+def variants(row: str, folder: Path, size: int) -> dict[str, tuple[Path, list[str]]]:
+    """name -> (config, extra arguments); the first is the row without any feature."""
+    if row == "otlp":  # the tracing example (8 spans a tick) into Jaeger over OTLP gRPC
+        otlp = {"endpoint": os.environ.get("OTLP_ENDPOINT") or "127.0.0.1:4317"}
+        query = os.environ.get("JAEGER_QUERY") or "http://127.0.0.1:16686"
+        ticks, script = max(size // 8, 1), "tracing/tracing.py"
+        watched = {**otlp, "verify": {**CANARY, "query": query}}
+        return {
+            "otlp": (config(folder, script, ticks, {"otlp": otlp}), ["--quiet"]),
+            "otlp canary": (config(folder, script, ticks, {"otlp": watched}), ["--quiet"]),
+        }
+
+    def kafka(**more: object) -> Path:
+        topic = f"bench-costs-{uuid.uuid4().hex[:8]}"
+        TOPICS.append(topic)
+        out = {"kafka": {"bootstrap_servers": BOOTSTRAP, "topic": topic, **more}}
+        return config(folder, "basic/produce.py", size, out)
+
+    return {
+        "kafka": (kafka(), ["--quiet"]),
+        "kafka --manifest": (kafka(), ["--quiet", "--manifest", str(folder / "m.manifest")]),
+        "kafka canary": (kafka(verify=CANARY), ["--quiet"]),
+        "kafka --view": (kafka(), ["--view"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--row", choices=["kafka", "otlp"], default="kafka")
+    parser.add_argument("--size", type=int, default=500_000, help="events a run")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="bench-costs-"))
+    plan = variants(args.row, folder, args.size)
+    rates: dict[str, list[float]] = {name: [] for name in plan}
+    cpus: dict[str, list[float]] = {name: [] for name in plan}
+    for r in range(1, args.rounds + 1):
+        for name, (path, extra) in plan.items():
+            rate, cpu = run(path, *extra)
+            rates[name].append(rate)
+            cpus[name].append(cpu)
+            print(f"round {r}: {name:<18} {rate:>10,.0f}/s  {cpu:.2f} us CPU an event",
+                  file=sys.stderr, flush=True)
+    base = next(iter(plan))
+    rate0, cpu0 = statistics.median(rates[base]), statistics.median(cpus[base])
+    print(f"\n{args.size:,} events a run, {args.rounds} alternating rounds, medians (min-max):\n")
+    print("| row | events/s | vs the row | CPU an event | vs the row |")
+    print("|---|---|---|---|---|")
+    for name in plan:
+        rate, cpu = statistics.median(rates[name]), statistics.median(cpus[name])
+        print(
+            f"| {name} | {rate:,.0f} ({min(rates[name]):,.0f}-{max(rates[name]):,.0f}) | "
+            f"{100 * (rate - rate0) / rate0:+.1f} % | {cpu:.2f} µs | "
+            f"{100 * (cpu - cpu0) / cpu0:+.1f} % |"
+        )
+    if TOPICS:
+        from confluent_kafka.admin import AdminClient
+
+        AdminClient({"bootstrap.servers": BOOTSTRAP}).delete_topics(TOPICS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The kafka canary's callback on the hot path: swapped in only while the canary wants a
+sample, and out again once it has it (unit: no thread, no broker)."""
+
+from __future__ import annotations
+
+from connector.canary.config import CanaryConfig
+from connector.canary.kafka import KafkaCanary, attach
+from connector.outputs.base import Acks
+
+
+class Report:
+    def __init__(self, offset: int):
+        self._offset = offset
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return b"v%d" % self._offset
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.delivered = 0
+
+    def _on_delivery(self, err, msg) -> None:
+        self.delivered += 1
+
+
+def test_the_callback_is_swapped_in_while_a_sample_is_wanted_and_out_after():
+    sink = Sink()
+    plain = sink._on_delivery
+    canary = KafkaCanary(CanaryConfig(sample=3), {}, Acks("k", "kafka"), b"", False)
+    attach(canary, sink, None)
+    assert sink._on_delivery == plain  # nothing wanted: the plain callback alone
+    canary.want = 3
+    canary.switch(True)  # what the canary's loop does each `every`
+    wrapped = sink._on_delivery
+    assert wrapped != plain
+    for offset in range(5):
+        sink._on_delivery(None, Report(offset))
+    assert sink.delivered == 5  # every report still counted by the plain callback
+    assert [s.offset for s in canary._taken] == [0, 1, 2]  # the sample, then no more
+    assert canary.want == 0 and sink._on_delivery == plain
+    wrapped(None, Report(9))  # a message produced while armed, reported after: ignored
+    assert [s.offset for s in canary._taken] == [0, 1, 2] and sink.delivered == 6
