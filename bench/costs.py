@@ -62,16 +62,18 @@ def run(path: Path, *args: str) -> tuple[float, float]:
     return delivered / seconds, (usage.ru_utime + usage.ru_stime) / delivered * 1e6
 
 
-def variants(row: str, folder: Path, size: int) -> dict[str, tuple[Path, list[str]]]:
-    """name -> (config, extra arguments); the first is the row without any feature."""
+def variants(row: str, folder: Path, size: int) -> dict[str, tuple[Path, list[str], str]]:
+    """name -> (config, extra arguments, the variant it is compared with)."""
     if row == "otlp":  # the tracing example (8 spans a tick) into Jaeger over OTLP gRPC
         otlp = {"endpoint": os.environ.get("OTLP_ENDPOINT") or "127.0.0.1:4317"}
         query = os.environ.get("JAEGER_QUERY") or "http://127.0.0.1:16686"
         ticks, script = max(size // 8, 1), "tracing/tracing.py"
         watched = {**otlp, "verify": {**CANARY, "query": query}}
         return {
-            "otlp": (config(folder, script, ticks, {"otlp": otlp}), ["--quiet"]),
-            "otlp canary": (config(folder, script, ticks, {"otlp": watched}), ["--quiet"]),
+            "otlp": (config(folder, script, ticks, {"otlp": otlp}), ["--quiet"], "otlp"),
+            "otlp canary": (
+                config(folder, script, ticks, {"otlp": watched}), ["--quiet"], "otlp"
+            ),
         }
 
     def kafka(**more: object) -> Path:
@@ -80,11 +82,14 @@ def variants(row: str, folder: Path, size: int) -> dict[str, tuple[Path, list[st
         out = {"kafka": {"bootstrap_servers": BOOTSTRAP, "topic": topic, **more}}
         return config(folder, "basic/produce.py", size, out)
 
+    manifest = ["--quiet", "--manifest", str(folder / "m.manifest")]
     return {
-        "kafka": (kafka(), ["--quiet"]),
-        "kafka --manifest": (kafka(), ["--quiet", "--manifest", str(folder / "m.manifest")]),
-        "kafka canary": (kafka(verify=CANARY), ["--quiet"]),
-        "kafka --view": (kafka(), ["--view"]),
+        "kafka": (kafka(), ["--quiet"], "kafka"),
+        "kafka --manifest": (kafka(), manifest, "kafka"),
+        "kafka canary": (kafka(verify=CANARY), ["--quiet"], "kafka"),
+        # the view beside the same command without it (not --quiet: it has no view)
+        "kafka --no-view": (kafka(), ["--no-view"], "kafka --no-view"),
+        "kafka --view": (kafka(), ["--view"], "kafka --no-view"),
     }
 
 
@@ -99,23 +104,24 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in plan}
     cpus: dict[str, list[float]] = {name: [] for name in plan}
     for r in range(1, args.rounds + 1):
-        for name, (path, extra) in plan.items():
+        for name, (path, extra, _) in plan.items():
             rate, cpu = run(path, *extra)
             rates[name].append(rate)
             cpus[name].append(cpu)
             print(f"round {r}: {name:<18} {rate:>10,.0f}/s  {cpu:.2f} us CPU an event",
                   file=sys.stderr, flush=True)
-    base = next(iter(plan))
-    rate0, cpu0 = statistics.median(rates[base]), statistics.median(cpus[base])
-    print(f"\n{args.size:,} events a run, {args.rounds} alternating rounds, medians (min-max):\n")
-    print("| row | events/s | vs the row | CPU an event | vs the row |")
-    print("|---|---|---|---|---|")
-    for name in plan:
+    print(f"\n{args.size:,} events a run, {args.rounds} alternating rounds, medians (min-max);")
+    print("beside: the median of each round's ratio to the variant it is compared with\n")
+    print("| row | events/s | beside | rate | CPU an event | CPU |")
+    print("|---|---|---|---|---|---|")
+    for name, (_, _, base) in plan.items():
         rate, cpu = statistics.median(rates[name]), statistics.median(cpus[name])
+        paired = [a / b for a, b in zip(rates[name], rates[base], strict=True)]
+        paired_cpu = [a / b for a, b in zip(cpus[name], cpus[base], strict=True)]
         print(
             f"| {name} | {rate:,.0f} ({min(rates[name]):,.0f}-{max(rates[name]):,.0f}) | "
-            f"{100 * (rate - rate0) / rate0:+.1f} % | {cpu:.2f} µs | "
-            f"{100 * (cpu - cpu0) / cpu0:+.1f} % |"
+            f"{base} | {100 * (statistics.median(paired) - 1):+.1f} % | {cpu:.2f} µs | "
+            f"{100 * (statistics.median(paired_cpu) - 1):+.1f} % |"
         )
     if TOPICS:
         from confluent_kafka.admin import AdminClient
