@@ -5,8 +5,15 @@ process and its threads, from wait4: the steadier figure on a shared machine).
     python bench/costs.py                         # kafka: --manifest, canary, --view
     python bench/costs.py --size 1000000 --rounds 7
     python bench/costs.py --row otlp              # traces into Jaeger: the trace canary
+    python bench/costs.py --threads               # the view's and canaries' own threads
 
 Uses the local Kafka and Jaeger ($KAFKA_BOOTSTRAP_SERVERS, $OTLP_ENDPOINT, $JAEGER_QUERY).
+
+On a machine whose speed drifts by more than the costs measured (a shared VM: ±15 % from
+run to run), `--threads` measures what the view and the canaries take in their own
+threads instead: the CPU time of the sampler's thread (it samples and draws the view, on
+a terminal: stderr is a pseudo-terminal there) and of the canary's, per second of the
+run. Under the GIL, that is the share of a second the pipeline's thread cannot run.
 """
 
 from __future__ import annotations
@@ -93,12 +100,100 @@ def variants(row: str, folder: Path, size: int) -> dict[str, tuple[Path, list[st
     }
 
 
+def inner(argv: list[str]) -> None:
+    """`connector run ARGV` in this process, the view's and the canaries' threads timed."""
+    import time
+
+    sys.path.insert(0, str(ROOT))
+    from connector.canary.loop import CanaryLoop
+    from connector.cli import main as connector
+    from connector.view.sampler import Sampler
+
+    used: dict[str, float] = {}
+
+    def timed(name: str, loop):
+        def run(self) -> None:
+            start = time.thread_time()
+            try:
+                loop(self)
+            finally:
+                used[name] = used.get(name, 0.0) + time.thread_time() - start
+
+        return run
+
+    Sampler._loop = timed("view", Sampler._loop)
+    CanaryLoop._loop = timed("canary", CanaryLoop._loop)
+    began = time.monotonic()
+    code = connector(["run", *argv])
+    print("THREADS " + json.dumps({"code": code, "wall": time.monotonic() - began, **used}))
+    sys.stdout.flush()
+    os._exit(code)
+
+
+def threads(args: argparse.Namespace) -> None:
+    """Each variant once per round, in a process of its own on a pseudo-terminal."""
+    import pty
+    import threading
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-costs-"))
+    plans = {**variants("kafka", folder, args.size), **variants("otlp", folder, args.size)}
+    chosen = {"kafka --view": "view", "kafka canary": "canary", "otlp canary": "canary"}
+    shares: dict[str, list[float]] = {name: [] for name in chosen}
+    for r in range(1, args.rounds + 1):
+        for name, part in chosen.items():
+            path, extra, _ = plans[name]
+            main_fd, term = pty.openpty()
+            drain = threading.Thread(target=_drain, args=(main_fd,), daemon=True)
+            drain.start()
+            out = subprocess.run(
+                [sys.executable, __file__, "--inner", str(path), *extra],
+                stdout=subprocess.PIPE, stderr=term, text=True, cwd=ROOT, check=False,
+            ).stdout
+            os.close(term)
+            got = json.loads(re.search(r"^THREADS (.*)$", out, re.M).group(1))
+            if got["code"]:
+                raise RuntimeError(f"{name}: exit {got['code']}")
+            shares[name].append(got.get(part, 0.0) / got["wall"])
+            print(f"round {r}: {name:<14} {part} thread {1000 * shares[name][-1]:.1f} ms a "
+                  f"second of the run ({got['wall']:.1f} s)", file=sys.stderr, flush=True)
+    print(f"\n{args.size:,} events a run, {args.rounds} rounds, medians (min-max):\n")
+    print("| row | thread | its CPU a second of the run |")
+    print("|---|---|---|")
+    for name, part in chosen.items():
+        values = [1000 * v for v in shares[name]]
+        print(f"| {name} | {part} | {statistics.median(values):.1f} ms "
+              f"({min(values):.1f}-{max(values):.1f}) |")
+    _delete_topics()
+
+
+def _delete_topics() -> None:
+    if TOPICS:
+        from confluent_kafka.admin import AdminClient
+
+        AdminClient({"bootstrap.servers": BOOTSTRAP}).delete_topics(TOPICS)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--inner"]:
+        inner(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--row", choices=["kafka", "otlp"], default="kafka")
     parser.add_argument("--size", type=int, default=500_000, help="events a run")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", action="store_true", help="the threads' own CPU instead")
     args = parser.parse_args()
+    if args.threads:
+        threads(args)
+        return
     folder = Path(tempfile.mkdtemp(prefix="bench-costs-"))
     plan = variants(args.row, folder, args.size)
     rates: dict[str, list[float]] = {name: [] for name in plan}
@@ -123,10 +218,7 @@ def main() -> None:
             f"{base} | {100 * (statistics.median(paired) - 1):+.1f} % | {cpu:.2f} µs | "
             f"{100 * (statistics.median(paired_cpu) - 1):+.1f} % |"
         )
-    if TOPICS:
-        from confluent_kafka.admin import AdminClient
-
-        AdminClient({"bootstrap.servers": BOOTSTRAP}).delete_topics(TOPICS)
+    _delete_topics()
 
 
 if __name__ == "__main__":

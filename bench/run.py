@@ -594,7 +594,7 @@ def table(report: dict) -> str:
     )
     nan = {"median": float("nan")}
     for ex, rows in report["results"].items():
-        s, p, c = rows["S"]["median"], rows.get("P", nan)["median"], rows.get("C", nan)["median"]
+        s, p, c = (rows.get(k, nan)["median"] for k in ("S", "P", "C"))
         for name, row in rows.items():
             spread = f" ({row['min']:,.0f}-{row['max']:,.0f})" if "min" in row else ""
             rss = f"{row['peak_rss_mb']:,.0f} MB" if "peak_rss_mb" in row else ""

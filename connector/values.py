@@ -16,8 +16,8 @@ key given twice, and refuses an escaped lone surrogate ("\\ud800", valid JSON). 
   the event's own (numbers, duplicate keys and escapes as written when orjson would
   change them).
 
-The common case costs one orjson.loads (and for `loads`, a scan of the text for a long run of
-digits); the standard library reads again only the rare event that needs it.
+The common case costs one orjson.loads and one orjson.dumps; the standard library reads
+again only the rare event that needs it.
 """
 
 from __future__ import annotations
@@ -54,11 +54,6 @@ def _not_json(token: str) -> float:
 
 
 _EXACT = json.JSONDecoder(parse_float=_finite, parse_constant=_not_json)
-# Every integer orjson reads exactly has at most 18 digits or fits 64 bits, so a text with
-# no run of 19 digits has none it rounds; found with two C passes (digits -> 9, rest -> space)
-_DIGITS = bytes(0x39 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_WIDE = b"9" * 19
-_DEEP = 250  # orjson writes 254 levels at most: past that, dumps cannot check for it
 _STRING = re.compile(r'("(?:[^"\\]+|\\.)*")')  # a JSON string, escapes included
 _SPACE = re.compile(r"[ \t\n\r]+")  # JSON's insignificant whitespace
 
@@ -71,8 +66,6 @@ def loads(text: str) -> Any:
         if not _utf8(text):  # a lone surrogate in the text itself: no reader gets it whole
             raise
         return _read(text, exc)
-    if _WIDE not in text.encode().translate(_DIGITS) and _nesting(text) < _DEEP:
-        return doc  # no integer orjson rounds (19 digits or more) and not deeply nested
     try:
         rounded = b"e+" in orjson.dumps(doc)  # a float past 1e16: a rounded integer?
     except orjson.JSONEncodeError:  # nested deeper than orjson writes: cannot tell
@@ -117,11 +110,6 @@ def _read(text: str, first: orjson.JSONDecodeError | None) -> Any:
         raise orjson.JSONDecodeError(str(exc), text, 0) from None
     except ValueError as exc:  # 1e400, an integer of more digits than Python converts
         raise Unkept(str(exc), text, 0) from None
-
-
-def _nesting(text: str) -> int:
-    """An upper bound of the text's nesting depth (brackets inside strings count too)."""
-    return text.count("[") + text.count("{")
 
 
 def _utf8(text: str) -> bool:
