@@ -21,6 +21,12 @@ class _Trace:
     trace_id: bytes
     spans: set[bytes]
     acked: float
+    due: float = 0.0  # time.monotonic() of its next query
+    every: float = 0.25  # the wait after a query that did not settle it, doubled each time
+
+# A trace the store does not hold yet is asked again 0.25 s later, then 0.5, 1 and every
+# 2 s: the time to visible stays close to exact while a slow store costs few queries.
+_MOST = 2.0
 
 
 class TraceCanary(CanaryLoop):
@@ -44,10 +50,12 @@ class TraceCanary(CanaryLoop):
 
     def _round(self, waiting: list[_Trace], now: float) -> list[_Trace]:
         delay = self.config.delay
-        return [t for t in waiting if now - t.acked < delay or not self._check(t)]
+        return [
+            t for t in waiting if now - t.acked < delay or now < t.due or not self._check(t, now)
+        ]
 
-    def _check(self, trace: _Trace) -> bool:
-        """True once the trace has a result."""
+    def _check(self, trace: _Trace, now: float) -> bool:
+        """True once the trace has a result; else its next query is set."""
         try:
             held = self.query.get(trace.trace_id)
         except Exception:  # an unreachable store: the trace waits, then times out
@@ -59,4 +67,5 @@ class TraceCanary(CanaryLoop):
         if late:
             self.acks.canary["missing" if held is None else "incomplete"] += 1
             return True
+        trace.due, trace.every = now + trace.every, min(trace.every * 2, _MOST)
         return False

@@ -41,6 +41,9 @@ class TraceQuery:
     ):
         self.base, self.backend, self.opener = base.rstrip("/"), backend, opener
         self.since, self.until = since, until
+        # the API that answered with a trace (v3 or the v1 fallback): from then on a trace
+        # it does not know is not asked of the other one
+        self.answered: int | None = None
 
     def paths(self, hex_id: str) -> list[str]:
         if self.backend == "tempo":
@@ -64,7 +67,10 @@ class TraceQuery:
 
     def get(self, trace_id: bytes) -> set[bytes] | None:
         """The span ids the store holds for the trace (None: it does not know it)."""
-        for path in self.paths(trace_id.hex()):
+        paths = self.paths(trace_id.hex())
+        for i, path in enumerate(paths):
+            if self.answered is not None and i != self.answered:
+                continue
             body = self._fetch(self.base + path)
             if body is None:
                 continue
@@ -74,6 +80,7 @@ class TraceQuery:
                 raise VerifyError(f"{self.base}{path}: the answer is not JSON") from None
             spans = set(span_ids(doc))
             if spans:
+                self.answered = i
                 return spans
         return None
 

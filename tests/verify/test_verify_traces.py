@@ -214,3 +214,32 @@ def test_manifest_sample_keeps_the_same_traces_in_every_process(jaeger, tmp_path
     (row,) = report["outputs"]
     assert row["expected"] == sum(1 for t in kept if sampled(t, 2)) == row["found"]
     assert any("one trace in 3" in note for note in report["notes"])
+
+
+def test_once_an_api_answered_a_missing_trace_is_asked_of_it_alone():
+    """Jaeger's v3 API answered: a trace it does not hold yet (the canary asks again and
+    again) costs one request, not one to v3 and one to the v1 fallback."""
+    import io
+    import urllib.error
+
+    from connector.verify.traces import TraceQuery
+
+    held = {"01" * 16: {"result": {"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"spanId": "02" * 8}]}]}]}}}
+    asked = []
+
+    def opener(request, timeout):
+        url = request.full_url
+        asked.append(url)
+        trace = url.rsplit("/", 1)[1]
+        if "/api/v3/" in url and trace in held:
+            return io.BytesIO(json.dumps(held[trace]).encode())
+        raise urllib.error.HTTPError(url, 404, "not found", {}, None)
+
+    query = TraceQuery("http://jaeger:16686", opener=opener)
+    assert query.get(bytes.fromhex("03" * 16)) is None  # not known yet: v3, then v1
+    assert len(asked) == 2
+    assert query.get(bytes.fromhex("01" * 16)) == {bytes.fromhex("02" * 8)}
+    asked.clear()
+    assert query.get(bytes.fromhex("03" * 16)) is None
+    assert asked == [f"http://jaeger:16686/api/v3/traces/{'03' * 16}"]
