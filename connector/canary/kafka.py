@@ -140,7 +140,8 @@ def attach(canary: KafkaCanary, sink, transactions) -> None:
     """Hand the canary delivery reports while it asks for some (sink: a KafkaSink;
     transactions: its TransactionalSink or None): its callback is swapped in then, and out
     once it has its sample, so a report costs nothing more the rest of the time. A batch
-    reads the callback when it starts: the swap counts from the next one."""
+    reads the callback when it starts: the swap counts from the next one. The callback in
+    place is read when the swap happens, not now: --manifest installs its own after this."""
 
     def wrap(callback):
         def on_delivery(err, msg) -> None:
@@ -151,10 +152,13 @@ def attach(canary: KafkaCanary, sink, transactions) -> None:
         return on_delivery
 
     owner = transactions if transactions is not None else sink
-    plain = owner._on_delivery
-    wrapped = wrap(plain)
+    swapped: list = []  # the callback the canary's wraps, while it is in place
 
-    def switch(on: bool) -> None:  # attribute swaps: atomic, from either thread
-        owner._on_delivery = wrapped if on else plain
+    def switch(on: bool) -> None:  # under the canary's lock; attribute swaps are atomic
+        if on and not swapped:
+            swapped.append(owner._on_delivery)
+            owner._on_delivery = wrap(swapped[0])
+        elif not on and swapped:
+            owner._on_delivery = swapped.pop()
 
     canary.switch = switch

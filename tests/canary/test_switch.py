@@ -27,6 +27,9 @@ class Report:
     def value(self) -> bytes:
         return b"v%d" % self._offset
 
+    def latency(self) -> None:
+        return None
+
 
 class Sink:
     def __init__(self) -> None:
@@ -53,3 +56,31 @@ def test_the_callback_is_swapped_in_while_a_sample_is_wanted_and_out_after():
     assert canary.want == 0 and sink._on_delivery == plain
     wrapped(None, Report(9))  # a message produced while armed, reported after: ignored
     assert [s.offset for s in canary._taken] == [0, 1, 2] and sink.delivered == 6
+
+
+def test_with_a_manifest_every_report_is_still_recorded_around_the_canarys_sample(tmp_path):
+    """--manifest installs its callback after the canary is attached (the output is built
+    first): the canary's swap wraps the callback in place then, and puts it back after."""
+    from connector.identity import Identity
+    from connector.manifest import ManifestWriter, read_manifest
+    from connector.outputs.kafka.client_log import ClientLog
+    from connector.outputs.kafka.config import Config
+    from connector.outputs.kafka.sink import KafkaSink
+
+    acks = Acks("k", "kafka")
+    config = Config(bootstrap_servers="127.0.0.1:1", topic="t")
+    sink = KafkaSink(config, acks, ClientLog(acks))
+    canary = KafkaCanary(CanaryConfig(sample=2), {}, acks, b"", False)
+    attach(canary, sink, None)
+    writer = ManifestWriter(tmp_path / "m.manifest", Identity())
+    sink.record(writer.kafka("k", {"topic": "t"}, b"", "t", keyed=False))
+    for round_ in range(2):  # two samples: armed, taken, put back, armed again
+        canary.want = 2
+        canary.switch(True)
+        for offset in range(round_ * 4, round_ * 4 + 4):
+            sink._on_delivery(None, Report(offset))
+    writer.close()
+    assert acks.delivered == 8
+    assert [s.offset for s in canary._taken] == [0, 1, 4, 5]
+    part = read_manifest(tmp_path / "m.manifest").outputs["k"].kafka[("t", 0)]
+    assert [offset for offset, _ in part.sorted_pairs()] == list(range(8))
