@@ -13,51 +13,26 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-START = datetime(2026, 2, 20, 10, tzinfo=UTC)
+import costs  # noqa: E402  bench/costs.py: its run (rate, CPU an event) and config
 
 
 def config(folder: Path, ticks: int, bootstrap: str, topic: str) -> Path:
-    end = START + timedelta(seconds=ticks)
-    path = folder / f"{topic}.yaml"
-    path.write_text(
-        "mode: backfill\nmetrics: {port: 0}\n"
-        f"input: [{{cron: {{expression: '* * * * * *', start: '{START.isoformat()}', "
-        f"end: '{end.isoformat()}'}}}}]\n"
-        f"event: {{script: {{path: {ROOT / 'examples/basic/produce.py'}}}}}\n"
-        f"output: [{{kafka: {{bootstrap_servers: '{bootstrap}', topic: {topic}}}}}]\n"
-    )
-    return path
+    output = {"kafka": {"bootstrap_servers": bootstrap, "topic": topic}}
+    return costs.config(folder, "basic/produce.py", ticks, output)
 
 
 def run(path: Path, *args: str) -> tuple[float, float]:
-    """(acknowledged events per second, CPU microseconds an event) of one `connector run`:
-    the rate from its summary, the CPU (user and system, its threads included) from wait4.
-    The CPU is the steadier of the two on a shared machine."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "run", str(path), "--quiet", *args],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise RuntimeError(err[-3000:])
-    seconds = float(re.search(r"^summary: .* after ([\d.]+)s", err, re.M).group(1))
-    delivered = int(re.search(r"delivered (\d+), failed", err).group(1))
-    return delivered / seconds, (usage.ru_utime + usage.ru_stime) / delivered * 1e6
+    """(acknowledged events per second, CPU microseconds an event): costs.run, --quiet."""
+    return costs.run(path, "--quiet", *args)
 
 
 def bare_consumer(bootstrap: str, topic: str) -> tuple[int, float]:

@@ -22,7 +22,7 @@ class _Trace:
     spans: set[bytes]
     acked: float
     due: float = 0.0  # time.monotonic() of its next query
-    every: float = 0.25  # the wait after a query that did not settle it, doubled each time
+    wait: float = 0.25  # the wait after a query that did not settle it, doubled each time
 
 # A trace the store does not hold yet is asked again 0.25 s later, then 0.5, 1 and every
 # 2 s: the time to visible stays close to exact while a slow store costs few queries.
@@ -67,5 +67,5 @@ class TraceCanary(CanaryLoop):
         if late:
             self.acks.canary["missing" if held is None else "incomplete"] += 1
             return True
-        trace.due, trace.every = now + trace.every, min(trace.every * 2, _MOST)
+        trace.due, trace.wait = now + trace.wait, min(trace.wait * 2, _MOST)
         return False

@@ -59,6 +59,11 @@ class _Recorder:
             self.flush()
 
     def flush(self) -> None:
+        """What it holds becomes chunks (the ticker's thread, or the adding one)."""
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
         raise NotImplementedError
 
 
@@ -85,16 +90,14 @@ class KafkaRecorder(_Recorder):
             self.drain()
 
     def callback(self, plain):
-        """`plain` (a delivery callback), recording each delivered report: one frame and
-        an append a report on the produce path; the hashing waits for DRAIN of them."""
-        reports, drain = self.reports, self.drain
+        """`plain` (a delivery callback), recording each delivered report (the transactional
+        path; the sink has a callback of its own that appends in the same frame)."""
+        add = self.add
 
         def on_delivery(err, msg) -> None:
             plain(err, msg)
             if err is None:
-                reports.append(msg)
-                if len(reports) >= DRAIN:
-                    drain()
+                add(msg)
 
         return on_delivery
 
@@ -132,12 +135,8 @@ class KafkaRecorder(_Recorder):
             self._hash_reports()
             self._maybe_flush(self.held)
 
-    def flush(self) -> None:
-        with self.lock:
-            self._hash_reports()
-            self._write_parts()
-
-    def _write_parts(self) -> None:
+    def _flush(self) -> None:
+        self._hash_reports()
         parts, self.parts = self.parts, defaultdict(_Part)
         self.recorded += self.held
         self.held = 0
@@ -220,10 +219,6 @@ class TraceRecorder(_Recorder):
                     self.held += 1
             self._maybe_flush(self.held)
 
-    def flush(self) -> None:
-        with self.lock:
-            self._flush()
-
     def _flush(self) -> None:
         traces, self.traces = self.traces, defaultdict(list)
         self.recorded += self.held
@@ -260,10 +255,6 @@ class LineRecorder(_Recorder):
                 offset += len(line) + 1
             self._maybe_flush(len(rows))
 
-    def flush(self) -> None:
-        with self.lock:
-            self._flush()
-
     def _flush(self) -> None:
         rows, self.rows = self.rows, []
         self.recorded += len(rows)
@@ -291,6 +282,6 @@ class CountRecorder(_Recorder):
                 self.resources[name] += 1
             self.recorded += len(resources)
 
-    def flush(self) -> None:
+    def _flush(self) -> None:
         doc = {"signal": self.signal, "resources": dict(self.resources), "read_back": False}
         self.writer.chunk(fmt.COUNTS, struct.pack("<H", self.oid) + json.dumps(doc).encode())
