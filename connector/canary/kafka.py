@@ -82,17 +82,16 @@ class KafkaCanary(CanaryLoop):
         return [s for s in waiting if s not in due] + self._check(self.consumer, due)
 
     def _check(self, consumer: Consumer, due: list[_Sample]) -> list[_Sample]:
-        """Read each due sample; the ones not readable yet (and not past timeout) stay. The
-        samples of a partition are read in one pass (they are mostly consecutive)."""
-        by_partition: dict[tuple[str, int], dict[int, _Sample]] = {}
-        for sample in due:
-            by_partition.setdefault((sample.topic, sample.partition), {})[sample.offset] = sample
-        results = {
-            where: self._read(consumer, *where, samples) for where, samples in by_partition.items()
-        }
+        """Read each due sample; the ones not readable yet (and not past timeout) stay. Near
+        samples of a partition are read in one pass (a round's are mostly consecutive);
+        far ones apart, so a missing record never makes it read all the log between."""
+        results: dict[tuple[str, int, int], str] = {}
+        for (topic, partition), run in _near(due):
+            found = self._read(consumer, topic, partition, run)
+            results.update(((topic, partition, offset), r) for offset, r in found.items())
         left = []
         for sample in due:
-            result = results[(sample.topic, sample.partition)].get(sample.offset)
+            result = results.get((sample.topic, sample.partition, sample.offset))
             if result is None:
                 if time.monotonic() - sample.acked >= self.config.timeout:
                     self.acks.canary["missing"] += 1
@@ -134,6 +133,22 @@ class KafkaCanary(CanaryLoop):
         finally:
             consumer.unassign()
         return results
+
+
+_NEAR = 100  # offsets at most this far apart are read in one pass
+
+
+def _near(samples: list[_Sample]) -> list[tuple[tuple[str, int], dict[int, _Sample]]]:
+    """The samples as runs of one partition whose offsets are at most _NEAR apart."""
+    runs: list[tuple[tuple[str, int], dict[int, _Sample]]] = []
+    last = -1
+    for sample in sorted(samples, key=lambda s: (s.topic, s.partition, s.offset)):
+        where = (sample.topic, sample.partition)
+        if not runs or runs[-1][0] != where or sample.offset - last > _NEAR:
+            runs.append((where, {}))
+        runs[-1][1][sample.offset] = sample
+        last = sample.offset
+    return runs
 
 
 def attach(canary: KafkaCanary, sink, transactions) -> None:

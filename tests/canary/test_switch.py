@@ -84,3 +84,16 @@ def test_with_a_manifest_every_report_is_still_recorded_around_the_canarys_sampl
     assert [s.offset for s in canary._taken] == [0, 1, 4, 5]
     part = read_manifest(tmp_path / "m.manifest").outputs["k"].kafka[("t", 0)]
     assert [offset for offset, _ in part.sorted_pairs()] == list(range(8))
+
+
+def test_far_samples_of_a_partition_are_read_apart():
+    """A sample gone missing must not make the canary read the log up to the next one."""
+    from connector.canary.kafka import _near, _Sample
+
+    def sample(partition: int, offset: int) -> _Sample:
+        return _Sample("t", partition, offset, 0, 0.0)
+
+    samples = [sample(0, 501), sample(1, 3), sample(0, 2), sample(0, 0), sample(0, 500),
+               sample(0, 1)]
+    runs = [(where, sorted(run)) for where, run in _near(samples)]
+    assert runs == [(("t", 0), [0, 1, 2]), (("t", 0), [500, 501]), (("t", 1), [3])]
