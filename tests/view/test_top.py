@@ -66,7 +66,10 @@ output:
         runs[1].signal(signal.SIGTERM)  # one replica stops midway
         assert runs[1].wait(60) == 0
         stopped = runs[1].summary.delivered("kafka")
-        screen = top.wait_screen("2 up", timeout=30)
+        top.wait_screen("2 up", timeout=30)
+        # a frame is drawn line by line: wait for one whose row of the stopped replica is there
+        screen = wait_for("the stopped replica's row", lambda: (
+            s if replica_row(s := top.screen(), runs[1].metrics_port) else None), 30, 0.2)
         row = replica_row(screen, runs[1].metrics_port)
         assert row[1].startswith("down") and row[3] == f"{stopped:,} *", row
         assert "a down replica's last numbers" in "\n".join(screen)
