@@ -1,10 +1,19 @@
 # syntax=docker/dockerfile:1
 # The connector's image: `docker build -t connector:0.1.0 .` at the repository's root.
-# Two stages: `build` installs this checkout and exactly the runtime part of uv.lock (the
+# Three stages: `native` builds the native OTLP encoders (native/, Rust, from its
+# Cargo.lock: an abi3 build needs no Python); `build` installs this checkout and exactly the runtime part of uv.lock (the
 # lock the tests ran with) into a virtualenv, with the same pinned uv as scripts/test; the
 # final stage copies only that virtualenv onto the same slim Python base, run as non-root.
 # The Python minor version is the tests' (.python-version); tests/deploy/test_dockerfile.py checks.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG RUST_IMAGE=rust:1.95-slim-bookworm
+
+FROM ${RUST_IMAGE} AS native
+WORKDIR /native
+COPY native/Cargo.toml native/Cargo.lock ./
+COPY native/src ./src
+ENV PYO3_NO_PYTHON=1
+RUN cargo build --release --locked
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
@@ -13,6 +22,8 @@ RUN pip install --no-cache-dir --disable-pip-version-check --require-hashes \
       --only-binary=:all: -r scripts/uv-requirements.txt
 COPY pyproject.toml uv.lock README.md ./
 COPY connector ./connector
+# into the package (pyproject's package-data); the compiler stays in the native stage
+COPY --from=native /native/target/release/lib_native.so ./connector/otlp/_native.abi3.so
 # --frozen: the lock as it is, nothing resolved today; --no-editable: a real install, so
 # only /opt/connector is needed at run time; wheels only (no compiler in the image).
 ENV UV_PROJECT_ENVIRONMENT=/opt/connector \

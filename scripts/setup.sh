@@ -50,7 +50,7 @@ _check_openssl() {
 
 _check_cargo() {
   command -v cargo >/dev/null ||
-    _need "Rust's cargo (installs the local Schema Registry, rivven-schema, once)" \
+    _need "Rust's cargo (builds the native OTLP encoders; installs the local Schema Registry, rivven-schema, once)" \
       "https://rustup.rs, or apt-get install cargo"
 }
 
@@ -132,4 +132,16 @@ sync_venv() {
   UV_PYTHON_DOWNLOADS=never "$UV" sync --quiet --frozen --python "$python" "$@"
   export VIRTUAL_ENV="$PWD/.venv" UV
   export PATH="$VIRTUAL_ENV/bin:$PATH"
+}
+
+# The native OTLP encoders (native/, Rust with PyO3, one abi3 build for every CPython 3.11+),
+# built from native/Cargo.lock into connector/otlp/, where the package looks for them;
+# without them it takes its pure-Python path (scripts/demo does). Renamed into place, so a
+# running connector keeps the file it loaded.
+build_native() {
+  local target="${XDG_CACHE_HOME:-$HOME/.cache}/connector/native-target"
+  PYO3_NO_PYTHON=1 cargo build --quiet --release --locked --manifest-path native/Cargo.toml \
+    --target-dir "$target"
+  cp "$target/release/lib_native.so" connector/otlp/.native.tmp
+  mv connector/otlp/.native.tmp connector/otlp/_native.abi3.so
 }

@@ -15,6 +15,11 @@ names, statuses, severities, log bodies) is encoded once; and `from_text` parses
 orjson alone when the event is of the common shape, where the extra check that
 values.loads makes of every event (re-serializing it to find integers orjson rounded) can
 be decided from the few values the shape allows.
+
+When the native extension is built (`connector/otlp/_native`, from native/ at the
+repository's root), `from_text` is its encoder's: the same shape read and written in Rust
+straight from the text, handing anything else to the pure-Python `from_text` below (so the
+failures are this module's). tests/otlp/test_native.py holds the two to the same bytes.
 """
 
 from __future__ import annotations
@@ -27,12 +32,22 @@ from typing import Any
 import orjson
 
 from connector import values
-from connector.otlp.logs import encode_log, severity_number
+from connector.otlp.logs import SEVERITY_NUMBERS, encode_log, severity_number
 from connector.otlp.mapping import MAX_NANOS, LogMapping, SpanMapping
 from connector.otlp.traces import encode_span
 from connector.otlp.wire import field, fixed64
 
-__all__ = ["Encoders", "log_encoder", "span_encoder"]
+try:  # built by scripts/test and in the image; without it, the pure-Python path
+    from connector.otlp import _native
+except ImportError:
+    _native = None
+
+__all__ = ["Encoders", "log_encoder", "native_built", "span_encoder"]
+
+
+def native_built() -> bool:
+    return _native is not None
+
 
 Item = tuple[tuple, Any, bytes]
 Encoders = tuple[Callable[[Any, Any], Item], Callable[[str], Item]]
@@ -57,8 +72,9 @@ def _status(code: int) -> bytes:
 _STATUS_BYTES = {name: _status(code) for name, code in _STATUS_CODES.items()}
 
 
-def span_encoder(m: SpanMapping) -> Encoders:
-    """(encode(doc, mapping), from_text(event)) for spans, bound to mapping `m`."""
+def span_encoder(m: SpanMapping, native: bool = True) -> Encoders:
+    """(encode(doc, mapping), from_text(event)) for spans, bound to mapping `m`; `native`:
+    from_text is the native encoder's, over this one, when it is built."""
     trace_f, span_f, parent_f = m.trace_id, m.span_id, m.parent_span_id
     service_f, op_f, start_f, duration_f, status_f = (
         m.service,
@@ -132,11 +148,15 @@ def span_encoder(m: SpanMapping) -> Encoders:
             item = None
         return item or encode_span(values.loads(event), m)
 
+    if native and _native is not None:
+        fields = [trace_f, span_f, parent_f, service_f, op_f, start_f, duration_f, status_f]
+        return encode, _native.SpanEncoder(fields, from_text).from_text
     return encode, from_text
 
 
-def log_encoder(m: LogMapping) -> Encoders:
-    """(encode(doc, mapping), from_text(event)) for log records, bound to mapping `m`."""
+def log_encoder(m: LogMapping, native: bool = True) -> Encoders:
+    """(encode(doc, mapping), from_text(event)) for log records, bound to mapping `m`;
+    `native`: from_text is the native encoder's, over this one, when it is built."""
     time_f, severity_f, body_f, service_f = m.timestamp, m.severity, m.body, m.service
     plain = frozenset((time_f, severity_f, body_f, service_f))
     severities: dict[str, bytes] = {}
@@ -203,4 +223,7 @@ def log_encoder(m: LogMapping) -> Encoders:
             item = None
         return item or encode_log(values.loads(event), m)
 
+    if native and _native is not None:
+        fields = [time_f, severity_f, body_f, service_f]
+        return encode, _native.LogEncoder(fields, SEVERITY_NUMBERS, from_text).from_text
     return encode, from_text

@@ -24,9 +24,9 @@ from connector.otlp.mapping import (
 )
 from connector.otlp.wire import anyvalue, attributes, field, fixed64, resource_key
 
-__all__ = ["encode_log", "severity_number"]
+__all__ = ["SEVERITY_NUMBERS", "encode_log", "severity_number"]
 
-_NUMBERS = {
+SEVERITY_NUMBERS = {
     name.removeprefix("SEVERITY_NUMBER_"): value
     for name, value in SeverityNumber.items()
     if value
@@ -38,7 +38,7 @@ _NUMBERS = {
 
 def severity_number(text: str) -> int:
     """OTLP's severity number for a level name, matched case-insensitively; 0 if unknown."""
-    return _NUMBERS.get(text.strip().upper(), 0)
+    return SEVERITY_NUMBERS.get(text.strip().upper(), 0)
 
 
 @lru_cache(maxsize=256)  # levels repeat: encode each once

@@ -100,7 +100,7 @@ def test_multi_stage_on_a_slim_python_base():
     assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", base), base
     minimum = re.search(r">=\s*3\.(\d+)", PYPROJECT["requires-python"])[1]
     assert int(base.split(":")[1].split(".")[1].split("-")[0]) >= int(minimum)
-    assert froms[0] == "${PYTHON_IMAGE} AS build"
+    assert "${PYTHON_IMAGE} AS build" in froms
     assert froms[-1] == "${PYTHON_IMAGE}", "the runtime stage uses the build stage's base"
     copies = final("COPY")
     assert "--from=build /opt/connector /opt/connector" in copies, "only the venv is copied"
@@ -109,8 +109,24 @@ def test_multi_stage_on_a_slim_python_base():
     assert "PYTHONDONTWRITEBYTECODE=1" in env, "the chart's root filesystem is read-only"
 
 
+def build_stage() -> list[tuple[str, str]]:
+    return next(s for s in stages() if s[0][1].endswith(" AS build"))
+
+
 def build_runs() -> list[str]:
-    return [rest for k, rest in stages()[0] if k == "RUN"]
+    return [rest for k, rest in build_stage() if k == "RUN"]
+
+
+def test_the_native_encoders_are_built_from_their_lock_and_left_behind():
+    """native/ is built in a stage of its own, from Cargo.lock; the runtime stage takes only
+    the build stage's venv (the .so is in it), so no compiler reaches the image."""
+    native = next(s for s in stages() if s[0][1].endswith(" AS native"))
+    assert any("cargo build --release --locked" in rest for k, rest in native if k == "RUN")
+    assert (ROOT / "native/Cargo.lock").is_file()
+    copied = [rest for k, rest in build_stage() if k == "COPY" and "--from=native" in rest]
+    assert copied == ["--from=native /native/target/release/lib_native.so "
+                      "./connector/otlp/_native.abi3.so"]
+    assert all("--from=native" not in rest for rest in final("COPY"))
 
 
 def test_installs_exactly_the_lock():
@@ -127,7 +143,7 @@ def test_installs_exactly_the_lock():
     assert not re.search(r"pip install (?!.*-r scripts/uv-requirements\.txt)", runs), (
         "nothing is pip-installed beside uv"
     )
-    copied = " ".join(rest for k, rest in stages()[0] if k == "COPY")
+    copied = " ".join(rest for k, rest in build_stage() if k == "COPY")
     assert "uv.lock" in copied.split()
 
 

@@ -1,0 +1,203 @@
+"""The native encoders (native/, built as connector/otlp/_native) against the pure-Python
+`from_text` they stand in for: for any text, the same item bytes or the same failure.
+
+The native encoder hands whatever it does not fully read to the pure-Python path, so a
+refusal is always worded by Python; these properties hold it to never accepting anything
+differently. Texts come as the otlp output gets them: the compiled tests' odd fields and
+cut texts, plus non-ASCII text unescaped, odd whitespace and numbers and times written
+every way JSON and ISO 8601 allow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+import connector.otlp.compiled as compiled
+from connector.otlp.compiled import log_encoder, span_encoder
+from connector.otlp.mapping import SpanMapping
+from connector.otlp.signals import codec
+from tests.harness.cli import EXAMPLES, ROOT
+from tests.harness.hypothesis_profiles import budget
+from tests.otlp.test_compiled import (
+    LOG_EXTRAS,
+    LOG_MAPPING,
+    LOG_VALUES,
+    PARENT,
+    SPAN,
+    SPAN_EXTRAS,
+    SPAN_MAPPINGS,
+    SPAN_VALUES,
+    TRACE,
+    _renamed_text,
+    docs,
+    outcome,
+    texts,
+)
+
+
+@pytest.fixture(autouse=True)
+def native_built():
+    assert compiled.native_built(), (
+        "the native encoder (connector/otlp/_native) is not built: scripts/test builds it "
+        "with cargo; by hand: `source scripts/setup.sh && build_native`"
+    )
+
+
+def both(encoder, mapping):
+    """(native from_text, pure-Python from_text) of one mapping."""
+    return encoder(mapping)[1], encoder(mapping, native=False)[1]
+
+
+@st.composite
+def written(draw, plain: dict, extras: dict):
+    """An event's text as json.dumps writes it, or unescaped, spaced, or as texts() does."""
+    if draw(st.booleans()):
+        return draw(texts(plain, extras))
+    doc = draw(docs(plain, extras))
+    space = draw(st.sampled_from([(", ", ": "), (",", ":"), (" ,\n", " :\t")]))
+    try:
+        return json.dumps(doc, ensure_ascii=draw(st.booleans()), separators=space)
+    except UnicodeEncodeError:
+        return json.dumps(doc)
+
+
+# start times written every way: the shape the native path reads and its near misses
+TIMES = st.builds(
+    "{}-{:02d}-{:02d}{}{:02d}:{:02d}:{:02d}{}{}".format,
+    st.sampled_from(["1969", "1970", "2026", "2024", "2241", "2242", "2300", "0001", "9999"]),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.sampled_from(["T", "T", "T", " ", "t"]),
+    st.integers(0, 24),
+    st.integers(0, 60),
+    st.integers(0, 60),
+    st.sampled_from(["", "", ".5", ".123", ".123456", ".1234567", ".", ",5", ".000001"]),
+    st.sampled_from(["Z", "+00:00", "-00:00", "+05:30", "-23:59", "+24:00", "+0530", "+05",
+                     "", "z", "+00:00:30", "-12:60"]),
+)
+NUMBERS = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["0.0000025", "3.5e-6", "-0", "0.0", "1e3", "1E+3", "2.5e-1", "61.23", "1e400", "0.5", "1.5",
+                     "2.5", "123456789012345678", "1234567890123456789", "01", "1.", "-"]),
+)
+
+
+def span_text(start: str, duration: str, parent: str | None = PARENT) -> str:
+    parent_field = "" if parent is None else f'"parent_span_id": "{parent}", '
+    return (f'{{"trace_id": "{TRACE}", "span_id": "{SPAN}", {parent_field}"service": "s", '
+            f'"operation": "o", "start_time": "{start}", "duration_ms": {duration}, '
+            '"status": "OK"}')
+
+
+@budget(400)
+@given(written(SPAN_VALUES, SPAN_EXTRAS), st.sampled_from(SPAN_MAPPINGS))
+@example(span_text("2026-02-20T10:00:00.123456+00:00", "61.23"), SpanMapping())
+def test_a_native_span_is_the_python_span(text, m):
+    text = _renamed_text(text, m)
+    native, pure = both(span_encoder, m)
+    assert outcome(native, text) == outcome(pure, text)
+
+
+@budget(400)
+@given(TIMES, NUMBERS)
+@example("2026-02-20T10:00:00.5+00:00", "0.5")
+@example("2241-12-31T23:59:59.999999Z", "1")
+@example("2026-02-20T10:00:00Z", "0.0000025")  # 2.5 ns: halves round to even, as Python
+def test_native_times_and_durations_are_pythons(start, duration):
+    native, pure = both(span_encoder, SpanMapping())
+    text = span_text(start, duration)
+    assert outcome(native, text) == outcome(pure, text)
+
+
+@budget(400)
+@given(written(LOG_VALUES, LOG_EXTRAS))
+@example('{"timestamp": "2026-02-20T10:00:00Z", "level": " warning ", "message": "x"}')
+@example('{"timestamp": "2026-02-20T10:00:00Z", "level": "\u0131nfo", "message": "x"}')
+def test_a_native_log_record_is_the_python_one(text):
+    native, pure = both(log_encoder, LOG_MAPPING)
+    assert outcome(native, text) == outcome(pure, text)
+
+
+@budget(100)
+@given(st.text(max_size=300) | st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
+def test_any_text_at_all(text):
+    """Not even JSON: the same failure as Python's (the native path hands it on)."""
+    for encoder, mapping in ((span_encoder, SpanMapping()), (log_encoder, LOG_MAPPING)):
+        native, pure = both(encoder, mapping)
+        assert outcome(native, text) == outcome(pure, text)
+
+
+def test_long_strings_are_framed_as_python_frames_them():
+    """Lengths past one, two and three varint bytes, in names and bodies."""
+    for n in (0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000):
+        span = span_text("2026-02-20T10:00:00Z", "1").replace('"o"', json.dumps("é" * (n // 2)))
+        native, pure = both(span_encoder, SpanMapping())
+        assert outcome(native, span) == outcome(pure, span)
+        record = json.dumps({"timestamp": "2026-02-20T10:00:00Z", "message": "x" * n})
+        native, pure = both(log_encoder, LOG_MAPPING)
+        assert outcome(native, record) == outcome(pure, record)
+
+
+@pytest.mark.parametrize("signal", ["traces", "logs"])
+def test_the_examples_take_the_native_path(signal):
+    """The examples' events are written natively: the Python path sees only the spans with
+    an error message (a field outside the common shape), and the bytes are the same."""
+    mapping = SpanMapping() if signal == "traces" else LOG_MAPPING
+    encoder = span_encoder if signal == "traces" else log_encoder
+    pure = encoder(mapping, native=False)[1]
+    handed = []
+    native_type = compiled._native.SpanEncoder if signal == "traces" else compiled._native.LogEncoder
+    fields = (
+        [mapping.trace_id, mapping.span_id, mapping.parent_span_id, mapping.service,
+         mapping.operation, mapping.start_time, mapping.duration_ms, mapping.status]
+        if signal == "traces"
+        else [mapping.timestamp, mapping.severity, mapping.body, mapping.service]
+    )
+    args = (fields, lambda e: handed.append(e) or pure(e))
+    if signal == "logs":
+        args = (fields, compiled.SEVERITY_NUMBERS, args[1])
+    native = native_type(*args).from_text
+    path = EXAMPLES / ("tracing/tracing.py" if signal == "traces" else "basic/produce.py")
+    spec = importlib.util.spec_from_file_location(f"native_{signal}", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    events = []
+    for k in range(300):
+        r = script.produce({"timestamp": start + timedelta(seconds=k), "tags": ()})
+        events += [r] if isinstance(r, str) else r
+    assert [native(e) for e in events] == [pure(e) for e in events]
+    assert handed == [e for e in events if '"error_message"' in e]
+
+
+def test_without_the_extension_the_python_path_is_taken(monkeypatch):
+    """scripts/demo and a plain pip install have no native build: same items, from Python."""
+    text = span_text("2026-02-20T10:00:00Z", "1")
+    native = codec("traces").from_text
+    monkeypatch.setattr(compiled, "_native", None)
+    pure = codec("traces").from_text
+    assert type(pure).__name__ == "function" and type(native).__name__ != "function"
+    assert native(text) == pure(text)
+
+
+def test_the_rust_unit_tests_pass():
+    """native/'s own tests (its JSON reader and ISO times), in the build's cache, as
+    scripts/setup.sh's build_native builds it."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    done = subprocess.run(
+        ["cargo", "test", "--quiet", "--release", "--locked", "--manifest-path",
+         str(ROOT / "native/Cargo.toml"), "--target-dir", str(cache / "connector/native-target")],
+        env={**os.environ, "PYO3_NO_PYTHON": "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "test result: ok" in done.stdout
