@@ -378,6 +378,13 @@ def _run_suite(
         if ex == "tracing":
             watched = otlp_output(ex, receiver, more=f", {CANARY}, query: '{query}'}}")
             plan.append((ex, "otlp canary", [*connector, config(ex, n, watched)], True, None))
+        if ex == "tracing":  # the Kafka otlp encoding, and two workers over OTLP
+            proto = (f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}-otlp, "
+                     "encoding: otlp_proto}}")
+            plan.append((ex, "kafka otlp_proto", [*connector, config(ex, n, proto)], True, None))
+            plan.append((ex, "otlp --workers 2",
+                         [*connector, "--workers", "2", config(ex, n, otlp_output(ex, receiver))],
+                         True, None))
         if ex == "tracing":  # beside a peer: the same Collector receiver for both
             into = config(ex, n, otlp_output(ex, collector.grpc))
             plan.append((ex, "otlp collector", [*connector, into], True, "traces"))

@@ -33,7 +33,8 @@ import orjson
 
 from connector import values
 from connector.otlp.logs import SEVERITY_NUMBERS, encode_log, severity_number
-from connector.otlp.mapping import MAX_NANOS, LogMapping, SpanMapping
+from connector.otlp.mapping import HISTOGRAMS, MAX_NANOS, LogMapping, SpanMapping
+from connector.otlp.metrics import MAX_SERIES, MetricEncoder
 from connector.otlp.traces import encode_span
 from connector.otlp.wire import field, fixed64
 
@@ -42,7 +43,7 @@ try:  # built by scripts/test and in the image; without it, the pure-Python path
 except ImportError:
     _native = None
 
-__all__ = ["Encoders", "log_encoder", "native_built", "span_encoder"]
+__all__ = ["Encoders", "log_encoder", "metric_from_text", "native_built", "span_encoder"]
 
 
 def native_built() -> bool:
@@ -227,3 +228,36 @@ def log_encoder(m: LogMapping, native: bool = True) -> Encoders:
         fields = [time_f, severity_f, body_f, service_f]
         return encode, _native.LogEncoder(fields, SEVERITY_NUMBERS, from_text).from_text
     return encode, from_text
+
+
+def _kind(spec: Any) -> int:
+    """A metric's kind as the native encoder numbers them."""
+    if spec.type in HISTOGRAMS:
+        return 3
+    if spec.type == "sum":
+        return 2 if spec.temporality == "delta" else 1
+    return 0
+
+
+def metric_from_text(encoder: MetricEncoder, native: bool = True) -> Callable[[str], Item]:
+    """from_text(event) for metrics: encoder(values.loads(event)), through the native encoder
+    when it is built; it keeps its state (start, delta series) in `encoder`."""
+
+    def from_text(event: str) -> Item:
+        return encoder(values.loads(event))
+
+    m = encoder.mapping
+    if m.narrow:
+        names = [m.timestamp, m.service, m.name, m.value]
+    else:
+        names = [m.timestamp, m.service, *m.metrics]
+    others = {m.attributes, m.resource}
+    if m.exemplars is not None:
+        others |= {m.exemplars.trace_id, m.exemplars.span_id}
+    if not native or _native is None or len(set(names)) < len(names) or others & set(names):
+        return from_text  # a field mapped twice: the Python path alone
+    kinds = {name: _kind(spec) for name, spec in m.metrics.items()}
+    wide = [] if m.narrow else list(kinds.items())
+    return _native.MetricEncoder(
+        names, wide, kinds, m.narrow, encoder, encoder.last, MAX_SERIES, from_text
+    ).from_text

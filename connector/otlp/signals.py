@@ -111,7 +111,10 @@ def codec(signal: str, mapping: Any = None) -> Codec:
 
         encode, from_text = log_encoder(mapping)
         return Codec(SIGNALS[signal], mapping, encode, logs_request, from_text)
+    from connector.otlp.compiled import metric_from_text
     from connector.otlp.metrics import MetricEncoder
 
     encoder = MetricEncoder(mapping)
-    return Codec(SIGNALS[signal], mapping, encoder, encoder.request)
+    return Codec(
+        SIGNALS[signal], mapping, encoder, encoder.request, metric_from_text(encoder)
+    )

@@ -15,11 +15,7 @@ pub enum Value<'a> {
 
 /// Fills `out[i]` with the value of key `names[i]`; `None` when the text is not such an
 /// object. A key absent from the text leaves its slot `None`.
-pub fn read_object<'a, const N: usize>(
-    text: &'a str,
-    names: &[&str; N],
-    out: &mut [Option<Value<'a>>; N],
-) -> Option<()> {
+pub fn read_object<'a>(text: &'a str, names: &[&str], out: &mut [Option<Value<'a>>]) -> Option<()> {
     let bytes = text.as_bytes();
     let mut i = skip_space(bytes, 0);
     if bytes.get(i) != Some(&b'{') {

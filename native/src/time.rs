@@ -1,5 +1,6 @@
 //! ISO 8601 times of one shape, as nanoseconds since the epoch:
-//! `YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM)`, from 1970 up to 2242 (2**33 s).
+//! `YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM)`, from 1970 up to 2242 (2**33 s);
+//! without the offset too where the caller reads a naive time as UTC (metrics).
 //!
 //! What Python's `datetime.fromisoformat` accepts beyond that (a space for the T, a comma,
 //! more digits, offsets with seconds, no offset) is `None`, for the Python path. The upper
@@ -8,9 +9,9 @@
 
 const MAX_SECONDS: i64 = 1 << 33;
 
-pub fn nanos(text: &str) -> Option<u64> {
+pub fn nanos(text: &str, naive_utc: bool) -> Option<u64> {
     let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':'
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':'
     {
         return None;
     }
@@ -24,7 +25,7 @@ pub fn nanos(text: &str) -> Option<u64> {
     }
     let mut i = 19;
     let mut micros = 0;
-    if b[i] == b'.' {
+    if b.get(i) == Some(&b'.') {
         let from = i + 1;
         i = from;
         while i < b.len() && b[i].is_ascii_digit() {
@@ -37,6 +38,7 @@ pub fn nanos(text: &str) -> Option<u64> {
         micros = num(b, from, n)? * 10_i64.pow((6 - n) as u32);
     }
     let offset = match &b[i..] {
+        [] if naive_utc => 0,
         [b'Z'] => 0,
         [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
             let (h, m) = (num(b, i + 1, 2)?, num(b, i + 4, 2)?);
@@ -84,7 +86,9 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::nanos;
+    fn nanos(text: &str) -> Option<u64> {
+        super::nanos(text, false)
+    }
 
     #[test]
     fn reads_the_shape() {
@@ -105,5 +109,12 @@ mod tests {
         ] {
             assert_eq!(nanos(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn naive_is_utc_where_asked() {
+        assert_eq!(super::nanos("1970-01-01T00:00:01.5", true), Some(1_500_000_000));
+        assert_eq!(super::nanos("1970-01-01T00:00:01.5", false), None);
+        assert_eq!(super::nanos("1970-01-01T00:00:01", true), Some(1_000_000_000));
     }
 }
