@@ -287,7 +287,7 @@ def _run_suite(
         signal = SIGNAL[ex]
         receiver = jaeger if signal == "traces" else collector.grpc
         signal_rows = [
-            (ex, "E", [py, __file__, "--inner", "encode", ex, str(n), receiver], False, None),
+            (ex, "E", [py, __file__, "--inner", "encode", ex, str(n), collector.grpc], False, None),
             (ex, "otlp", [*connector, config(ex, n, otlp_output(ex, receiver))], True,
              None if signal == "traces" else signal),
         ]

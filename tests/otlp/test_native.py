@@ -22,8 +22,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import connector.otlp.compiled as compiled
-from connector.otlp.compiled import log_encoder, span_encoder
-from connector.otlp.mapping import SpanMapping
+from connector.otlp.compiled import log_encoder, metric_from_text, span_encoder
+from connector.otlp.mapping import MetricMapping, SpanMapping
+from connector.otlp.metrics import MetricEncoder
 from connector.otlp.signals import codec
 from tests.harness.cli import EXAMPLES, ROOT
 from tests.harness.hypothesis_profiles import budget
@@ -137,6 +138,68 @@ def test_any_text_at_all(text):
         assert outcome(native, text) == outcome(pure, text)
 
 
+METRIC_VALUES = {
+    "timestamp": ["2026-02-20T10:00:00+00:00", "2026-02-20T10:00:01.5", "2026-02-20T09:59:00Z",
+                  1_771_581_600, 1.7e9, -1, 2**70, "", "bad", None, True,
+                  "1969-12-31T23:59:59.5", "2026-02-20 10:00:00"],
+    "service": ["svc", "b", "", None, 1, "\u00e9", ["s"]],
+    "cpu": [1.5, 2, -0.0, 2**63 - 1, 2**63, 2**70, "5", True, None, 1e308, [1]],
+    "mem": [512, 0, -5, None, 1.25, False],
+    "requests": [7, 0, None, 2.5, "x"],
+}
+METRIC_EXTRAS = {
+    "attributes": [{"k": 1}, None, 5],
+    "resource": [{"zone": "a"}, None],
+    "region": ["eu", 1, None],
+    "lat": [3.5, 2, None, "x"],
+}
+NARROW_VALUES = {
+    "timestamp": METRIC_VALUES["timestamp"],
+    "service": METRIC_VALUES["service"],
+    "metric": ["requests", "cpu", "lat", "", None, 5],
+    "value": [1, 2.5, None, "x", 2**64],
+}
+WIDE = MetricMapping(metrics={
+    "cpu": {"type": "gauge", "unit": "%"},
+    "mem": {"type": "sum"},
+    "requests": {"type": "sum", "temporality": "delta", "monotonic": True},
+    "lat": {"type": "histogram", "temporality": "delta"},
+})
+NARROW = MetricMapping(name="metric", value="value", metrics={
+    "requests": {"type": "sum", "temporality": "delta"},
+    "lat": {"type": "exponential_histogram"},
+})
+
+
+@budget(300)
+@given(st.data(), st.sampled_from([WIDE, NARROW]))
+def test_native_metrics_are_pythons_with_one_state(data, m):
+    """A run of events, some read natively and some by Python, through one encoder each:
+    the same items or failures in order, and the same state after (start, delta series)."""
+    plain = METRIC_VALUES if m is WIDE else NARROW_VALUES
+    events = data.draw(st.lists(written(plain, METRIC_EXTRAS), min_size=1, max_size=12))
+    native, pure = MetricEncoder(m), MetricEncoder(m)
+    native_text, pure_text = metric_from_text(native), metric_from_text(pure, native=False)
+    assert [outcome(native_text, e) for e in events] == [outcome(pure_text, e) for e in events]
+    assert (native.start, native.last, native.seq) == (pure.start, pure.last, pure.seq)
+
+
+def test_delta_series_are_evicted_as_python_evicts_them(monkeypatch):
+    """Past MAX_SERIES the least recently seen series goes, whichever path saw it."""
+    import connector.otlp.metrics as metrics
+
+    monkeypatch.setattr(compiled, "MAX_SERIES", 3)
+    monkeypatch.setattr(metrics, "MAX_SERIES", 3)
+    events = [json.dumps({"timestamp": f"2026-02-20T10:00:{k:02d}Z", "service": svc,
+                          "requests": k, **extra})
+              for k, (svc, extra) in enumerate([("a", {}), ("b", {}), ("c", {"region": "x"}),
+                                                ("d", {}), ("a", {}), ("b", {}), ("e", {})])]
+    native, pure = MetricEncoder(WIDE), MetricEncoder(WIDE)
+    native_text, pure_text = metric_from_text(native), metric_from_text(pure, native=False)
+    assert [native_text(e) for e in events] == [pure_text(e) for e in events]
+    assert list(native.last.items()) == list(pure.last.items()) and len(pure.last) == 3
+
+
 def test_long_strings_are_framed_as_python_frames_them():
     """Lengths past one, two and three varint bytes, in names and bodies."""
     for n in (0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000):
@@ -178,6 +241,32 @@ def test_the_examples_take_the_native_path(signal):
         events += [r] if isinstance(r, str) else r
     assert [native(e) for e in events] == [pure(e) for e in events]
     assert handed == [e for e in events if '"error_message"' in e]
+
+
+def test_the_metrics_example_takes_the_native_path(monkeypatch):
+    """multi-service's events (gauges and a delta sum, as the bench maps them) never reach
+    the Python path, and give Python's items."""
+    from connector import values
+
+    mapping = MetricMapping(metrics={
+        "cpu_percent": {"type": "gauge", "unit": "%"},
+        "memory_mb": {"type": "gauge", "unit": "MiBy"},
+        "request_count": {"type": "sum", "monotonic": True, "temporality": "delta"},
+    })
+    spec = importlib.util.spec_from_file_location("native_metrics", EXAMPLES / "multi-service/metrics.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    events = [e for k in range(100)
+              for e in script.produce({"timestamp": start + timedelta(seconds=k), "tags": ()})]
+    pure = metric_from_text(MetricEncoder(mapping), native=False)
+    expected = [pure(e) for e in events]
+    parsed = []
+    loads = values.loads
+    monkeypatch.setattr(values, "loads", lambda text: parsed.append(text) or loads(text))
+    native = metric_from_text(MetricEncoder(mapping))
+    assert [native(e) for e in events] == expected
+    assert parsed == []
 
 
 def test_without_the_extension_the_python_path_is_taken(monkeypatch):
