@@ -26,7 +26,15 @@ from connector.otlp.mapping import (
     parse_object,
     parse_service,
 )
-from connector.otlp.wire import SCOPE, attributes, double, field, fixed64, resource_message
+from connector.otlp.wire import (
+    SCOPE_FIELD,
+    attributes,
+    double,
+    field,
+    fixed64,
+    framed,
+    resource_field,
+)
 from connector.otlp.wire import resource_key as make_key
 
 __all__ = ["MetricEncoder"]
@@ -149,7 +157,11 @@ class MetricEncoder:
             if names is None:
                 names = grouped[key] = {}
             for name, point in points:
-                names.setdefault(name, []).append(point)
+                same = names.get(name)
+                if same is None:
+                    names[name] = [point]
+                else:
+                    same.append(point)
         out = []
         for key, names in grouped.items():
             metrics = []
@@ -158,12 +170,12 @@ class MetricEncoder:
                 spec = self.spec(name)
                 if spec.type in HISTOGRAMS:
                     points = self.histograms.points(spec, points, self.start or 0)
-                data = b"".join(field(b"\x0a", p) for p in points)
+                data = framed(b"\x0a", points)
                 tag = _TAGS[spec.type]
                 metrics.append(field(b"\x12", head + field(tag, data + tail)))
-            scoped = field(b"\x0a", SCOPE) + b"".join(metrics)
+            scoped = SCOPE_FIELD + b"".join(metrics)
             out.append(
-                field(b"\x0a", field(b"\x0a", resource_message(key)) + field(b"\x12", scoped))
+                field(b"\x0a", resource_field(key) + field(b"\x12", scoped))
             )
         return b"".join(out)
 

@@ -16,13 +16,16 @@ from connector import __version__
 
 __all__ = [
     "SCOPE",
+    "SCOPE_FIELD",
     "anyvalue",
     "attributes",
     "double",
     "field",
     "fixed64",
+    "framed",
     "read",
     "request",
+    "resource_field",
     "resource_key",
     "resource_message",
     "varint",
@@ -99,21 +102,38 @@ def resource_message(key: tuple) -> bytes:
     return b"".join(field(b"\x0a", kv) for kv in kvs)
 
 
+_RESOURCES: dict[tuple, bytes] = {}  # key -> resource_field(key): services repeat
+
+
+def resource_field(key: tuple) -> bytes:
+    """Resource{X} field 1, the Resource of a key; cached (a trace's or a batch's groups
+    name the same few services again and again)."""
+    found = _RESOURCES.get(key)
+    if found is None:
+        found = field(b"\x0a", resource_message(key))
+        if len(_RESOURCES) < 4096:
+            _RESOURCES[key] = found
+    return found
+
+
 # InstrumentationScope{name 1, version 2}
 SCOPE = field(b"\x0a", b"connector") + field(b"\x12", __version__.encode())
+SCOPE_FIELD = field(b"\x0a", SCOPE)  # ScopeX field 1
 
 
-# the tag and length of an item (field 2) under 4 KiB: spans and log records mostly are
-_ITEM_HEADS = [b"\x12" + varint(n) for n in range(4096)]
+# the tag and length of a message under 4 KiB (spans, log records, data points mostly are),
+# for field 1 (a data point) and field 2 (a span, a log record)
+_HEADS = {tag: [tag + varint(n) for n in range(4096)] for tag in (b"\x0a", b"\x12")}
 
 
-def _items(items: list[bytes]) -> bytes:
-    """Each item as field 2 (what field() writes), joined: heads from the table, one join."""
+def framed(tag: bytes, items: list[bytes]) -> bytes:
+    """Each item as a field of `tag` (what field() writes), joined: heads from a table, one
+    join."""
     parts: list[bytes] = []
-    extend, heads = parts.extend, _ITEM_HEADS
+    extend, heads = parts.extend, _HEADS[tag]
     for item in items:
         n = len(item)
-        extend((heads[n] if n < 4096 else b"\x12" + varint(n), item))
+        extend((heads[n] if n < 4096 else tag + varint(n), item))
     return b"".join(parts)
 
 
@@ -124,10 +144,8 @@ def request(grouped: dict[tuple, list[bytes]]) -> bytes:
     """
     out = []
     for key, items in grouped.items():
-        scoped = field(b"\x0a", SCOPE) + _items(items)
-        out.append(
-            field(b"\x0a", field(b"\x0a", resource_message(key)) + field(b"\x12", scoped))
-        )
+        scoped = SCOPE_FIELD + framed(b"\x12", items)
+        out.append(field(b"\x0a", resource_field(key) + field(b"\x12", scoped)))
     return b"".join(out)
 
 

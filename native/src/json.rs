@@ -15,7 +15,11 @@ pub enum Value<'a> {
 
 /// Fills `out[i]` with the value of key `names[i]`; `None` when the text is not such an
 /// object. A key absent from the text leaves its slot `None`.
-pub fn read_object<'a>(text: &'a str, names: &[&str], out: &mut [Option<Value<'a>>]) -> Option<()> {
+pub fn read_object<'a, S: AsRef<str>>(
+    text: &'a str,
+    names: &[S],
+    out: &mut [Option<Value<'a>>],
+) -> Option<()> {
     let bytes = text.as_bytes();
     let mut i = skip_space(bytes, 0);
     if bytes.get(i) != Some(&b'{') {
@@ -30,7 +34,7 @@ pub fn read_object<'a>(text: &'a str, names: &[&str], out: &mut [Option<Value<'a
                 return None;
             }
             let (key, next) = string(text, i + 1)?;
-            let slot = names.iter().position(|name| *name == key)?;
+            let slot = names.iter().position(|name| name.as_ref() == key)?;
             if out[slot].is_some() {
                 return None; // a key twice: the parser keeps the last, the Python path decides
             }
@@ -96,7 +100,11 @@ fn number(text: &str, start: usize) -> Option<(Value<'_>, usize)> {
         (i > from).then_some(i)
     };
     let mut i = start + usize::from(bytes[start] == b'-');
-    i = if bytes.get(i) == Some(&b'0') { i + 1 } else { digits(i)? };
+    i = if bytes.get(i) == Some(&b'0') {
+        i + 1
+    } else {
+        digits(i)?
+    };
     let integral = i;
     if bytes.get(i) == Some(&b'.') {
         i = digits(i + 1)?;
@@ -132,7 +140,14 @@ mod tests {
     #[test]
     fn reads_the_common_shape() {
         let out = read(" {\"a\": \"x y\", \"b\":-1.5e2,\n\"c\": null}\t").unwrap();
-        assert_eq!(out, [Some(Value::Str("x y")), Some(Value::Float(-150.0)), Some(Value::Null)]);
+        assert_eq!(
+            out,
+            [
+                Some(Value::Str("x y")),
+                Some(Value::Float(-150.0)),
+                Some(Value::Null)
+            ]
+        );
         assert_eq!(read("{}").unwrap(), [None, None, None]);
         assert_eq!(read("{\"b\": -0}").unwrap()[1], Some(Value::Int(0)));
     }
@@ -140,10 +155,27 @@ mod tests {
     #[test]
     fn says_no_to_anything_else() {
         for text in [
-            "", "[]", "{", "{\"a\": 1", "{\"a\": 1,}", "{\"d\": 1}", "{\"a\": 1, \"a\": 2}",
-            "{\"a\": \"\\n\"}", "{\"a\": \"\t\"}", "{\"a\": true}", "{\"a\": [1]}", "{\"a\": 01}",
-            "{\"a\": 1.}", "{\"a\": .5}", "{\"a\": 1e}", "{\"a\": 1e999}", "{\"a\": +1}",
-            "{\"a\": 1234567890123456789}", "{\"a\": 1} x", "{\"a\": nul}", "{\"a\" 1}",
+            "",
+            "[]",
+            "{",
+            "{\"a\": 1",
+            "{\"a\": 1,}",
+            "{\"d\": 1}",
+            "{\"a\": 1, \"a\": 2}",
+            "{\"a\": \"\\n\"}",
+            "{\"a\": \"\t\"}",
+            "{\"a\": true}",
+            "{\"a\": [1]}",
+            "{\"a\": 01}",
+            "{\"a\": 1.}",
+            "{\"a\": .5}",
+            "{\"a\": 1e}",
+            "{\"a\": 1e999}",
+            "{\"a\": +1}",
+            "{\"a\": 1234567890123456789}",
+            "{\"a\": 1} x",
+            "{\"a\": nul}",
+            "{\"a\" 1}",
         ] {
             assert!(read(text).is_none(), "{text}");
         }

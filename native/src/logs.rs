@@ -21,9 +21,8 @@ pub struct LogEncoder {
 impl LogEncoder {
     /// The LogRecord message into `self.buf` and its service, or None for the Python path.
     fn write<'a>(&mut self, text: &'a str) -> Option<&'a str> {
-        let names: [&str; 4] = std::array::from_fn(|i| self.names[i].as_str());
         let mut v = [None; 4];
-        json::read_object(text, &names, &mut v)?;
+        json::read_object(text, &self.names, &mut v)?;
         let [time, severity, body, service] = v;
         let nanos = match time? {
             Value::Str(s) => time::nanos(s, false)?,
@@ -82,15 +81,19 @@ impl LogEncoder {
     }
 
     /// The item ((service,), None, LogRecord bytes) of one event, as compiled.py's from_text.
-    fn from_text<'py>(&mut self, event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(name = "from_text")]
+    fn encode<'py>(&mut self, event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = event.py();
         if let Some(text) = text_of(event) {
             if let Some(service) = self.write(text) {
                 let key = self.keys.get(py, service)?;
-                return item(key, py.None().into_bound(py), PyBytes::new(py, &self.buf).into_any());
+                return item(
+                    key,
+                    py.None().into_bound(py),
+                    PyBytes::new(py, &self.buf).into_any(),
+                );
             }
         }
         self.fallback.bind(py).call1((event,))
     }
 }
-

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
@@ -32,7 +33,11 @@ pub struct MetricEncoder {
     max_series: usize,
     fallback: Py<PyAny>,
     keys: Keys,
+    empty: Py<PyBytes>, // a series' attributes: none on this path
 }
+
+/// An event's data points as read: (metric name, kind, the number's bytes).
+type Points = Vec<(Py<PyString>, u8, Vec<u8>)>;
 
 /// One data point's number: as_double 4 or as_int 6.
 fn number(value: Option<Value<'_>>, out: &mut Vec<u8>) -> Option<()> {
@@ -53,14 +58,10 @@ fn number(value: Option<Value<'_>>, out: &mut Vec<u8>) -> Option<()> {
 impl MetricEncoder {
     /// Everything read and checked before any state is touched (a refused event leaves
     /// none): (time, service, the points' (name, kind, number bytes)), or None.
-    fn read<'a>(
-        &self,
-        py: Python<'_>,
-        text: &'a str,
-    ) -> Option<(u64, &'a str, Vec<(Py<PyString>, u8, Vec<u8>)>)> {
-        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let mut v = vec![None; names.len()];
-        json::read_object(text, &names, &mut v)?;
+    fn read<'a>(&self, py: Python<'_>, text: &'a str) -> Option<(u64, &'a str, Points)> {
+        let mut v = [None; 16];
+        let v = v.get_mut(..self.names.len())?; // more fields: the Python path's
+        json::read_object(text, &self.names, v)?;
         let time = match v[0]? {
             Value::Str(s) => time::nanos(s, true)?,
             Value::Int(n) => u64::try_from(n).ok()?.checked_mul(1_000_000_000)?,
@@ -114,8 +115,10 @@ impl MetricEncoder {
         last: Py<PyDict>,
         max_series: usize,
         fallback: Py<PyAny>,
+        py: Python<'_>,
     ) -> Self {
         MetricEncoder {
+            empty: PyBytes::new(py, b"").unbind(),
             names,
             wide,
             kinds,
@@ -130,7 +133,8 @@ impl MetricEncoder {
 
     /// The item (resource key, ((metric name, NumberDataPoint bytes), ...), the points'
     /// bytes) of one event, as MetricEncoder(values.loads(event)).
-    fn from_text<'py>(&mut self, event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(name = "from_text")]
+    fn encode<'py>(&mut self, event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = event.py();
         let Some((time, service, points)) = text_of(event).and_then(|text| self.read(py, text))
         else {
@@ -138,15 +142,18 @@ impl MetricEncoder {
         };
         let key = self.keys.get(py, service)?;
         let state = self.state.bind(py);
-        let start: u64 = match state.getattr("start")?.extract::<Option<u64>>()? {
+        let start: u64 = match state
+            .getattr(intern!(py, "start"))?
+            .extract::<Option<u64>>()?
+        {
             Some(start) => start,
             None => {
-                state.setattr("start", time)?;
+                state.setattr(intern!(py, "start"), time)?;
                 time
             }
         };
         let last = self.last.bind(py);
-        let empty = PyBytes::new(py, b"").into_any();
+        let empty = self.empty.bind(py);
         let mut size = Vec::with_capacity(points.len() * 28);
         let mut out = Vec::with_capacity(points.len());
         for (name, kind, number) in points {
@@ -154,8 +161,11 @@ impl MetricEncoder {
             if kind != GAUGE {
                 let mut begin = start;
                 if kind == DELTA {
-                    let series =
-                        [key.clone().into_any(), name.bind(py).clone().into_any(), empty.clone()];
+                    let series = [
+                        key.clone().into_any(),
+                        name.bind(py).clone().into_any(),
+                        empty.clone().into_any(),
+                    ];
                     let series = tuple(py, series)?;
                     if let Some(previous) = last.get_item(&series)? {
                         begin = previous.extract()?;

@@ -24,12 +24,17 @@ struct Span<'a> {
 impl SpanEncoder {
     /// The Span message into `self.buf`, or None for the Python path.
     fn write<'a>(&mut self, text: &'a str) -> Option<Span<'a>> {
-        let names: [&str; 8] = std::array::from_fn(|i| self.names[i].as_str());
         let mut v = [None; 8];
-        json::read_object(text, &names, &mut v)?;
+        json::read_object(text, &self.names, &mut v)?;
         let [trace, span, parent, service, operation, start, duration, status] = v;
-        let trace_id: [u8; 16] = hex(match trace? { Value::Str(s) => s, _ => return None })?;
-        let span_id: [u8; 8] = hex(match span? { Value::Str(s) => s, _ => return None })?;
+        let trace_id: [u8; 16] = hex(match trace? {
+            Value::Str(s) => s,
+            _ => return None,
+        })?;
+        let span_id: [u8; 8] = hex(match span? {
+            Value::Str(s) => s,
+            _ => return None,
+        })?;
         let parent_id: Option<[u8; 8]> = match parent {
             None | Some(Value::Null) => None,
             Some(Value::Str(s)) => Some(hex(s)?),
@@ -47,8 +52,8 @@ impl SpanEncoder {
                 Value::Int(n) => i128::from(n) * 1_000_000,
                 Value::Float(x) => {
                     let r = (x * 1e6).round_ties_even();
-                    if !(r.abs() < 1e20) {
-                        return None;
+                    if r.abs() >= 1e20 {
+                        return None; // inf too (x is finite: never NaN)
                     }
                     r as i128
                 }
@@ -89,11 +94,17 @@ impl SpanEncoder {
 impl SpanEncoder {
     #[new]
     fn new(names: [String; 8], fallback: Py<PyAny>) -> Self {
-        SpanEncoder { names, fallback, keys: Keys::default(), buf: Vec::with_capacity(256) }
+        SpanEncoder {
+            names,
+            fallback,
+            keys: Keys::default(),
+            buf: Vec::with_capacity(256),
+        }
     }
 
     /// The item ((service,), trace id, Span bytes) of one event, as compiled.py's from_text.
-    fn from_text<'py>(&mut self, event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(name = "from_text")]
+    fn encode<'py>(&mut self, event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = event.py();
         if let Some(text) = text_of(event) {
             if let Some(span) = self.write(text) {
@@ -105,4 +116,3 @@ impl SpanEncoder {
         self.fallback.bind(py).call1((event,))
     }
 }
-

@@ -25,7 +25,7 @@ from connector.otlp.logs import encode_log
 from connector.otlp.mapping import LogMapping, MappingError, SpanMapping
 from connector.otlp.signals import codec
 from connector.otlp.traces import encode_span
-from connector.otlp.wire import field, request
+from connector.otlp.wire import field, framed, request
 from tests.harness.cli import EXAMPLES
 from tests.harness.fuzz import json_values
 from tests.harness.hypothesis_profiles import budget
@@ -226,6 +226,7 @@ def test_request_frames_items_as_field_does(items):
     """The table of heads writes what field() writes, for items of any length."""
     body = request({("s",): items})
     assert body.endswith(b"".join(field(b"\x12", item) for item in items))
+    assert framed(b"\x0a", items) == b"".join(field(b"\x0a", item) for item in items)
 
 
 def _renamed(doc: dict, m: SpanMapping) -> dict:
