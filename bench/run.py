@@ -378,16 +378,15 @@ def _run_suite(
         if ex == "tracing":
             watched = otlp_output(ex, receiver, more=f", {CANARY}, query: '{query}'}}")
             plan.append((ex, "otlp canary", [*connector, config(ex, n, watched)], True, None))
-        if ex == "tracing":  # the Kafka otlp encoding, and two workers over OTLP
+        if ex == "tracing":  # the Kafka otlp encoding
             proto = (f"{{kafka: {{bootstrap_servers: '{kafka}', topic: {TOPICS}{ex}-otlp, "
                      "encoding: otlp_proto}}")
             plan.append((ex, "kafka otlp_proto", [*connector, config(ex, n, proto)], True, None))
-            plan.append((ex, "otlp --workers 2",
-                         [*connector, "--workers", "2", config(ex, n, otlp_output(ex, receiver))],
-                         True, None))
         if ex == "tracing":  # beside a peer: the same Collector receiver for both
             into = config(ex, n, otlp_output(ex, collector.grpc))
             plan.append((ex, "otlp collector", [*connector, into], True, "traces"))
+            plan.append((ex, "otlp collector --workers 2", [*connector, "--workers", "2", into],
+                         True, "traces"))
             if args.telemetrygen:
                 plan.append((ex, "telemetrygen", otlp_rows.telemetrygen(collector.grpc, n), False,
                              "traces"))
@@ -424,7 +423,7 @@ def _run_suite(
         if r:
             samples.setdefault((ex, name), []).append((rate, rss))
         print(
-            f"round {r or 'rerun'}: {ex:<13} {name:<18} {rate:>12,.0f}/s  rss {rss:,.0f} MB",
+            f"round {r or 'rerun'}: {ex:<13} {name:<26} {rate:>12,.0f}/s  rss {rss:,.0f} MB",
             file=sys.stderr,
             flush=True,
         )
@@ -593,11 +592,11 @@ def machine() -> str:
 def table(report: dict) -> str:
     lines = [f"{report['machine']}; {report['rounds']} round(s); median (min-max)", ""]
     lines.append(
-        f"| {'example':<13} | {'measurement':<18} | {'events/s':>26} | {'/ S':>5} | "
+        f"| {'example':<13} | {'measurement':<26} | {'events/s':>26} | {'/ S':>5} | "
         f"{'/ P':>5} | {'/ C':>5} | {'lost':>5} | {'peak RSS':>8} |"
     )
     lines.append(
-        f"|{'-' * 15}|{'-' * 20}|{'-' * 28}|{'-' * 7}|{'-' * 7}|{'-' * 7}|{'-' * 7}|{'-' * 10}|"
+        f"|{'-' * 15}|{'-' * 28}|{'-' * 28}|{'-' * 7}|{'-' * 7}|{'-' * 7}|{'-' * 7}|{'-' * 10}|"
     )
     nan = {"median": float("nan")}
     for ex, rows in report["results"].items():
@@ -607,7 +606,7 @@ def table(report: dict) -> str:
             rss = f"{row['peak_rss_mb']:,.0f} MB" if "peak_rss_mb" in row else ""
             lost = f"{row['lost']:,.0f}" if "lost" in row else ""
             lines.append(
-                f"| {ex:<13} | {name:<18} | {row['median']:>10,.0f}{spread:>16} | "
+                f"| {ex:<13} | {name:<26} | {row['median']:>10,.0f}{spread:>16} | "
                 f"{row['median'] / s:>5.2f} | {row['median'] / p:>5.2f} | "
                 f"{row['median'] / c:>5.2f} | {lost:>5} | {rss:>8} |"
             )

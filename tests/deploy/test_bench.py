@@ -40,9 +40,10 @@ def test_bench_runs_and_writes_its_table(kafka_bootstrap, jaeger, schema_registr
                 "kafka canary", "kafka --view", "kafka tx", "perf", "E", "C", "otlp"}
     assert set(rows["basic"]) == expected | {"kafka avro", "kafka protobuf"}
     assert set(rows["tracing"]) == expected | {"otlp collector", "otlp canary",
-                                            "kafka otlp_proto", "otlp --workers 2"}
+                                            "kafka otlp_proto", "otlp collector --workers 2"}
     assert set(rows["multi-service"]) == {"S", "E", "C", "otlp", "otlp histograms"}
-    for example, name in (("basic", "otlp"), ("multi-service", "otlp"), ("tracing", "otlp collector")):
+    for example, name in (("basic", "otlp"), ("multi-service", "otlp"), ("tracing", "otlp collector"),
+                          ("tracing", "otlp collector --workers 2")):
         assert rows[example][name]["lost"] == 0, (example, name)  # the receiver took it all
     for example in rows.values():
         for name, row in example.items():

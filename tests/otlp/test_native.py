@@ -28,7 +28,7 @@ from connector.otlp.metrics import MetricEncoder
 from connector.otlp.signals import codec
 from tests.harness.cli import EXAMPLES, ROOT
 from tests.harness.hypothesis_profiles import budget
-from tests.otlp.test_compiled import (
+from tests.harness.otlp_events import (
     LOG_EXTRAS,
     LOG_MAPPING,
     LOG_VALUES,
@@ -38,9 +38,9 @@ from tests.otlp.test_compiled import (
     SPAN_MAPPINGS,
     SPAN_VALUES,
     TRACE,
-    _renamed_text,
     docs,
     outcome,
+    renamed_text,
     texts,
 )
 
@@ -104,7 +104,7 @@ def span_text(start: str, duration: str, parent: str | None = PARENT) -> str:
 @given(written(SPAN_VALUES, SPAN_EXTRAS), st.sampled_from(SPAN_MAPPINGS))
 @example(span_text("2026-02-20T10:00:00.123456+00:00", "61.23"), SpanMapping())
 def test_a_native_span_is_the_python_span(text, m):
-    text = _renamed_text(text, m)
+    text = renamed_text(text, m)
     native, pure = both(span_encoder, m)
     assert outcome(native, text) == outcome(pure, text)
 
