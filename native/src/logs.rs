@@ -82,18 +82,19 @@ impl LogEncoder {
 
     /// The item ((service,), None, LogRecord bytes) of one event, as compiled.py's from_text.
     #[pyo3(name = "from_text")]
-    fn encode<'py>(&mut self, event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn encode<'py>(
+        mut slf: PyRefMut<'py, Self>,
+        event: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let py = event.py();
-        if let Some(text) = text_of(event) {
-            if let Some(service) = self.write(text) {
-                let key = self.keys.get(py, service)?;
-                return item(
-                    key,
-                    py.None().into_bound(py),
-                    PyBytes::new(py, &self.buf).into_any(),
-                );
-            }
+        let this = &mut *slf;
+        if let Some(service) = text_of(event).and_then(|text| this.write(text)) {
+            let key = this.keys.get(py, service)?;
+            let payload = PyBytes::new(py, &this.buf).into_any();
+            return item(key, py.None().into_bound(py), payload);
         }
-        self.fallback.bind(py).call1((event,))
+        let fallback = slf.fallback.clone_ref(py);
+        drop(slf); // Python runs next: another thread may use the encoder meanwhile
+        fallback.bind(py).call1((event,))
     }
 }

@@ -134,14 +134,20 @@ impl MetricEncoder {
     /// The item (resource key, ((metric name, NumberDataPoint bytes), ...), the points'
     /// bytes) of one event, as MetricEncoder(values.loads(event)).
     #[pyo3(name = "from_text")]
-    fn encode<'py>(&mut self, event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn encode<'py>(
+        mut slf: PyRefMut<'py, Self>,
+        event: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let py = event.py();
-        let Some((time, service, points)) = text_of(event).and_then(|text| self.read(py, text))
+        let Some((time, service, points)) = text_of(event).and_then(|text| slf.read(py, text))
         else {
-            return self.fallback.bind(py).call1((event,));
+            let fallback = slf.fallback.clone_ref(py);
+            drop(slf); // Python runs next: another thread may use the encoder meanwhile
+            return fallback.bind(py).call1((event,));
         };
-        let key = self.keys.get(py, service)?;
-        let state = self.state.bind(py);
+        let this = &mut *slf;
+        let key = this.keys.get(py, service)?;
+        let state = this.state.bind(py);
         let start: u64 = match state
             .getattr(intern!(py, "start"))?
             .extract::<Option<u64>>()?
@@ -152,8 +158,8 @@ impl MetricEncoder {
                 time
             }
         };
-        let last = self.last.bind(py);
-        let empty = self.empty.bind(py);
+        let last = this.last.bind(py);
+        let empty = this.empty.bind(py);
         let mut size = Vec::with_capacity(points.len() * 28);
         let mut out = Vec::with_capacity(points.len());
         for (name, kind, number) in points {
@@ -171,7 +177,7 @@ impl MetricEncoder {
                         begin = previous.extract()?;
                         last.del_item(&series)?;
                     }
-                    if last.len() >= self.max_series {
+                    if last.len() >= this.max_series {
                         // the least recently seen series
                         if let Some(first) = last.keys().iter().next() {
                             last.del_item(first)?;

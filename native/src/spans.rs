@@ -104,15 +104,19 @@ impl SpanEncoder {
 
     /// The item ((service,), trace id, Span bytes) of one event, as compiled.py's from_text.
     #[pyo3(name = "from_text")]
-    fn encode<'py>(&mut self, event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn encode<'py>(
+        mut slf: PyRefMut<'py, Self>,
+        event: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let py = event.py();
-        if let Some(text) = text_of(event) {
-            if let Some(span) = self.write(text) {
-                let key = self.keys.get(py, span.service)?;
-                let trace_id = PyBytes::new(py, &span.trace_id).into_any();
-                return item(key, trace_id, PyBytes::new(py, &self.buf).into_any());
-            }
+        let this = &mut *slf;
+        if let Some(span) = text_of(event).and_then(|text| this.write(text)) {
+            let key = this.keys.get(py, span.service)?;
+            let trace_id = PyBytes::new(py, &span.trace_id).into_any();
+            return item(key, trace_id, PyBytes::new(py, &this.buf).into_any());
         }
-        self.fallback.bind(py).call1((event,))
+        let fallback = slf.fallback.clone_ref(py);
+        drop(slf); // Python runs next: another thread may use the encoder meanwhile
+        fallback.bind(py).call1((event,))
     }
 }

@@ -290,3 +290,21 @@ def test_the_rust_unit_tests_pass():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "test result: ok" in done.stdout
+
+
+def test_the_encoder_is_free_while_python_decides():
+    """The Python path runs Python code, where another thread may take the GIL and use the
+    same encoder: it is not held (borrowed) meanwhile, so using it there works."""
+    good, odd = span_text("2026-02-20T10:00:00Z", "1"), span_text("2026-02-20 10:00:00Z", "1")
+    pure = span_encoder(SpanMapping(), native=False)[1]
+    seen = []
+
+    def fallback(event):
+        seen.append(encoder.from_text(good))  # as another thread would, meanwhile
+        return pure(event)
+
+    m = SpanMapping()
+    encoder = compiled._native.SpanEncoder(
+        [m.trace_id, m.span_id, m.parent_span_id, m.service, m.operation, m.start_time,
+         m.duration_ms, m.status], fallback)
+    assert encoder.from_text(odd) == pure(odd) and seen == [pure(good)]
