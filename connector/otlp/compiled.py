@@ -27,6 +27,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -36,14 +37,21 @@ from connector.otlp.logs import SEVERITY_NUMBERS, encode_log, severity_number
 from connector.otlp.mapping import HISTOGRAMS, MAX_NANOS, LogMapping, SpanMapping
 from connector.otlp.metrics import MAX_SERIES, MetricEncoder
 from connector.otlp.traces import encode_span
-from connector.otlp.wire import field, fixed64
+from connector.otlp.wire import SCOPE_FIELD, field, fixed64, request, resource_field
 
 try:  # built by scripts/test and in the image; without it, the pure-Python path
     from connector.otlp import _native
 except ImportError:
     _native = None
 
-__all__ = ["Encoders", "log_encoder", "metric_from_text", "native_built", "span_encoder"]
+__all__ = [
+    "Encoders",
+    "item_request",
+    "log_encoder",
+    "metric_from_text",
+    "native_built",
+    "span_encoder",
+]
 
 
 def native_built() -> bool:
@@ -261,3 +269,22 @@ def metric_from_text(encoder: MetricEncoder, native: bool = True) -> Callable[[s
     return _native.MetricEncoder(
         names, wide, kinds, m.narrow, encoder, encoder.last, MAX_SERIES, from_text
     ).from_text
+
+
+def item_request(native: bool = True) -> Callable[[list[Item]], bytes]:
+    """request(items) of spans or log records: wire.request of the items grouped by
+    resource key, in the order the keys come; written natively when built."""
+    if native and _native is not None:
+        return partial(_native.request, resource=resource_field, scope=SCOPE_FIELD)
+
+    def grouped_request(items: list[Item]) -> bytes:
+        grouped: dict[tuple, list[bytes]] = {}
+        for key, _, payload in items:
+            same = grouped.get(key)
+            if same is None:
+                grouped[key] = [payload]
+            else:
+                same.append(payload)
+        return request(grouped)
+
+    return grouped_request

@@ -87,30 +87,12 @@ def codec(signal: str, mapping: Any = None) -> Codec:
     """The codec of a signal, with its mapping (default: the signal's default mapping)."""
     if mapping is None:
         mapping = MAPPINGS[signal]()
-    if signal == "traces":
-        from connector.otlp.compiled import span_encoder
-        from connector.otlp.traces import export_request, group_spans
+    if signal in ("traces", "logs"):
+        from connector.otlp.compiled import item_request, log_encoder, span_encoder
 
-        encode, from_text = span_encoder(mapping)
-        return Codec(
-            SIGNALS[signal],
-            mapping,
-            encode,
-            lambda items: export_request(group_spans(items)),
-            from_text,
-        )
-    if signal == "logs":
-        from connector.otlp.compiled import log_encoder
-        from connector.otlp.wire import request
-
-        def logs_request(items: list[tuple]) -> bytes:
-            grouped: dict[tuple, list[bytes]] = {}
-            for key, _, record in items:
-                grouped.setdefault(key, []).append(record)
-            return request(grouped)
-
-        encode, from_text = log_encoder(mapping)
-        return Codec(SIGNALS[signal], mapping, encode, logs_request, from_text)
+        encoder = span_encoder if signal == "traces" else log_encoder
+        encode, from_text = encoder(mapping)
+        return Codec(SIGNALS[signal], mapping, encode, item_request(), from_text)
     from connector.otlp.compiled import metric_from_text
     from connector.otlp.metrics import MetricEncoder
 

@@ -10,6 +10,7 @@
 mod json;
 mod logs;
 mod metrics;
+mod request;
 mod spans;
 mod time;
 
@@ -115,5 +116,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<spans::SpanEncoder>()?;
     m.add_class::<logs::LogEncoder>()?;
     m.add_class::<metrics::MetricEncoder>()?;
+    m.add_function(wrap_pyfunction!(request::request, m)?)?;
     Ok(())
 }

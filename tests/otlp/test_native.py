@@ -22,7 +22,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import connector.otlp.compiled as compiled
-from connector.otlp.compiled import log_encoder, metric_from_text, span_encoder
+from connector.otlp.compiled import item_request, log_encoder, metric_from_text, span_encoder
 from connector.otlp.mapping import MetricMapping, SpanMapping
 from connector.otlp.metrics import MetricEncoder
 from connector.otlp.signals import codec
@@ -198,6 +198,31 @@ def test_delta_series_are_evicted_as_python_evicts_them(monkeypatch):
     native_text, pure_text = metric_from_text(native), metric_from_text(pure, native=False)
     assert [native_text(e) for e in events] == [pure_text(e) for e in events]
     assert list(native.last.items()) == list(pure.last.items()) and len(pure.last) == 3
+
+
+# resource keys: equal tuples made apart group as one, as a dict groups them
+KEYS = st.sampled_from([("a",), ("b",), ("a", ("zone", b'"x"')), ("\u00e9",)]).map(tuple)
+
+
+@budget(200)
+@given(st.lists(st.tuples(KEYS, st.none() | st.binary(max_size=16),
+                          st.binary(max_size=300) | st.sampled_from([bytes(200_000)])),
+                max_size=40))
+def test_a_native_request_is_pythons(items):
+    """The request of spans or log records, grouped by resource key in the order keys come,
+    each item framed: the same bytes (sequences of any kind, and no items, too)."""
+    native, pure = item_request(), item_request(native=False)
+    assert native(items) == pure(items) == native(tuple(items))
+
+
+def test_a_native_request_raises_on_what_is_no_item():
+    """Not reachable from the encoders; still an exception (the sender fails the batch
+    with its type), never a crash."""
+    native, pure = item_request(), item_request(native=False)
+    for odd in ([(("a",), None, "text")], [("a",)], [None], None):
+        for request in (native, pure):
+            with pytest.raises((TypeError, ValueError, IndexError)):
+                request(odd)
 
 
 def test_long_strings_are_framed_as_python_frames_them():
