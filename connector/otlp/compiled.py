@@ -49,6 +49,7 @@ __all__ = [
     "item_request",
     "log_encoder",
     "metric_from_text",
+    "metric_request",
     "native_built",
     "span_encoder",
 ]
@@ -288,3 +289,17 @@ def item_request(native: bool = True) -> Callable[[list[Item]], bytes]:
         return request(grouped)
 
     return grouped_request
+
+
+def metric_request(encoder: MetricEncoder, native: bool = True) -> Callable[[list], bytes]:
+    """encoder.request(items), written natively when built and no point is a histogram's
+    observation (those the Python request aggregates)."""
+    if not native or _native is None:
+        return encoder.request
+    write, parts = _native.metric_request, encoder.parts
+
+    def request(items: list) -> bytes:
+        body = write(items, parts, resource_field, SCOPE_FIELD)
+        return encoder.request(items) if body is None else body
+
+    return request

@@ -146,6 +146,12 @@ class MetricEncoder:
             cached = (head, tail)
         return cached
 
+    def parts(self, name: str) -> tuple[bytes, int, bytes]:
+        """A Metric's head, its data's field tag and tail (what request() writes around
+        the data points), for the native request."""
+        head, tail = self.header(name)
+        return head, _TAGS[self.spec(name).type][0], tail
+
     def request(self, items: list[tuple[tuple, tuple, bytes]]) -> bytes:
         """An ExportMetricsServiceRequest: one ResourceMetrics per resource, one Metric per
         name. ResourceMetrics{resource 1, scope_metrics 2}; ScopeMetrics{scope 1,

@@ -93,10 +93,10 @@ def codec(signal: str, mapping: Any = None) -> Codec:
         encoder = span_encoder if signal == "traces" else log_encoder
         encode, from_text = encoder(mapping)
         return Codec(SIGNALS[signal], mapping, encode, item_request(), from_text)
-    from connector.otlp.compiled import metric_from_text
+    from connector.otlp.compiled import metric_from_text, metric_request
     from connector.otlp.metrics import MetricEncoder
 
     encoder = MetricEncoder(mapping)
     return Codec(
-        SIGNALS[signal], mapping, encoder, encoder.request, metric_from_text(encoder)
+        SIGNALS[signal], mapping, encoder, metric_request(encoder), metric_from_text(encoder)
     )

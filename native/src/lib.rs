@@ -117,5 +117,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<logs::LogEncoder>()?;
     m.add_class::<metrics::MetricEncoder>()?;
     m.add_function(wrap_pyfunction!(request::request, m)?)?;
+    m.add_function(wrap_pyfunction!(request::metric_request, m)?)?;
     Ok(())
 }
