@@ -87,11 +87,15 @@ fn field(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-fn non_empty(value: Option<Value<'_>>) -> Option<&str> {
+fn string(value: Option<Value<'_>>) -> Option<&str> {
     match value? {
-        Value::Str(s) if !s.is_empty() => Some(s),
+        Value::Str(s) => Some(s),
         _ => None,
     }
+}
+
+fn non_empty(value: Option<Value<'_>>) -> Option<&str> {
+    string(value).filter(|s| !s.is_empty())
 }
 
 /// The resource key `(service,)`, one tuple per service while there are few.

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::json::{self, Value};
-use crate::{field, item, text_of, time, varint, varint_len, Keys};
+use crate::{field, item, string, text_of, time, varint, varint_len, Keys};
 
 /// Log records: (timestamp, severity, body, service), those and no other fields.
 #[pyclass(module = "connector.otlp._native")]
@@ -24,10 +24,7 @@ impl LogEncoder {
         let mut v = [None; 4];
         json::read_object(text, &self.names, &mut v)?;
         let [time, severity, body, service] = v;
-        let nanos = match time? {
-            Value::Str(s) => time::nanos(s, false)?,
-            _ => return None,
-        };
+        let nanos = time::nanos(string(time)?, false)?;
         let service = match service {
             None | Some(Value::Null) | Some(Value::Str("")) => "unknown_service",
             Some(Value::Str(s)) => s,

@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::json::{self, Value};
-use crate::{field, hex, item, non_empty, text_of, time, Keys};
+use crate::{field, hex, item, non_empty, string, text_of, time, Keys};
 
 /// Spans: (trace_id, span_id, parent_span_id, service, operation, start_time, duration_ms,
 /// status), those and no other fields.
@@ -27,24 +27,15 @@ impl SpanEncoder {
         let mut v = [None; 8];
         json::read_object(text, &self.names, &mut v)?;
         let [trace, span, parent, service, operation, start, duration, status] = v;
-        let trace_id: [u8; 16] = hex(match trace? {
-            Value::Str(s) => s,
-            _ => return None,
-        })?;
-        let span_id: [u8; 8] = hex(match span? {
-            Value::Str(s) => s,
-            _ => return None,
-        })?;
+        let trace_id: [u8; 16] = hex(string(trace)?)?;
+        let span_id: [u8; 8] = hex(string(span)?)?;
         let parent_id: Option<[u8; 8]> = match parent {
             None | Some(Value::Null) => None,
             Some(Value::Str(s)) => Some(hex(s)?),
             _ => return None,
         };
         let (service, operation) = (non_empty(service)?, non_empty(operation)?);
-        let begin = match start? {
-            Value::Str(s) => time::nanos(s, false)?,
-            _ => return None,
-        };
+        let begin = time::nanos(string(start)?, false)?;
         // Python: begin + round(duration * 1_000_000), exact for an int, half to even for
         // a float; end must be within begin..2**64 - 1
         let end = i128::from(begin)
