@@ -17,7 +17,6 @@ from google.protobuf.json_format import MessageToDict
 
 from connector.otlp.mapping import MappingError, mapping_detail, mapping_reason, unexpected_reason
 from connector.otlp.signals import Codec, codec
-from connector.otlp.traces import export_request
 
 __all__ = ["MESSAGE_TOO_LARGE", "Encoder", "otlp_encoder", "otlp_json"]
 
@@ -115,54 +114,19 @@ def _trace_encoder(c: Codec, serialize: Callable, max_bytes: int) -> Encoder:
     too_large = MESSAGE_TOO_LARGE.format(c.signal.noun)
 
     def encode(events: list[str], fail: Callable) -> Iterator[tuple[str, bytes, list[str]]]:
-        traces: dict[bytes, tuple[dict, list[str], list[tuple]]] = {}
-        for (key, trace_id, span), event in _mapped(c, events, fail):
-            trace = traces.get(trace_id)
-            if trace is None:
-                trace = traces[trace_id] = ({}, [], [])
-            grouped, members, keys = trace
-            group = grouped.get(key)
-            if group is None:
-                group = grouped[key] = []
-            group.append(span)
-            members.append(event)
-            keys.append(key)  # which group each member's span is in, should the trace split
-        for trace_id, (grouped, members, keys) in traces.items():
-            payload = serialize(export_request(grouped))
-            if max_bytes and len(payload) > max_bytes:
-                yield from _split_trace(
-                    trace_id.hex(), grouped, members, keys, serialize, max_bytes, fail, too_large
-                )
+        traces: dict[bytes, list[tuple[tuple, str]]] = {}
+        for pair in _mapped(c, events, fail):
+            spans = traces.get(pair[0][1])
+            if spans is None:
+                traces[pair[0][1]] = [pair]
             else:
-                yield trace_id.hex(), payload, members
+                spans.append(pair)
+        for trace_id, spans in traces.items():
+            yield from _messages(
+                trace_id.hex(), spans, c.request, serialize, max_bytes, fail, too_large
+            )
 
     return encode
-
-
-def _split_trace(
-    trace_hex: str,
-    grouped: dict[tuple, list[bytes]],
-    members: list[str],
-    keys: list[tuple],
-    serialize: Callable,
-    limit: int,
-    fail: Callable,
-    too_large: str,
-) -> Iterator[tuple[str, bytes, list[str]]]:
-    """A trace over the limit: its (key, span, event) in the order the events came."""
-    taken = dict.fromkeys(grouped, 0)
-    spans = []
-    for key, event in zip(keys, members, strict=True):
-        spans.append(((key, None, grouped[key][taken[key]]), event))
-        taken[key] += 1
-
-    def request(items: list[tuple]) -> bytes:
-        out: dict[tuple, list[bytes]] = {}
-        for key, _, span in items:
-            out.setdefault(key, []).append(span)
-        return export_request(out)
-
-    yield from _messages(trace_hex, spans, request, serialize, limit, fail, too_large)
 
 
 def _resource_encoder(c: Codec, serialize: Callable, max_bytes: int) -> Encoder:
