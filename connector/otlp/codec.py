@@ -116,9 +116,10 @@ def _trace_encoder(c: Codec, serialize: Callable, max_bytes: int) -> Encoder:
     def encode(events: list[str], fail: Callable) -> Iterator[tuple[str, bytes, list[str]]]:
         traces: dict[bytes, list[tuple[tuple, str]]] = {}
         for pair in _mapped(c, events, fail):
-            spans = traces.get(pair[0][1])
+            trace_id = pair[0][1]  # the item's extra
+            spans = traces.get(trace_id)
             if spans is None:
-                traces[pair[0][1]] = [pair]
+                traces[trace_id] = [pair]
             else:
                 spans.append(pair)
         for trace_id, spans in traces.items():

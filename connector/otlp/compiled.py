@@ -263,8 +263,14 @@ def metric_from_text(encoder: MetricEncoder, native: bool = True) -> Callable[[s
     others = {m.attributes, m.resource}
     if m.exemplars is not None:
         others |= {m.exemplars.trace_id, m.exemplars.span_id}
-    if not native or _native is None or len(set(names)) < len(names) or others & set(names):
-        return from_text  # a field mapped twice: the Python path alone
+    if (
+        not native
+        or _native is None
+        or len(set(names)) < len(names)  # a field mapped twice
+        or others & set(names)
+        or len(names) > _native.MAX_METRIC_FIELDS
+    ):
+        return from_text
     kinds = {name: _kind(spec) for name, spec in m.metrics.items()}
     wide = [] if m.narrow else list(kinds.items())
     return _native.MetricEncoder(

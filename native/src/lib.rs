@@ -55,6 +55,21 @@ fn item<'py>(
     Ok(tuple(key.py(), [key.into_any(), extra, payload])?.into_any())
 }
 
+/// Hand the event to the Python path (`fallback`), the encoder no longer borrowed: Python
+/// code runs there, and may use the encoder again (another thread, or a re-entrant call).
+fn fall_back<'py, T>(
+    slf: PyRefMut<'py, T>,
+    fallback: impl FnOnce(&T) -> &Py<PyAny>,
+    event: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    T: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::False>,
+{
+    let fallback = fallback(&slf).clone_ref(event.py());
+    drop(slf);
+    fallback.bind(event.py()).call1((event,))
+}
+
 fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     let b = text.as_bytes();
     if b.len() != 2 * N {
@@ -120,6 +135,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<spans::SpanEncoder>()?;
     m.add_class::<logs::LogEncoder>()?;
     m.add_class::<metrics::MetricEncoder>()?;
+    m.add("MAX_METRIC_FIELDS", metrics::MAX_FIELDS)?;
     m.add_function(wrap_pyfunction!(request::request, m)?)?;
     m.add_function(wrap_pyfunction!(request::metric_request, m)?)?;
     Ok(())

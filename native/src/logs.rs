@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::json::{self, Value};
-use crate::{field, item, string, text_of, time, varint, varint_len, Keys};
+use crate::{fall_back, field, item, string, text_of, time, varint, varint_len, Keys};
 
 /// Log records: (timestamp, severity, body, service), those and no other fields.
 #[pyclass(module = "connector.otlp._native")]
@@ -90,8 +90,6 @@ impl LogEncoder {
             let payload = PyBytes::new(py, &this.buf).into_any();
             return item(key, py.None().into_bound(py), payload);
         }
-        let fallback = slf.fallback.clone_ref(py);
-        drop(slf); // Python runs next: another thread may use the encoder meanwhile
-        fallback.bind(py).call1((event,))
+        fall_back(slf, |this| &this.fallback, event)
     }
 }

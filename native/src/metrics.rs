@@ -12,7 +12,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::json::{self, Value};
-use crate::{item, text_of, time, tuple, Keys};
+use crate::{fall_back, item, text_of, time, tuple, Keys};
+
+/// The fields an event of this encoder may have: timestamp, service and the metrics.
+pub const MAX_FIELDS: usize = 16;
 
 // a metric's kind, as compiled.py numbers them (1: a cumulative sum)
 const GAUGE: u8 = 0;
@@ -59,8 +62,8 @@ impl MetricEncoder {
     /// Everything read and checked before any state is touched (a refused event leaves
     /// none): (time, service, the points' (name, kind, number bytes)), or None.
     fn read<'a>(&self, py: Python<'_>, text: &'a str) -> Option<(u64, &'a str, Points)> {
-        let mut v = [None; 16];
-        let v = v.get_mut(..self.names.len())?; // more fields: the Python path's
+        let mut v = [None; MAX_FIELDS];
+        let v = v.get_mut(..self.names.len())?; // compiled.py builds none with more
         json::read_object(text, &self.names, v)?;
         let time = match v[0]? {
             Value::Str(s) => time::nanos(s, true)?,
@@ -141,9 +144,7 @@ impl MetricEncoder {
         let py = event.py();
         let Some((time, service, points)) = text_of(event).and_then(|text| slf.read(py, text))
         else {
-            let fallback = slf.fallback.clone_ref(py);
-            drop(slf); // Python runs next: another thread may use the encoder meanwhile
-            return fallback.bind(py).call1((event,));
+            return fall_back(slf, |this| &this.fallback, event);
         };
         let this = &mut *slf;
         let key = this.keys.get(py, service)?;
@@ -178,8 +179,10 @@ impl MetricEncoder {
                         last.del_item(&series)?;
                     }
                     if last.len() >= this.max_series {
-                        // the least recently seen series
-                        if let Some(first) = last.keys().iter().next() {
+                        // the least recently seen series: the dict's first, as
+                        // next(iter(last)) (keys() would copy all of them)
+                        let first = last.iter().next().map(|(series, _)| series);
+                        if let Some(first) = first {
                             last.del_item(first)?;
                         }
                     }

@@ -1,12 +1,12 @@
-//! Export requests from encoded items. Export{Trace,Logs}ServiceRequest as
-//! connector/otlp/wire.py's `request` writes it: one Resource{X} per resource key in the order keys first come, its
-//! items framed in order. Request{resource_X 1}; ResourceX{resource 1, scope_X 2};
-//! ScopeX{scope 1, items 2}.
+//! Export requests from encoded items, as connector/otlp/wire.py's `request` and
+//! MetricEncoder.request write them: one Resource{X} per resource key in the order keys
+//! first come. Request{resource_X 1}; ResourceX{resource 1, scope_X 2}; ScopeX{scope 1,
+//! items 2}.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
-use crate::{field, varint};
+use crate::field;
 
 /// `resource(key)` gives a key's Resource field (wire.resource_field, cached there);
 /// `scope` is the ScopeX's scope field.
@@ -17,36 +17,25 @@ pub fn request<'py>(
     scope: &[u8],
 ) -> PyResult<Bound<'py, PyBytes>> {
     let py = items.py();
-    let index = PyDict::new(py); // key -> its group: Python's equality, as a dict groups
+    let index = PyDict::new(py);
     let mut groups: Vec<(Bound<'py, PyAny>, Vec<u8>)> = Vec::new();
     for item in items.try_iter()? {
         let item = item?.cast_into::<PyTuple>()?;
-        let key = item.get_item(0)?;
         let payload = item.get_item(2)?;
-        let payload = payload.cast::<PyBytes>()?.as_bytes();
-        let at = match index.get_item(&key)? {
-            Some(at) => at.extract::<usize>()?,
-            None => {
-                index.set_item(&key, groups.len())?;
-                groups.push((key, Vec::new()));
-                groups.len() - 1
-            }
-        };
-        let framed = &mut groups[at].1;
-        framed.push(0x12);
-        varint(framed, payload.len());
-        framed.extend_from_slice(payload);
+        let at = slot(&index, item.get_item(0)?, &mut groups, Vec::new)?;
+        field(
+            &mut groups[at].1,
+            0x12,
+            payload.cast::<PyBytes>()?.as_bytes(),
+        );
     }
     let mut out = Vec::new();
-    let (mut scoped, mut resourced) = (Vec::new(), Vec::new());
+    let mut scoped = Vec::new();
     for (key, framed) in groups {
         scoped.clear();
         scoped.extend_from_slice(scope);
         scoped.extend_from_slice(&framed);
-        resourced.clear();
-        resourced.extend_from_slice(resource.call1((key,))?.cast::<PyBytes>()?.as_bytes());
-        field(&mut resourced, 0x12, &scoped);
-        field(&mut out, 0x0a, &resourced);
+        resource_group(&mut out, resource, key, &scoped)?;
     }
     Ok(PyBytes::new(py, &out))
 }
@@ -66,40 +55,26 @@ pub fn metric_request<'py>(
     let py = items.py();
     let index = PyDict::new(py);
     // per resource: its key, its names' index, each name and its framed points
-    type Metrics<'py> = Vec<(Bound<'py, PyAny>, Vec<u8>)>;
-    let mut groups: Vec<(Bound<'py, PyAny>, Bound<'py, PyDict>, Metrics<'py>)> = Vec::new();
+    type Metrics<'py> = (Bound<'py, PyDict>, Vec<(Bound<'py, PyAny>, Vec<u8>)>);
+    let mut groups: Vec<(Bound<'py, PyAny>, Metrics<'py>)> = Vec::new();
     for item in items.try_iter()? {
         let item = item?.cast_into::<PyTuple>()?;
-        let key = item.get_item(0)?;
-        let at = match index.get_item(&key)? {
-            Some(at) => at.extract::<usize>()?,
-            None => {
-                index.set_item(&key, groups.len())?;
-                groups.push((key, PyDict::new(py), Vec::new()));
-                groups.len() - 1
-            }
-        };
-        let (_, names, metrics) = &mut groups[at];
+        let at = slot(&index, item.get_item(0)?, &mut groups, || {
+            (PyDict::new(py), Vec::new())
+        })?;
+        let (names, metrics) = &mut groups[at].1;
         for point in item.get_item(1)?.try_iter()? {
             let point = point?.cast_into::<PyTuple>()?;
-            let name = point.get_item(0)?;
             let Ok(bytes) = point.get_item(1)?.cast_into::<PyBytes>() else {
                 return Ok(None);
             };
-            let m = match names.get_item(&name)? {
-                Some(m) => m.extract::<usize>()?,
-                None => {
-                    names.set_item(&name, metrics.len())?;
-                    metrics.push((name, Vec::new()));
-                    metrics.len() - 1
-                }
-            };
+            let m = slot(names, point.get_item(0)?, metrics, Vec::new)?;
             field(&mut metrics[m].1, 0x0a, bytes.as_bytes()); // data_points 1
         }
     }
     let mut out = Vec::new();
-    let (mut scoped, mut resourced, mut body) = (Vec::new(), Vec::new(), Vec::new());
-    for (key, _, metrics) in groups {
+    let (mut scoped, mut body) = (Vec::new(), Vec::new());
+    for (key, (_, metrics)) in groups {
         scoped.clear();
         scoped.extend_from_slice(scope);
         for (name, mut data) in metrics {
@@ -111,10 +86,40 @@ pub fn metric_request<'py>(
             field(&mut body, tag, &data);
             field(&mut scoped, 0x12, &body); // metrics 2
         }
-        resourced.clear();
-        resourced.extend_from_slice(resource.call1((key,))?.cast::<PyBytes>()?.as_bytes());
-        field(&mut resourced, 0x12, &scoped);
-        field(&mut out, 0x0a, &resourced);
+        resource_group(&mut out, resource, key, &scoped)?;
     }
     Ok(Some(PyBytes::new(py, &out)))
+}
+
+/// The index in `entries` of `key`'s entry, a new one (`make`) when the key is new; the
+/// index is a dict, so keys are grouped by Python's equality, as the Python requests do.
+fn slot<'py, T>(
+    index: &Bound<'py, PyDict>,
+    key: Bound<'py, PyAny>,
+    entries: &mut Vec<(Bound<'py, PyAny>, T)>,
+    make: impl FnOnce() -> T,
+) -> PyResult<usize> {
+    if let Some(at) = index.get_item(&key)? {
+        return at.extract();
+    }
+    index.set_item(&key, entries.len())?;
+    entries.push((key, make()));
+    Ok(entries.len() - 1)
+}
+
+/// ResourceX{resource 1 (from `resource(key)`), scope_X 2} as field 1 of the request.
+fn resource_group(
+    out: &mut Vec<u8>,
+    resource: &Bound<'_, PyAny>,
+    key: Bound<'_, PyAny>,
+    scoped: &[u8],
+) -> PyResult<()> {
+    let mut group = resource
+        .call1((key,))?
+        .cast_into::<PyBytes>()?
+        .as_bytes()
+        .to_vec();
+    field(&mut group, 0x12, scoped);
+    field(out, 0x0a, &group);
+    Ok(())
 }

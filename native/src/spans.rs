@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::json::{self, Value};
-use crate::{field, hex, item, non_empty, string, text_of, time, Keys};
+use crate::{fall_back, field, hex, item, non_empty, string, text_of, time, Keys};
 
 /// Spans: (trace_id, span_id, parent_span_id, service, operation, start_time, duration_ms,
 /// status), those and no other fields.
@@ -106,8 +106,6 @@ impl SpanEncoder {
             let trace_id = PyBytes::new(py, &span.trace_id).into_any();
             return item(key, trace_id, PyBytes::new(py, &this.buf).into_any());
         }
-        let fallback = slf.fallback.clone_ref(py);
-        drop(slf); // Python runs next: another thread may use the encoder meanwhile
-        fallback.bind(py).call1((event,))
+        fall_back(slf, |this| &this.fallback, event)
     }
 }

@@ -4,12 +4,15 @@ or anything; texts made odder still; and what an encoder gave, as the outputs re
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from hypothesis import strategies as st
 
 from connector.otlp.mapping import LogMapping, MappingError, SpanMapping
+from tests.harness.cli import EXAMPLES
 from tests.harness.fuzz import json_values
 
 TRACE, SPAN, PARENT = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "b7ad6b7169203331"
@@ -124,3 +127,17 @@ def renamed_text(text: str, m: SpanMapping) -> str:
     if not isinstance(doc, dict):
         return text
     return json.dumps(renamed(doc, m))
+
+
+def example_events(script: str, ticks: int) -> list[str]:
+    """The events an example's produce() gives for `ticks` timestamps a second apart
+    (`script`: its path under examples/)."""
+    spec = importlib.util.spec_from_file_location("example_" + script.replace("/", "_"),
+                                                  EXAMPLES / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    start, events = datetime(2026, 1, 1, tzinfo=UTC), []
+    for k in range(ticks):
+        made = module.produce({"timestamp": start + timedelta(seconds=k), "tags": ()})
+        events += [made] if isinstance(made, str) else made
+    return events

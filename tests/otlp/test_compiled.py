@@ -8,9 +8,7 @@ output and the Kafka codecs did per event before: parse errors included.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import example, given
@@ -25,7 +23,6 @@ from connector.otlp.mapping import LogMapping, SpanMapping
 from connector.otlp.signals import codec
 from connector.otlp.traces import encode_span
 from connector.otlp.wire import field, framed, request
-from tests.harness.cli import EXAMPLES
 from tests.harness.hypothesis_profiles import budget
 from tests.harness.otlp_events import (
     LOG_EXTRAS,
@@ -38,6 +35,7 @@ from tests.harness.otlp_events import (
     T0,
     TRACE,
     docs,
+    example_events,
     outcome,
     renamed,
     renamed_text,
@@ -115,15 +113,8 @@ def test_the_examples_go_the_compiled_way_and_decode(signal, monkeypatch):
     monkeypatch.setattr(compiled, name, lambda doc, m: calls.append(doc) or checked(doc, m))
     mapping = None if signal == "traces" else LOG_MAPPING
     c = codec(signal, mapping)
-    path = EXAMPLES / ("tracing/tracing.py" if signal == "traces" else "basic/produce.py")
-    spec = importlib.util.spec_from_file_location(f"script_{signal}", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    events = []
-    for k in range(300):
-        r = script.produce({"timestamp": start + timedelta(seconds=k), "tags": ()})
-        events += [r] if isinstance(r, str) else r
+    events = example_events("tracing/tracing.py" if signal == "traces" else "basic/produce.py",
+                            300)
     items = [c.from_text(e) for e in events]
     assert items == [checked(values.loads(e), c.mapping) for e in events]
     assert len(calls) == sum('"error_message"' in e for e in events)
@@ -143,3 +134,12 @@ def test_request_frames_items_as_field_does(items):
     body = request({("s",): items})
     assert body.endswith(b"".join(field(b"\x12", item) for item in items))
     assert framed(b"\x0a", items) == b"".join(field(b"\x0a", item) for item in items)
+
+
+def test_a_resource_field_is_written_once_per_key():
+    """Each request names its resources again: the field is kept per key, not rebuilt."""
+    from connector.otlp.wire import resource_field, resource_message
+
+    key = ("svc", ("zone", b'"a"'))
+    assert resource_field(key) is resource_field(tuple(list(key)))
+    assert resource_field(key) == field(b"\x0a", resource_message(key))

@@ -10,11 +10,9 @@ every way JSON and ISO 8601 allow.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,7 +30,7 @@ from connector.otlp.compiled import (
 from connector.otlp.mapping import MetricMapping, SpanMapping
 from connector.otlp.metrics import MetricEncoder
 from connector.otlp.signals import codec
-from tests.harness.cli import EXAMPLES, ROOT
+from tests.harness.cli import ROOT
 from tests.harness.hypothesis_profiles import budget
 from tests.harness.otlp_events import (
     LOG_EXTRAS,
@@ -45,6 +43,7 @@ from tests.harness.otlp_events import (
     SPAN_VALUES,
     TRACE,
     docs,
+    example_events,
     outcome,
     renamed_text,
     texts,
@@ -277,15 +276,8 @@ def test_the_examples_take_the_native_path(signal):
     if signal == "logs":
         args = (fields, compiled.SEVERITY_NUMBERS, args[1])
     native = native_type(*args).from_text
-    path = EXAMPLES / ("tracing/tracing.py" if signal == "traces" else "basic/produce.py")
-    spec = importlib.util.spec_from_file_location(f"native_{signal}", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    events = []
-    for k in range(300):
-        r = script.produce({"timestamp": start + timedelta(seconds=k), "tags": ()})
-        events += [r] if isinstance(r, str) else r
+    events = example_events("tracing/tracing.py" if signal == "traces" else "basic/produce.py",
+                            300)
     assert [native(e) for e in events] == [pure(e) for e in events]
     assert handed == [e for e in events if '"error_message"' in e]
 
@@ -300,12 +292,7 @@ def test_the_metrics_example_takes_the_native_path(monkeypatch):
         "memory_mb": {"type": "gauge", "unit": "MiBy"},
         "request_count": {"type": "sum", "monotonic": True, "temporality": "delta"},
     })
-    spec = importlib.util.spec_from_file_location("native_metrics", EXAMPLES / "multi-service/metrics.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    events = [e for k in range(100)
-              for e in script.produce({"timestamp": start + timedelta(seconds=k), "tags": ()})]
+    events = example_events("multi-service/metrics.py", 100)
     pure = metric_from_text(MetricEncoder(mapping), native=False)
     expected = [pure(e) for e in events]
     parsed = []
@@ -355,3 +342,30 @@ def test_the_encoder_is_free_while_python_decides():
         [m.trace_id, m.span_id, m.parent_span_id, m.service, m.operation, m.start_time,
          m.duration_ms, m.status], fallback)
     assert encoder.from_text(odd) == pure(odd) and seen == [pure(good)]
+
+
+def test_native_items_are_left_out_of_the_cycle_collector():
+    """A batch holds thousands of items: tuples of strings and bytes, which can be in no
+    cycle, are untracked as they are made (else a collection every few hundred events)."""
+    import gc
+
+    span = span_encoder(SpanMapping())[1](span_text("2026-02-20T10:00:00Z", "1"))
+    record = log_encoder(LOG_MAPPING)[1]('{"timestamp": "2026-02-20T10:00:00Z", "message": "x"}')
+    encoder = MetricEncoder(WIDE)
+    metric = metric_from_text(encoder)('{"timestamp": "2026-02-20T10:00:00Z", "requests": 1}')
+    for item in (span, record, metric):
+        assert not gc.is_tracked(item) and not gc.is_tracked(item[0])
+    assert not any(gc.is_tracked(t) for t in (metric[1], *metric[1], *encoder.last))
+
+
+def test_metric_events_wider_than_the_native_reader_take_the_python_path():
+    """The native reader holds MAX_METRIC_FIELDS fields: a wider mapping is not handed to it
+    (it would decline every event, after reading it)."""
+    most = compiled._native.MAX_METRIC_FIELDS
+    wider = MetricMapping(metrics={f"m{k}": {"type": "gauge"} for k in range(most - 1)})
+    assert type(metric_from_text(MetricEncoder(wider))).__name__ == "function"
+    fits = MetricMapping(metrics={f"m{k}": {"type": "gauge"} for k in range(most - 2)})
+    assert type(metric_from_text(MetricEncoder(fits))).__name__ != "function"
+    event = json.dumps({"timestamp": "2026-02-20T10:00:00Z", "m0": 1, "m3": 2.5})
+    assert metric_from_text(MetricEncoder(wider))(event) == metric_from_text(
+        MetricEncoder(wider), native=False)(event)
