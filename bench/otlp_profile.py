@@ -159,14 +159,14 @@ def profile_signal(
         encode = enc.encode
         return [encode(doc, model) for doc in docs]
 
-    # older code (profiled with PYTHONPATH at another checkout) has no from_text
-    from_text = getattr(c, "from_text", None) or (lambda e: c.encode(loads(e), model))
-
     def text_all() -> list:
-        nonlocal from_text
-        if signal == "metrics":  # a fresh encoder each round, as above
-            enc = codec(signal, model)
-            from_text = getattr(enc, "from_text", None) or (lambda e: enc.encode(loads(e), model))
+        # as the sender maps a batch: the codec's `many` (older code, profiled with
+        # PYTHONPATH at another checkout, maps one event at a time, or has no from_text)
+        enc = codec(signal, model) if signal == "metrics" else c  # fresh, as above
+        many = getattr(enc, "many", None)
+        if many is not None:
+            return [item for i in range(0, n, BATCH) for item in many(events[i : i + BATCH])[0]]
+        from_text = getattr(enc, "from_text", None) or (lambda e: enc.encode(loads(e), model))
         return [from_text(e) for e in events]
 
     items = encode_all()

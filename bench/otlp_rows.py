@@ -105,13 +105,15 @@ def inner_encode(signal: str, script: Path, ticks: int, endpoint: str, start) ->
     channel = grpc.insecure_channel(endpoint)
     grpc.channel_ready_future(channel).result(timeout=30)
     export = channel.unary_unary(c.signal.method)  # bytes in, bytes out
-    # what the otlp output does per event: parse (once, as the codec does it) and encode;
-    # and as its sender thread, one request in flight while the next is encoded
-    from_text, request = c.from_text, c.request
+    # what the otlp output's sender thread does per batch: map the events (the codec's
+    # `many`) and write the request, one request in flight while the next is encoded
+    # (older code, run by --compare, maps one event at a time)
+    many = getattr(c, "many", None) or (lambda chunk: ([c.from_text(e) for e in chunk], []))
+    request = c.request
     sent, started, flying = 0, time.perf_counter(), None
     for i in range(0, len(events), BATCH):
         chunk = events[i : i + BATCH]
-        body = request([from_text(e) for e in chunk])
+        body = request(many(chunk)[0])
         if flying is not None:
             flying.result()
         flying = export.future(body, timeout=30)

@@ -41,7 +41,7 @@ class TraceCanary(CanaryLoop):
         if self.want <= 0:
             return
         traces: dict[bytes, set[bytes]] = defaultdict(set)
-        for (_, trace_id, span), _ in items:
+        for _, trace_id, span in items:
             if trace_id in traces or len(traces) < self.want:
                 traces[trace_id].add(span[20:28])  # see otlp_recording.py
         self.want -= len(traces)

@@ -15,8 +15,7 @@ from typing import Any
 import orjson
 from google.protobuf.json_format import MessageToDict
 
-from connector.otlp.mapping import MappingError, mapping_detail, mapping_reason, unexpected_reason
-from connector.otlp.signals import Codec, codec
+from connector.otlp.signals import Codec, codec, encode_all
 
 __all__ = ["MESSAGE_TOO_LARGE", "Encoder", "otlp_encoder", "otlp_json"]
 
@@ -99,14 +98,7 @@ def otlp_encoder(
 
 def _mapped(c: Codec, events: list[str], fail: Callable) -> Iterator[tuple[tuple, str]]:
     """(item, event) for each event that maps; the others fail alone."""
-    encode, noun = c.from_text, c.signal.noun
-    for event in events:
-        try:
-            yield encode(event), event
-        except (orjson.JSONDecodeError, MappingError) as exc:
-            fail(mapping_reason(exc, noun), event, detail=mapping_detail(exc))
-        except Exception as exc:  # a defect in the mapping still fails one event alone
-            fail(unexpected_reason(exc, noun), event, detail=str(exc)[:200])
+    return zip(*encode_all(c, events, None, fail), strict=True)
 
 
 def _trace_encoder(c: Codec, serialize: Callable, max_bytes: int) -> Encoder:

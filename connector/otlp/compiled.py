@@ -1,13 +1,14 @@
 """Per-mapping compiled encoders for the common shapes of spans and log records.
 
-`span_encoder(mapping)` and `log_encoder(mapping)` return two functions bound to that
+`span_encoder(mapping)` and `log_encoder(mapping)` return functions bound to that
 mapping's field names: `encode(doc, mapping)`, as traces.encode_span and logs.encode_log,
-and `from_text(event)`, which parses the event itself. Each first tries the common shape
-(spans: ids, service, operation, an ISO start, a duration, a status, nothing else; log
-records: an ISO timestamp, a severity name, a text body, a service, nothing else) with the
-checks written inline, and hands anything else, valid or not, to the checked encoder, which
-also words the failure. So a refused event fails exactly as before, and an accepted one is
-written to the same bytes: tests/otlp/test_compiled.py holds the two to that, by property.
+`from_text(event)`, which parses the event itself, and `many(events)`, from_text of each.
+Each first tries the common shape (spans: ids, service, operation, an ISO start, a
+duration, a status, nothing else; log records: an ISO timestamp, a severity name, a text
+body, a service, nothing else) with the checks written inline, and hands anything else,
+valid or not, to the checked encoder, which also words the failure. So a refused event
+fails exactly as before, and an accepted one is written to the same bytes:
+tests/otlp/test_compiled.py holds the two to that, by property.
 
 Why it is faster: field names are closure constants instead of attribute reads of the
 mapping; a key-set comparison replaces the seven absent-field checks; what repeats (span
@@ -17,9 +18,11 @@ values.loads makes of every event (re-serializing it to find integers orjson rou
 be decided from the few values the shape allows.
 
 When the native extension is built (`connector/otlp/_native`, from native/ at the
-repository's root), `from_text` is its encoder's: the same shape read and written in Rust
-straight from the text, handing anything else to the pure-Python `from_text` below (so the
-failures are this module's). tests/otlp/test_native.py holds the two to the same bytes.
+repository's root), `from_text` and `many` are its encoder's: the same shape read and
+written in Rust straight from the text (`many` reads a whole batch without the GIL, so the
+thread that encodes it runs beside the one making events), handing anything else to the
+pure-Python `from_text` below (so the failures are this module's).
+tests/otlp/test_native.py holds the two to the same bytes.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import struct
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -46,10 +49,12 @@ except ImportError:
 
 __all__ = [
     "Encoders",
+    "each",
     "item_request",
     "log_encoder",
     "metric_from_text",
     "metric_request",
+    "metric_texts",
     "native_built",
     "span_encoder",
 ]
@@ -60,7 +65,37 @@ def native_built() -> bool:
 
 
 Item = tuple[tuple, Any, bytes]
-Encoders = tuple[Callable[[Any, Any], Item], Callable[[str], Item]]
+# many(events) -> (the items in order, the exception in place of each item refused, and
+# those places)
+Many = Callable[[list[str]], tuple[list, list[int]]]
+
+
+class Encoders(NamedTuple):
+    encode: Callable[[Any, Any], Item]
+    from_text: Callable[[str], Item]
+    many: Many
+
+
+def each(from_text: Callable[[str], Item]) -> Many:
+    """many(events) through from_text, one event at a time (the pure-Python path)."""
+
+    def many(events: list[str]) -> tuple[list, list[int]]:
+        items, failed = [], []
+        for i, event in enumerate(events):
+            try:
+                items.append(from_text(event))
+            except Exception as exc:  # any failure fails its event alone (signals.py)
+                items.append(exc)
+                failed.append(i)
+        return items, failed
+
+    return many
+
+
+def _encoders(encode: Callable, from_text: Callable, native: Any = None) -> Encoders:
+    if native is None:
+        return Encoders(encode, from_text, each(from_text))
+    return Encoders(encode, native.from_text, native.many)
 
 _CACHED = 4096  # at most this many entries per cache (span names, bodies, levels repeat)
 _LONGEST = 128  # a longer string is encoded each time, never cached
@@ -83,8 +118,9 @@ _STATUS_BYTES = {name: _status(code) for name, code in _STATUS_CODES.items()}
 
 
 def span_encoder(m: SpanMapping, native: bool = True) -> Encoders:
-    """(encode(doc, mapping), from_text(event)) for spans, bound to mapping `m`; `native`:
-    from_text is the native encoder's, over this one, when it is built."""
+    """(encode(doc, mapping), from_text(event), many(events)) for spans, bound to mapping
+    `m`; `native`: from_text and many are the native encoder's, over these, when it is
+    built."""
     trace_f, span_f, parent_f = m.trace_id, m.span_id, m.parent_span_id
     service_f, op_f, start_f, duration_f, status_f = (
         m.service,
@@ -100,7 +136,7 @@ def span_encoder(m: SpanMapping, native: bool = True) -> Encoders:
         return encode_span(doc, m)
 
     if len(m.known) < len(SpanMapping.model_fields):  # a field mapped twice: no shortcut
-        return checked, lambda event: encode_span(values.loads(event), m)
+        return _encoders(checked, lambda event: encode_span(values.loads(event), m))
 
     def fast(doc: Any) -> Item | None:
         """The common shape written inline; None for anything else."""
@@ -160,20 +196,20 @@ def span_encoder(m: SpanMapping, native: bool = True) -> Encoders:
 
     if native and _native is not None:
         fields = [trace_f, span_f, parent_f, service_f, op_f, start_f, duration_f, status_f]
-        return encode, _native.SpanEncoder(fields, from_text).from_text
-    return encode, from_text
+        return _encoders(encode, from_text, _native.SpanEncoder(fields, from_text))
+    return _encoders(encode, from_text)
 
 
 def log_encoder(m: LogMapping, native: bool = True) -> Encoders:
-    """(encode(doc, mapping), from_text(event)) for log records, bound to mapping `m`;
-    `native`: from_text is the native encoder's, over this one, when it is built."""
+    """(encode(doc, mapping), from_text(event), many(events)) for log records, bound to
+    mapping `m`; `native`: from_text and many are the native encoder's, when it is built."""
     time_f, severity_f, body_f, service_f = m.timestamp, m.severity, m.body, m.service
     plain = frozenset((time_f, severity_f, body_f, service_f))
     severities: dict[str, bytes] = {}
     bodies: dict[str, bytes] = {}
 
     if len(m.known) < len(LogMapping.model_fields):  # a field mapped twice: no shortcut
-        return (
+        return _encoders(
             lambda doc, _mapping=None: encode_log(doc, m),
             lambda event: encode_log(values.loads(event), m),
         )
@@ -235,8 +271,10 @@ def log_encoder(m: LogMapping, native: bool = True) -> Encoders:
 
     if native and _native is not None:
         fields = [time_f, severity_f, body_f, service_f]
-        return encode, _native.LogEncoder(fields, SEVERITY_NUMBERS, from_text).from_text
-    return encode, from_text
+        return _encoders(
+            encode, from_text, _native.LogEncoder(fields, SEVERITY_NUMBERS, from_text)
+        )
+    return _encoders(encode, from_text)
 
 
 def _kind(spec: Any) -> int:
@@ -249,8 +287,15 @@ def _kind(spec: Any) -> int:
 
 
 def metric_from_text(encoder: MetricEncoder, native: bool = True) -> Callable[[str], Item]:
-    """from_text(event) for metrics: encoder(values.loads(event)), through the native encoder
-    when it is built; it keeps its state (start, delta series) in `encoder`."""
+    """from_text(event) for metrics (metric_texts)."""
+    return metric_texts(encoder, native)[0]
+
+
+def metric_texts(
+    encoder: MetricEncoder, native: bool = True
+) -> tuple[Callable[[str], Item], Many]:
+    """(from_text, many) for metrics: encoder(values.loads(event)), through the native
+    encoder when it is built; it keeps its state (start, delta series) in `encoder`."""
 
     def from_text(event: str) -> Item:
         return encoder(values.loads(event))
@@ -270,12 +315,13 @@ def metric_from_text(encoder: MetricEncoder, native: bool = True) -> Callable[[s
         or others & set(names)
         or len(names) > _native.MAX_METRIC_FIELDS
     ):
-        return from_text
+        return from_text, each(from_text)
     kinds = {name: _kind(spec) for name, spec in m.metrics.items()}
     wide = [] if m.narrow else list(kinds.items())
-    return _native.MetricEncoder(
+    fast = _native.MetricEncoder(
         names, wide, kinds, m.narrow, encoder, encoder.last, MAX_SERIES, from_text
-    ).from_text
+    )
+    return fast.from_text, fast.many
 
 
 def item_request(native: bool = True) -> Callable[[list[Item]], bytes]:

@@ -5,6 +5,11 @@ names them); narrow events carry `name` and `value` fields. Integers become as_i
 floats as_double; any other value fails the event. The remaining fields are data-point
 attributes. Sums carry start_time_unix_nano: the run's start for cumulative (the first
 point this encoder saw), the previous point of the same series for delta.
+
+An event's item is (resource key, points, size). Its points are one bytes string of
+(name 1, NumberDataPoint 2) field pairs, also its size: no Python object per point; an
+event with a histogram's observation carries a tuple of (name, point bytes or Observation)
+pairs instead (the request aggregates those).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from connector.otlp.wire import (
     field,
     fixed64,
     framed,
+    read,
     resource_field,
 )
 from connector.otlp.wire import resource_key as make_key
@@ -55,15 +61,16 @@ class MetricEncoder:
         self.start: int | None = None  # the run's start: the first point's time
         self.last: dict[tuple, int] = {}  # delta series -> time of its previous point
         self._headers: dict[str, tuple[bytes, bytes]] = {}
+        self._labels: dict[str, bytes] = {}  # name -> its field 1 in the points' bytes
         self.histograms = Histograms()
         self.seq = 0  # observations numbered as encoded (histograms.py)
 
     def spec(self, name: str) -> MetricSpec:
         return self.mapping.metrics.get(name, GAUGE)
 
-    def __call__(self, doc: Any, _mapping: Any = None) -> tuple[tuple, tuple, bytes]:
-        """(resource key, ((metric name, NumberDataPoint bytes), ...), the points' bytes)
-        for one event, or MappingError."""
+    def __call__(self, doc: Any, _mapping: Any = None) -> tuple[tuple, Any, bytes]:
+        """(resource key, points, size) for one event (the module's docstring), or
+        MappingError."""
         m = self.mapping
         if not isinstance(doc, dict):
             raise MappingError("event is not a JSON object")
@@ -114,9 +121,18 @@ class MetricEncoder:
             points.append((name, start + b"\x19" + fixed64(time) + number + attrs))
         if observed:  # only the size counts (an observation's: a guess)
             size = b"".join(p if isinstance(p, bytes) else bytes(48) for _, p in points)
-        else:
-            size = b"".join([p for _, p in points])
-        return key, tuple(points), size
+            return key, tuple(points), size
+        labels = self._labels
+        pairs = []
+        for name, point in points:
+            label = labels.get(name)
+            if label is None:
+                label = field(b"\x0a", name.encode())
+                if len(labels) < 10_000 and len(name) <= 256:  # narrow names are anything
+                    labels[name] = label
+            pairs.append(label + field(b"\x12", point))
+        packed = b"".join(pairs)
+        return key, packed, packed
 
     def _ids(self, doc: dict) -> tuple[bytes, bytes]:
         """The exemplar's (trace id, span id) of a histogram observation; b"" without."""
@@ -162,6 +178,8 @@ class MetricEncoder:
             names = grouped.get(key)
             if names is None:
                 names = grouped[key] = {}
+            if points.__class__ is bytes:
+                points = _pairs(points)
             for name, point in points:
                 same = names.get(name)
                 if same is None:
@@ -184,6 +202,13 @@ class MetricEncoder:
                 field(b"\x0a", resource_field(key) + field(b"\x12", scoped))
             )
         return b"".join(out)
+
+
+def _pairs(packed: bytes) -> list[tuple[str, bytes]]:
+    """The (name, point bytes) pairs of an item's packed points."""
+    fields = read(packed)
+    names, points = fields[::2], fields[1::2]
+    return [(name.decode(), point) for (_, name), (_, point) in zip(names, points, strict=True)]
 
 
 def _observation(value: Any, source: str) -> float:

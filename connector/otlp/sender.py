@@ -1,11 +1,12 @@
-"""The shared OTLP sender: batches, a bounded queue, one thread that exports with retries.
+"""The shared OTLP sender: batches, a bounded queue, one thread that maps and exports.
 
 Like the Collector's exporterhelper it wraps one `export(body)` function (gRPC or HTTP, any
-signal): mapping and batching happen on the pipeline's thread, a sender thread exports
-each batch through connector/delivery.py's `Retry` (retryable failures again with backoff,
+signal): batching happens on the pipeline's thread; a sender thread maps each batch (the
+native encoders read a whole batch without the GIL, beside the thread making events),
+exports it through connector/delivery.py's `Retry` (retryable failures again with backoff,
 throttled ones after the server's own delay: HTTP Retry-After, gRPC RetryInfo), and
-acknowledges every event of a batch once: delivered when the export succeeded, failed
-with the status when it did not.
+acknowledges every event of a batch once: failed alone when it does not map, delivered
+when the export succeeded, failed with the status when it did not.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import orjson
 from pydantic import Field
 
 from connector.delivery import (
@@ -33,8 +33,7 @@ from connector.delivery import (
     not_sent,
 )
 from connector.fields import Strict
-from connector.otlp.mapping import MappingError, mapping_detail, mapping_reason, unexpected_reason
-from connector.otlp.signals import Codec
+from connector.otlp.signals import Codec, encode_all
 from connector.otlp.wire import read
 
 __all__ = [
@@ -99,15 +98,14 @@ def grpc_retry_delay(details: bytes | None) -> float | None:
 
 @dataclass
 class _Batch:
-    # (item, event) pairs: one append per event, so an interrupt never splits them
-    items: list = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    # the events' docs where a `when` rule parsed them (None: not JSON); None: none did
+    docs: list | None = None
+    items: list = field(default_factory=list)  # once mapped: the events' items, in step
     handed: float = field(default_factory=time.monotonic)
-    size: int = 0  # the items' bytes, to keep each request under batch.max_bytes
+    size: int = 0  # the events' characters: a batch ends past batch.max_bytes of them
+    mapped: bool = False
     settled: bool = False
-
-    @property
-    def events(self) -> list[str]:
-        return [event for _, event in self.items]
 
 
 class Sender:
@@ -130,6 +128,7 @@ class Sender:
         self.pending = _Batch()
         self.queue: queue.Queue[_Batch | None] = queue.Queue(queue_size)
         self.lock = threading.Lock()  # settles a batch once: sender vs close()
+        self.mapping = threading.Lock()  # maps a batch once, in order (the metric state)
         self.inflight: _Batch | None = None
         self.closed = False
         self.deadline: float | None = None  # the flush deadline, once flush() set one
@@ -157,67 +156,40 @@ class Sender:
 
     # -- the caller's thread -----------------------------------------------------
     def write(self, events: list[str], docs: list | None = None) -> None:
-        """Map events into the pending batch. If this raises (a second signal), the events
-        not yet in a batch have been failed first; batched ones settle later. Past the
-        stop deadline a batch that finds no room fails as not sent. `docs`: the events
-        already parsed (a `when` rule did it; None where not JSON), encoded as they are."""
-        c = self.codec
-        encode, noun, fail = c.from_text, c.signal.noun, self.acks.fail
-        encode_doc, mapping = c.encode, c.mapping
-        max_items, max_bytes = self.batch.max_spans, self.batch.max_bytes
-        budget = max_bytes - max_bytes // 32  # headroom for the resource and scope framing
-        items = self.pending.items
-        if not items:
-            self.pending.handed = time.monotonic()
-        append, size = items.append, self.pending.size
-        i, taken = 0, False  # as in kafka.write_batch: exact under an interrupt
+        """Add events to the pending batch (the sender thread maps them). If this raises (a
+        second signal), the events not yet in a batch have been failed first; batched ones
+        settle later. Past the stop deadline a batch that finds no room fails as not sent.
+        `docs`: the events already parsed (a `when` rule did it; None where not JSON),
+        encoded as they are."""
+        max_items, max_size = self.batch.max_spans, self.batch.max_bytes
+        at = start = 0  # events[:at] are in a batch; events[start:at] the chunk in hand
+        batch, before = self.pending, len(self.pending.events)
         try:
-            for i, event in enumerate(events):  # i: also read by the handler below
-                taken = False
-                try:
-                    doc = None if docs is None else docs[i]
-                    # not JSON (None): from the text, which fails with the parser's reason
-                    item = (encode(event) if doc is None else encode_doc(doc, mapping), event)
-                except (orjson.JSONDecodeError, MappingError) as exc:
-                    fail(mapping_reason(exc, noun), event, detail=mapping_detail(exc))
-                    taken = True
-                    continue
-                except Exception as exc:  # a defect in the mapping fails one event alone
-                    fail(unexpected_reason(exc, noun), event, detail=str(exc)[:200])
-                    taken = True
-                    continue
-                n = len(item[0][2]) + 6  # the item, its tag and length
-                size += n
-                if size > budget:  # rare: the request would be too large with this item
-                    if n > max_bytes:  # over the limit alone: no request can carry it
-                        fail(self.too_large, event, detail=f"{noun} of {n - 6} bytes")
-                        size -= n
-                        taken = True
-                        continue
-                    if items:
-                        self.pending.size = 0
-                        self._enqueue()
-                        items = self.pending.items
-                        append = items.append
-                    size = n
-                taken = True
-                append(item)
-                if len(items) >= max_items:
-                    self.pending.size = 0
+            while at < len(events):
+                start, batch, before = at, self.pending, len(self.pending.events)
+                if not before:
+                    batch.handed = time.monotonic()
+                chunk = events[at : at + max_items - before]
+                if docs is not None or batch.docs is not None:  # kept in step with events
+                    if batch.docs is None:
+                        batch.docs = [None] * before
+                    more = [None] * len(chunk) if docs is None else docs[at : at + len(chunk)]
+                    batch.docs += more
+                batch.events += chunk  # one step: whole in the batch or not at all
+                at += len(chunk)
+                batch.size += sum(map(len, chunk))
+                if len(batch.events) >= max_items or batch.size >= max_size:
                     self._enqueue()
-                    items = self.pending.items
-                    append = items.append
-                    size = 0
-            self.pending.size = size
-        except BaseException as exc:
-            self.pending.size = size if self.pending.items else 0
-            rest = events[i + 1 if taken else i :]
+        except BaseException as exc:  # exact: the chunk is in the batch, or not at all
+            if batch.docs is not None:
+                del batch.docs[len(batch.events) :]
+            rest = events[start + len(batch.events) - before :]
             self.acks.fail_all(not_sent(exc), rest, endpoint=self.endpoint)
             raise
 
     def poll(self) -> None:
         """The batch timer: a batch older than max_delay goes out."""
-        if self.pending.items and time.monotonic() - self.pending.handed >= self.batch.max_delay:
+        if self.pending.events and time.monotonic() - self.pending.handed >= self.batch.max_delay:
             self._enqueue()
 
     def _enqueue(self, deadline: float | None = None) -> None:
@@ -239,12 +211,10 @@ class Sender:
                     reason = UNDELIVERED
                 else:
                     continue
-                with self.lock:
-                    self._settle(batch, reason)
+                self._fail(batch, reason)
                 return
         except BaseException:  # interrupted while waiting: the batch is ours to fail
-            with self.lock:
-                self._settle(batch, NOT_SENT)
+            self._fail(batch, NOT_SENT)
             raise
 
     def flush(self, timeout: float) -> int:
@@ -252,7 +222,7 @@ class Sender:
         deadline = time.monotonic() + timeout
         self.deadline = deadline
         self.retries.nudge()  # a retry waiting on the server's delay checks it against this
-        if self.pending.items:
+        if self.pending.events:
             self._enqueue(deadline)
         while time.monotonic() < deadline and (self.queue.unfinished_tasks or self.inflight):
             time.sleep(0.01)
@@ -265,10 +235,9 @@ class Sender:
             self.closed = True
         self.retries.stop()
         leftovers = []
-        if self.pending.items:  # never handed to the sender (flush was interrupted)
+        if self.pending.events:  # never handed to the sender (flush was interrupted)
             batch, self.pending = self.pending, _Batch()
-            with self.lock:
-                self._settle(batch, NOT_SENT)
+            self._fail(batch, NOT_SENT)
         while True:
             try:
                 batch = self.queue.get_nowait()
@@ -277,11 +246,11 @@ class Sender:
             self.queue.task_done()
             if batch is not None:
                 leftovers.append(batch)
-        with self.lock:
-            if self.inflight is not None:
-                leftovers.append(self.inflight)
-            for batch in leftovers:
-                self._settle(batch, UNDELIVERED)
+        inflight = self.inflight
+        if inflight is not None:
+            leftovers.insert(0, inflight)  # mapped first: the metric state's order
+        for batch in leftovers:
+            self._fail(batch, UNDELIVERED)
         if self.thread.is_alive():
             self.queue.put(None)
             self.thread.join(timeout=1.0)
@@ -294,18 +263,39 @@ class Sender:
                 if batch is None:
                     return
                 with self.lock:
-                    if self.closed:
-                        self._settle(batch, UNDELIVERED)
-                        continue
-                    self.inflight = batch
+                    closed = self.closed
+                    if not closed:
+                        self.inflight = batch
+                if closed:
+                    self._fail(batch, UNDELIVERED)
+                    continue
                 self._send(batch)
             finally:
                 self.queue.task_done()
 
+    def _map(self, batch: _Batch) -> None:
+        """Map the batch's events, once: the sender thread does, or whoever fails a batch it
+        never took (every batch is mapped before it settles, so an event that does not map
+        fails with its own reason). The events that do not map fail alone here."""
+        with self.mapping:
+            if not batch.mapped:
+                batch.items, batch.events = encode_all(
+                    self.codec, batch.events, batch.docs, self.acks.fail
+                )
+                batch.docs, batch.mapped = None, True
+
+    def _fail(self, batch: _Batch, reason: str) -> None:
+        """Fail a batch that was not exported (mapped first)."""
+        self._map(batch)
+        with self.lock:
+            self._settle(batch, reason)
+
     def _send(self, batch: _Batch) -> None:
-        """Export a batch (as several requests if it is over batch.max_bytes) and settle it."""
+        """Map and export a batch (as several requests if it is over batch.max_bytes), and
+        settle it."""
         try:
-            parts = self._requests(batch)
+            self._map(batch)
+            parts = self._requests(batch) if batch.items else []
         except Exception as exc:
             log.exception("otlp export to %s failed unexpectedly", self.endpoint)
             parts = [(batch, None, f"export error: {type(exc).__name__}", str(exc))]
@@ -323,24 +313,57 @@ class Sender:
                 self._settle(part, reason, rejected, detail)
                 if part is not batch:  # settled: what close() may still fail is the rest
                     del batch.items[: len(part.items)]
+                    del batch.events[: len(part.items)]
         with self.lock:
             self.inflight = None
             batch.settled = True
 
     def _requests(self, batch: _Batch) -> list[tuple[_Batch, bytes | None, str | None, str]]:
         """(part, request body, reason, detail): the batch as one request when it fits
-        batch.max_bytes (write() sees to that but for the resources' framing), else
-        halved in order; a lone item over the limit gets no body but a reason."""
-        body = self.codec.request([item for item, _ in batch.items])
+        batch.max_bytes, else cut in order into parts of items up to the limit less
+        headroom for the resources' framing; an item over the limit alone gets no body but
+        a reason."""
+        body = self.codec.request(batch.items)
         limit = self.batch.max_bytes
         if len(body) <= limit:
+            return [(batch, body, None, "")]
+        budget = limit - limit // 32
+        parts: list[tuple[_Batch, bytes | None, str | None, str]] = []
+        start, size = 0, 0
+        for i, item in enumerate(batch.items):
+            n = len(item[2]) + 6  # the item, its tag and length
+            if n > limit or (size + n > budget and i > start):
+                if i > start:
+                    parts += self._halved(self._part(batch, start, i))
+                start, size = i, 0
+                if n > limit:  # no request can carry it
+                    noun = self.codec.signal.noun
+                    parts.append((self._part(batch, i, i + 1), None, self.too_large,
+                                  f"{noun} of {n - 6} bytes"))
+                    start = i + 1
+                    continue
+            size += n
+        if start < len(batch.items):
+            parts += self._halved(self._part(batch, start, len(batch.items)))
+        return parts
+
+    @staticmethod
+    def _part(batch: _Batch, start: int, end: int) -> _Batch:
+        return _Batch(batch.events[start:end], None, batch.items[start:end], batch.handed,
+                      mapped=True)
+
+    def _halved(self, batch: _Batch) -> list[tuple[_Batch, bytes | None, str | None, str]]:
+        """The part as one request when it fits, else halved in order (the resources'
+        framing can take a part over the limit); a lone item over it gets a reason."""
+        body = self.codec.request(batch.items)
+        if len(body) <= self.batch.max_bytes:
             return [(batch, body, None, "")]
         if len(batch.items) == 1:
             return [(batch, None, self.too_large, f"request of {len(body)} bytes")]
         half = len(batch.items) // 2
         return [
-            *self._requests(_Batch(batch.items[:half], batch.handed)),
-            *self._requests(_Batch(batch.items[half:], batch.handed)),
+            *self._halved(self._part(batch, 0, half)),
+            *self._halved(self._part(batch, half, len(batch.items))),
         ]
 
     def _export_with_retries(self, body: bytes) -> tuple[str | None, int, str]:

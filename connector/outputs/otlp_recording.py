@@ -22,15 +22,15 @@ def record_to(sender: Sender, settings: dict, writer: ManifestWriter, name: str)
         add = recorder.add
 
         def accepted(items: list) -> None:
-            # an item is ((resource key, trace id, Span bytes), event); a Span message
-            # begins with its trace id (field 1, 16 bytes) and span id (field 2, 8 bytes)
-            add([(trace_id, span[20:28]) for (_, trace_id, span), _ in items])
+            # an item is (resource key, trace id, Span bytes); a Span message begins with
+            # its trace id (field 1, 16 bytes) and span id (field 2, 8 bytes)
+            add([(trace_id, span[20:28]) for _, trace_id, span in items])
 
     else:
         counts = writer.counts(name, "otlp", settings)
         add_counts = counts.add
 
         def accepted(items: list) -> None:
-            add_counts([str(item[0][0]) for item, _ in items])
+            add_counts([str(item[0][0]) for item in items])
 
     sender.accepted.append(accepted)

@@ -17,8 +17,9 @@ mod time;
 use std::collections::HashMap;
 
 use json::Value;
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PyList, PyString, PyTuple};
 
 const CACHED: usize = 4096; // resource keys kept, as the Python encoders' caches
 const ZERO: [u8; 16] = [0; 16];
@@ -68,6 +69,49 @@ where
     let fallback = fallback(&slf).clone_ref(event.py());
     drop(slf);
     fallback.bind(event.py()).call1((event,))
+}
+
+/// What `many` returns: the items in the events' order, with the exception the Python path
+/// raised in place of each item it refused, and those places.
+type Many<'py> = (Bound<'py, PyList>, Vec<usize>);
+
+/// The events' texts, read while the GIL is held (a str's UTF-8 is made and cached then), to
+/// be read again without it: the events are immutable and held alive by the caller's list.
+fn texts<'a, 'py>(events: &'a [Bound<'py, PyAny>]) -> Vec<Option<&'a str>> {
+    events.iter().map(text_of).collect()
+}
+
+/// The item of an event the native pass declined: the Python path's, or the exception it
+/// raised (an `Exception`; anything else, such as KeyboardInterrupt, propagates).
+fn declined<'py>(
+    fallback: &Bound<'py, PyAny>,
+    event: &Bound<'py, PyAny>,
+    at: usize,
+    failed: &mut Vec<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match fallback.call1((event,)) {
+        Ok(item) => Ok(item),
+        Err(err) if err.is_instance_of::<PyException>(event.py()) => {
+            failed.push(at);
+            Ok(err.into_value(event.py()).into_bound(event.py()).into_any())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// `many`'s end: the Python path's item (or exception) for each event the native pass
+/// refused, in order, the encoder no longer borrowed (as `fall_back`).
+fn refused_by_native<'py>(
+    fallback: Bound<'py, PyAny>,
+    events: &[Bound<'py, PyAny>],
+    mut items: Vec<Bound<'py, PyAny>>,
+    refused: Vec<usize>,
+) -> PyResult<Many<'py>> {
+    let mut failed = Vec::new();
+    for at in refused {
+        items[at] = declined(&fallback, &events[at], at, &mut failed)?;
+    }
+    Ok((PyList::new(fallback.py(), items)?, failed))
 }
 
 fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {

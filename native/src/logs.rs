@@ -6,7 +6,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::json::{self, Value};
-use crate::{fall_back, field, item, string, text_of, time, varint, varint_len, Keys};
+use crate::{fall_back, field, item, refused_by_native, string, text_of, texts, time, varint};
+use crate::{varint_len, Keys, Many};
 
 /// Log records: (timestamp, severity, body, service), those and no other fields.
 #[pyclass(module = "connector.otlp._native")]
@@ -18,50 +19,52 @@ pub struct LogEncoder {
     buf: Vec<u8>,
 }
 
-impl LogEncoder {
-    /// The LogRecord message into `self.buf` and its service, or None for the Python path.
-    fn write<'a>(&mut self, text: &'a str) -> Option<&'a str> {
-        let mut v = [None; 4];
-        json::read_object(text, &self.names, &mut v)?;
-        let [time, severity, body, service] = v;
-        let nanos = time::nanos(string(time)?, false)?;
-        let service = match service {
-            None | Some(Value::Null) | Some(Value::Str("")) => "unknown_service",
-            Some(Value::Str(s)) => s,
-            _ => return None,
-        };
-        let severity = match severity {
-            None | Some(Value::Null) => "",
-            // Python strips and upper-cases Unicode: ASCII alone is read here
-            Some(Value::Str(s)) if s.len() <= 32 && s.is_ascii() => s,
-            _ => return None,
-        };
-        let body = match body {
-            None | Some(Value::Null) => None,
-            Some(Value::Str(s)) => Some(s),
-            _ => return None,
-        };
-        let out = &mut self.buf;
-        out.clear();
-        out.push(0x09); // time_unix_nano 1
-        out.extend_from_slice(&nanos.to_le_bytes());
-        if !severity.is_empty() {
-            let name = severity.trim_matches(' ').to_ascii_uppercase();
-            if let Some(&number) = self.severities.get(&name) {
-                out.extend_from_slice(&[0x10, number]); // severity_number 2
-            }
-            field(out, 0x1a, severity.as_bytes()); // severity_text 3
+/// The LogRecord message appended to `out` and its service, or None for the Python path
+/// (`out` untouched).
+fn write<'a>(
+    names: &[String; 4],
+    severities: &HashMap<String, u8>,
+    text: &'a str,
+    out: &mut Vec<u8>,
+) -> Option<&'a str> {
+    let mut v = [None; 4];
+    json::read_object(text, names, &mut v)?;
+    let [time, severity, body, service] = v;
+    let nanos = time::nanos(string(time)?, false)?;
+    let service = match service {
+        None | Some(Value::Null) | Some(Value::Str("")) => "unknown_service",
+        Some(Value::Str(s)) => s,
+        _ => return None,
+    };
+    let severity = match severity {
+        None | Some(Value::Null) => "",
+        // Python strips and upper-cases Unicode: ASCII alone is read here
+        Some(Value::Str(s)) if s.len() <= 32 && s.is_ascii() => s,
+        _ => return None,
+    };
+    let body = match body {
+        None | Some(Value::Null) => None,
+        Some(Value::Str(s)) => Some(s),
+        _ => return None,
+    };
+    out.push(0x09); // time_unix_nano 1
+    out.extend_from_slice(&nanos.to_le_bytes());
+    if !severity.is_empty() {
+        let name = severity.trim_matches(' ').to_ascii_uppercase();
+        if let Some(&number) = severities.get(&name) {
+            out.extend_from_slice(&[0x10, number]); // severity_number 2
         }
-        if let Some(body) = body {
-            // body 5: AnyValue{string_value 1}
-            out.push(0x2a);
-            varint(out, 1 + varint_len(body.len()) + body.len());
-            field(out, 0x0a, body.as_bytes());
-        }
-        out.push(0x59); // observed_time_unix_nano 11
-        out.extend_from_slice(&nanos.to_le_bytes());
-        Some(service)
+        field(out, 0x1a, severity.as_bytes()); // severity_text 3
     }
+    if let Some(body) = body {
+        // body 5: AnyValue{string_value 1}
+        out.push(0x2a);
+        varint(out, 1 + varint_len(body.len()) + body.len());
+        field(out, 0x0a, body.as_bytes());
+    }
+    out.push(0x59); // observed_time_unix_nano 11
+    out.extend_from_slice(&nanos.to_le_bytes());
+    Some(service)
 }
 
 #[pymethods]
@@ -85,11 +88,51 @@ impl LogEncoder {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = event.py();
         let this = &mut *slf;
-        if let Some(service) = text_of(event).and_then(|text| this.write(text)) {
+        this.buf.clear();
+        let read = text_of(event)
+            .and_then(|text| write(&this.names, &this.severities, text, &mut this.buf));
+        if let Some(service) = read {
             let key = this.keys.get(py, service)?;
             let payload = PyBytes::new(py, &this.buf).into_any();
             return item(key, py.None().into_bound(py), payload);
         }
         fall_back(slf, |this| &this.fallback, event)
+    }
+
+    /// The items of many events, as `from_text` of each in turn, read and written without
+    /// the GIL (as SpanEncoder.many).
+    fn many<'py>(slf: &Bound<'py, Self>, events: Vec<Bound<'py, PyAny>>) -> PyResult<Many<'py>> {
+        let py = slf.py();
+        let texts = texts(&events);
+        let mut this = slf.borrow_mut();
+        let (names, severities) = (&this.names, &this.severities);
+        let mut buf = Vec::with_capacity(texts.len() * 64);
+        let read: Vec<_> = py.detach(|| {
+            let mut at = 0;
+            texts
+                .iter()
+                .map(|text| {
+                    let service = write(names, severities, (*text)?, &mut buf)?;
+                    let range = at..buf.len();
+                    at = buf.len();
+                    Some((service, range))
+                })
+                .collect()
+        });
+        let mut items = Vec::with_capacity(events.len());
+        let mut refused = Vec::new();
+        for (at, read) in read.into_iter().enumerate() {
+            let Some((service, range)) = read else {
+                items.push(py.None().into_bound(py));
+                refused.push(at);
+                continue;
+            };
+            let key = this.keys.get(py, service)?;
+            let payload = PyBytes::new(py, &buf[range]).into_any();
+            items.push(item(key, py.None().into_bound(py), payload)?);
+        }
+        let fallback = this.fallback.bind(py).clone();
+        drop(this);
+        refused_by_native(fallback, &events, items, refused)
     }
 }

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::json::{self, Value};
-use crate::{fall_back, item, text_of, time, tuple, Keys};
+use crate::{declined, fall_back, field, item, text_of, texts, time, tuple, Keys, Many};
 
 /// The fields an event of this encoder may have: timestamp, service and the metrics.
 pub const MAX_FIELDS: usize = 16;
@@ -28,6 +28,8 @@ pub struct MetricEncoder {
     names: Vec<String>,
     /// wide: each metric field's name and kind, in the mapping's order
     wide: Vec<(Py<PyString>, u8)>,
+    /// wide: each metric's name as field 1 of an item's packed points (metrics.py)
+    labels: Vec<Vec<u8>>,
     /// narrow: the kind of each listed metric name (others are gauges)
     kinds: HashMap<String, u8>,
     narrow: bool,
@@ -39,29 +41,40 @@ pub struct MetricEncoder {
     empty: Py<PyBytes>, // a series' attributes: none on this path
 }
 
-/// An event's data points as read: (metric name, kind, the number's bytes).
-type Points = Vec<(Py<PyString>, u8, Vec<u8>)>;
+/// A data point's metric: the mapping's `wide[i]`, or a narrow event's name.
+#[derive(Clone, Copy)]
+enum Name<'a> {
+    Wide(usize),
+    Narrow(&'a str),
+}
+
+/// An event's data points as read: (metric, kind, the number's bytes).
+type Points<'a> = Vec<(Name<'a>, u8, [u8; 9])>;
+
+/// An event as read: its time, service and points.
+type Read<'a> = (u64, &'a str, Points<'a>);
 
 /// One data point's number: as_double 4 or as_int 6.
-fn number(value: Option<Value<'_>>, out: &mut Vec<u8>) -> Option<()> {
+fn number(value: Option<Value<'_>>) -> Option<[u8; 9]> {
+    let mut out = [0; 9];
     match value? {
         Value::Float(x) => {
-            out.push(0x21);
-            out.extend_from_slice(&x.to_le_bytes());
+            out[0] = 0x21;
+            out[1..].copy_from_slice(&x.to_le_bytes());
         }
         Value::Int(n) => {
-            out.push(0x31);
-            out.extend_from_slice(&n.to_le_bytes());
+            out[0] = 0x31;
+            out[1..].copy_from_slice(&n.to_le_bytes());
         }
         _ => return None,
     }
-    Some(())
+    Some(out)
 }
 
 impl MetricEncoder {
     /// Everything read and checked before any state is touched (a refused event leaves
-    /// none): (time, service, the points' (name, kind, number bytes)), or None.
-    fn read<'a>(&self, py: Python<'_>, text: &'a str) -> Option<(u64, &'a str, Points)> {
+    /// none), without Python objects (so without the GIL), or None.
+    fn read<'a>(&self, text: &'a str) -> Option<Read<'a>> {
         let mut v = [None; MAX_FIELDS];
         let v = v.get_mut(..self.names.len())?; // compiled.py builds none with more
         json::read_object(text, &self.names, v)?;
@@ -82,17 +95,13 @@ impl MetricEncoder {
                 _ => return None,
             };
             let kind = self.kinds.get(name).copied().unwrap_or(GAUGE);
-            let mut bytes = Vec::with_capacity(9);
-            number(v[3], &mut bytes)?;
-            points.push((PyString::new(py, name).unbind(), kind, bytes));
+            points.push((Name::Narrow(name), kind, number(v[3])?));
         } else {
-            for ((name, kind), value) in self.wide.iter().zip(&v[2..]) {
+            for (i, ((_, kind), value)) in self.wide.iter().zip(&v[2..]).enumerate() {
                 if matches!(value, None | Some(Value::Null)) {
                     continue;
                 }
-                let mut bytes = Vec::with_capacity(9);
-                number(*value, &mut bytes)?;
-                points.push((name.clone_ref(py), *kind, bytes));
+                points.push((Name::Wide(i), *kind, number(*value)?));
             }
             if points.is_empty() {
                 return None;
@@ -102,6 +111,71 @@ impl MetricEncoder {
             return None;
         }
         Some((time, service, points))
+    }
+
+    /// The item of an event as read: the run's start and the delta series read and
+    /// written in the Python encoder's state, in the order metrics.py does.
+    fn emit<'py>(&mut self, py: Python<'py>, read: Read<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let (time, service, points) = read;
+        let key = self.keys.get(py, service)?;
+        let state = self.state.bind(py);
+        let start: u64 = match state
+            .getattr(intern!(py, "start"))?
+            .extract::<Option<u64>>()?
+        {
+            Some(start) => start,
+            None => {
+                state.setattr(intern!(py, "start"), time)?;
+                time
+            }
+        };
+        let last = self.last.bind(py);
+        let empty = self.empty.bind(py);
+        let mut packed = Vec::with_capacity(points.len() * 48);
+        let mut point = Vec::with_capacity(27);
+        for (name, kind, number) in points {
+            point.clear();
+            if kind != GAUGE {
+                let mut begin = start;
+                if kind == DELTA {
+                    let name = match name {
+                        Name::Wide(i) => self.wide[i].0.bind(py).clone(),
+                        Name::Narrow(name) => PyString::new(py, name),
+                    };
+                    let series = [
+                        key.clone().into_any(),
+                        name.into_any(),
+                        empty.clone().into_any(),
+                    ];
+                    let series = tuple(py, series)?;
+                    if let Some(previous) = last.get_item(&series)? {
+                        begin = previous.extract()?;
+                        last.del_item(&series)?;
+                    }
+                    if last.len() >= self.max_series {
+                        // the least recently seen series: the dict's first, as
+                        // next(iter(last)) (keys() would copy all of them)
+                        let first = last.iter().next().map(|(series, _)| series);
+                        if let Some(first) = first {
+                            last.del_item(first)?;
+                        }
+                    }
+                    last.set_item(series, time)?;
+                }
+                point.push(0x11); // start_time_unix_nano 2
+                point.extend_from_slice(&begin.min(time).to_le_bytes());
+            }
+            point.push(0x19); // time_unix_nano 3
+            point.extend_from_slice(&time.to_le_bytes());
+            point.extend_from_slice(&number);
+            match name {
+                Name::Wide(i) => packed.extend_from_slice(&self.labels[i]),
+                Name::Narrow(name) => field(&mut packed, 0x0a, name.as_bytes()),
+            }
+            field(&mut packed, 0x12, &point);
+        }
+        let packed = PyBytes::new(py, &packed).into_any();
+        item(key, packed.clone(), packed)
     }
 }
 
@@ -119,9 +193,16 @@ impl MetricEncoder {
         max_series: usize,
         fallback: Py<PyAny>,
         py: Python<'_>,
-    ) -> Self {
-        MetricEncoder {
+    ) -> PyResult<Self> {
+        let mut labels = Vec::with_capacity(wide.len());
+        for (name, _) in &wide {
+            let mut label = Vec::new();
+            field(&mut label, 0x0a, name.bind(py).to_str()?.as_bytes());
+            labels.push(label);
+        }
+        Ok(MetricEncoder {
             empty: PyBytes::new(py, b"").unbind(),
+            labels,
             names,
             wide,
             kinds,
@@ -131,73 +212,41 @@ impl MetricEncoder {
             max_series,
             fallback,
             keys: Keys::default(),
-        }
+        })
     }
 
-    /// The item (resource key, ((metric name, NumberDataPoint bytes), ...), the points'
-    /// bytes) of one event, as MetricEncoder(values.loads(event)).
+    /// The item (resource key, packed points, the same) of one event, as
+    /// MetricEncoder(values.loads(event)).
     #[pyo3(name = "from_text")]
     fn encode<'py>(
         mut slf: PyRefMut<'py, Self>,
         event: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let py = event.py();
-        let Some((time, service, points)) = text_of(event).and_then(|text| slf.read(py, text))
-        else {
-            return fall_back(slf, |this| &this.fallback, event);
-        };
-        let this = &mut *slf;
-        let key = this.keys.get(py, service)?;
-        let state = this.state.bind(py);
-        let start: u64 = match state
-            .getattr(intern!(py, "start"))?
-            .extract::<Option<u64>>()?
-        {
-            Some(start) => start,
-            None => {
-                state.setattr(intern!(py, "start"), time)?;
-                time
-            }
-        };
-        let last = this.last.bind(py);
-        let empty = this.empty.bind(py);
-        let mut size = Vec::with_capacity(points.len() * 28);
-        let mut out = Vec::with_capacity(points.len());
-        for (name, kind, number) in points {
-            let at = size.len();
-            if kind != GAUGE {
-                let mut begin = start;
-                if kind == DELTA {
-                    let series = [
-                        key.clone().into_any(),
-                        name.bind(py).clone().into_any(),
-                        empty.clone().into_any(),
-                    ];
-                    let series = tuple(py, series)?;
-                    if let Some(previous) = last.get_item(&series)? {
-                        begin = previous.extract()?;
-                        last.del_item(&series)?;
-                    }
-                    if last.len() >= this.max_series {
-                        // the least recently seen series: the dict's first, as
-                        // next(iter(last)) (keys() would copy all of them)
-                        let first = last.iter().next().map(|(series, _)| series);
-                        if let Some(first) = first {
-                            last.del_item(first)?;
-                        }
-                    }
-                    last.set_item(series, time)?;
-                }
-                size.push(0x11); // start_time_unix_nano 2
-                size.extend_from_slice(&begin.min(time).to_le_bytes());
-            }
-            size.push(0x19); // time_unix_nano 3
-            size.extend_from_slice(&time.to_le_bytes());
-            size.extend_from_slice(&number);
-            let point = PyBytes::new(py, &size[at..]);
-            out.push(tuple(py, [name.into_bound(py).into_any(), point.into_any()])?.into_any());
+        match text_of(event).and_then(|text| slf.read(text)) {
+            Some(read) => slf.emit(event.py(), read),
+            None => fall_back(slf, |this| &this.fallback, event),
         }
-        let points = tuple(py, out)?.into_any();
-        item(key, points, PyBytes::new(py, &size).into_any())
+    }
+
+    /// The items of many events, as `from_text` of each in turn: read without the GIL,
+    /// then written in order, the events the native pass refused through the Python path
+    /// in their turn (both keep the one state).
+    fn many<'py>(slf: &Bound<'py, Self>, events: Vec<Bound<'py, PyAny>>) -> PyResult<Many<'py>> {
+        let py = slf.py();
+        let texts = texts(&events);
+        let this = slf.borrow();
+        let encoder: &MetricEncoder = &this;
+        let read: Vec<_> = py.detach(|| texts.iter().map(|text| encoder.read((*text)?)).collect());
+        let fallback = this.fallback.bind(py).clone();
+        drop(this);
+        let mut items = Vec::with_capacity(events.len());
+        let mut failed = Vec::new();
+        for (at, read) in read.into_iter().enumerate() {
+            items.push(match read {
+                Some(read) => slf.borrow_mut().emit(py, read)?,
+                None => declined(&fallback, &events[at], at, &mut failed)?,
+            });
+        }
+        Ok((PyList::new(py, items)?, failed))
     }
 }

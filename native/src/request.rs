@@ -3,8 +3,11 @@
 //! first come. Request{resource_X 1}; ResourceX{resource 1, scope_X 2}; ScopeX{scope 1,
 //! items 2}.
 
+use std::collections::HashMap;
+
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 
 use crate::field;
 
@@ -42,7 +45,8 @@ pub fn request<'py>(
 
 /// ExportMetricsServiceRequest from metric items, as MetricEncoder.request writes it: one
 /// ResourceMetrics per resource key, one Metric per name (both in the order they first
-/// come), each name's data points framed in order. `parts(name)` gives the Metric's head
+/// come), each name's data points framed in order. An item's points are packed (name 1,
+/// point 2) pairs, or a tuple of (name, point) pairs. `parts(name)` gives the Metric's head
 /// (name, unit), its data's field tag and tail (temporality, monotonic). None when a point
 /// is not bytes (a histogram's observation: the Python request aggregates those).
 #[pyfunction]
@@ -54,22 +58,30 @@ pub fn metric_request<'py>(
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let py = items.py();
     let index = PyDict::new(py);
-    // per resource: its key, its names' index, each name and its framed points
-    type Metrics<'py> = (Bound<'py, PyDict>, Vec<(Bound<'py, PyAny>, Vec<u8>)>);
-    let mut groups: Vec<(Bound<'py, PyAny>, Metrics<'py>)> = Vec::new();
+    let mut groups: Vec<(Bound<'py, PyAny>, Metrics)> = Vec::new();
     for item in items.try_iter()? {
         let item = item?.cast_into::<PyTuple>()?;
-        let at = slot(&index, item.get_item(0)?, &mut groups, || {
-            (PyDict::new(py), Vec::new())
-        })?;
-        let (names, metrics) = &mut groups[at].1;
-        for point in item.get_item(1)?.try_iter()? {
+        let at = slot(&index, item.get_item(0)?, &mut groups, Default::default)?;
+        let metrics = &mut groups[at].1;
+        let points = item.get_item(1)?;
+        if let Ok(packed) = points.cast::<PyBytes>() {
+            let mut rest = packed.as_bytes();
+            while !rest.is_empty() {
+                let (Some(name), Some(point)) = (take(&mut rest, 0x0a), take(&mut rest, 0x12))
+                else {
+                    return Err(PyValueError::new_err("malformed packed metric points"));
+                };
+                add_point(metrics, name, point);
+            }
+            continue;
+        }
+        for point in points.try_iter()? {
             let point = point?.cast_into::<PyTuple>()?;
             let Ok(bytes) = point.get_item(1)?.cast_into::<PyBytes>() else {
                 return Ok(None);
             };
-            let m = slot(names, point.get_item(0)?, metrics, Vec::new)?;
-            field(&mut metrics[m].1, 0x0a, bytes.as_bytes()); // data_points 1
+            let name = point.get_item(0)?.cast_into::<PyString>()?;
+            add_point(metrics, name.to_str()?.as_bytes(), bytes.as_bytes());
         }
     }
     let mut out = Vec::new();
@@ -78,6 +90,7 @@ pub fn metric_request<'py>(
         scoped.clear();
         scoped.extend_from_slice(scope);
         for (name, mut data) in metrics {
+            let name = std::str::from_utf8(&name)?;
             let (head, tag, tail): (Bound<PyBytes>, u8, Bound<PyBytes>) =
                 parts.call1((name,))?.extract()?;
             data.extend_from_slice(tail.as_bytes());
@@ -89,6 +102,47 @@ pub fn metric_request<'py>(
         resource_group(&mut out, resource, key, &scoped)?;
     }
     Ok(Some(PyBytes::new(py, &out)))
+}
+
+/// A resource's metrics: each name's index, and (name, its framed data points).
+type Metrics = (HashMap<Vec<u8>, usize>, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// A data point framed (data_points 1) under its metric's name, a new name last.
+fn add_point((index, metrics): &mut Metrics, name: &[u8], point: &[u8]) {
+    let at = match index.get(name) {
+        Some(&at) => at,
+        None => {
+            index.insert(name.to_vec(), metrics.len());
+            metrics.push((name.to_vec(), Vec::new()));
+            metrics.len() - 1
+        }
+    };
+    field(&mut metrics[at].1, 0x0a, point);
+}
+
+/// The payload of the length-delimited field `tag` at the front of `rest`, which moves
+/// past it; None when the front is not such a field.
+fn take<'a>(rest: &mut &'a [u8], tag: u8) -> Option<&'a [u8]> {
+    let (&first, mut bytes) = rest.split_first()?;
+    if first != tag {
+        return None;
+    }
+    let (mut size, mut shift) = (0usize, 0);
+    loop {
+        let (&byte, more) = bytes.split_first()?;
+        bytes = more;
+        size |= usize::from(byte & 0x7f).checked_shl(shift)?;
+        if byte < 0x80 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+    let payload = bytes.get(..size)?;
+    *rest = &bytes[size..];
+    Some(payload)
 }
 
 /// The index in `entries` of `key`'s entry, a new one (`make`) when the key is new; the

@@ -4,7 +4,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::json::{self, Value};
-use crate::{fall_back, field, hex, item, non_empty, string, text_of, time, Keys};
+use crate::{
+    fall_back, field, hex, item, non_empty, refused_by_native, string, text_of, texts, time,
+};
+use crate::{Keys, Many};
 
 /// Spans: (trace_id, span_id, parent_span_id, service, operation, start_time, duration_ms,
 /// status), those and no other fields.
@@ -21,64 +24,60 @@ struct Span<'a> {
     trace_id: [u8; 16],
 }
 
-impl SpanEncoder {
-    /// The Span message into `self.buf`, or None for the Python path.
-    fn write<'a>(&mut self, text: &'a str) -> Option<Span<'a>> {
-        let mut v = [None; 8];
-        json::read_object(text, &self.names, &mut v)?;
-        let [trace, span, parent, service, operation, start, duration, status] = v;
-        let trace_id: [u8; 16] = hex(string(trace)?)?;
-        let span_id: [u8; 8] = hex(string(span)?)?;
-        let parent_id: Option<[u8; 8]> = match parent {
-            None | Some(Value::Null) => None,
-            Some(Value::Str(s)) => Some(hex(s)?),
-            _ => return None,
-        };
-        let (service, operation) = (non_empty(service)?, non_empty(operation)?);
-        let begin = time::nanos(string(start)?, false)?;
-        // Python: begin + round(duration * 1_000_000), exact for an int, half to even for
-        // a float; end must be within begin..2**64 - 1
-        let end = i128::from(begin)
-            + match duration? {
-                Value::Int(n) => i128::from(n) * 1_000_000,
-                Value::Float(x) => {
-                    let r = (x * 1e6).round_ties_even();
-                    if r.abs() >= 1e20 {
-                        return None; // inf too (x is finite: never NaN)
-                    }
-                    r as i128
+/// The Span message appended to `out`, or None for the Python path (`out` untouched).
+fn write<'a>(names: &[String; 8], text: &'a str, out: &mut Vec<u8>) -> Option<Span<'a>> {
+    let mut v = [None; 8];
+    json::read_object(text, names, &mut v)?;
+    let [trace, span, parent, service, operation, start, duration, status] = v;
+    let trace_id: [u8; 16] = hex(string(trace)?)?;
+    let span_id: [u8; 8] = hex(string(span)?)?;
+    let parent_id: Option<[u8; 8]> = match parent {
+        None | Some(Value::Null) => None,
+        Some(Value::Str(s)) => Some(hex(s)?),
+        _ => return None,
+    };
+    let (service, operation) = (non_empty(service)?, non_empty(operation)?);
+    let begin = time::nanos(string(start)?, false)?;
+    // Python: begin + round(duration * 1_000_000), exact for an int, half to even for
+    // a float; end must be within begin..2**64 - 1
+    let end = i128::from(begin)
+        + match duration? {
+            Value::Int(n) => i128::from(n) * 1_000_000,
+            Value::Float(x) => {
+                let r = (x * 1e6).round_ties_even();
+                if r.abs() >= 1e20 {
+                    return None; // inf too (x is finite: never NaN)
                 }
-                _ => return None,
-            };
-        if end < i128::from(begin) || end > i128::from(u64::MAX) {
-            return None;
-        }
-        let code: u8 = match status {
-            None | Some(Value::Null) | Some(Value::Str("UNSET")) => 0,
-            Some(Value::Str("OK")) => 1,
-            Some(Value::Str("ERROR")) => 2,
+                r as i128
+            }
             _ => return None,
         };
-        let out = &mut self.buf;
-        out.clear();
-        out.extend_from_slice(b"\x0a\x10");
-        out.extend_from_slice(&trace_id);
-        out.extend_from_slice(b"\x12\x08");
-        out.extend_from_slice(&span_id);
-        if let Some(parent_id) = parent_id {
-            out.extend_from_slice(b"\x22\x08");
-            out.extend_from_slice(&parent_id);
-        }
-        field(out, 0x2a, operation.as_bytes()); // name 5
-        out.extend_from_slice(b"\x30\x01\x39"); // kind 6 INTERNAL; start 7
-        out.extend_from_slice(&begin.to_le_bytes());
-        out.push(0x41); // end 8
-        out.extend_from_slice(&(end as u64).to_le_bytes());
-        if code != 0 {
-            out.extend_from_slice(&[0x7a, 0x02, 0x18, code]); // status 15 {code 3}
-        }
-        Some(Span { service, trace_id })
+    if end < i128::from(begin) || end > i128::from(u64::MAX) {
+        return None;
     }
+    let code: u8 = match status {
+        None | Some(Value::Null) | Some(Value::Str("UNSET")) => 0,
+        Some(Value::Str("OK")) => 1,
+        Some(Value::Str("ERROR")) => 2,
+        _ => return None,
+    };
+    out.extend_from_slice(b"\x0a\x10");
+    out.extend_from_slice(&trace_id);
+    out.extend_from_slice(b"\x12\x08");
+    out.extend_from_slice(&span_id);
+    if let Some(parent_id) = parent_id {
+        out.extend_from_slice(b"\x22\x08");
+        out.extend_from_slice(&parent_id);
+    }
+    field(out, 0x2a, operation.as_bytes()); // name 5
+    out.extend_from_slice(b"\x30\x01\x39"); // kind 6 INTERNAL; start 7
+    out.extend_from_slice(&begin.to_le_bytes());
+    out.push(0x41); // end 8
+    out.extend_from_slice(&(end as u64).to_le_bytes());
+    if code != 0 {
+        out.extend_from_slice(&[0x7a, 0x02, 0x18, code]); // status 15 {code 3}
+    }
+    Some(Span { service, trace_id })
 }
 
 #[pymethods]
@@ -101,11 +100,54 @@ impl SpanEncoder {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = event.py();
         let this = &mut *slf;
-        if let Some(span) = text_of(event).and_then(|text| this.write(text)) {
+        this.buf.clear();
+        if let Some(span) = text_of(event).and_then(|text| write(&this.names, text, &mut this.buf))
+        {
             let key = this.keys.get(py, span.service)?;
             let trace_id = PyBytes::new(py, &span.trace_id).into_any();
             return item(key, trace_id, PyBytes::new(py, &this.buf).into_any());
         }
         fall_back(slf, |this| &this.fallback, event)
+    }
+
+    /// The items of many events, as `from_text` of each in turn. They are read and written
+    /// without the GIL: a thread that encodes a batch here runs beside the one making events.
+    fn many<'py>(slf: &Bound<'py, Self>, events: Vec<Bound<'py, PyAny>>) -> PyResult<Many<'py>> {
+        let py = slf.py();
+        let texts = texts(&events);
+        let mut this = slf.borrow_mut();
+        let names = &this.names;
+        let mut buf = Vec::with_capacity(texts.len() * 96);
+        let read: Vec<_> = py.detach(|| {
+            let mut at = 0;
+            texts
+                .iter()
+                .map(|text| {
+                    let span = write(names, (*text)?, &mut buf)?;
+                    let range = at..buf.len();
+                    at = buf.len();
+                    Some((span, range))
+                })
+                .collect()
+        });
+        let mut items = Vec::with_capacity(events.len());
+        let mut refused = Vec::new();
+        for (at, read) in read.into_iter().enumerate() {
+            let Some((span, range)) = read else {
+                items.push(py.None().into_bound(py));
+                refused.push(at);
+                continue;
+            };
+            let key = this.keys.get(py, span.service)?;
+            let trace_id = PyBytes::new(py, &span.trace_id).into_any();
+            items.push(item(
+                key,
+                trace_id,
+                PyBytes::new(py, &buf[range]).into_any(),
+            )?);
+        }
+        let fallback = this.fallback.bind(py).clone();
+        drop(this);
+        refused_by_native(fallback, &events, items, refused)
     }
 }

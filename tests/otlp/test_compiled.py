@@ -49,7 +49,7 @@ from tests.harness.otlp_events import (
           "start_time": "2400-01-01T00:00:00.999999+00:00", "duration_ms": 1}, SpanMapping())
 def test_a_compiled_span_is_the_checked_span(doc, m):
     doc = renamed(doc, m)
-    encode, _ = span_encoder(m)
+    encode, _, _ = span_encoder(m)
     assert outcome(encode, doc, m) == outcome(encode_span, doc, m)
 
 
@@ -63,7 +63,7 @@ def test_a_compiled_span_is_the_checked_span(doc, m):
          '"duration_ms": 1}', SpanMapping())
 def test_a_span_from_text_is_the_checked_span_of_values_loads(text, m):
     text = renamed_text(text, m)
-    _, from_text = span_encoder(m)
+    _, from_text, _ = span_encoder(m)
     assert outcome(from_text, text) == outcome(lambda t: encode_span(values.loads(t), m), text)
 
 
@@ -71,7 +71,7 @@ def test_a_span_from_text_is_the_checked_span_of_values_loads(text, m):
 @given(docs(LOG_VALUES, LOG_EXTRAS))
 @example({"timestamp": "2554-07-21T23:34:33.709551+00:00", "level": "INFO"})
 def test_a_compiled_log_record_is_the_checked_one(doc):
-    encode, _ = log_encoder(LOG_MAPPING)
+    encode, _, _ = log_encoder(LOG_MAPPING)
     assert outcome(encode, doc, LOG_MAPPING) == outcome(encode_log, doc, LOG_MAPPING)
 
 
@@ -80,7 +80,7 @@ def test_a_compiled_log_record_is_the_checked_one(doc):
 @example('{"timestamp": "2026-02-20T10:00:00+00:00", "message": 18446744073709551617}')
 @example('{"timestamp": "2026-02-20T10:00:00+00:00", "message": "\\ud800"}')
 def test_a_log_record_from_text_is_the_checked_one_of_values_loads(text):
-    _, from_text = log_encoder(LOG_MAPPING)
+    _, from_text, _ = log_encoder(LOG_MAPPING)
     assert outcome(from_text, text) == outcome(
         lambda t: encode_log(values.loads(t), LOG_MAPPING), text
     )
@@ -89,14 +89,14 @@ def test_a_log_record_from_text_is_the_checked_one_of_values_loads(text):
 def test_a_field_mapped_twice_takes_the_checked_encoder():
     """status and kind read the same field: the shortcut would not see the kind."""
     m = SpanMapping(kind="status")
-    encode, from_text = span_encoder(m)
+    encode, from_text, _ = span_encoder(m)
     doc = {"trace_id": TRACE, "span_id": SPAN, "service": "s", "operation": "o",
            "start_time": T0, "duration_ms": 1, "status": "OK"}
     assert outcome(encode, doc, m) == outcome(encode_span, doc, m)
     assert outcome(encode, doc, m)[0] == "refused"  # OK is no span kind
     assert outcome(from_text, json.dumps(doc)) == outcome(encode_span, doc, m)
     lm = LogMapping(body="level")
-    encode, _ = log_encoder(lm)
+    encode, _, _ = log_encoder(lm)
     record = {"timestamp": T0, "level": "INFO", "service": "s"}
     assert outcome(encode, record, lm) == outcome(encode_log, record, lm)
 
