@@ -233,11 +233,11 @@ class Sender:
         (a retry wait ends at once)."""
         with self.lock:  # from here on the sender fails whatever it takes off the queue
             self.closed = True
+            inflight = self.inflight
+        if inflight is not None:  # failed here, before its retry wait ends
+            self._fail(inflight, UNDELIVERED)
         self.retries.stop()
         leftovers = []
-        if self.pending.events:  # never handed to the sender (flush was interrupted)
-            batch, self.pending = self.pending, _Batch()
-            self._fail(batch, NOT_SENT)
         while True:
             try:
                 batch = self.queue.get_nowait()
@@ -246,11 +246,11 @@ class Sender:
             self.queue.task_done()
             if batch is not None:
                 leftovers.append(batch)
-        inflight = self.inflight
-        if inflight is not None:
-            leftovers.insert(0, inflight)  # mapped first: the metric state's order
-        for batch in leftovers:
+        for batch in leftovers:  # mapped in the order handed: the metric state's
             self._fail(batch, UNDELIVERED)
+        if self.pending.events:  # never handed to the sender (flush was interrupted)
+            batch, self.pending = self.pending, _Batch()
+            self._fail(batch, NOT_SENT)
         if self.thread.is_alive():
             self.queue.put(None)
             self.thread.join(timeout=1.0)
@@ -295,7 +295,7 @@ class Sender:
         settle it."""
         try:
             self._map(batch)
-            parts = self._requests(batch) if batch.items else []
+            parts = self._requests(batch) if batch.items and not batch.settled else []
         except Exception as exc:
             log.exception("otlp export to %s failed unexpectedly", self.endpoint)
             parts = [(batch, None, f"export error: {type(exc).__name__}", str(exc))]

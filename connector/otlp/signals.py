@@ -2,7 +2,7 @@
 export request from mapped events, and where the request goes.
 
 An encoded item is (resource key, extra, payload bytes): `extra` is the trace id for
-spans, None for log records, the (metric name, data point) pairs for metrics; the
+spans, None for log records, the packed data points for metrics (metrics.py); the
 payload's length is what the item adds to a request.
 """
 

@@ -221,6 +221,52 @@ def test_delta_series_are_evicted_as_python_evicts_them(monkeypatch):
     assert list(native.last.items()) == list(pure.last.items()) and len(pure.last) == 3
 
 
+def many_outcomes(many, events: list) -> list:
+    """What `many` gives, as outcome() words each event's item or failure."""
+    items, failed = many(events)
+    assert len(items) == len(events) and failed == sorted(set(failed))
+    assert all(isinstance(items[i], Exception) == (i in failed) for i in range(len(events)))
+
+    def give(i):
+        if i in failed:
+            raise items[i]
+        return items[i]
+
+    return [outcome(give, i) for i in range(len(events))]
+
+
+ODD = st.sampled_from([None, b"{}", 5, "\ud800", ""])  # not text, or no UTF-8
+
+
+@budget(200)
+@given(st.lists(written(SPAN_VALUES, SPAN_EXTRAS) | ODD, max_size=20),
+       st.sampled_from(SPAN_MAPPINGS), st.lists(written(LOG_VALUES, LOG_EXTRAS) | ODD, max_size=20))
+def test_many_is_from_text_of_each(spans, m, records):
+    """A batch read at once (without the GIL) gives what from_text gives for each event,
+    failures in their places, whatever the batch holds."""
+    spans = [renamed_text(e, m) if isinstance(e, str) else e for e in spans]
+    for encoder, mapping, events in ((span_encoder, m, spans), (log_encoder, LOG_MAPPING, records)):
+        native, pure = encoder(mapping), encoder(mapping, native=False)
+        expected = [outcome(pure.from_text, e) for e in events]
+        assert many_outcomes(native.many, events) == expected
+        assert many_outcomes(pure.many, events) == expected
+
+
+@budget(200)
+@given(st.data(), st.sampled_from([WIDE, NARROW]))
+def test_many_metrics_are_pythons_with_one_state(data, m):
+    """Batches of metric events through one encoder each, natively and event by event in
+    Python: the same items or failures, and the same state after."""
+    plain = METRIC_VALUES if m is WIDE else NARROW_VALUES
+    native, pure = MetricEncoder(m), MetricEncoder(m)
+    native_many = compiled.metric_texts(native)[1]
+    pure_text = metric_from_text(pure, native=False)
+    for _ in range(2):
+        events = data.draw(st.lists(written(plain, METRIC_EXTRAS) | ODD, max_size=12))
+        assert many_outcomes(native_many, events) == [outcome(pure_text, e) for e in events]
+    assert (native.start, native.last, native.seq) == (pure.start, pure.last, pure.seq)
+
+
 # resource keys: equal tuples made apart group as one, as a dict groups them
 KEYS = st.sampled_from([("a",), ("b",), ("a", ("zone", b'"x"')), ("\u00e9",)]).map(tuple)
 
@@ -342,6 +388,8 @@ def test_the_encoder_is_free_while_python_decides():
         [m.trace_id, m.span_id, m.parent_span_id, m.service, m.operation, m.start_time,
          m.duration_ms, m.status], fallback)
     assert encoder.from_text(odd) == pure(odd) and seen == [pure(good)]
+    assert encoder.many([odd, good, odd]) == ([pure(odd), pure(good), pure(odd)], [])
+    assert len(seen) == 3
 
 
 def test_native_items_are_left_out_of_the_cycle_collector():
@@ -355,7 +403,7 @@ def test_native_items_are_left_out_of_the_cycle_collector():
     metric = metric_from_text(encoder)('{"timestamp": "2026-02-20T10:00:00Z", "requests": 1}')
     for item in (span, record, metric):
         assert not gc.is_tracked(item) and not gc.is_tracked(item[0])
-    assert not any(gc.is_tracked(t) for t in (metric[1], *metric[1], *encoder.last))
+    assert not any(gc.is_tracked(t) for t in encoder.last)
 
 
 def test_metric_events_wider_than_the_native_reader_take_the_python_path():

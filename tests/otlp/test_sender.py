@@ -83,11 +83,13 @@ def http_endpoint():
         server.server_close()
 
 
-def output(endpoint: str, protocol: str = "http/protobuf", **retry) -> tuple[OtlpOutput, Acks]:
+def output(
+    endpoint: str, protocol: str = "http/protobuf", batch: dict | None = None, **retry
+) -> tuple[OtlpOutput, Acks]:
     config = Config(
         endpoint=endpoint, protocol=protocol, signal="logs", connect_timeout=5, timeout=5,
         retry={"attempts": 5, "initial_backoff": 0.01, "max_backoff": 0.02, **retry},
-        mapping={"body": "body"},
+        mapping={"body": "body"}, batch=batch or {},
     )
     acks = Acks("o", "otlp")
     out = OtlpOutput(config, acks)
@@ -166,6 +168,33 @@ def test_close_ends_a_retry_wait_at_once(http_endpoint):
     assert not out.sender.thread.is_alive()
     assert acks.failed == len(LOGS) and acks.reasons == {UNDELIVERED: len(LOGS)}
     assert len(answers.received) == 1
+
+
+def test_events_that_do_not_map_fail_with_their_reason_when_close_fails_the_rest(http_endpoint):
+    """The sender thread maps each batch as it takes it: batches still queued (or never
+    handed) at close() are mapped then, so an event that does not map fails with its own
+    reason, not as undelivered, and every event is counted once."""
+    answers = Answers((503, {}))
+    # each write below is a batch of its own
+    out, acks = output(http_endpoint(answers), batch={"max_spans": len(LOGS)},
+                       initial_backoff=60, max_backoff=60)
+    bad = ["not json", json.dumps({"timestamp": "yesterday", "body": "x"})]
+    acks.handed += len(LOGS)
+    out.write_batch(Batch(LOGS))  # in flight: the endpoint answers 503, a retry waits
+    deadline = time.monotonic() + 5
+    while not answers.received and time.monotonic() < deadline:
+        time.sleep(0.02)
+    queued = [*bad, *LOGS[:3]]
+    acks.handed += len(queued) + len(bad)
+    out.write_batch(Batch(queued))  # queued behind it
+    out.write_batch(Batch(bad))  # pending, never handed to the sender
+    out.close()
+    assert acks.failed == len(LOGS) + len(queued) + len(bad) and acks.pending == 0
+    assert acks.reasons == {
+        UNDELIVERED: len(LOGS) + 3,
+        "not JSON: cannot map to a log record": 2,
+        "cannot map to a log record: field 'timestamp' is not an ISO-8601 time": 2,
+    }
 
 
 # -- gRPC: RetryInfo in grpc-status-details-bin ------------------------------------------------
