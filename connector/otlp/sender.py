@@ -109,8 +109,8 @@ class _Batch:
 
 
 class Sender:
-    """write() maps and batches on the caller's thread; a thread exports batches through
-    `export(body) -> items rejected`, which raises ExportError."""
+    """write() batches on the caller's thread; a thread maps the batches and exports them
+    through `export(body) -> items rejected`, which raises ExportError."""
 
     def __init__(
         self,
