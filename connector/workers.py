@@ -251,7 +251,12 @@ class Workers:
                     part = dataclasses.replace(part, stalled=part.stalled + silent)
             parts.append(part)
         total = functools.reduce(RunStats.merge, parts[1:], parts[0].snapshot())
-        total.started, total.finished, total.alive = self.started, self.finished, self.alive
+        # the run's time counts from the first worker's start, as one process's counts from
+        # its pipeline's: not the workers' interpreters starting up (~0.1 s each). Their
+        # clock is the system's monotonic one: comparable with ours only when ours is too.
+        starts = [p.started for p in parts if p.started]
+        total.started = min(starts) if starts and self.clock is SYSTEM else self.started
+        total.finished, total.alive = self.finished, self.alive
         # a worker's hung produce() says more than the signal that found it hung
         hung = [p.stop_reason for p in parts if (p.stop_reason or "").startswith(HUNG)]
         total.stop_reason = (hung or [self.stop_reason or total.stop_reason])[0]

@@ -223,3 +223,28 @@ def test_a_worker_killed_mid_backfill_into_kafka_is_accounted_within_a_stated_bo
     check_accounts(s, "kafka-0", dead=dead, held=held, possibly=range(possibly),
                    id_of=lambda m: json.loads(m.value())["id"])
     assert s.produced < 400_000 and s.delivered("kafka-0") >= 30_000, s.text
+
+
+def test_the_run_time_counts_from_the_first_workers_start(write):
+    """As one process's summary counts from its pipeline's start (after its imports), the
+    workers' counts from the first worker's, not from before their interpreters started."""
+    import dataclasses
+
+    from connector.options import RunOptions
+    from connector.workers import Workers
+
+    write("s.py", SCRIPT)
+    config = write("c.yaml", """
+        mode: backfill
+        input: [{cron: {expression: "* * * * * *", start: "2026-01-01T00:00:00Z", end: "2026-01-01T00:00:10Z"}}]
+        event: {script: {path: s.py}}
+        output: [{null: {}}]
+        """)
+    run = Workers(config, RunOptions(mode="backfill"), 2)
+    run.started, run.finished = 100.0, 109.0
+    assert run.snapshot().started == 100.0  # no worker has said anything yet
+    run.snapshots[1] = dataclasses.replace(run._empty(), started=100.4)
+    run.snapshots[0] = dataclasses.replace(run._empty(), started=100.3)
+    run.finals |= {0, 1}
+    total = run.snapshot()
+    assert (total.started, total.finished) == (100.3, 109.0)
