@@ -267,6 +267,23 @@ def test_many_metrics_are_pythons_with_one_state(data, m):
     assert (native.start, native.last, native.seq) == (pure.start, pure.last, pure.seq)
 
 
+def test_many_keeps_the_state_in_the_events_order():
+    """Events the native pass reads and events it leaves to Python, one after another in a
+    batch, share the run's start and the delta series in the order they come (an escaped
+    service name takes the Python path, yet is the same series)."""
+    def event(second: int, service: str = '"svc"', **extra) -> str:
+        fields = "".join(f', "{k}": {json.dumps(v)}' for k, v in extra.items())
+        return (f'{{"timestamp": "2026-02-20T10:00:{second:02d}Z", "service": {service}, '
+                f'"mem": {second}, "requests": 1{fields}}}')
+
+    events = [event(0, region="eu"), event(5), event(7, '"sv\\u0063"'), event(9),
+              event(11, region="eu")]
+    native, pure = MetricEncoder(WIDE), MetricEncoder(WIDE)
+    items, failed = compiled.metric_texts(native)[1](events)
+    assert failed == [] and items == [metric_from_text(pure, native=False)(e) for e in events]
+    assert (native.start, native.last) == (pure.start, pure.last)
+
+
 # resource keys: equal tuples made apart group as one, as a dict groups them
 KEYS = st.sampled_from([("a",), ("b",), ("a", ("zone", b'"x"')), ("\u00e9",)]).map(tuple)
 
