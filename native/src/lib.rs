@@ -15,6 +15,7 @@ mod spans;
 mod time;
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use json::Value;
 use pyo3::exceptions::PyException;
@@ -97,6 +98,27 @@ fn declined<'py>(
         }
         Err(err) => Err(err),
     }
+}
+
+/// `many`'s native pass: each text written by `write` into `buf`, with the GIL released
+/// (the texts are read only): what `write` returned and the range of its bytes, or None
+/// where it declined (writing nothing).
+fn write_all<'a, R: Send>(
+    py: Python<'_>,
+    texts: &[Option<&'a str>],
+    buf: &mut Vec<u8>,
+    write: impl Fn(&'a str, &mut Vec<u8>) -> Option<R> + Sync,
+) -> Vec<Option<(R, Range<usize>)>> {
+    py.detach(|| {
+        texts
+            .iter()
+            .map(|text| {
+                let at = buf.len();
+                let read = write((*text)?, buf)?;
+                Some((read, at..buf.len()))
+            })
+            .collect()
+    })
 }
 
 /// `many`'s end: the Python path's item (or exception) for each event the native pass

@@ -7,7 +7,7 @@ use pyo3::types::PyBytes;
 
 use crate::json::{self, Value};
 use crate::{fall_back, field, item, refused_by_native, string, text_of, texts, time, varint};
-use crate::{varint_len, Keys, Many};
+use crate::{varint_len, write_all, Keys, Many};
 
 /// Log records: (timestamp, severity, body, service), those and no other fields.
 #[pyclass(module = "connector.otlp._native")]
@@ -107,17 +107,8 @@ impl LogEncoder {
         let mut this = slf.borrow_mut();
         let (names, severities) = (&this.names, &this.severities);
         let mut buf = Vec::with_capacity(texts.len() * 64);
-        let read: Vec<_> = py.detach(|| {
-            let mut at = 0;
-            texts
-                .iter()
-                .map(|text| {
-                    let service = write(names, severities, (*text)?, &mut buf)?;
-                    let range = at..buf.len();
-                    at = buf.len();
-                    Some((service, range))
-                })
-                .collect()
+        let read = write_all(py, &texts, &mut buf, |text, out| {
+            write(names, severities, text, out)
         });
         let mut items = Vec::with_capacity(events.len());
         let mut refused = Vec::new();

@@ -7,7 +7,7 @@ use crate::json::{self, Value};
 use crate::{
     fall_back, field, hex, item, non_empty, refused_by_native, string, text_of, texts, time,
 };
-use crate::{Keys, Many};
+use crate::{write_all, Keys, Many};
 
 /// Spans: (trace_id, span_id, parent_span_id, service, operation, start_time, duration_ms,
 /// status), those and no other fields.
@@ -118,18 +118,7 @@ impl SpanEncoder {
         let mut this = slf.borrow_mut();
         let names = &this.names;
         let mut buf = Vec::with_capacity(texts.len() * 96);
-        let read: Vec<_> = py.detach(|| {
-            let mut at = 0;
-            texts
-                .iter()
-                .map(|text| {
-                    let span = write(names, (*text)?, &mut buf)?;
-                    let range = at..buf.len();
-                    at = buf.len();
-                    Some((span, range))
-                })
-                .collect()
-        });
+        let read = write_all(py, &texts, &mut buf, |text, out| write(names, text, out));
         let mut items = Vec::with_capacity(events.len());
         let mut refused = Vec::new();
         for (at, read) in read.into_iter().enumerate() {
