@@ -18,10 +18,10 @@ values.loads makes of every event (re-serializing it to find integers orjson rou
 be decided from the few values the shape allows.
 
 When the native extension is built (`connector/otlp/_native`, from native/ at the
-repository's root), `from_text` and `many` are its encoder's: the same shape read and
-written in Rust straight from the text (`many` reads a whole batch without the GIL, so the
-thread that encodes it runs beside the one making events), handing anything else to the
-pure-Python `from_text` below (so the failures are this module's).
+repository's root), `many` is its encoder's: the same shape read and written in Rust
+straight from the text, a whole batch without the GIL (so the thread that encodes it runs
+beside the one making events), handing anything else to the pure-Python `from_text` below
+(so the failures are this module's).
 tests/otlp/test_native.py holds the two to the same bytes.
 """
 
@@ -52,7 +52,6 @@ __all__ = [
     "each",
     "item_request",
     "log_encoder",
-    "metric_from_text",
     "metric_request",
     "metric_texts",
     "native_built",
@@ -95,7 +94,7 @@ def each(from_text: Callable[[str], Item]) -> Many:
 def _encoders(encode: Callable, from_text: Callable, native: Any = None) -> Encoders:
     if native is None:
         return Encoders(encode, from_text, each(from_text))
-    return Encoders(encode, native.from_text, native.many)
+    return Encoders(encode, from_text, native.many)
 
 _CACHED = 4096  # at most this many entries per cache (span names, bodies, levels repeat)
 _LONGEST = 128  # a longer string is encoded each time, never cached
@@ -119,8 +118,7 @@ _STATUS_BYTES = {name: _status(code) for name, code in _STATUS_CODES.items()}
 
 def span_encoder(m: SpanMapping, native: bool = True) -> Encoders:
     """(encode(doc, mapping), from_text(event), many(events)) for spans, bound to mapping
-    `m`; `native`: from_text and many are the native encoder's, over these, when it is
-    built."""
+    `m`; `native`: many is the native encoder's, over from_text, when it is built."""
     trace_f, span_f, parent_f = m.trace_id, m.span_id, m.parent_span_id
     service_f, op_f, start_f, duration_f, status_f = (
         m.service,
@@ -202,7 +200,7 @@ def span_encoder(m: SpanMapping, native: bool = True) -> Encoders:
 
 def log_encoder(m: LogMapping, native: bool = True) -> Encoders:
     """(encode(doc, mapping), from_text(event), many(events)) for log records, bound to
-    mapping `m`; `native`: from_text and many are the native encoder's, when it is built."""
+    mapping `m`; `native`: many is the native encoder's, when it is built."""
     time_f, severity_f, body_f, service_f = m.timestamp, m.severity, m.body, m.service
     plain = frozenset((time_f, severity_f, body_f, service_f))
     severities: dict[str, bytes] = {}
@@ -286,16 +284,11 @@ def _kind(spec: Any) -> int:
     return 0
 
 
-def metric_from_text(encoder: MetricEncoder, native: bool = True) -> Callable[[str], Item]:
-    """from_text(event) for metrics (metric_texts)."""
-    return metric_texts(encoder, native)[0]
-
-
 def metric_texts(
     encoder: MetricEncoder, native: bool = True
 ) -> tuple[Callable[[str], Item], Many]:
-    """(from_text, many) for metrics: encoder(values.loads(event)), through the native
-    encoder when it is built; it keeps its state (start, delta series) in `encoder`."""
+    """(from_text, many) for metrics: encoder(values.loads(event)); many through the native
+    encoder when it is built, which keeps its state (start, delta series) in `encoder`."""
 
     def from_text(event: str) -> Item:
         return encoder(values.loads(event))
@@ -321,7 +314,7 @@ def metric_texts(
     fast = _native.MetricEncoder(
         names, wide, kinds, m.narrow, encoder, encoder.last, MAX_SERIES, from_text
     )
-    return fast.from_text, fast.many
+    return from_text, fast.many
 
 
 def item_request(native: bool = True) -> Callable[[list[Item]], bytes]:

@@ -57,21 +57,6 @@ fn item<'py>(
     Ok(tuple(key.py(), [key.into_any(), extra, payload])?.into_any())
 }
 
-/// Hand the event to the Python path (`fallback`), the encoder no longer borrowed: Python
-/// code runs there, and may use the encoder again (another thread, or a re-entrant call).
-fn fall_back<'py, T>(
-    slf: PyRefMut<'py, T>,
-    fallback: impl FnOnce(&T) -> &Py<PyAny>,
-    event: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>>
-where
-    T: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::False>,
-{
-    let fallback = fallback(&slf).clone_ref(event.py());
-    drop(slf);
-    fallback.bind(event.py()).call1((event,))
-}
-
 /// What `many` returns: the items in the events' order, with the exception the Python path
 /// raised in place of each item it refused, and those places.
 type Many<'py> = (Bound<'py, PyList>, Vec<usize>);
@@ -122,7 +107,8 @@ fn write_all<'a, R: Send>(
 }
 
 /// `many`'s end: the Python path's item (or exception) for each event the native pass
-/// refused, in order, the encoder no longer borrowed (as `fall_back`).
+/// refused, in order, the encoder no longer borrowed: Python code runs there, and may use
+/// the encoder again (another thread, or a re-entrant call).
 fn refused_by_native<'py>(
     fallback: Bound<'py, PyAny>,
     events: &[Bound<'py, PyAny>],

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::json::{self, Value};
-use crate::{fall_back, field, item, refused_by_native, string, text_of, texts, time, varint};
+use crate::{field, item, refused_by_native, string, texts, time, varint};
 use crate::{varint_len, write_all, Keys, Many};
 
 /// Log records: (timestamp, severity, body, service), those and no other fields.
@@ -16,7 +16,6 @@ pub struct LogEncoder {
     severities: HashMap<String, u8>,
     fallback: Py<PyAny>,
     keys: Keys,
-    buf: Vec<u8>,
 }
 
 /// The LogRecord message appended to `out` and its service, or None for the Python path
@@ -76,31 +75,11 @@ impl LogEncoder {
             severities,
             fallback,
             keys: Keys::default(),
-            buf: Vec::with_capacity(256),
         }
     }
 
-    /// The item ((service,), None, LogRecord bytes) of one event, as compiled.py's from_text.
-    #[pyo3(name = "from_text")]
-    fn encode<'py>(
-        mut slf: PyRefMut<'py, Self>,
-        event: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = event.py();
-        let this = &mut *slf;
-        this.buf.clear();
-        let read = text_of(event)
-            .and_then(|text| write(&this.names, &this.severities, text, &mut this.buf));
-        if let Some(service) = read {
-            let key = this.keys.get(py, service)?;
-            let payload = PyBytes::new(py, &this.buf).into_any();
-            return item(key, py.None().into_bound(py), payload);
-        }
-        fall_back(slf, |this| &this.fallback, event)
-    }
-
-    /// The items of many events, as `from_text` of each in turn, read and written without
-    /// the GIL (as SpanEncoder.many).
+    /// The items ((service,), None, LogRecord bytes) of many events, as compiled.py's
+    /// from_text of each in turn, read and written without the GIL (as SpanEncoder.many).
     fn many<'py>(slf: &Bound<'py, Self>, events: Vec<Bound<'py, PyAny>>) -> PyResult<Many<'py>> {
         let py = slf.py();
         let texts = texts(&events);

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::json::{self, Value};
-use crate::{declined, fall_back, field, item, text_of, texts, time, tuple, Keys, Many};
+use crate::{declined, field, item, texts, time, tuple, Keys, Many};
 
 /// The fields an event of this encoder may have: timestamp, service and the metrics.
 pub const MAX_FIELDS: usize = 16;
@@ -215,20 +215,8 @@ impl MetricEncoder {
         })
     }
 
-    /// The item (resource key, packed points, the same) of one event, as
-    /// MetricEncoder(values.loads(event)).
-    #[pyo3(name = "from_text")]
-    fn encode<'py>(
-        mut slf: PyRefMut<'py, Self>,
-        event: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        match text_of(event).and_then(|text| slf.read(text)) {
-            Some(read) => slf.emit(event.py(), read),
-            None => fall_back(slf, |this| &this.fallback, event),
-        }
-    }
-
-    /// The items of many events, as `from_text` of each in turn: read without the GIL,
+    /// The items (resource key, packed points, the same) of many events, as
+    /// MetricEncoder(values.loads(event)) of each in turn: read without the GIL,
     /// then written in order, the events the native pass refused through the Python path
     /// in their turn (both keep the one state).
     fn many<'py>(slf: &Bound<'py, Self>, events: Vec<Bound<'py, PyAny>>) -> PyResult<Many<'py>> {

@@ -4,9 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::json::{self, Value};
-use crate::{
-    fall_back, field, hex, item, non_empty, refused_by_native, string, text_of, texts, time,
-};
+use crate::{field, hex, item, non_empty, refused_by_native, string, texts, time};
 use crate::{write_all, Keys, Many};
 
 /// Spans: (trace_id, span_id, parent_span_id, service, operation, start_time, duration_ms,
@@ -16,7 +14,6 @@ pub struct SpanEncoder {
     names: [String; 8],
     fallback: Py<PyAny>,
     keys: Keys,
-    buf: Vec<u8>,
 }
 
 struct Span<'a> {
@@ -88,30 +85,12 @@ impl SpanEncoder {
             names,
             fallback,
             keys: Keys::default(),
-            buf: Vec::with_capacity(256),
         }
     }
 
-    /// The item ((service,), trace id, Span bytes) of one event, as compiled.py's from_text.
-    #[pyo3(name = "from_text")]
-    fn encode<'py>(
-        mut slf: PyRefMut<'py, Self>,
-        event: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let py = event.py();
-        let this = &mut *slf;
-        this.buf.clear();
-        if let Some(span) = text_of(event).and_then(|text| write(&this.names, text, &mut this.buf))
-        {
-            let key = this.keys.get(py, span.service)?;
-            let trace_id = PyBytes::new(py, &span.trace_id).into_any();
-            return item(key, trace_id, PyBytes::new(py, &this.buf).into_any());
-        }
-        fall_back(slf, |this| &this.fallback, event)
-    }
-
-    /// The items of many events, as `from_text` of each in turn. They are read and written
-    /// without the GIL: a thread that encodes a batch here runs beside the one making events.
+    /// The items ((service,), trace id, Span bytes) of many events, as compiled.py's
+    /// from_text of each in turn. They are read and written without the GIL: a thread that
+    /// encodes a batch here runs beside the one making events.
     fn many<'py>(slf: &Bound<'py, Self>, events: Vec<Bound<'py, PyAny>>) -> PyResult<Many<'py>> {
         let py = slf.py();
         let texts = texts(&events);

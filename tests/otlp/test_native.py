@@ -23,8 +23,8 @@ import connector.otlp.compiled as compiled
 from connector.otlp.compiled import (
     item_request,
     log_encoder,
-    metric_from_text,
     metric_request,
+    metric_texts,
     span_encoder,
 )
 from connector.otlp.mapping import MetricMapping, SpanMapping
@@ -60,7 +60,25 @@ def native_built():
 
 def both(encoder, mapping):
     """(native from_text, pure-Python from_text) of one mapping."""
-    return encoder(mapping)[1], encoder(mapping, native=False)[1]
+    return single(encoder(mapping).many), encoder(mapping, native=False).from_text
+
+
+def single(many):
+    """One event through `many`: its item, or its failure raised (as from_text)."""
+
+    def from_text(event):
+        items, failed = many([event])
+        if failed:
+            raise items[0]
+        return items[0]
+
+    return from_text
+
+
+def metric_from_text(encoder: MetricEncoder, native: bool = True):
+    """from_text of metrics: through the native encoder's `many`, or the Python path."""
+    from_text, many = metric_texts(encoder, native)
+    return single(many) if native else from_text
 
 
 @st.composite
@@ -259,7 +277,7 @@ def test_many_metrics_are_pythons_with_one_state(data, m):
     Python: the same items or failures, and the same state after."""
     plain = METRIC_VALUES if m is WIDE else NARROW_VALUES
     native, pure = MetricEncoder(m), MetricEncoder(m)
-    native_many = compiled.metric_texts(native)[1]
+    native_many = metric_texts(native)[1]
     pure_text = metric_from_text(pure, native=False)
     for _ in range(2):
         events = data.draw(st.lists(written(plain, METRIC_EXTRAS) | ODD, max_size=12))
@@ -279,7 +297,7 @@ def test_many_keeps_the_state_in_the_events_order():
     events = [event(0, region="eu"), event(5), event(7, '"sv\\u0063"'), event(9),
               event(11, region="eu")]
     native, pure = MetricEncoder(WIDE), MetricEncoder(WIDE)
-    items, failed = compiled.metric_texts(native)[1](events)
+    items, failed = metric_texts(native)[1](events)
     assert failed == [] and items == [metric_from_text(pure, native=False)(e) for e in events]
     assert (native.start, native.last) == (pure.start, pure.last)
 
@@ -338,7 +356,7 @@ def test_the_examples_take_the_native_path(signal):
     args = (fields, lambda e: handed.append(e) or pure(e))
     if signal == "logs":
         args = (fields, compiled.SEVERITY_NUMBERS, args[1])
-    native = native_type(*args).from_text
+    native = single(native_type(*args).many)
     events = example_events("tracing/tracing.py" if signal == "traces" else "basic/produce.py",
                             300)
     assert [native(e) for e in events] == [pure(e) for e in events]
@@ -369,11 +387,11 @@ def test_the_metrics_example_takes_the_native_path(monkeypatch):
 def test_without_the_extension_the_python_path_is_taken(monkeypatch):
     """scripts/demo and a plain pip install have no native build: same items, from Python."""
     text = span_text("2026-02-20T10:00:00Z", "1")
-    native = codec("traces").from_text
+    native = codec("traces").many
     monkeypatch.setattr(compiled, "_native", None)
-    pure = codec("traces").from_text
+    pure = codec("traces").many
     assert type(pure).__name__ == "function" and type(native).__name__ != "function"
-    assert native(text) == pure(text)
+    assert native([text]) == pure([text])
 
 
 def test_the_rust_unit_tests_pass():
@@ -397,14 +415,14 @@ def test_the_encoder_is_free_while_python_decides():
     seen = []
 
     def fallback(event):
-        seen.append(encoder.from_text(good))  # as another thread would, meanwhile
+        seen.append(encoder.many([good]))  # as another thread would, meanwhile
         return pure(event)
 
     m = SpanMapping()
     encoder = compiled._native.SpanEncoder(
         [m.trace_id, m.span_id, m.parent_span_id, m.service, m.operation, m.start_time,
          m.duration_ms, m.status], fallback)
-    assert encoder.from_text(odd) == pure(odd) and seen == [pure(good)]
+    assert single(encoder.many)(odd) == pure(odd) and seen == [([pure(good)], [])]
     assert encoder.many([odd, good, odd]) == ([pure(odd), pure(good), pure(odd)], [])
     assert len(seen) == 3
 
@@ -414,8 +432,9 @@ def test_native_items_are_left_out_of_the_cycle_collector():
     cycle, are untracked as they are made (else a collection every few hundred events)."""
     import gc
 
-    span = span_encoder(SpanMapping())[1](span_text("2026-02-20T10:00:00Z", "1"))
-    record = log_encoder(LOG_MAPPING)[1]('{"timestamp": "2026-02-20T10:00:00Z", "message": "x"}')
+    span = single(span_encoder(SpanMapping()).many)(span_text("2026-02-20T10:00:00Z", "1"))
+    record = single(log_encoder(LOG_MAPPING).many)(
+        '{"timestamp": "2026-02-20T10:00:00Z", "message": "x"}')
     encoder = MetricEncoder(WIDE)
     metric = metric_from_text(encoder)('{"timestamp": "2026-02-20T10:00:00Z", "requests": 1}')
     for item in (span, record, metric):
@@ -428,9 +447,9 @@ def test_metric_events_wider_than_the_native_reader_take_the_python_path():
     (it would decline every event, after reading it)."""
     most = compiled._native.MAX_METRIC_FIELDS
     wider = MetricMapping(metrics={f"m{k}": {"type": "gauge"} for k in range(most - 1)})
-    assert type(metric_from_text(MetricEncoder(wider))).__name__ == "function"
+    assert type(metric_texts(MetricEncoder(wider))[1]).__name__ == "function"
     fits = MetricMapping(metrics={f"m{k}": {"type": "gauge"} for k in range(most - 2)})
-    assert type(metric_from_text(MetricEncoder(fits))).__name__ != "function"
+    assert type(metric_texts(MetricEncoder(fits))[1]).__name__ != "function"
     event = json.dumps({"timestamp": "2026-02-20T10:00:00Z", "m0": 1, "m3": 2.5})
     assert metric_from_text(MetricEncoder(wider))(event) == metric_from_text(
         MetricEncoder(wider), native=False)(event)
