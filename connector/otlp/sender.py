@@ -16,9 +16,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-
-from pydantic import Field
 
 from connector.delivery import (
     NOT_SENT,
@@ -32,30 +29,17 @@ from connector.delivery import (
     kind_of,
     not_sent,
 )
-from connector.fields import Strict
+from connector.otlp.batches import BatchConfig, Part, SendBatch, requests
 from connector.otlp.signals import Codec, encode_all
 from connector.otlp.wire import read
 
 __all__ = [
-    "BatchConfig",
     "ExportError",
     "Sender",
     "grpc_retry_delay",
 ]
 
 log = logging.getLogger("connector.otlp")
-
-
-class BatchConfig(Strict):
-    max_spans: int = Field(
-        8192, gt=0, description="items (spans, log records, metric events) per batch"
-    )  # the OpenTelemetry Collector batch default
-    max_delay: float = Field(0.2, gt=0, description="seconds an item may wait for its batch")
-    # Under 4 MiB, the gRPC max receive size of Collectors and Jaeger: a larger request is
-    # refused whole (RESOURCE_EXHAUSTED), however many good items it carries.
-    max_bytes: int = Field(
-        4_000_000, ge=1024, description="bytes per export request (uncompressed)"
-    )
 
 
 class ExportError(DeliveryError):
@@ -96,18 +80,6 @@ def grpc_retry_delay(details: bytes | None) -> float | None:
     return None
 
 
-@dataclass
-class _Batch:
-    events: list[str] = field(default_factory=list)
-    # the events' docs where a `when` rule parsed them (None: not JSON); None: none did
-    docs: list | None = None
-    items: list = field(default_factory=list)  # once mapped: the events' items, in step
-    handed: float = field(default_factory=time.monotonic)
-    size: int = 0  # the events' characters: a batch ends past batch.max_bytes of them
-    mapped: bool = False
-    settled: bool = False
-
-
 class Sender:
     """write() batches on the caller's thread; a thread maps the batches and exports them
     through `export(body) -> items rejected`, which raises ExportError."""
@@ -125,11 +97,11 @@ class Sender:
         self.codec, self.export, self.acks = codec, export, acks
         self.batch, self.retry, self.endpoint = batch, retry, endpoint
         self.too_large = f"{codec.signal.noun} too large for one request (batch.max_bytes)"
-        self.pending = _Batch()
-        self.queue: queue.Queue[_Batch | None] = queue.Queue(queue_size)
+        self.pending = SendBatch()
+        self.queue: queue.Queue[SendBatch | None] = queue.Queue(queue_size)
         self.lock = threading.Lock()  # settles a batch once: sender vs close()
         self.mapping = threading.Lock()  # maps a batch once, in order (the metric state)
-        self.inflight: _Batch | None = None
+        self.inflight: SendBatch | None = None
         self.closed = False
         self.deadline: float | None = None  # the flush deadline, once flush() set one
         # time.monotonic() by which a stopping run must be done (its output's stop_by):
@@ -195,7 +167,7 @@ class Sender:
     def _enqueue(self, deadline: float | None = None) -> None:
         """Hand the pending batch to the sender; blocks while it is behind (backpressure),
         until `deadline` or the stop deadline: then the batch fails as undelivered."""
-        batch, self.pending = self.pending, _Batch()
+        batch, self.pending = self.pending, SendBatch()
         try:
             while True:
                 stop = self.stop_deadline  # past it: no more waiting, room now or never
@@ -249,7 +221,7 @@ class Sender:
         for batch in leftovers:  # mapped in the order handed: the metric state's
             self._fail(batch, UNDELIVERED)
         if self.pending.events:  # never handed to the sender (flush was interrupted)
-            batch, self.pending = self.pending, _Batch()
+            batch, self.pending = self.pending, SendBatch()
             self._fail(batch, NOT_SENT)
         if self.thread.is_alive():
             self.queue.put(None)
@@ -273,7 +245,7 @@ class Sender:
             finally:
                 self.queue.task_done()
 
-    def _map(self, batch: _Batch) -> None:
+    def _map(self, batch: SendBatch) -> None:
         """Map the batch's events, once: the sender thread does, or whoever fails a batch it
         never took (every batch is mapped before it settles, so an event that does not map
         fails with its own reason). The events that do not map fail alone here."""
@@ -284,18 +256,21 @@ class Sender:
                 )
                 batch.docs, batch.mapped = None, True
 
-    def _fail(self, batch: _Batch, reason: str) -> None:
+    def _fail(self, batch: SendBatch, reason: str) -> None:
         """Fail a batch that was not exported (mapped first)."""
         self._map(batch)
         with self.lock:
             self._settle(batch, reason)
 
-    def _send(self, batch: _Batch) -> None:
+    def _send(self, batch: SendBatch) -> None:
         """Map and export a batch (as several requests if it is over batch.max_bytes), and
         settle it."""
         try:
             self._map(batch)
-            parts = self._requests(batch) if batch.items and not batch.settled else []
+            parts: list[Part] = []
+            if batch.items and not batch.settled:
+                c, limit = self.codec, self.batch.max_bytes
+                parts = requests(batch, c.request, limit, self.too_large, c.signal.noun)
         except Exception as exc:
             log.exception("otlp export to %s failed unexpectedly", self.endpoint)
             parts = [(batch, None, f"export error: {type(exc).__name__}", str(exc))]
@@ -318,54 +293,6 @@ class Sender:
             self.inflight = None
             batch.settled = True
 
-    def _requests(self, batch: _Batch) -> list[tuple[_Batch, bytes | None, str | None, str]]:
-        """(part, request body, reason, detail): the batch as one request when it fits
-        batch.max_bytes, else cut in order into parts of items up to the limit less
-        headroom for the resources' framing; an item over the limit alone gets no body but
-        a reason."""
-        body = self.codec.request(batch.items)
-        limit = self.batch.max_bytes
-        if len(body) <= limit:
-            return [(batch, body, None, "")]
-        budget = limit - limit // 32
-        parts: list[tuple[_Batch, bytes | None, str | None, str]] = []
-        start, size = 0, 0
-        for i, item in enumerate(batch.items):
-            n = len(item[2]) + 6  # the item, its tag and length
-            if n > limit or (size + n > budget and i > start):
-                if i > start:
-                    parts += self._halved(self._part(batch, start, i))
-                start, size = i, 0
-                if n > limit:  # no request can carry it
-                    noun = self.codec.signal.noun
-                    parts.append((self._part(batch, i, i + 1), None, self.too_large,
-                                  f"{noun} of {n - 6} bytes"))
-                    start = i + 1
-                    continue
-            size += n
-        if start < len(batch.items):
-            parts += self._halved(self._part(batch, start, len(batch.items)))
-        return parts
-
-    @staticmethod
-    def _part(batch: _Batch, start: int, end: int) -> _Batch:
-        return _Batch(batch.events[start:end], None, batch.items[start:end], batch.handed,
-                      mapped=True)
-
-    def _halved(self, batch: _Batch) -> list[tuple[_Batch, bytes | None, str | None, str]]:
-        """The part as one request when it fits, else halved in order (the resources'
-        framing can take a part over the limit); a lone item over it gets a reason."""
-        body = self.codec.request(batch.items)
-        if len(body) <= self.batch.max_bytes:
-            return [(batch, body, None, "")]
-        if len(batch.items) == 1:
-            return [(batch, None, self.too_large, f"request of {len(body)} bytes")]
-        half = len(batch.items) // 2
-        return [
-            *self._halved(self._part(batch, 0, half)),
-            *self._halved(self._part(batch, half, len(batch.items))),
-        ]
-
     def _export_with_retries(self, body: bytes) -> tuple[str | None, int, str]:
         """(failure reason or None, items rejected although the rest was taken, detail)."""
 
@@ -384,7 +311,7 @@ class Sender:
         return None, rejected or 0, ""
 
     def _settle(
-        self, batch: _Batch, reason: str | None, rejected: int = 0, detail: str = ""
+        self, batch: SendBatch, reason: str | None, rejected: int = 0, detail: str = ""
     ) -> None:
         """Acknowledge every event of the batch once (caller holds the lock)."""
         if batch.settled:

@@ -1,8 +1,8 @@
 """`otlp`: events -> OTLP spans, log records or metrics -> an OTLP endpoint (Jaeger,
 Tempo, a Collector).
 
-Mapping happens on the pipeline's thread; the shared sender (otlp/sender.py) batches,
-queues and exports with retries. This module holds the config and the two protocols:
+The shared sender (otlp/sender.py) batches the events, maps them on its own thread,
+and exports with retries. This module holds the config and the two protocols:
 one `export(body)` function each, for gRPC and HTTP/protobuf.
 """
 
@@ -23,8 +23,9 @@ from connector.canary.config import TraceCanaryConfig
 from connector.delivery import RetryConfig, retry_after
 from connector.fields import ConfigPath, Strict
 from connector.logs import add_secret, redact
+from connector.otlp.batches import BatchConfig
 from connector.otlp.mapping import LogMapping, MetricMapping, SpanMapping
-from connector.otlp.sender import BatchConfig, ExportError, Sender, grpc_retry_delay
+from connector.otlp.sender import ExportError, Sender, grpc_retry_delay
 from connector.otlp.signals import MAPPINGS, codec
 from connector.outputs.base import Acks, Batch, BuildContext, Connecting, OutputConfig, OutputError
 from connector.outputs.otlp_recording import record_to

@@ -44,6 +44,7 @@ def test_the_router_hands_each_output_the_docs_of_its_events():
 def test_the_sender_encodes_the_docs_it_is_given_and_parses_the_rest(tmp_path):
     """What a parsed doc maps to is what its text maps to; a None (not JSON) is parsed from
     the text, so it fails with the parser's own reason."""
+    from connector.otlp.batches import BatchConfig
     from connector.otlp.compiled import each
     from connector.otlp.signals import codec
     from connector.outputs.base import Acks
@@ -56,7 +57,7 @@ def test_the_sender_encodes_the_docs_it_is_given_and_parses_the_rest(tmp_path):
         c.from_text = lambda event: parsed.append(event) or text(event)
         c.many = each(c.from_text)
         acks = Acks("otlp-0", "otlp", tmp_path / f"{name}.jsonl")
-        s = sender_module.Sender(c, lambda body: 0, acks, sender_module.BatchConfig(),
+        s = sender_module.Sender(c, lambda body: 0, acks, BatchConfig(),
                                  sender_module.RetryConfig(), 4, "nowhere")
         items: list = []
         s.accepted.append(items.extend)
