@@ -20,7 +20,7 @@ use std::ops::Range;
 use json::Value;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 const CACHED: usize = 4096; // resource keys kept, as the Python encoders' caches
 const ZERO: [u8; 16] = [0; 16];
@@ -104,6 +104,30 @@ fn write_all<'a, R: Send>(
             })
             .collect()
     })
+}
+
+/// The items ((service,), extra, the bytes written) of the events `write_all` wrote (the
+/// others None), and the places of those it did not, for `refused_by_native`.
+fn written_items<'py, 'a, R>(
+    py: Python<'py>,
+    read: Vec<Option<(R, Range<usize>)>>,
+    buf: &[u8],
+    keys: &mut Keys,
+    parts: impl Fn(&R) -> (&'a str, Bound<'py, PyAny>),
+) -> PyResult<(Vec<Bound<'py, PyAny>>, Vec<usize>)> {
+    let mut items = Vec::with_capacity(read.len());
+    let mut refused = Vec::new();
+    for (at, read) in read.into_iter().enumerate() {
+        let Some((read, range)) = read else {
+            items.push(py.None().into_bound(py));
+            refused.push(at);
+            continue;
+        };
+        let (service, extra) = parts(&read);
+        let payload = PyBytes::new(py, &buf[range]).into_any();
+        items.push(item(keys.get(py, service)?, extra, payload)?);
+    }
+    Ok((items, refused))
 }
 
 /// `many`'s end: the Python path's item (or exception) for each event the native pass

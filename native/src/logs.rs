@@ -3,10 +3,9 @@
 use std::collections::HashMap;
 
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 
 use crate::json::{self, Value};
-use crate::{field, item, refused_by_native, string, texts, time, varint};
+use crate::{field, refused_by_native, string, texts, time, varint, written_items};
 use crate::{varint_len, write_all, Keys, Many};
 
 /// Log records: (timestamp, severity, body, service), those and no other fields.
@@ -89,18 +88,9 @@ impl LogEncoder {
         let read = write_all(py, &texts, &mut buf, |text, out| {
             write(names, severities, text, out)
         });
-        let mut items = Vec::with_capacity(events.len());
-        let mut refused = Vec::new();
-        for (at, read) in read.into_iter().enumerate() {
-            let Some((service, range)) = read else {
-                items.push(py.None().into_bound(py));
-                refused.push(at);
-                continue;
-            };
-            let key = this.keys.get(py, service)?;
-            let payload = PyBytes::new(py, &buf[range]).into_any();
-            items.push(item(key, py.None().into_bound(py), payload)?);
-        }
+        let none = || py.None().into_bound(py);
+        let (items, refused) =
+            written_items(py, read, &buf, &mut this.keys, |service| (*service, none()))?;
         let fallback = this.fallback.bind(py).clone();
         drop(this);
         refused_by_native(fallback, &events, items, refused)

@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::json::{self, Value};
-use crate::{field, hex, item, non_empty, refused_by_native, string, texts, time};
+use crate::{field, hex, non_empty, refused_by_native, string, texts, time, written_items};
 use crate::{write_all, Keys, Many};
 
 /// Spans: (trace_id, span_id, parent_span_id, service, operation, start_time, duration_ms,
@@ -98,22 +98,9 @@ impl SpanEncoder {
         let names = &this.names;
         let mut buf = Vec::with_capacity(texts.len() * 96);
         let read = write_all(py, &texts, &mut buf, |text, out| write(names, text, out));
-        let mut items = Vec::with_capacity(events.len());
-        let mut refused = Vec::new();
-        for (at, read) in read.into_iter().enumerate() {
-            let Some((span, range)) = read else {
-                items.push(py.None().into_bound(py));
-                refused.push(at);
-                continue;
-            };
-            let key = this.keys.get(py, span.service)?;
-            let trace_id = PyBytes::new(py, &span.trace_id).into_any();
-            items.push(item(
-                key,
-                trace_id,
-                PyBytes::new(py, &buf[range]).into_any(),
-            )?);
-        }
+        let (items, refused) = written_items(py, read, &buf, &mut this.keys, |span| {
+            (span.service, PyBytes::new(py, &span.trace_id).into_any())
+        })?;
         let fallback = this.fallback.bind(py).clone();
         drop(this);
         refused_by_native(fallback, &events, items, refused)
